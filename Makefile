@@ -1,0 +1,63 @@
+# Jobtrail — `make run` runs the product, `make test` runs the tests. Nothing else to install.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: run test test-quick lint typecheck check migrate clean help
+
+help:
+	@echo "make run     - web + Celery worker + Celery beat on http://127.0.0.1:$(PORT)/"
+	@echo "make test    - the whole test suite (DATABASE_URL / CELERY_BROKER_URL when set)"
+	@echo "make check   - ruff and mypy"
+
+$(VENV)/.runtime: requirements.lock
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	@touch $@
+
+$(VENV)/.dev: requirements-dev.lock
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	@touch $@ $(VENV)/.runtime
+
+.env:
+	@printf 'DJANGO_DEBUG=1\nDJANGO_SECRET_KEY=%s\nJOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS=1\n' \
+		"$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > $@
+	@echo "Wrote .env for a local run (DEBUG on, generated secret key)."
+
+migrate: $(VENV)/.runtime .env
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	@$(PY) manage.py ensure_admin
+	@$(PY) manage.py seed_demo
+	@echo ""
+	@echo "  Jobtrail is starting (web + worker + beat); Ctrl-C stops everything."
+	@echo "  Admin:     http://127.0.0.1:$(PORT)/admin/"
+	@echo "  API:       http://127.0.0.1:$(PORT)/api/v1/"
+	@echo "  API docs:  http://127.0.0.1:$(PORT)/api/docs/"
+	@echo ""
+	JOBTRAIL_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
+
+test: $(VENV)/.dev
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-quick: $(VENV)/.dev
+	$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.dev
+	$(VENV)/bin/mypy config jobs webhooks reports
+
+check: lint typecheck
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .mypy_cache .ruff_cache

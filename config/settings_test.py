@@ -1,0 +1,14 @@
+"""Settings for the test suite: production settings with a test secret and local webhook targets."""
+
+import os
+
+os.environ["JOBTRAIL_READ_DOTENV"] = "0"
+os.environ.setdefault("DJANGO_SECRET_KEY", "insecure-test-only-secret-key-0123456789abcdef")
+os.environ.setdefault("JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS", "1")
+
+from .settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"] = {  # noqa: F405
+    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+}

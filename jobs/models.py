@@ -1,0 +1,212 @@
+"""Tenants, jobs, their timelines and push results. Workflow lives in ``jobs.services``."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Company(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "companies"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CompanyMember(models.Model):
+    """Ties an API user to the one company whose data it may see."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="company_membership"
+    )
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="members")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.company}"
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+
+
+TERMINAL_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS, JobStatus.FAILED}
+)
+ACTIVE_STATUSES = frozenset(set(JobStatus) - TERMINAL_STATUSES)
+
+
+class FailureReason(models.TextChoices):
+    """The 15 failure reasons of the export job events API (seed 000)."""
+
+    INVALID_CONFIGURATION = "invalid_configuration"
+    MISSING_CONFIGURATION = "missing_configuration"
+    AUTHENTICATION_FAILURE = "authentication_failure"
+    ACCOUNTING_SYSTEM_AUTHENTICATION_FAILURE = "accounting_system_authentication_failure"
+    PLEO_RATE_LIMIT = "pleo_rate_limit"
+    ACCOUNTING_SYSTEM_RATE_LIMIT = "accounting_system_rate_limit"
+    SERVICE_UNREACHABLE = "service_unreachable"
+    ACCOUNTING_SYSTEM_UNREACHABLE = "accounting_system_unreachable"
+    VALIDATION_FAILURE = "validation_failure"
+    AUTHORIZATION_FAILURE = "authorization_failure"
+    INTEGRATION_UNUSABLE = "integration_unusable"
+    JOB_EXPIRED = "job_expired"
+    SERVICE_TIMEOUT = "service_timeout"
+    ACCOUNTING_SYSTEM_TIMEOUT = "accounting_system_timeout"
+    CANCELED_BY_USER = "canceled_by_user"
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="jobs")
+    code = models.CharField(max_length=64)
+    type = models.SlugField(max_length=64)
+    status = models.CharField(max_length=32, choices=JobStatus.choices, default=JobStatus.PENDING)
+    failure_reason = models.CharField(
+        max_length=64, choices=FailureReason.choices, blank=True, default=""
+    )
+    message = models.TextField(blank=True, default="")
+    total_records = models.PositiveIntegerField(null=True, blank=True)
+    effected_records = models.PositiveIntegerField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    start_time = models.DateTimeField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField()
+    expires_after = models.PositiveIntegerField(help_text="Seconds of silence before expiry.")
+    # last_activity_at + expires_after while the job is active, else null: indexable for expiry.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("cancel_job", "Can cancel jobs")]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "code"], name="job_code_unique_per_company"),
+            models.CheckConstraint(
+                condition=(Q(status=JobStatus.FAILED) & ~Q(failure_reason=""))
+                | (~Q(status=JobStatus.FAILED) & Q(failure_reason="")),
+                name="job_failure_reason_iff_failed",
+            ),
+            models.CheckConstraint(
+                condition=Q(total_records__isnull=True)
+                | Q(effected_records__isnull=True)
+                | Q(effected_records__lte=models.F("total_records")),
+                name="job_effected_lte_total",
+            ),
+            models.CheckConstraint(condition=Q(expires_after__gte=1), name="job_expires_after_min"),
+        ]
+        indexes = [
+            models.Index(fields=["company", "-created_at", "-id"], name="job_company_created"),
+            models.Index(
+                fields=["company", "status", "-created_at"], name="job_company_status_created"
+            ),
+            models.Index(fields=["-created_at", "-id"], name="job_created"),
+            models.Index(
+                fields=["expires_at"],
+                name="job_active_expires_at",
+                condition=Q(status__in=[JobStatus.PENDING, JobStatus.PROCESSING]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class EventStatus(models.TextChoices):
+    CREATED = "created"
+    STARTED = "started"
+    PROGRESS = "progress"
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+
+
+class EventSource(models.TextChoices):
+    API = "api"
+    ADMIN = "admin"
+    SYSTEM = "system"
+
+
+class JobEvent(models.Model):
+    """One entry of a job's append-only timeline."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    sequence = models.PositiveIntegerField()
+    status = models.CharField(max_length=32, choices=EventStatus.choices)
+    failure_reason = models.CharField(
+        max_length=64, choices=FailureReason.choices, blank=True, default=""
+    )
+    message = models.TextField(blank=True, default="")
+    # What else the event changed (counts, metadata), for the timeline.
+    data = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=16, choices=EventSource.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "sequence"], name="job_event_sequence_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} #{self.sequence} {self.status}"
+
+
+class PushStatus(models.TextChoices):
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+class PushResult(models.Model):
+    """One push request reported by the accounting data service (seed 001)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="push_results")
+    push_communication_id = models.CharField(max_length=128)
+    connection_id = models.CharField(max_length=255, blank=True, default="")
+    business_name = models.CharField(max_length=255, blank=True, default="")
+    service_name = models.CharField(max_length=255, blank=True, default="")
+    data_type = models.CharField(max_length=255, blank=True, default="")
+    source_object_ids = models.JSONField(default=list, blank=True)
+    requested_on = models.DateTimeField(null=True, blank=True)
+    completed_on = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=PushStatus.choices)
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    validation_errors = models.JSONField(default=list, blank=True)
+    service_account_ref = models.JSONField(default=dict, blank=True)
+    request_id = models.CharField(max_length=255, blank=True, default="")
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "push_communication_id"], name="push_result_id_unique_per_job"
+            ),
+        ]
+        indexes = [models.Index(fields=["job", "status"], name="push_result_job_status")]
+
+    def __str__(self) -> str:
+        return self.push_communication_id

@@ -1,0 +1,371 @@
+"""Every change to a job goes through here.
+
+Each service takes the job's row lock, checks ``TRANSITIONS``, updates the job, appends the
+next ``JobEvent`` and writes the webhook outbox, all in one transaction.
+"""
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from .errors import (
+    DuplicateJobCode,
+    InvalidCounts,
+    InvalidFailureReason,
+    InvalidTransition,
+    JobFinished,
+)
+from .models import (
+    TERMINAL_STATUSES,
+    Company,
+    EventSource,
+    EventStatus,
+    FailureReason,
+    Job,
+    JobEvent,
+    JobStatus,
+    PushResult,
+)
+
+# The state machine: (current job status, reported event) -> new job status.
+# Pairs not listed are refused; terminal statuses have no way out.
+TRANSITIONS: dict[tuple[JobStatus, EventStatus], JobStatus] = {
+    (JobStatus.PENDING, EventStatus.STARTED): JobStatus.PROCESSING,
+    (JobStatus.PENDING, EventStatus.COMPLETED): JobStatus.COMPLETED,
+    (JobStatus.PENDING, EventStatus.COMPLETED_WITH_ERRORS): JobStatus.COMPLETED_WITH_ERRORS,
+    (JobStatus.PENDING, EventStatus.FAILED): JobStatus.FAILED,
+    (JobStatus.PROCESSING, EventStatus.COMPLETED): JobStatus.COMPLETED,
+    (JobStatus.PROCESSING, EventStatus.COMPLETED_WITH_ERRORS): JobStatus.COMPLETED_WITH_ERRORS,
+    (JobStatus.PROCESSING, EventStatus.FAILED): JobStatus.FAILED,
+}
+TRANSITION_EVENTS = frozenset(event for _, event in TRANSITIONS)
+
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+
+Actor = User | None
+
+
+@dataclass(frozen=True)
+class PushResultData:
+    """A push status report of the accounting data service (seed 001), already validated."""
+
+    push_communication_id: str
+    status: str
+    connection_id: str = ""
+    business_name: str = ""
+    service_name: str = ""
+    data_type: str = ""
+    source_object_ids: list[str] = field(default_factory=list)
+    requested_on: datetime | None = None
+    completed_on: datetime | None = None
+    response_code: int | None = None
+    validation_errors: list[dict[str, str]] = field(default_factory=list)
+    service_account_ref: dict[str, Any] = field(default_factory=dict)
+    request_id: str = ""
+
+
+def generate_job_code() -> str:
+    return "JOB-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
+
+
+def lock_job(job_id: Any) -> Job:
+    """Return the job with its row locked until the surrounding transaction ends."""
+    return Job.objects.select_for_update().get(pk=job_id)
+
+
+def _check_counts(*, total_records: int | None, effected_records: int | None) -> None:
+    if total_records is not None and total_records < 0:
+        raise InvalidCounts("total_records must be 0 or more.", field="total_records")
+    if effected_records is not None and effected_records < 0:
+        raise InvalidCounts("effected_records must be 0 or more.", field="effected_records")
+    if (
+        total_records is not None
+        and effected_records is not None
+        and effected_records > total_records
+    ):
+        raise InvalidCounts(
+            f"effected_records ({effected_records}) cannot exceed total_records ({total_records}).",
+            field="effected_records",
+        )
+
+
+def _check_failure_reason(*, event: EventStatus, failure_reason: str) -> None:
+    if event == EventStatus.FAILED:
+        if not failure_reason:
+            raise InvalidFailureReason(
+                "failure_reason is required when the status is failed.", field="failure_reason"
+            )
+        if failure_reason not in FailureReason.values:
+            raise InvalidFailureReason(
+                f"'{failure_reason}' is not a failure reason; use one of: "
+                + ", ".join(FailureReason.values)
+                + ".",
+                field="failure_reason",
+            )
+    elif failure_reason:
+        raise InvalidFailureReason(
+            "failure_reason is only allowed when the status is failed.", field="failure_reason"
+        )
+
+
+def _touch(job: Job, now: datetime) -> None:
+    job.last_activity_at = now
+    job.expires_at = None if job.is_terminal else now + timedelta(seconds=job.expires_after)
+
+
+def _append_event(
+    *,
+    job: Job,
+    status: EventStatus,
+    source: EventSource,
+    actor: Actor,
+    failure_reason: str = "",
+    message: str = "",
+    data: dict[str, Any] | None = None,
+) -> JobEvent:
+    last = job.events.aggregate(last=Max("sequence"))["last"] or 0
+    return JobEvent.objects.create(
+        job=job,
+        sequence=last + 1,
+        status=status,
+        failure_reason=failure_reason,
+        message=message,
+        data=data or {},
+        source=source,
+        actor=actor,
+    )
+
+
+@transaction.atomic
+def job_create(
+    *,
+    company: Company,
+    type: str,
+    code: str | None = None,
+    total_records: int | None = None,
+    expires_after: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    source: EventSource = EventSource.API,
+    actor: Actor = None,
+) -> Job:
+    """Create a pending job and its ``created`` event."""
+    _check_counts(total_records=total_records, effected_records=None)
+    if expires_after is None:
+        expires_after = settings.JOBTRAIL_JOB_EXPIRES_AFTER
+    if expires_after < 1:
+        raise InvalidCounts("expires_after must be at least 1 second.", field="expires_after")
+    now = timezone.now()
+    job = Job(
+        company=company,
+        type=type,
+        total_records=total_records,
+        expires_after=expires_after,
+        metadata=metadata or {},
+        last_activity_at=now,
+    )
+    _touch(job, now)
+    for _attempt in range(1 if code else 5):
+        job.code = code or generate_job_code()
+        try:
+            with transaction.atomic():
+                job.save(force_insert=True)
+            break
+        except IntegrityError:
+            if not Job.objects.filter(company=company, code=job.code).exists():
+                raise
+            if code:
+                raise DuplicateJobCode(
+                    f"A job with code '{code}' already exists.", field="code"
+                ) from None
+    else:  # pragma: no cover - five 40-bit random codes taken in a row
+        raise DuplicateJobCode("Could not generate a unique job code; try again.")
+    _append_event(job=job, status=EventStatus.CREATED, source=source, actor=actor)
+    return job
+
+
+@transaction.atomic
+def job_apply_event(
+    *,
+    job_id: Any,
+    status: EventStatus | str,
+    failure_reason: str = "",
+    message: str = "",
+    total_records: int | None = None,
+    effected_records: int | None = None,
+    source: EventSource = EventSource.API,
+    actor: Actor = None,
+) -> JobEvent:
+    """Move a job through the state machine; ``event.job`` is the updated job."""
+    event = EventStatus(status)
+    if event not in TRANSITION_EVENTS:
+        raise InvalidTransition(
+            f"'{event}' is not a status an event can report; use one of: "
+            + ", ".join(sorted(TRANSITION_EVENTS))
+            + ".",
+        )
+    _check_failure_reason(event=event, failure_reason=failure_reason)
+    job = lock_job(job_id)
+    current = JobStatus(job.status)
+    if current in TERMINAL_STATUSES:
+        raise JobFinished(f"Job {job.code} is already {current}; it cannot become {event}.")
+    new_status = TRANSITIONS.get((current, event))
+    if new_status is None:
+        raise InvalidTransition(f"Job {job.code} is {current}; it cannot become {event}.")
+    total = job.total_records if total_records is None else total_records
+    effected = job.effected_records if effected_records is None else effected_records
+    _check_counts(total_records=total, effected_records=effected)
+
+    now = timezone.now()
+    data: dict[str, Any] = {}
+    if total_records is not None:
+        job.total_records = data["total_records"] = total_records
+    if effected_records is not None:
+        job.effected_records = data["effected_records"] = effected_records
+    job.status = new_status
+    job.failure_reason = failure_reason
+    if message:
+        job.message = message
+    if job.start_time is None:
+        job.start_time = now
+    if new_status in TERMINAL_STATUSES:
+        job.end_time = now
+    _touch(job, now)
+    job.save()
+    job_event = _append_event(
+        job=job,
+        status=event,
+        failure_reason=failure_reason,
+        message=message,
+        data=data,
+        source=source,
+        actor=actor,
+    )
+    job_event.job = job
+    return job_event
+
+
+def job_start(*, job_id: Any, message: str = "", **kwargs: Any) -> JobEvent:
+    return job_apply_event(job_id=job_id, status=EventStatus.STARTED, message=message, **kwargs)
+
+
+def job_complete(*, job_id: Any, message: str = "", **kwargs: Any) -> JobEvent:
+    return job_apply_event(job_id=job_id, status=EventStatus.COMPLETED, message=message, **kwargs)
+
+
+def job_complete_with_errors(*, job_id: Any, message: str = "", **kwargs: Any) -> JobEvent:
+    return job_apply_event(
+        job_id=job_id, status=EventStatus.COMPLETED_WITH_ERRORS, message=message, **kwargs
+    )
+
+
+def job_fail(*, job_id: Any, failure_reason: str, message: str = "", **kwargs: Any) -> JobEvent:
+    return job_apply_event(
+        job_id=job_id,
+        status=EventStatus.FAILED,
+        failure_reason=failure_reason,
+        message=message,
+        **kwargs,
+    )
+
+
+def job_cancel(
+    *, job_id: Any, actor: Actor, source: EventSource = EventSource.API, message: str = ""
+) -> JobEvent:
+    """Fail the job as ``canceled_by_user``; refused with ``JobFinished`` once it is terminal."""
+    return job_fail(
+        job_id=job_id,
+        failure_reason=FailureReason.CANCELED_BY_USER,
+        message=message or f"Canceled by {actor or 'a user'}.",
+        source=source,
+        actor=actor,
+    )
+
+
+def job_expire(*, job_id: Any) -> JobEvent:
+    """Fail the job as ``job_expired`` (the expiry task's single-job path)."""
+    return job_fail(
+        job_id=job_id,
+        failure_reason=FailureReason.JOB_EXPIRED,
+        message="No activity within the expiry time limit.",
+        source=EventSource.SYSTEM,
+    )
+
+
+@transaction.atomic
+def job_record_progress(
+    *,
+    job_id: Any,
+    total_records: int | None = None,
+    effected_records: int | None = None,
+    message: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    source: EventSource = EventSource.API,
+    actor: Actor = None,
+) -> JobEvent:
+    """Record counts, message or metadata on an active job as a ``progress`` event."""
+    job = lock_job(job_id)
+    if job.is_terminal:
+        raise JobFinished(f"Job {job.code} is already {job.status}; progress is closed.")
+    total = job.total_records if total_records is None else total_records
+    effected = job.effected_records if effected_records is None else effected_records
+    _check_counts(total_records=total, effected_records=effected)
+    data: dict[str, Any] = {}
+    if total_records is not None:
+        job.total_records = data["total_records"] = total_records
+    if effected_records is not None:
+        job.effected_records = data["effected_records"] = effected_records
+    if message is not None:
+        job.message = message
+    if metadata is not None:
+        job.metadata = data["metadata"] = metadata
+    _touch(job, timezone.now())
+    job.save()
+    job_event = _append_event(
+        job=job,
+        status=EventStatus.PROGRESS,
+        message=message or "",
+        data=data,
+        source=source,
+        actor=actor,
+    )
+    job_event.job = job
+    return job_event
+
+
+@transaction.atomic
+def push_result_record(*, job_id: Any, data: PushResultData) -> tuple[PushResult, bool]:
+    """Store one push result; a repeated ``push_communication_id`` returns the stored one.
+
+    Push results may arrive after the job finished (the accounting service reports
+    asynchronously): they are kept, but only an active job's expiry clock is reset.
+    """
+    job = lock_job(job_id)
+    existing = job.push_results.filter(push_communication_id=data.push_communication_id).first()
+    if existing is not None:
+        return existing, False
+    result = PushResult.objects.create(
+        job=job,
+        push_communication_id=data.push_communication_id,
+        connection_id=data.connection_id,
+        business_name=data.business_name,
+        service_name=data.service_name,
+        data_type=data.data_type,
+        source_object_ids=data.source_object_ids,
+        requested_on=data.requested_on,
+        completed_on=data.completed_on,
+        status=data.status,
+        response_code=data.response_code,
+        validation_errors=data.validation_errors,
+        service_account_ref=data.service_account_ref,
+        request_id=data.request_id,
+    )
+    _touch(job, timezone.now())
+    job.save(update_fields=["last_activity_at", "expires_at", "updated_at"])
+    return result, True

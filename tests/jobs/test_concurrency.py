@@ -1,0 +1,69 @@
+"""Conflicting transitions from many threads at once leave exactly one outcome (PostgreSQL)."""
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection
+
+from jobs import services
+from jobs.errors import JobFinished
+from jobs.models import TERMINAL_STATUSES, Job, JobStatus
+from tests.factories import JobFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS = 20
+
+
+def _terminal_move(i: int, job_id: object) -> None:
+    moves = [
+        lambda: services.job_complete(job_id=job_id, message=f"thread {i}"),
+        lambda: services.job_complete_with_errors(job_id=job_id, message=f"thread {i}"),
+        lambda: services.job_fail(job_id=job_id, failure_reason="service_timeout"),
+        lambda: services.job_cancel(job_id=job_id, actor=None),
+    ]
+    moves[i % len(moves)]()
+
+
+@pytest.mark.parametrize("start", [JobStatus.PENDING, JobStatus.PROCESSING])
+def test_conflicting_terminal_transitions_leave_one_outcome(start: JobStatus) -> None:
+    job = JobFactory()
+    if start == JobStatus.PROCESSING:
+        services.job_start(job_id=job.pk)
+    barrier = threading.Barrier(THREADS)
+    outcomes: list[str] = []
+    unexpected: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait()
+            _terminal_move(i, job.pk)
+            result = "won"
+        except JobFinished:
+            result = "job_finished"
+        except BaseException as exc:
+            with lock:
+                unexpected.append(exc)
+            return
+        finally:
+            connection.close()
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert unexpected == []
+    assert Counter(outcomes) == {"won": 1, "job_finished": THREADS - 1}
+    job = Job.objects.get(pk=job.pk)
+    assert job.status in TERMINAL_STATUSES
+    sequences = list(job.events.order_by("sequence").values_list("sequence", flat=True))
+    assert sequences == list(range(1, len(sequences) + 1))
+    terminal_events = job.events.filter(status__in=[s.value for s in TERMINAL_STATUSES])
+    assert terminal_events.count() == 1
+    assert terminal_events.get().status == job.status
