@@ -96,3 +96,7 @@ def test_production_refuses_to_start_without_a_secret_key() -> None:
     assert "DJANGO_SECRET_KEY is required" in refused.stderr
     assert _settings_import({"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "s" * 50}).returncode == 0
     assert _settings_import({"DJANGO_DEBUG": "1"}).returncode == 0
+
+
+def test_models_and_migrations_agree() -> None:
+    _run("makemigrations", "--check", "--dry-run")
