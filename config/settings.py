@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -133,12 +134,14 @@ LOGGING = {
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "jobs.auth.CompanyJWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["jobs.auth.ClientRateThrottle"],
+    "EXCEPTION_HANDLER": "config.problems.exception_handler",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(
@@ -148,12 +151,24 @@ SIMPLE_JWT = {
         seconds=env.int("JOBTRAIL_REFRESH_TOKEN_LIFETIME", default=24 * 3600)
     ),
     "UPDATE_LAST_LOGIN": False,
+    "TOKEN_OBTAIN_SERIALIZER": "jobs.auth.CompanyTokenObtainPairSerializer",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Jobtrail API",
     "DESCRIPTION": "Track asynchronous export and bulk jobs.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.models.JobStatus",
+        "FailureReasonEnum": "jobs.models.FailureReason",
+        "EventStatusEnum": "jobs.models.EventStatus",
+        "EventSourceEnum": "jobs.models.EventSource",
+        "PushStatusEnum": "jobs.models.PushStatus",
+        "ReportableEventEnum": "jobs.serializers.REPORTABLE_EVENTS",
+        "ExportJobStatusEnum": ["SCHEDULED", "RUNNING", "SUCCESSFUL", "FAILED", "CANCELLED"],
+        "ApiJobStatusEnum": ["pending", "processing", "completed", "failed"],
+        "PushEventEnum": ["push"],
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -199,3 +214,10 @@ JOBTRAIL_WEBHOOK_TIMEOUT = env.float("JOBTRAIL_WEBHOOK_TIMEOUT", default=15.0)
 JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool(
     "JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False
 )
+JOBTRAIL_MAX_BODY_BYTES = 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = JOBTRAIL_MAX_BODY_BYTES
+JOBTRAIL_IDEMPOTENCY_TTL = env.int("JOBTRAIL_IDEMPOTENCY_TTL", default=48 * 3600)
+JOBTRAIL_API_RATE_LIMIT = env.str("JOBTRAIL_API_RATE_LIMIT", default="1200/minute")
+JOBTRAIL_AUTH_RATE_LIMIT = env.str("JOBTRAIL_AUTH_RATE_LIMIT", default="60/minute")
+
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}

@@ -1,0 +1,202 @@
+"""RFC 9457 problem documents for every API error.
+
+Every error answer is ``application/problem+json`` with ``type, title, status, detail, code`` and,
+for validation errors, ``errors: [{field, message}]``. ``code`` is stable; ``type`` is
+``/problems/<code>`` unless an endpoint's contract names another (seed 000's 409).
+"""
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework_simplejwt.exceptions import InvalidToken
+
+from jobs.errors import JobError
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    409: "Conflict",
+    410: "Gone",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Unprocessable request",
+    429: "Too many requests",
+    500: "Server error",
+    503: "Service unavailable",
+}
+
+# DRF exception class -> stable code (the first match in MRO order wins).
+DRF_CODES: list[tuple[type[exceptions.APIException], str]] = [
+    (InvalidToken, "invalid_token"),
+    (exceptions.ParseError, "malformed_json"),
+    (exceptions.ValidationError, "validation_error"),
+    (exceptions.NotAuthenticated, "not_authenticated"),
+    (exceptions.AuthenticationFailed, "authentication_failed"),
+    (exceptions.PermissionDenied, "permission_denied"),
+    (exceptions.NotFound, "not_found"),
+    (exceptions.MethodNotAllowed, "method_not_allowed"),
+    (exceptions.NotAcceptable, "not_acceptable"),
+    (exceptions.UnsupportedMediaType, "unsupported_media_type"),
+    (exceptions.Throttled, "rate_limited"),
+]
+
+
+class ProblemError(exceptions.APIException):
+    """An API error with its own status and code, raised by views."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status_code: int,
+        code: str,
+        title: str | None = None,
+        type: str | None = None,
+        errors: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(detail=detail, code=code)
+        self.status_code = status_code
+        self.problem_code = code
+        self.title = title or TITLES.get(status_code, "Error")
+        self.type = type
+        self.errors = errors
+
+
+def problem(
+    *,
+    status: int,
+    code: str,
+    detail: str,
+    title: str | None = None,
+    type: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": type or f"/problems/{code}",
+        "title": title or TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
+def problem_response(headers: dict[str, str] | None = None, **kwargs: Any) -> Response:
+    body = problem(**kwargs)
+    return Response(body, status=body["status"], headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def flatten_errors(detail: Any, prefix: str = "") -> list[dict[str, str]]:
+    """Turn DRF's nested error structure into ``[{field, message}]`` with dotted field paths."""
+    if isinstance(detail, dict):
+        out: list[dict[str, str]] = []
+        for key, value in detail.items():
+            name = prefix if key == "non_field_errors" else (f"{prefix}.{key}" if prefix else key)
+            out.extend(flatten_errors(value, name))
+        return out
+    if isinstance(detail, list):
+        if all(not isinstance(item, dict | list) for item in detail):
+            return [{"field": prefix, "message": str(item)} for item in detail]
+        out = []
+        for index, item in enumerate(detail):
+            if item:
+                out.extend(flatten_errors(item, f"{prefix}[{index}]" if prefix else str(index)))
+        return out
+    return [{"field": prefix, "message": str(detail)}]
+
+
+def _validation_detail(errors: list[dict[str, str]]) -> str:
+    if len(errors) == 1:
+        field = errors[0]["field"]
+        return f"{field}: {errors[0]['message']}" if field else errors[0]["message"]
+    return f"{len(errors)} fields are invalid; see errors."
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF exception handler: every known error becomes a problem document."""
+    from rest_framework.views import set_rollback  # here: rest_framework.views imports settings
+
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or None)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = ProblemError(
+            "The request body is larger than 1 MiB.", status_code=413, code="body_too_large"
+        )
+
+    if isinstance(exc, JobError):
+        set_rollback()
+        errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
+        if exc.status == 400 and errors is None:
+            errors = [{"field": "", "message": exc.detail}]
+        return problem_response(
+            status=exc.status, code=exc.code, title=exc.title, detail=exc.detail, errors=errors
+        )
+    if not isinstance(exc, exceptions.APIException):
+        return None
+
+    set_rollback()
+    headers: dict[str, str] = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+    wait = getattr(exc, "wait", None)
+    if isinstance(exc, exceptions.Throttled) and wait is not None:
+        headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+
+    if isinstance(exc, ProblemError):
+        return problem_response(
+            headers=headers,
+            status=exc.status_code,
+            code=exc.problem_code,
+            title=exc.title,
+            type=exc.type,
+            detail=str(exc.detail),
+            errors=exc.errors,
+        )
+    code = next((c for cls, c in DRF_CODES if isinstance(exc, cls)), "error")
+    if isinstance(exc, exceptions.ValidationError):
+        errors = flatten_errors(exc.detail)
+        return problem_response(
+            headers=headers,
+            status=status.HTTP_400_BAD_REQUEST,
+            code=code,
+            title="Invalid request",
+            detail=_validation_detail(errors),
+            errors=errors,
+        )
+    detail: Any = exc.detail
+    if isinstance(detail, dict):  # simplejwt's InvalidToken carries a dict
+        detail = detail.get("detail") or "Invalid token."
+    return problem_response(headers=headers, status=exc.status_code, code=code, detail=str(detail))
+
+
+def json_problem(status: int, code: str, detail: str) -> JsonResponse:
+    return JsonResponse(
+        problem(status=status, code=code, detail=detail),
+        status=status,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith("/admin/"):
+        return page_not_found(request, exception)
+    return json_problem(404, "not_found", f"No resource at {request.path}.")
+
+
+def handler500(request: HttpRequest) -> JsonResponse:
+    return json_problem(500, "server_error", "Something went wrong on our side.")

@@ -1,0 +1,435 @@
+"""The v1 REST API: one thin view per use case over ``services`` and ``selectors``."""
+
+from typing import Any, cast
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.urls import reverse
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
+from rest_framework import status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from config.schema import (
+    AUTH_ERRORS,
+    BAD_REQUEST,
+    CONFLICT,
+    IDEMPOTENCY_ERRORS,
+    NOT_FOUND,
+    error,
+    problem_example,
+)
+
+from . import selectors, services
+from .auth import AuthRateThrottle, IsCompanyClient
+from .idempotency import idempotent
+from .models import Company, EventSource, Job, PushStatus
+from .serializers import (
+    CancelInput,
+    EventCreateInput,
+    JobCreateInput,
+    JobEventCreatedSerializer,
+    JobEventSerializer,
+    JobListFilters,
+    JobProgressInput,
+    JobSerializer,
+    PushEventInput,
+    PushResultListFilters,
+    PushResultSerializer,
+)
+
+# --- pagination -------------------------------------------------------------------------------
+
+
+class Cursor(CursorPagination):
+    page_size = 50
+    max_page_size = 500
+    page_size_query_param = "page_size"
+
+    def decode_cursor(self, request: Request) -> Any:
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise ValidationError({"cursor": ["Invalid cursor."]}) from None
+
+
+class JobCursor(Cursor):
+    ordering = ("-created_at", "-id")
+
+
+class SequenceCursor(Cursor):
+    ordering = ("sequence",)
+
+
+class IdCursor(Cursor):
+    ordering = ("id",)
+
+
+class TokenObtainView(TokenObtainPairView):
+    throttle_classes = [AuthRateThrottle]
+
+    @extend_schema(
+        tags=["auth"],
+        summary="Get an access and a refresh token",
+        examples=[
+            OpenApiExample(
+                "credentials", value={"username": "demo", "password": "..."}, request_only=True
+            )
+        ],
+        responses={
+            200: OpenApiResponse(description="`{access, refresh}`; access carries company_id."),
+            400: BAD_REQUEST[400],
+            401: error(
+                401,
+                "Wrong username or password, or an inactive user.",
+                problem_example(
+                    401,
+                    "authentication_failed",
+                    "No active account found with the given credentials",
+                ),
+            ),
+            403: AUTH_ERRORS[403],
+            429: AUTH_ERRORS[429],
+        },
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
+
+
+class TokenRefreshView_(TokenRefreshView):
+    throttle_classes = [AuthRateThrottle]
+
+    @extend_schema(
+        tags=["auth"],
+        summary="Exchange a refresh token for a new access token",
+        responses={200: OpenApiResponse(description="`{access}`"), 401: AUTH_ERRORS[401]},
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
+
+
+class CompanyAPIView(APIView):
+    """Base view: authenticated API client; ``self.company`` is the only data it may see."""
+
+    permission_classes = [IsCompanyClient]
+    company: Company
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.company = request.user.jobtrail_company  # type: ignore[union-attr]
+
+    @property
+    def actor(self) -> User:
+        return cast(User, self.request.user)
+
+    def get_job(self, job_id: Any) -> Job:
+        return selectors.job_get(company=self.company, job_id=job_id)
+
+    def job_response(self, job_id: Any, *, status_code: int = 200, **headers: str) -> Response:
+        job = self.get_job(job_id)
+        response = Response(JobSerializer(job).data, status=status_code, headers=headers or None)
+        if not job.is_terminal:
+            response["Retry-After"] = str(settings.JOBTRAIL_POLL_INTERVAL)
+        return response
+
+
+def _valid(serializer_class: type, data: Any, **kwargs: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+JOB_EXAMPLE = {
+    "id": "0b6f3c52-5a1e-4f53-9d8e-5f0a3e1c2b7d",
+    "code": "JOB-7F3K2Q9A",
+    "type": "export",
+    "company_id": "aff00be6-f734-4094-a8ae-62874485dac0",
+    "status": "processing",
+    "failure_reason": None,
+    "message": "Export started",
+    "total_records": 773,
+    "effected_records": 120,
+    "push_results": {"success": 119, "failed": 1},
+    "start_time": "2026-11-22T10:21:31.000000Z",
+    "end_time": None,
+    "expires_at": "2026-11-23T10:25:02.000000Z",
+    "report": {"status": "none", "url": None},
+    "metadata": {"batch": "2026-11"},
+    "created_at": "2026-11-22T10:21:30.000000Z",
+    "updated_at": "2026-11-22T10:25:02.000000Z",
+}
+JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="The job's UUID")
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Same key and body replay the first answer (kept 48 h); another body: 422.",
+)
+RETRY_AFTER_NOTE = "While the job is not finished the answer carries `Retry-After` (seconds)."
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+class JobCollectionView(CompanyAPIView):
+    @extend_schema(
+        tags=["jobs"],
+        summary="List jobs",
+        parameters=[
+            JobListFilters,
+            OpenApiParameter("cursor", str, description="Opaque cursor from next/previous"),
+            OpenApiParameter("page_size", int, description="1-500, default 50"),
+        ],
+        responses={200: JobSerializer(many=True), 400: BAD_REQUEST[400], **AUTH_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        filters = _valid(JobListFilters, request.query_params)
+        jobs = selectors.job_list(company=self.company, **filters)
+        paginator = JobCursor()
+        page = paginator.paginate_queryset(jobs, request, view=self)
+        return paginator.get_paginated_response(JobSerializer(page, many=True).data)
+
+    @extend_schema(
+        tags=["jobs"],
+        summary="Create a job",
+        parameters=[IDEMPOTENCY_KEY],
+        request=JobCreateInput,
+        examples=[
+            OpenApiExample(
+                "export job",
+                value={"type": "export", "total_records": 773, "metadata": {"batch": "2026-11"}},
+                request_only=True,
+            ),
+            OpenApiExample("job", value={**JOB_EXAMPLE, "status": "pending"}, response_only=True),
+        ],
+        responses={
+            201: JobSerializer,
+            **BAD_REQUEST,
+            409: error(
+                409,
+                "The code is already used by another job of your company.",
+                problem_example(
+                    409, "job_code_taken", "A job with code 'EXPORT-1' already exists."
+                ),
+            ),
+            **IDEMPOTENCY_ERRORS,
+            **AUTH_ERRORS,
+        },
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = _valid(JobCreateInput, request.data)
+        job = services.job_create(company=self.company, actor=self.actor, **data)
+        location = request.build_absolute_uri(reverse("api-v1:job-detail", args=[job.pk]))
+        return self.job_response(job.pk, status_code=status.HTTP_201_CREATED, Location=location)
+
+
+class JobDetailView(CompanyAPIView):
+    @extend_schema(
+        tags=["jobs"],
+        summary="Get a job",
+        description=RETRY_AFTER_NOTE,
+        parameters=[JOB_ID],
+        examples=[OpenApiExample("job", value=JOB_EXAMPLE, response_only=True)],
+        responses={200: JobSerializer, **NOT_FOUND, **AUTH_ERRORS},
+    )
+    def get(self, request: Request, job_id: Any) -> Response:
+        return self.job_response(job_id)
+
+    @extend_schema(
+        tags=["jobs"],
+        summary="Report progress (counts, message, metadata)",
+        description="Adds a `progress` event. `status` is not patchable: post an event.",
+        parameters=[JOB_ID],
+        request=JobProgressInput,
+        examples=[
+            OpenApiExample(
+                "progress",
+                value={"effected_records": 120, "message": "120/773 pushed"},
+                request_only=True,
+            )
+        ],
+        responses={200: JobSerializer, **BAD_REQUEST, **CONFLICT, **NOT_FOUND, **AUTH_ERRORS},
+    )
+    def patch(self, request: Request, job_id: Any) -> Response:
+        job = self.get_job(job_id)
+        data = _valid(JobProgressInput, request.data)
+        services.job_record_progress(
+            job_id=job.pk, source=EventSource.API, actor=self.actor, **data
+        )
+        return self.job_response(job.pk)
+
+
+class JobEventsView(CompanyAPIView):
+    @extend_schema(
+        tags=["jobs"],
+        summary="The job's timeline, by sequence",
+        parameters=[JOB_ID, OpenApiParameter("cursor", str), OpenApiParameter("page_size", int)],
+        responses={200: JobEventSerializer(many=True), **NOT_FOUND, **AUTH_ERRORS},
+    )
+    def get(self, request: Request, job_id: Any) -> Response:
+        job = self.get_job(job_id)
+        paginator = SequenceCursor()
+        page = paginator.paginate_queryset(selectors.job_event_list(job=job), request, view=self)
+        return paginator.get_paginated_response(JobEventSerializer(page, many=True).data)
+
+    @extend_schema(
+        tags=["jobs"],
+        summary="Report a lifecycle event",
+        description="`failure_reason` is required for `failed` and refused otherwise. A finished "
+        "job refuses any later event with 409 `job_finished` (an exact replay with the same "
+        "Idempotency-Key answers the original result).",
+        parameters=[JOB_ID, IDEMPOTENCY_KEY],
+        request=EventCreateInput,
+        examples=[
+            OpenApiExample("started", value={"status": "started"}, request_only=True),
+            OpenApiExample(
+                "failed",
+                value={"status": "failed", "failure_reason": "accounting_system_unreachable"},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "completed",
+                value={"status": "completed", "effected_records": 773},
+                request_only=True,
+            ),
+        ],
+        responses={
+            201: JobEventCreatedSerializer,
+            **BAD_REQUEST,
+            **CONFLICT,
+            **NOT_FOUND,
+            **IDEMPOTENCY_ERRORS,
+            **AUTH_ERRORS,
+        },
+    )
+    @idempotent
+    def post(self, request: Request, job_id: Any) -> Response:
+        job = self.get_job(job_id)
+        data = _valid(EventCreateInput, request.data)
+        event = services.job_apply_event(
+            job_id=job.pk, source=EventSource.API, actor=self.actor, **data
+        )
+        event.job = self.get_job(job.pk)
+        return Response(JobEventCreatedSerializer(event).data, status=status.HTTP_201_CREATED)
+
+
+class JobCancelView(CompanyAPIView):
+    @extend_schema(
+        tags=["jobs"],
+        summary="Cancel a job",
+        description="The job becomes `failed` / `canceled_by_user`; 409 once it is finished.",
+        parameters=[JOB_ID, IDEMPOTENCY_KEY],
+        request=CancelInput,
+        responses={
+            200: JobSerializer,
+            **BAD_REQUEST,
+            **CONFLICT,
+            **NOT_FOUND,
+            **IDEMPOTENCY_ERRORS,
+            **AUTH_ERRORS,
+        },
+    )
+    @idempotent
+    def post(self, request: Request, job_id: Any) -> Response:
+        job = self.get_job(job_id)
+        data = _valid(CancelInput, request.data or {})
+        services.job_cancel(
+            job_id=job.pk,
+            actor=self.actor,
+            source=EventSource.API,
+            **data,
+        )
+        return self.job_response(job.pk)
+
+
+PUSH_SUCCESS_EXAMPLE = {
+    "data": {
+        "event": "push",
+        "connectionId": "CON-0a4e97aa-7a77-bbbb-00aa-b1b1001aa00",
+        "businessName": "BIZ-d6b1c7d3-fe41-4447-ae72-3814b78b5142",
+        "serviceName": "quickbooks",
+        "dataType": "invoices",
+        "pushCommunicationId": "60473b57f0cdd1683ca71f60",
+        "sourceObjectIds": ["354"],
+        "requestedOn": "2021-03-09T19:56:03.952Z",
+        "completedOn": "2021-03-09T19:56:03.952Z",
+        "status": "success",
+        "responseCode": 200,
+        "serviceAccountRef": {"id": "DEV", "entityRef": {"id": "100"}},
+    },
+    "requestId": "a3b4fc83-3e24-41aa-ba99-13cab09b0b7a",
+}
+
+
+class JobPushResultsView(CompanyAPIView):
+    @extend_schema(
+        tags=["push results"],
+        summary="List the job's push results",
+        parameters=[JOB_ID, PushResultListFilters, OpenApiParameter("cursor", str)],
+        responses={200: PushResultSerializer(many=True), 400: BAD_REQUEST[400], **NOT_FOUND},
+    )
+    def get(self, request: Request, job_id: Any) -> Response:
+        job = self.get_job(job_id)
+        filters = _valid(PushResultListFilters, request.query_params)
+        paginator = IdCursor()
+        results = selectors.push_result_list(job=job, **filters)
+        page = paginator.paginate_queryset(results, request, view=self)
+        return paginator.get_paginated_response(PushResultSerializer(page, many=True).data)
+
+    @extend_schema(
+        tags=["push results"],
+        summary="Record a push status (the accounting data service's webhook payload)",
+        description="Body: the push status event as the accounting data service sends it. "
+        "Unknown fields are accepted; `sourceObjectId` is read as `sourceObjectIds`. A repeated "
+        "`pushCommunicationId` answers 200 with the stored result.",
+        parameters=[JOB_ID, IDEMPOTENCY_KEY],
+        request=PushEventInput,
+        examples=[OpenApiExample("success", value=PUSH_SUCCESS_EXAMPLE, request_only=True)],
+        responses={
+            201: PushResultSerializer,
+            200: OpenApiResponse(PushResultSerializer, description="Already recorded."),
+            **BAD_REQUEST,
+            **NOT_FOUND,
+            **IDEMPOTENCY_ERRORS,
+            **AUTH_ERRORS,
+        },
+    )
+    @idempotent
+    def post(self, request: Request, job_id: Any) -> Response:
+        job = self.get_job(job_id)
+        payload = _valid(PushEventInput, request.data)
+        data = payload["data"]
+        validation = data.get("validation") or {}
+        result, created = services.push_result_record(
+            job_id=job.pk,
+            data=services.PushResultData(
+                push_communication_id=data["pushCommunicationId"],
+                status=PushStatus(data["status"]),
+                connection_id=data.get("connectionId", ""),
+                business_name=data.get("businessName", ""),
+                service_name=data.get("serviceName", ""),
+                data_type=data.get("dataType", ""),
+                source_object_ids=data.get("sourceObjectIds", data.get("sourceObjectId", [])),
+                requested_on=data.get("requestedOn"),
+                completed_on=data.get("completedOn"),
+                response_code=data.get("responseCode"),
+                validation_errors=[dict(e) for e in validation.get("errors", [])],
+                service_account_ref=data.get("serviceAccountRef", {}),
+                request_id=payload.get("requestId", ""),
+            ),
+        )
+        return Response(
+            PushResultSerializer(result).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path(
+        "services/rest/v1/export/job/status",
+        views.ExportJobStatusView.as_view(),
+        name="compat-export-job-status",
+    ),
+    path("engine/api/api-jobs/<uuid:job_id>", views.ApiJobView.as_view(), name="compat-api-job"),
+]

@@ -1,0 +1,126 @@
+"""``Idempotency-Key`` on POST: the same key and body replay the first answer.
+
+The first request claims the key (a committed row) before it runs, so a concurrent duplicate
+gets 409 instead of running twice; a different body under the same key gets 422.
+"""
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.problems import ProblemError
+
+from .models import IdempotencyKey
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADERS = ("Location", "Retry-After")
+
+
+def request_fingerprint(request: Request) -> str:
+    body = request._request.body
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        canonical = body
+    digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
+    digest.update(canonical)
+    return digest.hexdigest()
+
+
+def _claim(*, user: Any, key: str, fingerprint: str) -> tuple[IdempotencyKey, bool]:
+    cutoff = timezone.now() - timedelta(seconds=settings.JOBTRAIL_IDEMPOTENCY_TTL)
+    IdempotencyKey.objects.filter(user=user, key=key, created_at__lt=cutoff).delete()
+    try:
+        with transaction.atomic():
+            record = IdempotencyKey.objects.create(
+                user=user, key=key, request_fingerprint=fingerprint
+            )
+        return record, True
+    except IntegrityError:
+        return IdempotencyKey.objects.get(user=user, key=key), False
+
+
+def _replay(record: IdempotencyKey) -> Response:
+    headers = dict(record.response_headers)
+    content_type = headers.pop("Content-Type", None)
+    headers["Idempotent-Replayed"] = "true"
+    return Response(
+        record.response_body,
+        status=record.response_status,
+        headers=headers,
+        content_type=content_type,
+    )
+
+
+def _store(record: IdempotencyKey, response: Response) -> None:
+    record.response_status = response.status_code
+    record.response_body = json.loads(JSONRenderer().render(response.data) or b"null")
+    headers = {name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)}
+    if response.content_type:
+        headers["Content-Type"] = response.content_type
+    record.response_headers = headers
+    record.save(update_fields=["response_status", "response_body", "response_headers"])
+
+
+def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
+    """Decorate an APIView's ``post`` so repeats with the same key replay the first answer."""
+
+    @functools.wraps(handler)
+    def wrapper(view: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
+        key = request.headers.get(HEADER)
+        if key is None:
+            return handler(view, request, *args, **kwargs)
+        if not key.strip() or len(key) > 255:
+            raise ProblemError(
+                "Idempotency-Key must be 1 to 255 characters.",
+                status_code=400,
+                code="invalid_idempotency_key",
+            )
+        fingerprint = request_fingerprint(request)
+        record, created = _claim(user=request.user, key=key, fingerprint=fingerprint)
+        if not created:
+            if record.request_fingerprint != fingerprint:
+                raise ProblemError(
+                    "This Idempotency-Key was used with a different request; use a new key.",
+                    status_code=422,
+                    code="idempotency_key_reused",
+                )
+            if record.response_status is None:
+                raise ProblemError(
+                    "A request with this Idempotency-Key is still being processed.",
+                    status_code=409,
+                    code="idempotency_request_in_progress",
+                )
+            return _replay(record)
+        try:
+            try:
+                response = handler(view, request, *args, **kwargs)
+            except Exception as exc:
+                response = view.handle_exception(exc)  # re-raises what it cannot answer
+        except BaseException:
+            record.delete()
+            raise
+        if response.status_code >= 500:
+            record.delete()
+        else:
+            _store(record, response)
+        return response
+
+    return wrapper
+
+
+def idempotency_keys_purge() -> int:
+    """Delete keys older than ``JOBTRAIL_IDEMPOTENCY_TTL``; return how many."""
+    cutoff = timezone.now() - timedelta(seconds=settings.JOBTRAIL_IDEMPOTENCY_TTL)
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -1,0 +1,90 @@
+"""Reads, always scoped to one company: another company's rows are simply not found."""
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import Http404
+
+from .models import Company, Job, JobEvent, PushResult, PushStatus
+
+
+def _push_count(status: PushStatus) -> Coalesce:
+    counted = (
+        PushResult.objects.filter(job=OuterRef("pk"), status=status)
+        .order_by()
+        .values("job")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def job_queryset(*, company: Company) -> QuerySet[Job]:
+    return Job.objects.filter(company=company).annotate(
+        push_success=_push_count(PushStatus.SUCCESS),
+        push_failed=_push_count(PushStatus.FAILED),
+    )
+
+
+def job_get(*, company: Company, job_id: Any) -> Job:
+    try:
+        return job_queryset(company=company).get(pk=job_id)
+    except (Job.DoesNotExist, ValueError, TypeError) as exc:
+        raise Http404("No such job.") from exc
+
+
+def job_get_by_code(*, company: Company, code: str) -> Job | None:
+    return job_queryset(company=company).filter(code=code).first()
+
+
+def job_list(
+    *,
+    company: Company,
+    status: str | None = None,
+    type: str | None = None,
+    code: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[Job]:
+    jobs = job_queryset(company=company)
+    if status:
+        jobs = jobs.filter(status=status)
+    if type:
+        jobs = jobs.filter(type=type)
+    if code:
+        jobs = jobs.filter(code=code)
+    if created_after:
+        jobs = jobs.filter(created_at__gte=created_after)
+    if created_before:
+        jobs = jobs.filter(created_at__lt=created_before)
+    return jobs
+
+
+def job_push_counts(job: Job) -> dict[str, int]:
+    """Push result counts, from the selector's annotations when present."""
+    if hasattr(job, "push_success"):
+        return {"success": job.push_success, "failed": getattr(job, "push_failed", 0)}
+    counts = dict(
+        job.push_results.order_by()
+        .values_list("status")
+        .annotate(n=Count("*"))
+        .values_list("status", "n")
+    )
+    return {"success": counts.get("success", 0), "failed": counts.get("failed", 0)}
+
+
+def job_event_list(*, job: Job) -> QuerySet[JobEvent]:
+    return job.events.select_related("actor").order_by("sequence")
+
+
+def push_result_list(*, job: Job, status: str | None = None) -> QuerySet[PushResult]:
+    results = job.push_results.all()
+    if status:
+        results = results.filter(status=status)
+    return results
+
+
+def failed_push_results(*, job: Job, limit: int) -> list[PushResult]:
+    return list(job.push_results.filter(status=PushStatus.FAILED).order_by("id")[:limit])

@@ -1,0 +1,335 @@
+"""Small input and output serializers of the v1 API (validation only; no workflow here)."""
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .models import EventStatus, FailureReason, Job, JobEvent, JobStatus, PushResult, PushStatus
+
+INT_MAX = 2_147_483_647  # the database's integer range
+METADATA_MAX_BYTES = 16 * 1024
+MESSAGE_MAX = 10_000
+SLUG_RE = r"^[-a-zA-Z0-9_]+$"
+CODE_RE = r"^[A-Za-z0-9._-]+$"
+REPORTABLE_EVENTS = [
+    EventStatus.STARTED,
+    EventStatus.COMPLETED,
+    EventStatus.COMPLETED_WITH_ERRORS,
+    EventStatus.FAILED,
+]
+
+
+# --- strict fields: JSON types are not coerced ------------------------------------------------
+
+
+class StrictIntegerField(serializers.IntegerField):
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictRegexField(serializers.RegexField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictChoiceField(serializers.ChoiceField):
+    default_error_messages = {"invalid_choice": '"{input}" is not one of: {choices}.'}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid_choice", input=data, choices=", ".join(self.choices))
+        try:
+            return self.choice_strings_to_values[data]
+        except KeyError:
+            self.fail("invalid_choice", input=data, choices=", ".join(self.choices))
+
+
+def count_field(**kwargs: Any) -> StrictIntegerField:
+    return StrictIntegerField(min_value=0, max_value=INT_MAX, **kwargs)
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class MetadataField(serializers.Field):
+    default_error_messages = {
+        "not_object": "Must be a JSON object.",
+        "too_large": f"Must be at most {METADATA_MAX_BYTES} bytes as JSON.",
+    }
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        if len(json.dumps(data, separators=(",", ":")).encode()) > METADATA_MAX_BYTES:
+            self.fail("too_large")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuse anything but a JSON object, and fields the serializer does not know."""
+
+    unknown_field_messages: dict[str, str] = {}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["The request body must be a JSON object."]}
+            )
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {
+                    name: [self.unknown_field_messages.get(name, "Unknown field.")]
+                    for name in unknown
+                }
+            )
+        return super().to_internal_value(data)
+
+
+# --- input ------------------------------------------------------------------------------------
+
+
+class JobCreateInput(StrictSerializer):
+    type = StrictRegexField(
+        SLUG_RE,
+        max_length=64,
+        help_text="Job type slug, e.g. export",
+        error_messages={"invalid": "Use letters, digits, '-' and '_' only."},
+    )
+    code = StrictRegexField(
+        CODE_RE,
+        max_length=64,
+        required=False,
+        help_text="Unique per company; generated (JOB-XXXXXXXX) when omitted.",
+        error_messages={"invalid": "Use letters, digits, '.', '-' and '_' only."},
+    )
+    total_records = count_field(required=False, allow_null=True)
+    expires_after = StrictIntegerField(
+        min_value=1,
+        max_value=INT_MAX,
+        required=False,
+        help_text="Seconds of silence before the job expires (default from settings).",
+    )
+    metadata = MetadataField(required=False)
+
+
+class JobProgressInput(StrictSerializer):
+    unknown_field_messages = {
+        "status": "status cannot be patched; POST an event to /api/v1/jobs/{id}/events/.",
+    }
+    total_records = count_field(required=False)
+    effected_records = count_field(required=False)
+    message = StrictCharField(required=False, allow_blank=True, max_length=MESSAGE_MAX)
+    metadata = MetadataField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError(
+                "Send at least one of total_records, effected_records, message, metadata."
+            )
+        return attrs
+
+
+class EventCreateInput(StrictSerializer):
+    status = StrictChoiceField(choices=REPORTABLE_EVENTS)
+    failure_reason = StrictChoiceField(choices=FailureReason.choices, required=False)
+    message = StrictCharField(required=False, allow_blank=True, max_length=MESSAGE_MAX)
+    total_records = count_field(required=False)
+    effected_records = count_field(required=False)
+
+
+class CancelInput(StrictSerializer):
+    message = StrictCharField(required=False, allow_blank=True, max_length=MESSAGE_MAX)
+
+
+class JobListFilters(serializers.Serializer):
+    status = StrictChoiceField(choices=JobStatus.choices, required=False)
+    type = StrictRegexField(SLUG_RE, max_length=64, required=False)
+    code = StrictRegexField(CODE_RE, max_length=64, required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+
+
+class PushResultListFilters(serializers.Serializer):
+    status = StrictChoiceField(choices=PushStatus.choices, required=False)
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+class PushCountsSerializer(serializers.Serializer):
+    success = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class ReportStateSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    url = serializers.URLField(allow_null=True)
+
+
+class JobSerializer(serializers.ModelSerializer):
+    company_id = serializers.UUIDField(read_only=True)
+    failure_reason = serializers.SerializerMethodField()
+    push_results = serializers.SerializerMethodField()
+    report = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "code",
+            "type",
+            "company_id",
+            "status",
+            "failure_reason",
+            "message",
+            "total_records",
+            "effected_records",
+            "push_results",
+            "start_time",
+            "end_time",
+            "expires_at",
+            "report",
+            "metadata",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=FailureReason.choices, allow_null=True))
+    def get_failure_reason(self, job: Job) -> str | None:
+        return job.failure_reason or None
+
+    @extend_schema_field(PushCountsSerializer)
+    def get_push_results(self, job: Job) -> dict[str, int]:
+        from .selectors import job_push_counts
+
+        return job_push_counts(job)
+
+    @extend_schema_field(ReportStateSerializer)
+    def get_report(self, job: Job) -> dict[str, Any]:
+        return {"status": "none", "url": None}
+
+
+class JobEventSerializer(serializers.ModelSerializer):
+    failure_reason = serializers.SerializerMethodField()
+    actor = serializers.SerializerMethodField()
+    job_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        model = JobEvent
+        fields = [
+            "job_id",
+            "sequence",
+            "status",
+            "failure_reason",
+            "message",
+            "data",
+            "source",
+            "actor",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_failure_reason(self, event: JobEvent) -> str | None:
+        return event.failure_reason or None
+
+    def get_actor(self, event: JobEvent) -> str | None:
+        return event.actor.get_username() if event.actor_id and event.actor else None
+
+
+class JobEventCreatedSerializer(JobEventSerializer):
+    job = JobSerializer(read_only=True)
+
+    class Meta(JobEventSerializer.Meta):
+        fields = [*JobEventSerializer.Meta.fields, "job"]
+        read_only_fields = fields
+
+
+class PushResultSerializer(serializers.ModelSerializer):
+    job_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        model = PushResult
+        fields = [
+            "job_id",
+            "push_communication_id",
+            "status",
+            "response_code",
+            "connection_id",
+            "business_name",
+            "service_name",
+            "data_type",
+            "source_object_ids",
+            "requested_on",
+            "completed_on",
+            "validation_errors",
+            "service_account_ref",
+            "request_id",
+            "received_at",
+        ]
+        read_only_fields = fields
+
+
+# --- the push status webhook of the accounting data service (seed 001) ------------------------
+
+
+class ValidationErrorItem(serializers.Serializer):
+    field = StrictCharField(allow_blank=True, max_length=1000, required=False, default="")
+    message = StrictCharField(allow_blank=True, max_length=MESSAGE_MAX)
+
+
+class PushValidation(serializers.Serializer):
+    errors = ValidationErrorItem(many=True, required=False, default=list)  # type: ignore[assignment]
+
+
+class PushEventData(serializers.Serializer):
+    """The ``data`` object; unknown fields are accepted (the sender may add fields)."""
+
+    event = StrictChoiceField(choices=["push"], required=False)
+    pushCommunicationId = StrictCharField(max_length=128)
+    status = StrictChoiceField(choices=PushStatus.choices)
+    connectionId = StrictCharField(required=False, allow_blank=True, max_length=255)
+    businessName = StrictCharField(required=False, allow_blank=True, max_length=255)
+    serviceName = StrictCharField(required=False, allow_blank=True, max_length=255)
+    dataType = StrictCharField(required=False, allow_blank=True, max_length=255)
+    sourceObjectIds = serializers.ListField(
+        child=StrictCharField(max_length=255), required=False, max_length=10_000
+    )
+    # The seed's failed example spells it sourceObjectId; a real receiver takes both.
+    sourceObjectId = serializers.ListField(
+        child=StrictCharField(max_length=255), required=False, max_length=10_000
+    )
+    requestedOn = serializers.DateTimeField(required=False, allow_null=True)
+    completedOn = serializers.DateTimeField(required=False, allow_null=True)
+    responseCode = StrictIntegerField(required=False, allow_null=True, min_value=100, max_value=599)
+    validation = PushValidation(required=False)
+    serviceAccountRef = serializers.DictField(required=False)
+
+
+class PushEventInput(serializers.Serializer):
+    data = PushEventData()  # type: ignore[assignment]
+    requestId = StrictCharField(required=False, allow_blank=True, max_length=255)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["The request body must be a JSON object."]}
+            )
+        return super().to_internal_value(data)
