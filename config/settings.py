@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "jobs",
     "webhooks",
@@ -158,6 +159,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Track asynchronous export and bulk jobs.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's assets come from the drf-spectacular-sidecar package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "jobs.models.JobStatus",
         "FailureReasonEnum": "jobs.models.FailureReason",
@@ -221,3 +226,5 @@ JOBTRAIL_API_RATE_LIMIT = env.str("JOBTRAIL_API_RATE_LIMIT", default="1200/minut
 JOBTRAIL_AUTH_RATE_LIMIT = env.str("JOBTRAIL_AUTH_RATE_LIMIT", default="60/minute")
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+JOBTRAIL_WEBHOOK_RETENTION_DAYS = env.int("JOBTRAIL_WEBHOOK_RETENTION_DAYS", default=30)
+JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL = env.int("JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL", default=5)

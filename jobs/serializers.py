@@ -292,7 +292,7 @@ class PushResultSerializer(serializers.ModelSerializer):
 
 class ValidationErrorItem(serializers.Serializer):
     field = StrictCharField(allow_blank=True, max_length=1000, required=False, default="")
-    message = StrictCharField(allow_blank=True, max_length=MESSAGE_MAX)
+    message = StrictCharField(allow_blank=True, max_length=MESSAGE_MAX, required=False, default="")
 
 
 class PushValidation(serializers.Serializer):

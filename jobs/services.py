@@ -5,6 +5,7 @@ next ``JobEvent`` and writes the webhook outbox, all in one transaction.
 """
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +15,8 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
+
+from webhooks.services import emit
 
 from .errors import (
     DuplicateJobCode,
@@ -69,6 +72,35 @@ class PushResultData:
     validation_errors: list[dict[str, str]] = field(default_factory=list)
     service_account_ref: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""
+
+
+# The webhook event each reported status fires.
+EVENT_WEBHOOKS: dict[EventStatus, str] = {
+    EventStatus.STARTED: "jobs.started",
+    EventStatus.COMPLETED: "jobs.completed",
+    EventStatus.COMPLETED_WITH_ERRORS: "jobs.completed_with_errors",
+    EventStatus.FAILED: "jobs.failed",
+}
+
+
+def _emit(job: Job, events_id: str, **extra: Callable[[], Any]) -> None:
+    """Write the job's webhook outbox rows (in the current transaction)."""
+
+    def data() -> dict[str, Any]:
+        from .serializers import JobSerializer
+
+        return {**JobSerializer(job).data, **{key: make() for key, make in extra.items()}}
+
+    emit(company_id=job.company_id, events_id=events_id, object_id=job.pk, data=data)
+
+
+def _event_data(event: JobEvent) -> Callable[[], Any]:
+    def make() -> Any:
+        from .serializers import JobEventSerializer
+
+        return JobEventSerializer(event).data
+
+    return make
 
 
 def generate_job_code() -> str:
@@ -186,7 +218,8 @@ def job_create(
                 ) from None
     else:  # pragma: no cover - five 40-bit random codes taken in a row
         raise DuplicateJobCode("Could not generate a unique job code; try again.")
-    _append_event(job=job, status=EventStatus.CREATED, source=source, actor=actor)
+    event = _append_event(job=job, status=EventStatus.CREATED, source=source, actor=actor)
+    _emit(job, "jobs.create", job_event=_event_data(event))
     return job
 
 
@@ -248,6 +281,7 @@ def job_apply_event(
         actor=actor,
     )
     job_event.job = job
+    _emit(job, EVENT_WEBHOOKS[event], job_event=_event_data(job_event))
     return job_event
 
 
@@ -336,6 +370,7 @@ def job_record_progress(
         actor=actor,
     )
     job_event.job = job
+    _emit(job, "jobs.update", job_event=_event_data(job_event))
     return job_event
 
 
@@ -366,6 +401,14 @@ def push_result_record(*, job_id: Any, data: PushResultData) -> tuple[PushResult
         service_account_ref=data.service_account_ref,
         request_id=data.request_id,
     )
-    _touch(job, timezone.now())
-    job.save(update_fields=["last_activity_at", "expires_at", "updated_at"])
+    if not job.is_terminal:
+        _touch(job, timezone.now())
+        job.save(update_fields=["last_activity_at", "expires_at", "updated_at"])
+
+    def push_data() -> Any:
+        from .serializers import PushResultSerializer
+
+        return PushResultSerializer(result).data
+
+    _emit(job, "jobs.push_results.create", push_result=push_data)
     return result, True

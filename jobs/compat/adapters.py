@@ -44,12 +44,14 @@ def export_job_status(job: Job, *, file_path: str | None) -> dict[str, Any]:
             }
         )
     if job.status == JobStatus.COMPLETED_WITH_ERRORS:
+        total = counts["failed"] + counts["success"]
         warnings.append(
             {
                 "code": 2,
                 "message": "Completed with errors",
-                "description": f"{counts['failed']} of {counts['failed'] + counts['success']} "
-                "push result(s) failed.",
+                "description": f"{counts['failed']} of {total} push result(s) failed."
+                if total
+                else "The job was reported completed with errors; no push results were recorded.",
             }
         )
     status = export_status(job)
@@ -110,6 +112,9 @@ def _failed_records_message(job: Job) -> str:
         blocks.append(
             f"Push ID: {result.push_communication_id} failed with the following errors:\n\n{errors}"
         )
+    more = selectors.job_push_counts(job)["failed"] - len(failed)
+    if more > 0:
+        blocks.append(f"… and {more} more failed push result(s).")
     return RULE + "\n" + f"\n{RULE}{RULE}\n".join(blocks) + "\n" + RULE
 
 

@@ -42,7 +42,7 @@ SEED_FIELDS = {"failure_reason": "failureReason"}
 def _job_by_id_or_code(view: CompanyAPIView, ident: str) -> Job:
     try:
         return view.get_job(uuid.UUID(ident))
-    except ValueError:
+    except (ValueError, Http404):  # not an id (of this company's jobs): maybe a code
         job = selectors.job_get_by_code(company=view.company, code=ident)
         if job is None:
             raise Http404("No such job.") from None
@@ -134,12 +134,15 @@ class ExportJobEventsView(CompanyAPIView):
             ) from exc
         except JobError as exc:
             field = reason_field if exc.field == "failure_reason" else exc.field
+            detail = exc.detail.replace("failure_reason", reason_field).replace(
+                "the status is", "the event is"
+            )
             raise ProblemError(
-                exc.detail,
+                detail,
                 status_code=exc.status,
                 code=exc.code,
                 title=exc.title,
-                errors=[{"field": field or "", "message": exc.detail}],
+                errors=[{"field": field or "", "message": detail}],
             ) from exc
         body = {
             "jobId": job.pk,

@@ -1,0 +1,45 @@
+"""The project's periodic tasks, registered in django-celery-beat's tables on every migrate.
+
+Registration is idempotent: a missing task is created; an existing one is left as staff set it
+(paused or re-timed in the admin).
+"""
+
+from typing import Any
+
+from django.conf import settings
+
+
+def periodic_tasks() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "Dispatch due webhook deliveries",
+            "task": "webhooks.dispatch_due_deliveries",
+            "every": settings.JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL,
+        },
+        {
+            "name": "Purge old webhook attempts and deliveries",
+            "task": "webhooks.purge_old_deliveries",
+            "every": 3600,
+        },
+        {
+            "name": "Purge expired idempotency keys",
+            "task": "jobs.purge_idempotency_keys",
+            "every": 3600,
+        },
+    ]
+
+
+def register_periodic_tasks(**kwargs: Any) -> None:
+    """post_migrate receiver: create the periodic tasks that do not exist yet."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    using = kwargs.get("using", "default")
+    for spec in periodic_tasks():
+        if PeriodicTask.objects.using(using).filter(name=spec["name"]).exists():
+            continue
+        schedule, _ = IntervalSchedule.objects.using(using).get_or_create(
+            every=spec["every"], period=IntervalSchedule.SECONDS
+        )
+        PeriodicTask.objects.using(using).create(
+            name=spec["name"], task=spec["task"], interval=schedule, enabled=True
+        )

@@ -1,0 +1,29 @@
+"""The catalogue of webhook event ids and how endpoint patterns match them."""
+
+EVENT_TYPES: dict[str, str] = {
+    "jobs.create": "A job was created.",
+    "jobs.update": "A job's progress changed (counts, message or metadata).",
+    "jobs.started": "A job started processing.",
+    "jobs.completed": "A job completed.",
+    "jobs.completed_with_errors": "A job completed, but some records failed.",
+    "jobs.failed": "A job failed (with its failure_reason: canceled, expired, …).",
+    "jobs.push_results.create": "A push result was recorded for a job.",
+    "jobs.report.ready": "A finished job's CSV report is ready to download.",
+}
+
+
+def pattern_matches(pattern: str, events_id: str) -> bool:
+    if pattern == "*":
+        return True
+    if pattern.endswith(".*"):
+        return events_id.startswith(pattern[:-1])
+    return pattern == events_id
+
+
+def subscribed(patterns: list[str], events_id: str) -> bool:
+    return any(pattern_matches(p, events_id) for p in patterns)
+
+
+def invalid_patterns(patterns: list[str]) -> list[str]:
+    """The patterns that match no known event id."""
+    return [p for p in patterns if not any(pattern_matches(p, e) for e in EVENT_TYPES)]

@@ -1,0 +1,125 @@
+"""Client webhook endpoints, the delivery outbox and its attempt log."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from jobs.models import Company
+
+
+class WebhookEndpoint(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(max_length=2000)
+    events = models.JSONField(
+        default=list, help_text='Event ids or patterns: "jobs.completed", "jobs.*", "*".'
+    )
+    description = models.CharField(max_length=500, blank=True, default="")
+    is_active = models.BooleanField(default=True)
+    secret = models.CharField(max_length=100)
+    # The secret before the last rotation keeps signing (beside the new one) until it expires.
+    previous_secret = models.CharField(max_length=100, blank=True, default="")
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["company", "is_active"], name="webhook_endpoint_company")]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint: a row of the outbox, written with the change it reports."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    event_id = models.CharField(
+        max_length=64, help_text="Sent as webhook-id; stable across retries."
+    )
+    events_id = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When a send task was last queued for it (the dispatcher queues what stays unsent).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    # A sender holds the delivery until then (a worker that dies frees it when it passes).
+    locked_until = models.DateTimeField(null=True, blank=True)
+    next_trigger = models.CharField(
+        max_length=16,
+        default="scheduled",
+        help_text="What the next attempt is: scheduled or manual.",
+    )
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "event_id"], name="webhook_delivery_event_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="webhook_delivery_due",
+                condition=Q(status="pending"),
+            ),
+            models.Index(fields=["company", "-created_at"], name="webhook_delivery_company"),
+            models.Index(
+                fields=["endpoint", "status", "-created_at"], name="webhook_delivery_endpoint"
+            ),
+            models.Index(fields=["object_id"], name="webhook_delivery_object"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.events_id} → {self.endpoint_id}"
+
+
+class AttemptTrigger(models.TextChoices):
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+
+
+class WebhookAttempt(models.Model):
+    delivery = models.ForeignKey(
+        WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log"
+    )
+    number = models.PositiveIntegerField()
+    trigger = models.CharField(
+        max_length=16, choices=AttemptTrigger.choices, default=AttemptTrigger.SCHEDULED
+    )
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["delivery", "number"]
+        indexes = [models.Index(fields=["started_at"], name="webhook_attempt_started")]
+
+    def __str__(self) -> str:
+        return f"#{self.number} {self.status_code or self.error[:40]}"

@@ -1,0 +1,98 @@
+"""Refuse webhook targets that point into our own network (SSRF guard).
+
+Checked at registration and again at send time against the addresses the host resolves to; the
+sender then connects to the checked address (no second lookup an attacker could rebind).
+"""
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+METADATA_ADDRESSES = {
+    ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack
+    ipaddress.ip_address("169.254.170.2"),  # AWS ECS task metadata
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS IPv6
+}
+
+
+class UnsafeTarget(ValueError):
+    """The URL may not be used as a webhook target; the message says why."""
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str
+    port: int
+    path: str
+    addresses: list[str]
+
+
+def private_targets_allowed() -> bool:
+    return bool(settings.JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS)
+
+
+def forbidden_reason(address: IPAddress) -> str | None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return forbidden_reason(address.ipv4_mapped)
+    if address in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    checks = [
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("private", address.is_private),
+        ("multicast", address.is_multicast),
+        ("reserved", address.is_reserved),
+        ("unspecified", address.is_unspecified),
+        ("shared (carrier-grade NAT)", address in ipaddress.ip_network("100.64.0.0/10")),
+    ]
+    for name, hit in checks:
+        if hit:
+            return f"a {name} address"
+    if not address.is_global:
+        return "not a public address"
+    return None
+
+
+def resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnsafeTarget(f"The host '{host}' does not resolve.") from exc
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def check_url(url: str) -> Target:
+    """Parse, resolve and check ``url``; raise ``UnsafeTarget`` with a clear reason."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeTarget(f"Not a valid URL: {exc}.") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise UnsafeTarget("The URL must start with https:// (or http:// in development).")
+    if scheme == "http" and not (settings.DEBUG or private_targets_allowed()):
+        raise UnsafeTarget("Webhook URLs must use https.")
+    if parts.username or parts.password:
+        raise UnsafeTarget("Credentials in the URL are not allowed.")
+    host = parts.hostname
+    if not host:
+        raise UnsafeTarget("The URL has no host.")
+    port = port or (443 if scheme == "https" else 80)
+    addresses = resolve(host, port)
+    if not private_targets_allowed():
+        for address in addresses:
+            reason = forbidden_reason(ipaddress.ip_address(address.split("%")[0]))
+            if reason:
+                raise UnsafeTarget(f"The host '{host}' resolves to {address}, {reason}.")
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    return Target(scheme=scheme, host=host, port=port, path=path, addresses=addresses)
