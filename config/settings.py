@@ -173,6 +173,7 @@ SPECTACULAR_SETTINGS = {
         "ExportJobStatusEnum": ["SCHEDULED", "RUNNING", "SUCCESSFUL", "FAILED", "CANCELLED"],
         "ApiJobStatusEnum": ["pending", "processing", "completed", "failed"],
         "PushEventEnum": ["push"],
+        "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
     },
 }
 
@@ -189,7 +190,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     for folder in ("queue", "control"):
         (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": 3600,
+        # Publishing (on commit, from a web request) gives up fast when the broker is down:
+        # the outbox row stays and the dispatcher queues it once the broker is back.
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.2,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 10,
+    }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -1,5 +1,7 @@
 from django.urls import path
 
+from webhooks import api as webhooks_api
+
 from . import api
 from .compat.views import ExportJobEventsView
 
@@ -18,4 +20,40 @@ urlpatterns = [
         name="job-push-results",
     ),
     path("export-job-events/", ExportJobEventsView.as_view(), name="export-job-events"),
+    path(
+        "webhook-endpoints/",
+        webhooks_api.EndpointCollectionView.as_view(),
+        name="webhook-endpoint-list",
+    ),
+    path(
+        "webhook-endpoints/<uuid:endpoint_id>/",
+        webhooks_api.EndpointDetailView.as_view(),
+        name="webhook-endpoint-detail",
+    ),
+    path(
+        "webhook-endpoints/<uuid:endpoint_id>/rotate-secret/",
+        webhooks_api.EndpointRotateSecretView.as_view(),
+        name="webhook-endpoint-rotate-secret",
+    ),
+    path(
+        "webhook-endpoints/<uuid:endpoint_id>/redeliver-failed/",
+        webhooks_api.EndpointRedeliverFailedView.as_view(),
+        name="webhook-endpoint-redeliver-failed",
+    ),
+    path(
+        "webhook-deliveries/",
+        webhooks_api.DeliveryCollectionView.as_view(),
+        name="webhook-delivery-list",
+    ),
+    path(
+        "webhook-deliveries/<uuid:delivery_id>/",
+        webhooks_api.DeliveryDetailView.as_view(),
+        name="webhook-delivery-detail",
+    ),
+    path(
+        "webhook-deliveries/<uuid:delivery_id>/redeliver/",
+        webhooks_api.DeliveryRedeliverView.as_view(),
+        name="webhook-delivery-redeliver",
+    ),
+    path("webhook-event-types/", webhooks_api.EventTypesView.as_view(), name="webhook-event-types"),
 ]

@@ -4,6 +4,7 @@ import base64
 import logging
 import random
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -134,21 +135,31 @@ def emit(
     return deliveries
 
 
+# After a failed publish, skip the broker for a few seconds: requests stay fast during an
+# outage, and the dispatcher queues the rows once the broker is back.
+BROKER_BACKOFF = 5.0
+_broker_down_until = 0.0
+
+
 def enqueue(ids: Iterable[Any], *, countdown: float | None = None) -> None:
     """Queue sending; if the broker is unreachable, leave the rows for the dispatcher."""
+    global _broker_down_until
     from .tasks import send_delivery
 
+    ids = list(ids)
     failed = []
-    for delivery_id in ids:
+    for position, delivery_id in enumerate(ids):
+        if time.monotonic() < _broker_down_until:
+            failed.extend(ids[position:])
+            break
+        options: dict[str, Any] = {"retry": False}
+        if countdown is not None:
+            options["countdown"] = countdown
         try:
-            options: dict[str, Any] = {"retry": False}
-            if countdown is not None:
-                options["countdown"] = countdown
             send_delivery.apply_async((str(delivery_id),), **options)
         except Exception as exc:
-            logger.warning(
-                "webhook delivery %s not queued (%s); the dispatcher will", delivery_id, exc
-            )
+            logger.warning("webhook delivery not queued (%s); the dispatcher will retry", exc)
+            _broker_down_until = time.monotonic() + BROKER_BACKOFF
             failed.append(delivery_id)
     if failed:
         WebhookDelivery.objects.filter(pk__in=failed).update(dispatched_at=None)

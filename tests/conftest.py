@@ -1,0 +1,45 @@
+"""Shared fixtures: API clients with bearer tokens, each in its own company."""
+
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from jobs.auth import CompanyTokenObtainPairSerializer
+from jobs.models import Company
+from tests.factories import ApiClientFactory, CompanyFactory
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_cache() -> None:
+    cache.clear()
+
+
+def bearer_client(user: Any) -> APIClient:
+    token: RefreshToken = CompanyTokenObtainPairSerializer.get_token(user)  # type: ignore[assignment]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.access_token}")
+    return client
+
+
+@pytest.fixture
+def company(db: None) -> Company:
+    return CompanyFactory(name="Acme")
+
+
+@pytest.fixture
+def api_user(company: Company) -> Any:
+    return ApiClientFactory(company=company)
+
+
+@pytest.fixture
+def api(api_user: Any) -> APIClient:
+    return bearer_client(api_user)
+
+
+@pytest.fixture
+def other_api(db: None) -> APIClient:
+    """An API client of another company."""
+    return bearer_client(ApiClientFactory(company=CompanyFactory(name="Globex")))

@@ -1,0 +1,104 @@
+"""A real local HTTP server that receives webhooks and records every request."""
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: str = "ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class Receiver:
+    """Answers each request with the next queued ``Reply`` (then ``default``)."""
+
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self.replies: list[Reply] = []
+        self.default = Reply()
+        self.lock = threading.Lock()
+        self.server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        port = self.server.server_address[1]
+        return f"http://127.0.0.1:{port}"
+
+    def reply(self, *replies: Reply) -> None:
+        with self.lock:
+            self.replies.extend(replies)
+
+    def wait_for(
+        self, predicate: Callable[[list[Received]], bool], timeout: float = 30
+    ) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                snapshot = list(self.requests)
+            if predicate(snapshot):
+                return snapshot
+            time.sleep(0.05)
+        with self.lock:
+            return list(self.requests)
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length).decode()
+        with self.lock:
+            self.requests.append(
+                Received(path=handler.path, headers=dict(handler.headers.items()), body=body)
+            )
+            reply = self.replies.pop(0) if self.replies else self.default
+        if reply.delay:
+            time.sleep(reply.delay)
+        payload = reply.body.encode()
+        handler.send_response(reply.status)
+        for name, value in reply.headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+
+@contextmanager
+def running_receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            receiver._handle(self)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    receiver.server = server
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,280 @@
+"""The webhook API: endpoints, secrets, SSRF guard, deliveries, redelivery, tenancy."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+from rest_framework.test import APIClient
+
+from config.periodic import periodic_tasks, register_periodic_tasks
+from tests.factories import JobFactory
+from tests.receiver import Receiver
+from tests.webhooks.helpers import deliveries
+from webhooks import services
+from webhooks.events import EVENT_TYPES
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.sending import deliver
+
+pytestmark = pytest.mark.django_db
+
+
+def _register(api: APIClient, url: str = "http://127.0.0.1:9/hook", **body: Any) -> dict:
+    response = api.post(
+        "/api/v1/webhook-endpoints/", {"url": url, "events": ["jobs.*"], **body}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_register_shows_the_secret_once(api: APIClient) -> None:
+    created = _register(api, description="ERP sync")
+    assert created["secret"].startswith("whsec_")
+    assert created["events"] == ["jobs.*"] and created["is_active"] is True
+
+    listed = api.get("/api/v1/webhook-endpoints/").json()["results"]
+    detail = api.get(f"/api/v1/webhook-endpoints/{created['id']}/").json()
+    for shown in (listed[0], detail):
+        assert "secret" not in shown
+        assert created["secret"] not in str(shown)
+
+    rotated = api.post(f"/api/v1/webhook-endpoints/{created['id']}/rotate-secret/")
+    assert rotated.status_code == 200
+    assert rotated.json()["secret"].startswith("whsec_")
+    assert rotated.json()["secret"] != created["secret"]
+
+
+def test_update_and_delete(api: APIClient) -> None:
+    created = _register(api)
+    url = f"/api/v1/webhook-endpoints/{created['id']}/"
+    patched = api.patch(url, {"events": ["jobs.completed"], "is_active": False}, format="json")
+    assert patched.status_code == 200
+    assert (patched.json()["events"], patched.json()["is_active"]) == (["jobs.completed"], False)
+    assert api.delete(url).status_code == 204
+    assert api.get(url).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"url": "http://127.0.0.1:9/", "events": []}, "events"),
+        ({"url": "http://127.0.0.1:9/", "events": ["jobs.exploded"]}, "events"),
+        ({"url": "http://127.0.0.1:9/", "events": "jobs.*"}, "events"),
+        ({"url": "ftp://example.com/", "events": ["*"]}, "url"),
+        ({"url": "not a url", "events": ["*"]}, "url"),
+        ({"url": "http://user:pw@127.0.0.1:9/", "events": ["*"]}, "url"),
+        ({"url": "http://127.0.0.1:9/", "events": ["*"], "is_active": "yes"}, "is_active"),
+        ({"url": "http://127.0.0.1:9/", "events": ["*"], "secret": "whsec_x"}, "secret"),
+    ],
+)
+def test_invalid_endpoints_are_refused(api: APIClient, body: dict, field: str) -> None:
+    response = api.post("/api/v1/webhook-endpoints/", body, format="json")
+    assert response.status_code == 400
+    assert field in {e["field"] for e in response.json()["errors"]}
+    assert WebhookEndpoint.objects.count() == 0
+
+
+SSRF_URLS = [
+    "http://127.0.0.1/hook",
+    "http://localhost/hook",
+    "http://[::1]/hook",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://10.0.0.1/hook",
+    "http://192.168.1.10/hook",
+    "http://172.16.0.5/hook",
+    "http://[::ffff:127.0.0.1]/hook",
+    "http://2130706433/hook",
+    "http://0x7f000001/hook",
+    "http://0.0.0.0/hook",
+    "http://[fe80::1]/hook",
+    "http://[fd00:ec2::254]/hook",
+    "http://224.0.0.1/hook",
+    "http://100.64.0.1/hook",
+]
+
+
+@pytest.mark.parametrize("url", SSRF_URLS)
+def test_ssrf_guard_refuses_internal_targets(api: APIClient, settings, url: str) -> None:
+    settings.JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS = False
+    settings.DEBUG = True  # so http:// itself is allowed and the address is what is refused
+    response = api.post("/api/v1/webhook-endpoints/", {"url": url, "events": ["*"]}, format="json")
+    assert response.status_code == 400, url
+    [err] = response.json()["errors"]
+    assert err["field"] == "url"
+    assert "address" in err["message"] or "resolve" in err["message"]
+    assert WebhookEndpoint.objects.count() == 0
+
+
+def test_https_is_required_outside_debug(api: APIClient, settings) -> None:
+    settings.JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS = False
+    settings.DEBUG = False
+    response = api.post(
+        "/api/v1/webhook-endpoints/",
+        {"url": "http://example.com/h", "events": ["*"]},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "https" in response.json()["errors"][0]["message"]
+
+
+def test_endpoints_are_tenant_scoped(api: APIClient, other_api: APIClient) -> None:
+    created = _register(api)
+    base = f"/api/v1/webhook-endpoints/{created['id']}/"
+    assert other_api.get("/api/v1/webhook-endpoints/").json()["results"] == []
+    assert other_api.get(base).status_code == 404
+    assert other_api.patch(base, {"is_active": False}, format="json").status_code == 404
+    assert other_api.delete(base).status_code == 404
+    assert other_api.post(base + "rotate-secret/").status_code == 404
+    assert (
+        other_api.post(
+            base + "redeliver-failed/", {"since": "2020-01-01T00:00:00Z"}, format="json"
+        ).status_code
+        == 404
+    )
+    assert WebhookEndpoint.objects.get(pk=created["id"]).is_active
+
+
+def test_deliveries_list_filter_detail_redeliver(
+    api: APIClient, other_api: APIClient, receiver: Receiver, company
+) -> None:
+    endpoint = _register(api, url=receiver.url + "/hook")
+    job = JobFactory(company=company)
+    other_job = JobFactory(company=company)
+    [created, _] = deliveries()
+    deliver(created.pk)
+
+    listed = api.get("/api/v1/webhook-deliveries/").json()["results"]
+    assert len(listed) == 2
+    by_object = api.get("/api/v1/webhook-deliveries/", {"object_id": str(job.pk)}).json()
+    assert [d["object_id"] for d in by_object["results"]] == [str(job.pk)]
+    delivered = api.get("/api/v1/webhook-deliveries/", {"status": "delivered"}).json()["results"]
+    assert [d["id"] for d in delivered] == [str(created.pk)]
+    assert (
+        len(api.get("/api/v1/webhook-deliveries/", {"endpoint": endpoint["id"]}).json()["results"])
+        == 2
+    )
+    assert (
+        api.get("/api/v1/webhook-deliveries/", {"events_id": "jobs.completed"}).json()["results"]
+        == []
+    )
+    future = (timezone.now() + timedelta(hours=1)).isoformat()
+    assert api.get("/api/v1/webhook-deliveries/", {"created_after": future}).json()["results"] == []
+    assert api.get("/api/v1/webhook-deliveries/", {"status": "bogus"}).status_code == 400
+
+    detail = api.get(f"/api/v1/webhook-deliveries/{created.pk}/").json()
+    assert detail["payload"]["event"]["object_id"] == str(job.pk)
+    [attempt] = detail["attempt_log"]
+    assert (attempt["status_code"], attempt["trigger"]) == (200, "scheduled")
+
+    redelivered = api.post(f"/api/v1/webhook-deliveries/{created.pk}/redeliver/")
+    assert redelivered.status_code == 202
+    assert redelivered.json()["status"] == "pending"
+    deliver(created.pk)
+    assert WebhookAttempt.objects.filter(delivery=created, trigger="manual").count() == 1
+
+    assert other_api.get("/api/v1/webhook-deliveries/").json()["results"] == []
+    assert other_api.get(f"/api/v1/webhook-deliveries/{created.pk}/").status_code == 404
+    assert other_api.post(f"/api/v1/webhook-deliveries/{created.pk}/redeliver/").status_code == 404
+    assert other_job.pk  # both jobs belong to the first company
+
+
+def test_redeliver_failed_since_endpoint(api: APIClient, company) -> None:
+    endpoint = _register(api)
+    JobFactory(company=company)
+    WebhookDelivery.objects.update(status="failed")
+    response = api.post(
+        f"/api/v1/webhook-endpoints/{endpoint['id']}/redeliver-failed/",
+        {"since": (timezone.now() - timedelta(hours=1)).isoformat()},
+        format="json",
+    )
+    assert response.status_code == 202
+    assert response.json() == {"redelivered": 1}
+    assert WebhookDelivery.objects.get().status == "pending"
+
+
+def test_event_types(api: APIClient) -> None:
+    response = api.get("/api/v1/webhook-event-types/")
+    assert response.status_code == 200
+    assert [t["id"] for t in response.json()] == list(EVENT_TYPES)
+
+
+def test_webhook_api_needs_a_token() -> None:
+    client = APIClient()
+    for url in [
+        "/api/v1/webhook-endpoints/",
+        "/api/v1/webhook-deliveries/",
+        "/api/v1/webhook-event-types/",
+    ]:
+        assert client.get(url).status_code == 401
+
+
+# --- dispatcher, retention, periodic tasks ----------------------------------------------------
+
+
+def test_dispatcher_queues_only_due_unqueued_deliveries(company, monkeypatch) -> None:
+    services.endpoint_create(company=company, url="http://127.0.0.1:9/", events=["*"])
+    for _ in range(3):
+        JobFactory(company=company)
+    fresh, lost, later = deliveries()
+    now = timezone.now()
+    WebhookDelivery.objects.filter(pk=lost.pk).update(dispatched_at=None)
+    WebhookDelivery.objects.filter(pk=later.pk).update(
+        dispatched_at=None, next_attempt_at=now + timedelta(minutes=5)
+    )
+    queued: list[str] = []
+    monkeypatch.setattr(
+        "webhooks.tasks.send_delivery.apply_async", lambda args, **kw: queued.append(args[0])
+    )
+    assert services.dispatch_due_deliveries() == 1
+    assert queued == [str(lost.pk)]
+    assert services.dispatch_due_deliveries() == 0  # just dispatched: not again
+
+    WebhookDelivery.objects.filter(pk=fresh.pk).update(dispatched_at=now - timedelta(minutes=5))
+    assert services.dispatch_due_deliveries() == 1
+    assert queued[-1] == str(fresh.pk)
+
+
+def test_broker_outage_leaves_rows_for_the_dispatcher(company, monkeypatch) -> None:
+    services.endpoint_create(company=company, url="http://127.0.0.1:9/", events=["*"])
+    JobFactory(company=company)
+    [delivery] = deliveries()
+
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr("webhooks.tasks.send_delivery.apply_async", broker_down)
+    monkeypatch.setattr(services, "_broker_down_until", 0.0)
+    services.enqueue([delivery.pk])
+    delivery.refresh_from_db()
+    assert delivery.dispatched_at is None and delivery.status == "pending"
+
+
+def test_purge_keeps_recent_and_undelivered(company, receiver: Receiver) -> None:
+    services.endpoint_create(company=company, url=receiver.url, events=["*"])
+    for _ in range(3):
+        JobFactory(company=company)
+    old_delivered, old_failed, recent = deliveries()
+    for d in (old_delivered, recent):
+        deliver(d.pk)
+    old = timezone.now() - timedelta(days=40)
+    WebhookDelivery.objects.filter(pk__in=[old_delivered.pk, old_failed.pk]).update(created_at=old)
+    WebhookDelivery.objects.filter(pk=old_failed.pk).update(status="failed")
+    WebhookAttempt.objects.filter(delivery=old_delivered).update(started_at=old)
+
+    services.deliveries_purge(older_than=timedelta(days=30))
+    assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {old_failed.pk, recent.pk}
+    assert WebhookAttempt.objects.filter(delivery=recent).count() == 1
+
+
+def test_periodic_tasks_are_registered_idempotently() -> None:
+    names = {spec["name"] for spec in periodic_tasks()}
+    assert names <= set(PeriodicTask.objects.values_list("name", flat=True))  # from migrate
+    dispatcher = PeriodicTask.objects.get(task="webhooks.dispatch_due_deliveries")
+    assert dispatcher.interval is not None and dispatcher.interval.every <= 10
+    dispatcher.enabled = False  # staff paused it in the admin
+    dispatcher.save()
+    count = PeriodicTask.objects.count()
+    register_periodic_tasks()
+    assert PeriodicTask.objects.count() == count
+    assert not PeriodicTask.objects.get(pk=dispatcher.pk).enabled

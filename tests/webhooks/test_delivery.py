@@ -1,0 +1,263 @@
+"""Sending deliveries to a real local HTTP receiver: signatures, retries, outcomes."""
+
+import logging
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from tests.factories import CompanyFactory, JobFactory
+from tests.receiver import Receiver, Reply
+from tests.webhooks.helpers import deliveries, endpoint_for
+from webhooks import services
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.sending import deliver
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def fast_retries(settings) -> None:
+    settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE = [0, 0, 0]
+    settings.JOBTRAIL_WEBHOOK_TIMEOUT = 2
+
+
+def _one_delivery(receiver: Receiver, events: list[str] | None = None) -> WebhookDelivery:
+    company = CompanyFactory()
+    endpoint_for(company, receiver.url + "/hook", events or ["jobs.create"])
+    JobFactory(company=company)
+    [delivery] = deliveries()
+    return delivery
+
+
+def _send(delivery: WebhookDelivery) -> WebhookDelivery:
+    deliver(delivery.pk)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def test_delivery_is_signed_and_verifiable(receiver: Receiver) -> None:
+    delivery = _send(_one_delivery(receiver))
+
+    [request] = receiver.requests
+    assert request.path == "/hook"
+    secret = delivery.endpoint.secret
+    verified = Webhook(secret).verify(request.body, request.headers)
+    assert verified == delivery.payload
+    assert request.headers["webhook-id"] == delivery.event_id
+    assert request.headers["Content-Type"] == "application/json"
+    assert verified["event"]["events_id"] == "jobs.create"
+    assert delivery.status == "delivered" and delivery.delivered_at is not None
+    [attempt] = delivery.attempt_log.all()
+    assert (attempt.number, attempt.status_code, attempt.trigger) == (1, 200, "scheduled")
+    assert attempt.response_body == "ok"
+
+
+def test_signature_with_another_secret_does_not_verify(receiver: Receiver) -> None:
+    _send(_one_delivery(receiver))
+    [request] = receiver.requests
+    with pytest.raises(Exception, match=r"[Ss]ignature"):
+        Webhook(services.generate_secret()).verify(request.body, request.headers)
+
+
+@pytest.mark.usefixtures("fast_retries")
+def test_500_twice_then_200_logs_three_attempts_with_one_webhook_id(receiver: Receiver) -> None:
+    receiver.reply(Reply(500, "boom"), Reply(500, "boom again"))
+    delivery = _one_delivery(receiver)
+    for _ in range(3):
+        delivery = _send(delivery)
+
+    assert delivery.status == "delivered"
+    attempts = list(delivery.attempt_log.order_by("number"))
+    assert [(a.number, a.status_code) for a in attempts] == [(1, 500), (2, 500), (3, 200)]
+    assert attempts[0].response_body == "boom"
+    assert all(a.duration_ms >= 0 for a in attempts)
+    assert {r.headers["webhook-id"] for r in receiver.requests} == {delivery.event_id}
+    assert len(receiver.requests) == 3
+
+
+@pytest.mark.usefixtures("fast_retries")
+def test_failed_after_the_schedule_is_used_up(receiver: Receiver) -> None:
+    receiver.default = Reply(503, "down")
+    delivery = _one_delivery(receiver)
+    for _ in range(6):
+        delivery = _send(delivery)
+    assert delivery.status == "failed"
+    assert delivery.attempts == 4  # first try + three retries
+    assert delivery.attempt_log.count() == 4
+    assert delivery.last_status_code == 503
+
+
+def test_retry_follows_the_schedule_with_jitter(receiver: Receiver, settings) -> None:
+    settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE = [100, 1000]
+    receiver.default = Reply(500)
+    delivery = _send(_one_delivery(receiver))
+    assert delivery.status == "pending"
+    delay = (delivery.next_attempt_at - delivery.updated_at).total_seconds()
+    assert 80 <= delay <= 120
+    assert _send(delivery).attempts == 1  # not due yet: nothing sent
+    assert len(receiver.requests) == 1
+
+
+def test_retry_after_is_honoured_within_bounds(receiver: Receiver, settings) -> None:
+    settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE = [5, 5]
+    receiver.reply(Reply(429, headers={"Retry-After": "120"}))
+    delivery = _send(_one_delivery(receiver))
+    delay = (delivery.next_attempt_at - timezone.now()).total_seconds()
+    assert 110 <= delay <= 121
+
+    receiver.reply(Reply(503, headers={"Retry-After": "99999999"}))
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+    delivery = _send(delivery)
+    delay = (delivery.next_attempt_at - timezone.now()).total_seconds()
+    assert 24 * 3600 - 10 <= delay <= 24 * 3600
+
+
+def test_410_disables_the_endpoint(receiver: Receiver) -> None:
+    receiver.reply(Reply(410, "gone"))
+    delivery = _send(_one_delivery(receiver))
+    assert delivery.status == "failed"
+    endpoint = WebhookEndpoint.objects.get(pk=delivery.endpoint_id)
+    assert not endpoint.is_active
+    assert "410" in endpoint.disabled_reason
+
+
+def test_redirect_is_a_failure_and_not_followed(receiver: Receiver) -> None:
+    receiver.reply(Reply(302, headers={"Location": receiver.url + "/elsewhere"}))
+    delivery = _send(_one_delivery(receiver))
+    assert delivery.status == "failed"
+    assert "redirect" in delivery.last_error
+    assert [r.path for r in receiver.requests] == ["/hook"]
+
+
+@pytest.mark.usefixtures("fast_retries")
+def test_timeout_is_logged_and_retried(receiver: Receiver, settings) -> None:
+    settings.JOBTRAIL_WEBHOOK_TIMEOUT = 0.3
+    receiver.reply(Reply(200, delay=1.5))
+    delivery = _send(_one_delivery(receiver))
+    [attempt] = delivery.attempt_log.all()
+    assert attempt.status_code is None
+    assert "timed out" in attempt.error.lower()
+    assert delivery.status == "pending"
+
+
+@pytest.mark.usefixtures("fast_retries")
+def test_unreachable_receiver_is_logged_and_retried(receiver: Receiver) -> None:
+    company = CompanyFactory()
+    endpoint_for(company, "http://127.0.0.1:9/closed-port", ["jobs.create"])
+    JobFactory(company=company)
+    [delivery] = deliveries()
+    delivery = _send(delivery)
+    assert delivery.status == "pending"
+    assert "refused" in delivery.last_error.lower() or "connect" in delivery.last_error.lower()
+
+
+def test_response_body_is_cut_to_16_kib(receiver: Receiver) -> None:
+    receiver.reply(Reply(500, "x" * 40_000))
+    delivery = _send(_one_delivery(receiver))
+    [attempt] = delivery.attempt_log.all()
+    assert len(attempt.response_body) == 16 * 1024
+
+
+def test_manual_redelivery_is_recorded_as_manual(receiver: Receiver) -> None:
+    delivery = _send(_one_delivery(receiver))
+    services.delivery_redeliver(delivery=delivery)
+    delivery = _send(delivery)
+    attempts = list(delivery.attempt_log.order_by("number"))
+    assert [(a.number, a.trigger) for a in attempts] == [(1, "scheduled"), (2, "manual")]
+    assert len(receiver.requests) == 2
+    assert receiver.requests[0].headers["webhook-id"] == receiver.requests[1].headers["webhook-id"]
+
+
+def test_failed_manual_redelivery_makes_one_attempt(receiver: Receiver) -> None:
+    receiver.default = Reply(500)
+    delivery = _one_delivery(receiver)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status="failed")
+    services.delivery_redeliver(delivery=delivery)
+    delivery = _send(delivery)
+    assert delivery.status == "failed"
+    assert delivery.attempt_log.get().trigger == "manual"
+
+
+def test_redeliver_everything_failed_since(receiver: Receiver) -> None:
+    company = CompanyFactory()
+    endpoint = endpoint_for(company, receiver.url + "/hook")
+    for _ in range(3):
+        JobFactory(company=company)
+    old, recent, recent2 = deliveries()
+    WebhookDelivery.objects.filter(pk__in=[old.pk, recent.pk, recent2.pk]).update(status="failed")
+    WebhookDelivery.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=3))
+    count = services.endpoint_redeliver_failed(
+        endpoint=endpoint, since=timezone.now() - timedelta(days=1)
+    )
+    assert count == 2
+    assert set(WebhookDelivery.objects.filter(status="pending").values_list("pk", flat=True)) == {
+        recent.pk,
+        recent2.pk,
+    }
+
+
+def test_disabled_endpoint_abandons_pending_deliveries(receiver: Receiver) -> None:
+    delivery = _one_delivery(receiver)
+    WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(is_active=False)
+    delivery = _send(delivery)
+    assert delivery.status == "failed"
+    assert receiver.requests == []
+
+
+def test_rotated_secret_both_signatures_verify_for_a_day(receiver: Receiver) -> None:
+    company = CompanyFactory()
+    endpoint = endpoint_for(company, receiver.url + "/hook", ["jobs.create"])
+    old_secret = endpoint.secret
+    endpoint = services.endpoint_rotate_secret(endpoint=endpoint)
+    assert endpoint.secret != old_secret
+    JobFactory(company=company)
+    _send(deliveries()[0])
+    [request] = receiver.requests
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    Webhook(endpoint.secret).verify(request.body, request.headers)
+    Webhook(old_secret).verify(request.body, request.headers)
+
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        previous_secret_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    JobFactory(company=company)
+    _send(deliveries(status="pending")[0])
+    later = receiver.requests[1]
+    assert len(later.headers["webhook-signature"].split(" ")) == 1
+    with pytest.raises(Exception, match=r"[Ss]ignature"):
+        Webhook(old_secret).verify(later.body, later.headers)
+
+
+def test_send_time_ssrf_check(receiver: Receiver, settings) -> None:
+    delivery = _one_delivery(receiver)
+    settings.JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS = False
+    settings.DEBUG = True  # http allowed, private addresses still refused
+    delivery = _send(delivery)
+    assert receiver.requests == []
+    [attempt] = delivery.attempt_log.all()
+    assert "SSRF" in attempt.error and "loopback" in attempt.error
+
+
+def test_a_delivery_is_sent_once_even_when_queued_twice(receiver: Receiver) -> None:
+    delivery = _one_delivery(receiver)
+    deliver(delivery.pk)
+    deliver(delivery.pk)
+    assert len(receiver.requests) == 1
+
+
+def test_a_held_delivery_is_not_sent_by_another_worker(receiver: Receiver) -> None:
+    delivery = _one_delivery(receiver)
+    claim = services.delivery_claim(delivery_id=delivery.pk)
+    assert claim is not None
+    deliver(delivery.pk)  # another worker: the lease is held
+    assert receiver.requests == []
+
+
+def test_secrets_never_reach_the_logs(receiver: Receiver, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    receiver.reply(Reply(500))
+    delivery = _send(_one_delivery(receiver))
+    assert delivery.endpoint.secret not in caplog.text
+    assert delivery.endpoint.secret.removeprefix("whsec_") not in caplog.text

@@ -1,0 +1,134 @@
+"""The outbox: a delivery row per subscribed endpoint, written with the job change."""
+
+import pytest
+from django.db import transaction
+
+from jobs import services as jobs
+from jobs.models import Job
+from tests.factories import CompanyFactory, JobFactory
+from tests.webhooks.helpers import deliveries, endpoint_for
+from webhooks.events import EVENT_TYPES, pattern_matches
+from webhooks.models import WebhookDelivery
+
+pytestmark = pytest.mark.django_db
+
+
+def _lifecycle(company) -> Job:
+    job = JobFactory(company=company)
+    jobs.job_start(job_id=job.pk)
+    jobs.job_record_progress(job_id=job.pk, effected_records=1)
+    jobs.push_result_record(
+        job_id=job.pk, data=jobs.PushResultData(push_communication_id="p1", status="success")
+    )
+    jobs.job_complete(job_id=job.pk)
+    return job
+
+
+def test_every_job_change_fires_its_event() -> None:
+    company = CompanyFactory()
+    endpoint_for(company, "http://127.0.0.1:9/hook", ["*"])
+    job = _lifecycle(company)
+    assert [d.events_id for d in deliveries(object_id=str(job.pk))] == [
+        "jobs.create",
+        "jobs.started",
+        "jobs.update",
+        "jobs.push_results.create",
+        "jobs.completed",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reason_event", "expected"),
+    [("completed_with_errors", "jobs.completed_with_errors"), ("failed", "jobs.failed")],
+)
+def test_terminal_events(reason_event: str, expected: str) -> None:
+    company = CompanyFactory()
+    endpoint_for(company, "http://127.0.0.1:9/hook", [expected])
+    job = JobFactory(company=company)
+    jobs.job_apply_event(
+        job_id=job.pk,
+        status=reason_event,
+        failure_reason="service_timeout" if reason_event == "failed" else "",
+    )
+    [delivery] = deliveries()
+    assert delivery.events_id == expected
+    assert delivery.payload["data"]["status"] == reason_event
+
+
+def test_patterns_select_events() -> None:
+    company = CompanyFactory()
+    only_completed = endpoint_for(company, "http://127.0.0.1:9/a", ["jobs.completed"])
+    all_jobs = endpoint_for(company, "http://127.0.0.1:9/b", ["jobs.*"])
+    pushes = endpoint_for(company, "http://127.0.0.1:9/c", ["jobs.push_results.create"])
+    _lifecycle(company)
+    assert [d.events_id for d in deliveries(endpoint=only_completed)] == ["jobs.completed"]
+    assert len(deliveries(endpoint=all_jobs)) == 5
+    assert [d.events_id for d in deliveries(endpoint=pushes)] == ["jobs.push_results.create"]
+
+
+def test_pattern_matching_rules() -> None:
+    assert all(pattern_matches("*", e) for e in EVENT_TYPES)
+    assert all(pattern_matches("jobs.*", e) for e in EVENT_TYPES)
+    assert pattern_matches("jobs.push_results.*", "jobs.push_results.create")
+    assert not pattern_matches("jobs.completed", "jobs.completed_with_errors")
+    assert not pattern_matches("jobs.complete*", "jobs.completed")
+
+
+def test_inactive_and_other_company_endpoints_get_nothing() -> None:
+    company, other = CompanyFactory(), CompanyFactory()
+    inactive = endpoint_for(company, "http://127.0.0.1:9/a")
+    inactive.is_active = False
+    inactive.save()
+    endpoint_for(other, "http://127.0.0.1:9/b")
+    _lifecycle(company)
+    assert WebhookDelivery.objects.count() == 0
+
+
+def test_envelope_and_shared_event_id_across_endpoints() -> None:
+    company = CompanyFactory()
+    first = endpoint_for(company, "http://127.0.0.1:9/a", ["jobs.started"])
+    second = endpoint_for(company, "http://127.0.0.1:9/b", ["jobs.started"])
+    job = JobFactory(company=company)
+    jobs.job_start(job_id=job.pk, message="go")
+    [a] = deliveries(endpoint=first)
+    [b] = deliveries(endpoint=second)
+    assert a.event_id == b.event_id and a.event_id.startswith("msg_")
+    assert set(a.payload) == {"event", "data"}
+    assert a.payload["event"]["events_id"] == "jobs.started"
+    assert a.payload["event"]["object_id"] == str(job.pk)
+    assert a.payload["event"]["dt"].startswith(str(a.created_at.year))
+    data = a.payload["data"]
+    assert data["id"] == str(job.pk) and data["status"] == "processing"
+    assert data["job_event"]["status"] == "started" and data["job_event"]["sequence"] == 2
+
+
+def test_rolled_back_change_leaves_no_delivery_and_sends_nothing(
+    django_capture_on_commit_callbacks,
+) -> None:
+    company = CompanyFactory()
+    endpoint_for(company, "http://127.0.0.1:9/a")
+    job = JobFactory(company=company)
+    before = WebhookDelivery.objects.count()
+
+    with (
+        django_capture_on_commit_callbacks() as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        jobs.job_start(job_id=job.pk)
+        assert WebhookDelivery.objects.count() == before + 1  # written inside
+        raise RuntimeError("the caller's transaction fails after the change")
+
+    assert WebhookDelivery.objects.count() == before
+    assert callbacks == []
+    job.refresh_from_db()
+    assert job.status == "pending"
+
+
+def test_committed_change_queues_sending_on_commit(django_capture_on_commit_callbacks) -> None:
+    company = CompanyFactory()
+    endpoint_for(company, "http://127.0.0.1:9/a")
+    job = JobFactory(company=company)
+    with django_capture_on_commit_callbacks() as callbacks:
+        jobs.job_start(job_id=job.pk)
+    assert len(callbacks) == 1

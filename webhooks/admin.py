@@ -1,0 +1,140 @@
+"""Staff views of endpoints (secrets never shown), deliveries and their attempts."""
+
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from . import services
+from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .ssrf import UnsafeTarget, check_url
+
+
+class EndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https")
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["url", "events", "description", "is_active"]
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        try:
+            check_url(url)
+        except UnsafeTarget as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return url
+
+
+class RedeliverFailedForm(forms.Form):
+    since = forms.DateTimeField(
+        help_text="Redeliver every failed delivery created at or after this time (UTC).",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = EndpointForm
+    list_display = ["url", "company", "events", "is_active", "disabled_reason", "created_at"]
+    list_filter = ["is_active"]
+    list_select_related = ["company"]
+    search_fields = ["url", "=id"]
+    readonly_fields = ["company", "disabled_reason", "created_at", "updated_at"]
+    actions = ["redeliver_failed_since"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # clients register endpoints through the API, which shows them the secret
+
+    @admin.action(
+        description="Redeliver everything that failed for the selected endpoints since …",
+        permissions=["change"],
+    )
+    def redeliver_failed_since(
+        self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]
+    ) -> HttpResponse | None:
+        form = RedeliverFailedForm(
+            request.POST if "since" in request.POST else None,
+            initial={"since": timezone.now() - timedelta(days=1)},
+        )
+        if form.is_valid():
+            since = form.cleaned_data["since"]
+            total = sum(
+                services.endpoint_redeliver_failed(endpoint=endpoint, since=since)
+                for endpoint in queryset
+            )
+            self.message_user(
+                request, f"{total} failed deliveries queued for redelivery.", messages.SUCCESS
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/webhooks/redeliver_failed.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Redeliver failed deliveries",
+                "endpoints": queryset,
+                "form": form,
+                "opts": self.model._meta,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    extra = 0
+    can_delete = False
+    fields = (
+        "number",
+        "trigger",
+        "started_at",
+        "duration_ms",
+        "status_code",
+        "error",
+        "response_body",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "events_id",
+        "object_id",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "created_at",
+    ]
+    list_filter = ["status", "events_id"]
+    list_select_related = ["endpoint"]
+    search_fields = ["=object_id", "=event_id", "=id"]
+    show_full_result_count = False
+    inlines = [WebhookAttemptInline]
+    actions = ["redeliver"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Redeliver the selected deliveries", permissions=["change"])
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        count = 0
+        for delivery in queryset:
+            services.delivery_redeliver(delivery=delivery)
+            count += 1
+        self.message_user(request, f"{count} deliveries queued for redelivery.", messages.SUCCESS)

@@ -1,0 +1,260 @@
+"""Webhook endpoints, deliveries and event types in the v1 API (tenant-scoped, thin views)."""
+
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.schema import AUTH_ERRORS, BAD_REQUEST, IDEMPOTENCY_ERRORS, error, problem_example
+from jobs.api import CompanyAPIView, Cursor, _valid
+from jobs.idempotency import idempotent
+
+from . import selectors, services
+from .events import EVENT_TYPES
+from .serializers import (
+    DeliveryDetailSerializer,
+    DeliveryFilters,
+    DeliverySerializer,
+    EndpointInput,
+    EndpointSerializer,
+    EndpointUpdateInput,
+    EndpointWithSecretSerializer,
+    EventTypeSerializer,
+    RedeliveredSerializer,
+    RedeliverFailedInput,
+)
+
+ENDPOINT_NOT_FOUND = {
+    404: error(
+        404,
+        "No such endpoint for your company.",
+        problem_example(404, "not_found", "No such webhook endpoint."),
+    )
+}
+DELIVERY_NOT_FOUND = {
+    404: error(
+        404,
+        "No such delivery for your company.",
+        problem_example(404, "not_found", "No such webhook delivery."),
+    )
+}
+ENDPOINT_ID = OpenApiParameter("endpoint_id", str, OpenApiParameter.PATH)
+DELIVERY_ID = OpenApiParameter("delivery_id", str, OpenApiParameter.PATH)
+SSRF_EXAMPLE = problem_example(
+    400,
+    "validation_error",
+    "url: The host '127.0.0.1' resolves to 127.0.0.1, a loopback address.",
+    title="Invalid request",
+    errors=[
+        {
+            "field": "url",
+            "message": "The host '127.0.0.1' resolves to 127.0.0.1, a loopback address.",
+        }
+    ],
+)
+
+
+class CreatedCursor(Cursor):
+    ordering = ("-created_at", "-id")
+
+
+class EndpointCollectionView(CompanyAPIView):
+    @extend_schema(
+        tags=["webhooks"],
+        summary="List webhook endpoints (secrets are never listed)",
+        responses={200: EndpointSerializer(many=True), **AUTH_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        paginator = CreatedCursor()
+        page = paginator.paginate_queryset(
+            selectors.endpoint_list(company=self.company), request, view=self
+        )
+        return paginator.get_paginated_response(EndpointSerializer(page, many=True).data)
+
+    @extend_schema(
+        tags=["webhooks"],
+        summary="Register a webhook endpoint",
+        description="The answer carries the signing `secret` (`whsec_…`): it is shown only now "
+        "and on rotation. Targets resolving to loopback, private, link-local or metadata "
+        "addresses are refused.",
+        request=EndpointInput,
+        examples=[
+            OpenApiExample(
+                "endpoint",
+                value={
+                    "url": "https://example.com/hooks/jobtrail",
+                    "events": ["jobs.completed", "jobs.failed"],
+                    "description": "ERP sync",
+                },
+                request_only=True,
+            )
+        ],
+        responses={
+            201: EndpointWithSecretSerializer,
+            400: error(400, "Invalid URL, unsafe target or unknown event.", SSRF_EXAMPLE),
+            **IDEMPOTENCY_ERRORS,
+            **AUTH_ERRORS,
+        },
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = _valid(EndpointInput, request.data)
+        endpoint = services.endpoint_create(company=self.company, **data)
+        location = request.build_absolute_uri(
+            reverse("api-v1:webhook-endpoint-detail", args=[endpoint.pk])
+        )
+        return Response(
+            EndpointWithSecretSerializer(endpoint).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": location},
+        )
+
+
+class EndpointDetailView(CompanyAPIView):
+    @extend_schema(
+        tags=["webhooks"],
+        summary="Get a webhook endpoint",
+        parameters=[ENDPOINT_ID],
+        responses={200: EndpointSerializer, **ENDPOINT_NOT_FOUND, **AUTH_ERRORS},
+    )
+    def get(self, request: Request, endpoint_id: Any) -> Response:
+        endpoint = selectors.endpoint_get(company=self.company, endpoint_id=endpoint_id)
+        return Response(EndpointSerializer(endpoint).data)
+
+    @extend_schema(
+        tags=["webhooks"],
+        summary="Change a webhook endpoint",
+        description="Setting `is_active: true` re-enables an endpoint a 410 disabled.",
+        parameters=[ENDPOINT_ID],
+        request=EndpointUpdateInput,
+        examples=[OpenApiExample("pause", value={"is_active": False}, request_only=True)],
+        responses={
+            200: EndpointSerializer,
+            400: error(400, "Invalid URL, unsafe target or unknown event.", SSRF_EXAMPLE),
+            **ENDPOINT_NOT_FOUND,
+            **AUTH_ERRORS,
+        },
+    )
+    def patch(self, request: Request, endpoint_id: Any) -> Response:
+        endpoint = selectors.endpoint_get(company=self.company, endpoint_id=endpoint_id)
+        data = _valid(EndpointUpdateInput, request.data)
+        endpoint = services.endpoint_update(endpoint=endpoint, **data)
+        return Response(EndpointSerializer(endpoint).data)
+
+    @extend_schema(
+        tags=["webhooks"],
+        summary="Delete a webhook endpoint (and its delivery log)",
+        parameters=[ENDPOINT_ID],
+        responses={204: None, **ENDPOINT_NOT_FOUND, **AUTH_ERRORS},
+    )
+    def delete(self, request: Request, endpoint_id: Any) -> Response:
+        endpoint = selectors.endpoint_get(company=self.company, endpoint_id=endpoint_id)
+        endpoint.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EndpointRotateSecretView(CompanyAPIView):
+    @extend_schema(
+        tags=["webhooks"],
+        summary="Rotate the signing secret",
+        description="Returns the new secret (shown only now). For 24 hours deliveries carry "
+        "signatures by both the new and the previous secret.",
+        parameters=[ENDPOINT_ID],
+        request=None,
+        responses={200: EndpointWithSecretSerializer, **ENDPOINT_NOT_FOUND, **AUTH_ERRORS},
+    )
+    @idempotent
+    def post(self, request: Request, endpoint_id: Any) -> Response:
+        endpoint = selectors.endpoint_get(company=self.company, endpoint_id=endpoint_id)
+        endpoint = services.endpoint_rotate_secret(endpoint=endpoint)
+        return Response(EndpointWithSecretSerializer(endpoint).data)
+
+
+class EndpointRedeliverFailedView(CompanyAPIView):
+    @extend_schema(
+        tags=["webhooks"],
+        summary="Redeliver everything that failed for this endpoint since a time",
+        parameters=[ENDPOINT_ID],
+        request=RedeliverFailedInput,
+        examples=[
+            OpenApiExample("since", value={"since": "2026-11-22T00:00:00Z"}, request_only=True)
+        ],
+        responses={
+            202: RedeliveredSerializer,
+            **BAD_REQUEST,
+            **ENDPOINT_NOT_FOUND,
+            **IDEMPOTENCY_ERRORS,
+            **AUTH_ERRORS,
+        },
+    )
+    @idempotent
+    def post(self, request: Request, endpoint_id: Any) -> Response:
+        endpoint = selectors.endpoint_get(company=self.company, endpoint_id=endpoint_id)
+        data = _valid(RedeliverFailedInput, request.data)
+        count = services.endpoint_redeliver_failed(endpoint=endpoint, since=data["since"])
+        return Response({"redelivered": count}, status=status.HTTP_202_ACCEPTED)
+
+
+class DeliveryCollectionView(CompanyAPIView):
+    @extend_schema(
+        tags=["webhooks"],
+        summary="List webhook deliveries",
+        parameters=[
+            DeliveryFilters,
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("page_size", int),
+        ],
+        responses={200: DeliverySerializer(many=True), 400: BAD_REQUEST[400], **AUTH_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        filters = _valid(DeliveryFilters, request.query_params)
+        paginator = CreatedCursor()
+        page = paginator.paginate_queryset(
+            selectors.delivery_list(company=self.company, **filters), request, view=self
+        )
+        return paginator.get_paginated_response(DeliverySerializer(page, many=True).data)
+
+
+class DeliveryDetailView(CompanyAPIView):
+    @extend_schema(
+        tags=["webhooks"],
+        summary="Get a delivery with its payload and attempts",
+        parameters=[DELIVERY_ID],
+        responses={200: DeliveryDetailSerializer, **DELIVERY_NOT_FOUND, **AUTH_ERRORS},
+    )
+    def get(self, request: Request, delivery_id: Any) -> Response:
+        delivery = selectors.delivery_get(company=self.company, delivery_id=delivery_id)
+        return Response(DeliveryDetailSerializer(delivery).data)
+
+
+class DeliveryRedeliverView(CompanyAPIView):
+    @extend_schema(
+        tags=["webhooks"],
+        summary="Send a delivery again now (a manual attempt)",
+        parameters=[DELIVERY_ID],
+        request=None,
+        responses={
+            202: DeliverySerializer,
+            **DELIVERY_NOT_FOUND,
+            **IDEMPOTENCY_ERRORS,
+            **AUTH_ERRORS,
+        },
+    )
+    @idempotent
+    def post(self, request: Request, delivery_id: Any) -> Response:
+        delivery = selectors.delivery_get(company=self.company, delivery_id=delivery_id)
+        delivery = services.delivery_redeliver(delivery=delivery)
+        return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+
+class EventTypesView(CompanyAPIView):
+    @extend_schema(
+        tags=["webhooks"],
+        summary="The webhook event ids",
+        responses={200: EventTypeSerializer(many=True), **AUTH_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        return Response([{"id": key, "description": text} for key, text in EVENT_TYPES.items()])

@@ -1,0 +1,57 @@
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from jobs.models import Company
+
+from .models import WebhookDelivery, WebhookEndpoint
+
+
+def endpoint_list(*, company: Company) -> QuerySet[WebhookEndpoint]:
+    return WebhookEndpoint.objects.filter(company=company)
+
+
+def endpoint_get(*, company: Company, endpoint_id: Any) -> WebhookEndpoint:
+    try:
+        return endpoint_list(company=company).get(pk=endpoint_id)
+    except (WebhookEndpoint.DoesNotExist, ValueError) as exc:
+        raise Http404("No such webhook endpoint.") from exc
+
+
+def delivery_list(
+    *,
+    company: Company,
+    endpoint: Any = None,
+    status: str | None = None,
+    events_id: str | None = None,
+    object_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[WebhookDelivery]:
+    deliveries = WebhookDelivery.objects.filter(company=company)
+    if endpoint:
+        deliveries = deliveries.filter(endpoint_id=endpoint)
+    if status:
+        deliveries = deliveries.filter(status=status)
+    if events_id:
+        deliveries = deliveries.filter(events_id=events_id)
+    if object_id:
+        deliveries = deliveries.filter(object_id=object_id)
+    if created_after:
+        deliveries = deliveries.filter(created_at__gte=created_after)
+    if created_before:
+        deliveries = deliveries.filter(created_at__lt=created_before)
+    return deliveries
+
+
+def delivery_get(*, company: Company, delivery_id: Any) -> WebhookDelivery:
+    try:
+        return (
+            WebhookDelivery.objects.filter(company=company)
+            .prefetch_related("attempt_log")
+            .get(pk=delivery_id)
+        )
+    except (WebhookDelivery.DoesNotExist, ValueError) as exc:
+        raise Http404("No such webhook delivery.") from exc

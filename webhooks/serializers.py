@@ -1,0 +1,146 @@
+from typing import Any
+
+from rest_framework import serializers
+
+from jobs.serializers import StrictCharField, StrictChoiceField, StrictSerializer
+
+from .events import EVENT_TYPES, invalid_patterns
+from .models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .ssrf import UnsafeTarget, check_url
+
+
+class StrictBooleanField(serializers.BooleanField):
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+def _check_target(url: str) -> str:
+    try:
+        check_url(url)
+    except UnsafeTarget as exc:
+        raise serializers.ValidationError(str(exc)) from exc
+    return url
+
+
+def _check_events(events: list[str]) -> list[str]:
+    bad = invalid_patterns(events)
+    if bad:
+        raise serializers.ValidationError(
+            f"Unknown event id or pattern: {', '.join(bad)}. Use ids from "
+            "/api/v1/webhook-event-types/, a prefix pattern like 'jobs.*', or '*'."
+        )
+    return list(dict.fromkeys(events))
+
+
+class EndpointInput(StrictSerializer):
+    url = StrictCharField(max_length=2000)
+    events = serializers.ListField(
+        child=StrictCharField(max_length=64), min_length=1, max_length=50
+    )
+    description = StrictCharField(max_length=500, required=False, allow_blank=True)
+    is_active = StrictBooleanField(required=False)
+
+    def validate_url(self, value: str) -> str:
+        return _check_target(value)
+
+    def validate_events(self, value: list[str]) -> list[str]:
+        return _check_events(value)
+
+
+class EndpointUpdateInput(EndpointInput):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, partial=True, **kwargs)
+
+
+class EndpointSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookEndpoint
+        fields = [
+            "id",
+            "url",
+            "events",
+            "description",
+            "is_active",
+            "disabled_reason",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class EndpointWithSecretSerializer(EndpointSerializer):
+    """Only in the answers to create and rotate-secret: the secret is shown once."""
+
+    class Meta(EndpointSerializer.Meta):
+        fields = [*EndpointSerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
+class RedeliverFailedInput(StrictSerializer):
+    since = serializers.DateTimeField()
+
+
+class RedeliveredSerializer(serializers.Serializer):
+    redelivered = serializers.IntegerField()
+
+
+class DeliveryFilters(serializers.Serializer):
+    endpoint = serializers.UUIDField(required=False)
+    status = StrictChoiceField(choices=DeliveryStatus.choices, required=False)
+    events_id = StrictChoiceField(choices=list(EVENT_TYPES), required=False)
+    object_id = StrictCharField(max_length=64, required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+
+
+class AttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookAttempt
+        fields = [
+            "number",
+            "trigger",
+            "started_at",
+            "duration_ms",
+            "status_code",
+            "response_body",
+            "error",
+        ]
+        read_only_fields = fields
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    endpoint_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id",
+            "endpoint_id",
+            "event_id",
+            "events_id",
+            "object_id",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "last_status_code",
+            "last_error",
+            "delivered_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class DeliveryDetailSerializer(DeliverySerializer):
+    attempt_log = AttemptSerializer(many=True, read_only=True)
+
+    class Meta(DeliverySerializer.Meta):
+        fields = [*DeliverySerializer.Meta.fields, "payload", "attempt_log"]
+        read_only_fields = fields
+
+
+class EventTypeSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    description = serializers.CharField()
