@@ -4,6 +4,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -61,6 +62,13 @@ class Cursor(CursorPagination):
         except NotFound:
             raise ValidationError({"cursor": ["Invalid cursor."]}) from None
 
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (DjangoValidationError, ValueError, TypeError, OverflowError):
+            # a cursor that decodes but carries a position the ordering field cannot hold
+            raise ValidationError({"cursor": ["Invalid cursor."]}) from None
+
 
 class JobCursor(Cursor):
     ordering = ("-created_at", "-id")
@@ -111,6 +119,14 @@ class TokenRefreshView_(TokenRefreshView):
     @extend_schema(
         tags=["auth"],
         summary="Exchange a refresh token for a new access token",
+        examples=[
+            OpenApiExample(
+                "refresh", value={"refresh": "eyJhbGciOiJIUzI1NiIs..."}, request_only=True
+            ),
+            OpenApiExample(
+                "access", value={"access": "eyJhbGciOiJIUzI1NiIs..."}, response_only=True
+            ),
+        ],
         responses={200: OpenApiResponse(description="`{access}`"), 401: AUTH_ERRORS[401]},
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -331,6 +347,23 @@ class JobCancelView(CompanyAPIView):
         description="The job becomes `failed` / `canceled_by_user`; 409 once it is finished.",
         parameters=[JOB_ID, IDEMPOTENCY_KEY],
         request=CancelInput,
+        examples=[
+            OpenApiExample(
+                "cancel", value={"message": "Customer asked to stop"}, request_only=True
+            ),
+            OpenApiExample(
+                "canceled",
+                value={
+                    **JOB_EXAMPLE,
+                    "status": "failed",
+                    "failure_reason": "canceled_by_user",
+                    "message": "Customer asked to stop",
+                    "end_time": "2026-11-22T10:30:00.000000Z",
+                    "expires_at": None,
+                },
+                response_only=True,
+            ),
+        ],
         responses={
             200: JobSerializer,
             **BAD_REQUEST,
@@ -343,7 +376,7 @@ class JobCancelView(CompanyAPIView):
     @idempotent
     def post(self, request: Request, job_id: Any) -> Response:
         job = self.get_job(job_id)
-        data = _valid(CancelInput, request.data or {})
+        data = _valid(CancelInput, request.data)
         services.job_cancel(
             job_id=job.pk,
             actor=self.actor,

@@ -30,7 +30,7 @@ def request_fingerprint(request: Request) -> str:
     body = request._request.body
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except ValueError:
+    except (ValueError, RecursionError):
         canonical = body
     digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
     digest.update(canonical)
@@ -107,13 +107,13 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
                 response = handler(view, request, *args, **kwargs)
             except Exception as exc:
                 response = view.handle_exception(exc)  # re-raises what it cannot answer
+            if response.status_code >= 500:
+                record.delete()
+            else:
+                _store(record, response)
         except BaseException:
             record.delete()
             raise
-        if response.status_code >= 500:
-            record.delete()
-        else:
-            _store(record, response)
         return response
 
     return wrapper

@@ -51,12 +51,10 @@ class StrictChoiceField(serializers.ChoiceField):
     default_error_messages = {"invalid_choice": '"{input}" is not one of: {choices}.'}
 
     def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid_choice", input=data, choices=", ".join(self.choices))
-        try:
+        if isinstance(data, str) and data in self.choice_strings_to_values:
             return self.choice_strings_to_values[data]
-        except KeyError:
-            self.fail("invalid_choice", input=data, choices=", ".join(self.choices))
+        shown = str(data) if len(str(data)) <= 64 else str(data)[:61] + "..."
+        self.fail("invalid_choice", input=shown, choices=", ".join(self.choices))
 
 
 def count_field(**kwargs: Any) -> StrictIntegerField:

@@ -198,8 +198,10 @@ def delivery_claim(*, delivery_id: Any) -> Claim | None:
     now = timezone.now()
     lease = timedelta(seconds=settings.JOBTRAIL_WEBHOOK_TIMEOUT + 30)
     with transaction.atomic():
+        # of=("self",): lock the delivery row only, not its endpoint (shared by all its
+        # deliveries: locking it would make concurrent claims skip each other).
         delivery = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
             .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
             .select_related("endpoint")
