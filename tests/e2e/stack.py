@@ -29,7 +29,8 @@ def free_port() -> int:
 def test_database_url() -> str:
     s = connection.settings_dict
     password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
-    return f"postgres://{s['USER']}{password}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+    host, port = s["HOST"] or "127.0.0.1", s["PORT"] or 5432
+    return f"postgres://{s['USER']}{password}@{host}:{port}/{s['NAME']}"
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
