@@ -12,6 +12,16 @@ from django.conf import settings
 def periodic_tasks() -> list[dict[str, Any]]:
     return [
         {
+            "name": "Expire stale jobs",
+            "task": "jobs.expire_stale_jobs",
+            "every": settings.JOBTRAIL_EXPIRY_INTERVAL,
+        },
+        {
+            "name": "Queue lost report builds",
+            "task": "reports.queue_pending_reports",
+            "every": 60,
+        },
+        {
             "name": "Dispatch due webhook deliveries",
             "task": "webhooks.dispatch_due_deliveries",
             "every": settings.JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL,

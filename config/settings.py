@@ -32,7 +32,7 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.admin.JobtrailAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -239,3 +239,7 @@ JOBTRAIL_AUTH_RATE_LIMIT = env.str("JOBTRAIL_AUTH_RATE_LIMIT", default="60/minut
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 JOBTRAIL_WEBHOOK_RETENTION_DAYS = env.int("JOBTRAIL_WEBHOOK_RETENTION_DAYS", default=30)
 JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL = env.int("JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL", default=5)
+JOBTRAIL_EXPIRY_INTERVAL = env.int("JOBTRAIL_EXPIRY_INTERVAL", default=60)
+JOBTRAIL_PUBLIC_URL = env.str("JOBTRAIL_PUBLIC_URL", default="http://127.0.0.1:8000")
+JOBTRAIL_REPORT_LINK_TTL = env.int("JOBTRAIL_REPORT_LINK_TTL", default=3600)
+JOBTRAIL_STUCK_AFTER = env.int("JOBTRAIL_STUCK_AFTER", default=3600)

@@ -1,6 +1,37 @@
-from django.contrib import admin
+"""The staff console for jobs: list, read-only job page with its timeline, cancel, reports."""
 
-from .models import Company, CompanyMember, Job, JobEvent, PushResult
+import uuid
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from config.admin import EstimatedCountPaginator
+from reports.services import ReportNotPossible, job_report, report_rebuild, report_state
+from webhooks.models import WebhookDelivery
+
+from . import services
+from .admin_filters import CancelForm, CompanyFilter, CreatedRangeFilter, StuckFilter, TypeFilter
+from .models import (
+    TERMINAL_STATUSES,
+    Company,
+    CompanyMember,
+    EventSource,
+    Job,
+    JobStatus,
+    PushResult,
+    PushStatus,
+)
+from .selectors import job_queryset_all
+
+CANCEL_PREVIEW = 50
 
 
 class CompanyMemberInline(admin.TabularInline):
@@ -16,15 +47,8 @@ class CompanyAdmin(admin.ModelAdmin):
     inlines = [CompanyMemberInline]
 
 
-class JobEventInline(admin.TabularInline):
-    model = JobEvent
-    extra = 0
-    can_delete = False
-    fields = ("sequence", "status", "failure_reason", "message", "source", "actor", "created_at")
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
+def status_badge(status: str) -> str:
+    return format_html('<span class="jt-badge jt-{}">{}</span>', status, status.replace("_", " "))
 
 
 @admin.register(Job)
@@ -33,24 +57,243 @@ class JobAdmin(admin.ModelAdmin):
         "code",
         "company",
         "type",
-        "status",
+        "status_display",
         "failure_reason",
-        "total_records",
-        "effected_records",
+        "records",
         "created_at",
         "last_activity_at",
     ]
-    list_filter = ["status", "failure_reason", "type"]
+    list_display_links = ["code"]
+    list_filter = [
+        "status",
+        "failure_reason",
+        TypeFilter,
+        CompanyFilter,
+        CreatedRangeFilter,
+        StuckFilter,
+    ]
     list_select_related = ["company"]
-    search_fields = ["=code", "=id"]
+    search_fields = ["=code"]
+    search_help_text = "An exact job id or code."
+    ordering = ["-created_at", "-id"]
     show_full_result_count = False
-    inlines = [JobEventInline]
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+    actions = ["cancel_selected", "rebuild_reports"]
+    change_form_template = "admin/jobs/job/change_form.html"
+    fieldsets = [
+        (
+            None,
+            {"fields": ["id", "code", "company", "type", "status", "failure_reason", "message"]},
+        ),
+        ("Records", {"fields": ["total_records", "effected_records", "metadata"]}),
+        (
+            "Times",
+            {
+                "fields": [
+                    "created_at",
+                    "start_time",
+                    "end_time",
+                    "last_activity_at",
+                    "expires_after",
+                    "expires_at",
+                    "updated_at",
+                ]
+            },
+        ),
+    ]
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
+    class Media:
+        css = {"all": ["jobtrail/admin.css"]}
 
-    def has_add_permission(self, request):
+    # --- list ---------------------------------------------------------------------------------
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
+    ) -> tuple[QuerySet[Job], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(pk=uuid.UUID(term)), False
+        except ValueError:
+            return queryset.filter(code=term), False
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, job: Job) -> str:
+        return status_badge(job.status)
+
+    @admin.display(description="records")
+    def records(self, job: Job) -> str:
+        if job.total_records is None and job.effected_records is None:
+            return "—"
+        total = "?" if job.total_records is None else job.total_records
+        return f"{job.effected_records or 0} / {total}"
+
+    # --- permissions: every field read-only; changes only through actions ---------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("jobs.cancel_job"))
+
+    def has_rebuild_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("reports.change_report"))
+
+    # --- job page -----------------------------------------------------------------------------
+
+    def get_urls(self) -> list[Any]:
+        extra = [
+            path(
+                "<uuid:job_id>/cancel/",
+                self.admin_site.admin_view(self.cancel_view),
+                name="jobs_job_cancel",
+            ),
+            path(
+                "<uuid:job_id>/rebuild-report/",
+                self.admin_site.admin_view(self.rebuild_report_view),
+                name="jobs_job_rebuild_report",
+            ),
+        ]
+        return extra + super().get_urls()
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        job = job_queryset_all().select_related("company").filter(pk=object_id).first()
+        context = dict(extra_context or {})
+        if job is not None:
+            context.update(self._job_page_context(request, job))
+        return super().change_view(request, object_id, form_url, context)
+
+    def _job_page_context(self, request: HttpRequest, job: Job) -> dict[str, Any]:
+        events = list(job.events.select_related("actor").order_by("sequence"))
+        deliveries = list(
+            WebhookDelivery.objects.filter(object_id=str(job.pk))
+            .select_related("endpoint")
+            .order_by("-created_at")[:20]
+        )
+        push_list = reverse("admin:jobs_pushresult_changelist")
+        report = job_report(job)
+        return {
+            "job": job,
+            "job_status_badge": status_badge(job.status),
+            "events": events,
+            "push_counts": {"success": job.push_success, "failed": job.push_failed},  # type: ignore[attr-defined]
+            "push_results_url": f"{push_list}?job__id__exact={job.pk}",
+            "push_failed_url": f"{push_list}?job__id__exact={job.pk}&status__exact=failed",
+            "deliveries": deliveries,
+            "deliveries_url": reverse("admin:webhooks_webhookdelivery_changelist")
+            + f"?object_id={job.pk}",
+            "report": report,
+            "report_state": report_state(report),
+            "can_cancel": self.has_cancel_permission(request) and not job.is_terminal,
+            "can_rebuild": self.has_rebuild_permission(request)
+            and job.status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS),
+            "can_redeliver": request.user.has_perm("webhooks.change_webhookdelivery"),
+        }
+
+    def rebuild_report_view(self, request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+        if not self.has_rebuild_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(Job, pk=job_id)
+        if request.method == "POST":
+            try:
+                report_rebuild(job=job)
+                self.message_user(request, f"The report of {job.code} is being rebuilt.")
+            except ReportNotPossible as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
+
+    @admin.action(description="Rebuild the reports of the selected jobs", permissions=["rebuild"])
+    def rebuild_reports(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        done = 0
+        for job in queryset.filter(
+            status__in=[JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS]
+        ):
+            report_rebuild(job=job)
+            done += 1
+        self.message_user(request, f"{done} reports queued for rebuilding.")
+
+    # --- cancel -------------------------------------------------------------------------------
+
+    def cancel_view(self, request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+        """The "Cancel job" button of the job page: confirm, then cancel."""
+        if not self.has_cancel_permission(request):
+            raise PermissionDenied
+        queryset = Job.objects.filter(pk=job_id)
+        if not queryset.exists():
+            raise Http404("No such job.")
+        job_url = reverse("admin:jobs_job_change", args=[job_id])
+        response = self._cancel_flow(request, queryset, done_url=job_url, form_action="")
+        assert response is not None
+        return response
+
+    @admin.action(description="Cancel selected jobs …", permissions=["cancel"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
+        return self._cancel_flow(request, queryset, done_url=None, form_action=None)
+
+    def _cancel_flow(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Job],
+        *,
+        done_url: str | None,
+        form_action: str | None,
+    ) -> HttpResponse | None:
+        counts = queryset.aggregate(
+            active=Count("pk", filter=~Q(status__in=TERMINAL_STATUSES)),
+            finished=Count("pk", filter=Q(status__in=TERMINAL_STATUSES)),
+        )
+        confirmed = request.method == "POST" and request.POST.get("confirm") == "yes"
+        form = CancelForm(request.POST if confirmed else None)
+        if confirmed and form.is_valid():
+            active_ids = queryset.exclude(status__in=TERMINAL_STATUSES).values_list("pk", flat=True)
+            canceled, skipped = services.jobs_cancel(
+                job_ids=list(active_ids),
+                actor=request.user,  # type: ignore[arg-type]
+                source=EventSource.ADMIN,
+                message=form.cleaned_data["message"],
+            )
+            skipped += counts["finished"]
+            text = f"Canceled {canceled} job{'s' if canceled != 1 else ''}."
+            if skipped:
+                text += f" {skipped} already finished and skipped."
+            self.message_user(request, text, messages.SUCCESS if canceled else messages.WARNING)
+            return HttpResponseRedirect(done_url) if done_url else None
+        preview = list(
+            queryset.exclude(status__in=TERMINAL_STATUSES)
+            .select_related("company")
+            .order_by("-created_at")[:CANCEL_PREVIEW]
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Cancel jobs",
+            "opts": self.model._meta,
+            "form": form,
+            "preview": preview,
+            "active": counts["active"],
+            "finished": counts["finished"],
+            "more": max(0, counts["active"] - len(preview)),
+            "is_action": done_url is None,
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "action_index": request.POST.get("index", "0"),
+            "cancel_url": done_url or request.get_full_path(),
+            "form_action": form_action,
+        }
+        return TemplateResponse(request, "admin/jobs/job/cancel_confirmation.html", context)
 
 
 @admin.register(PushResult)
@@ -58,19 +301,67 @@ class PushResultAdmin(admin.ModelAdmin):
     list_display = [
         "push_communication_id",
         "job",
-        "status",
+        "status_display",
         "response_code",
         "data_type",
         "service_name",
+        "errors_display",
         "received_at",
     ]
     list_filter = ["status", "data_type", "service_name"]
     list_select_related = ["job"]
     search_fields = ["=push_communication_id"]
+    ordering = ["-id"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    fields = [
+        "job",
+        "push_communication_id",
+        "status",
+        "response_code",
+        "errors_display",
+        "connection_id",
+        "business_name",
+        "service_name",
+        "data_type",
+        "source_object_ids",
+        "requested_on",
+        "completed_on",
+        "service_account_ref",
+        "request_id",
+        "received_at",
+    ]
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
+    class Media:
+        css = {"all": ["jobtrail/admin.css"]}
 
-    def has_add_permission(self, request):
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [str(name) for name in self.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, result: PushResult) -> str:
+        css = "completed" if result.status == PushStatus.SUCCESS else "failed"
+        return format_html('<span class="jt-badge jt-{}">{}</span>', css, result.status)
+
+    @admin.display(description="validation errors")
+    def errors_display(self, result: PushResult) -> str:
+        errors = [e for e in result.validation_errors or [] if isinstance(e, dict)]
+        if not errors:
+            return "—"
+        return format_html(
+            '<ul class="jt-errors">{}</ul>',
+            format_html_join(
+                "",
+                "<li><strong>{}</strong>: {}</li>",
+                ((e.get("field") or "—", e.get("message", "")) for e in errors),
+            ),
+        )

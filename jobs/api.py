@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+from config.problems import ProblemError
 from config.schema import (
     AUTH_ERRORS,
     BAD_REQUEST,
@@ -29,6 +30,8 @@ from config.schema import (
     error,
     problem_example,
 )
+from reports.models import ReportStatus
+from reports.services import download_url, job_report
 
 from . import selectors, services
 from .auth import AuthRateThrottle, IsCompanyClient
@@ -466,3 +469,36 @@ class JobPushResultsView(CompanyAPIView):
             PushResultSerializer(result).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
+
+
+class JobReportView(CompanyAPIView):
+    @extend_schema(
+        tags=["jobs"],
+        summary="Download the job's CSV report",
+        description="302 to a signed link that expires (JOBTRAIL_REPORT_LINK_TTL); 409 "
+        "`report_not_ready` until the finished job's report is built.",
+        parameters=[JOB_ID],
+        responses={
+            302: OpenApiResponse(description="Location: the signed download link."),
+            409: error(
+                409,
+                "No report yet: the job is not finished, or the report is being built.",
+                problem_example(
+                    409, "report_not_ready", "The report of JOB-7F3K2Q9A is pending; retry later."
+                ),
+            ),
+            **NOT_FOUND,
+            **AUTH_ERRORS,
+        },
+    )
+    def get(self, request: Request, job_id: Any) -> Response:
+        job = self.get_job(job_id)
+        report = job_report(job)
+        if report is None or report.status != ReportStatus.READY:
+            state = report.status if report else f"not built (the job is {job.status})"
+            raise ProblemError(
+                f"The report of {job.code} is {state}; retry later.",
+                status_code=409,
+                code="report_not_ready",
+            )
+        return Response(status=status.HTTP_302_FOUND, headers={"Location": download_url(report)})

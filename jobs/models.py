@@ -113,6 +113,19 @@ class Job(models.Model):
                 fields=["company", "status", "-created_at"], name="job_company_status_created"
             ),
             models.Index(fields=["-created_at", "-id"], name="job_created"),
+            # staff filters in the admin, each ordered like the list
+            models.Index(fields=["status", "-created_at"], name="job_status_created"),
+            models.Index(fields=["type", "-created_at"], name="job_type_created"),
+            models.Index(
+                fields=["failure_reason", "-created_at"],
+                name="job_reason_created",
+                condition=Q(status="failed"),
+            ),
+            models.Index(
+                fields=["last_activity_at"],
+                name="job_processing_activity",
+                condition=Q(status="processing"),
+            ),
             models.Index(
                 fields=["expires_at"],
                 name="job_active_expires_at",

@@ -21,11 +21,16 @@ def _push_count(status: PushStatus) -> Coalesce:
     return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
-def job_queryset(*, company: Company) -> QuerySet[Job]:
-    return Job.objects.filter(company=company).annotate(
+def job_queryset_all() -> QuerySet[Job]:
+    """Every company's jobs, with push result counts (for staff and system work)."""
+    return Job.objects.select_related("report").annotate(
         push_success=_push_count(PushStatus.SUCCESS),
         push_failed=_push_count(PushStatus.FAILED),
     )
+
+
+def job_queryset(*, company: Company) -> QuerySet[Job]:
+    return job_queryset_all().filter(company=company)
 
 
 def job_get(*, company: Company, job_id: Any) -> Job:

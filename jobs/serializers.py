@@ -222,7 +222,9 @@ class JobSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(ReportStateSerializer)
     def get_report(self, job: Job) -> dict[str, Any]:
-        return {"status": "none", "url": None}
+        from reports.services import job_report, report_state
+
+        return report_state(job_report(job))
 
 
 class JobEventSerializer(serializers.ModelSerializer):

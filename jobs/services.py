@@ -13,10 +13,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from webhooks.services import emit
+from reports.services import report_request
+from webhooks.services import Event, emit, emit_many
 
 from .errors import (
     DuplicateJobCode,
@@ -26,6 +28,7 @@ from .errors import (
     JobFinished,
 )
 from .models import (
+    ACTIVE_STATUSES,
     TERMINAL_STATUSES,
     Company,
     EventSource,
@@ -49,6 +52,7 @@ TRANSITIONS: dict[tuple[JobStatus, EventStatus], JobStatus] = {
     (JobStatus.PROCESSING, EventStatus.FAILED): JobStatus.FAILED,
 }
 TRANSITION_EVENTS = frozenset(event for _, event in TRANSITIONS)
+EXPIRED_MESSAGE = "No activity within the expiry time limit."
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 
@@ -282,6 +286,8 @@ def job_apply_event(
     )
     job_event.job = job
     _emit(job, EVENT_WEBHOOKS[event], job_event=_event_data(job_event))
+    if new_status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS):
+        report_request(job=job)
     return job_event
 
 
@@ -327,7 +333,7 @@ def job_expire(*, job_id: Any) -> JobEvent:
     return job_fail(
         job_id=job_id,
         failure_reason=FailureReason.JOB_EXPIRED,
-        message="No activity within the expiry time limit.",
+        message=EXPIRED_MESSAGE,
         source=EventSource.SYSTEM,
     )
 
@@ -412,3 +418,98 @@ def push_result_record(*, job_id: Any, data: PushResultData) -> tuple[PushResult
 
     _emit(job, "jobs.push_results.create", push_result=push_data)
     return result, True
+
+
+def jobs_expire_stale(*, batch_size: int = 500) -> int:
+    """Fail every active job whose ``expires_at`` has passed as ``job_expired``; return how many.
+
+    Works in batches: each locks its jobs with SKIP LOCKED (a job that is busy receiving an
+    event is left to that event, which refreshes its expiry), then updates them, appends their
+    ``system`` events and writes their ``jobs.failed`` outbox rows set-based, in one transaction.
+    Two runs at once never expire a job twice.
+    """
+    expired = 0
+    while True:
+        count = _expire_batch(batch_size=batch_size)
+        expired += count
+        if count < batch_size:
+            return expired
+
+
+@transaction.atomic
+def _expire_batch(*, batch_size: int) -> int:
+    now = timezone.now()
+    ids = list(
+        Job.objects.select_for_update(skip_locked=True)
+        .filter(status__in=list(ACTIVE_STATUSES), expires_at__lte=now)
+        .order_by("expires_at")
+        .values_list("pk", flat=True)[:batch_size]
+    )
+    if not ids:
+        return 0
+    Job.objects.filter(pk__in=ids).update(
+        status=JobStatus.FAILED,
+        failure_reason=FailureReason.JOB_EXPIRED,
+        message=EXPIRED_MESSAGE,
+        start_time=Coalesce("start_time", Value(now)),
+        end_time=now,
+        last_activity_at=now,
+        expires_at=None,
+        updated_at=now,
+    )
+    last_sequences = dict(
+        JobEvent.objects.filter(job_id__in=ids)
+        .values("job_id")
+        .annotate(last=Max("sequence"))
+        .values_list("job_id", "last")
+    )
+    events = JobEvent.objects.bulk_create(
+        [
+            JobEvent(
+                job_id=job_id,
+                sequence=last_sequences.get(job_id, 0) + 1,
+                status=EventStatus.FAILED,
+                failure_reason=FailureReason.JOB_EXPIRED,
+                message=EXPIRED_MESSAGE,
+                source=EventSource.SYSTEM,
+                created_at=now,
+            )
+            for job_id in ids
+        ]
+    )
+    _emit_many(ids, "jobs.failed", {e.job_id: e for e in events})
+    return len(ids)
+
+
+def _emit_many(job_ids: list[Any], events_id: str, job_events: dict[Any, JobEvent]) -> None:
+    """The outbox rows of many jobs at once (job rows read in one query)."""
+    from .selectors import job_queryset_all
+    from .serializers import JobEventSerializer, JobSerializer
+
+    jobs = list(job_queryset_all().filter(pk__in=job_ids))
+
+    def data_for(job: Job) -> Callable[[], dict[str, Any]]:
+        def make() -> dict[str, Any]:
+            event = job_events[job.pk]
+            return {**JobSerializer(job).data, "job_event": JobEventSerializer(event).data}
+
+        return make
+
+    emit_many(
+        events_id=events_id,
+        events=[Event(company_id=j.company_id, object_id=j.pk, data=data_for(j)) for j in jobs],
+    )
+
+
+def jobs_cancel(
+    *, job_ids: list[Any], actor: Actor, source: EventSource, message: str = ""
+) -> tuple[int, int]:
+    """Cancel many jobs, each in its own transaction; return (canceled, already finished)."""
+    canceled = skipped = 0
+    for job_id in job_ids:
+        try:
+            job_cancel(job_id=job_id, actor=actor, source=source, message=message)
+            canceled += 1
+        except JobFinished:
+            skipped += 1
+    return canceled, skipped

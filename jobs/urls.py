@@ -19,6 +19,7 @@ urlpatterns = [
         api.JobPushResultsView.as_view(),
         name="job-push-results",
     ),
+    path("jobs/<uuid:job_id>/report/", api.JobReportView.as_view(), name="job-report"),
     path("export-job-events/", ExportJobEventsView.as_view(), name="export-job-events"),
     path(
         "webhook-endpoints/",

@@ -6,10 +6,14 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import services
 from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -130,6 +134,30 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<uuid:delivery_id>/redeliver/",
+                self.admin_site.admin_view(self.redeliver_view),
+                name="webhooks_webhookdelivery_redeliver",
+            ),
+            *super().get_urls(),
+        ]
+
+    def redeliver_view(self, request: HttpRequest, delivery_id: Any) -> HttpResponse:
+        """The "Redeliver" button (job page, delivery page): POST only, change permission."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        delivery = get_object_or_404(WebhookDelivery, pk=delivery_id)
+        services.delivery_redeliver(delivery=delivery)
+        self.message_user(request, f"Delivery {delivery.events_id} queued for redelivery.")
+        target = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+            target = reverse("admin:webhooks_webhookdelivery_change", args=[delivery.pk])
+        return HttpResponseRedirect(target)
 
     @admin.action(description="Redeliver the selected deliveries", permissions=["change"])
     def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:

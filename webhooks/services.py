@@ -90,6 +90,15 @@ def signature_header(
 # --- the outbox -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Event:
+    """One webhook event: ``data`` is called only when an endpoint is subscribed."""
+
+    company_id: Any
+    object_id: Any
+    data: Callable[[], dict[str, Any]]
+
+
 def emit(
     *,
     company_id: Any,
@@ -99,37 +108,51 @@ def emit(
 ) -> list[WebhookDelivery]:
     """Write one delivery per subscribed active endpoint, in the caller's transaction.
 
-    ``data`` is called only when someone is subscribed. Sending is queued once the transaction
-    commits; if it rolls back, no row and nothing is sent.
+    Sending is queued once the transaction commits; if it rolls back, no row and nothing is sent.
     """
-    endpoints = [
-        e
-        for e in WebhookEndpoint.objects.filter(company_id=company_id, is_active=True)
-        if subscribed(e.events, events_id)
-    ]
+    return emit_many(
+        events_id=events_id, events=[Event(company_id=company_id, object_id=object_id, data=data)]
+    )
+
+
+def emit_many(*, events_id: str, events: list[Event]) -> list[WebhookDelivery]:
+    """``emit`` for many events of one kind: one endpoint query, one insert, one queueing."""
+    company_ids = {event.company_id for event in events}
+    endpoints: dict[Any, list[WebhookEndpoint]] = {}
+    for endpoint in WebhookEndpoint.objects.filter(company_id__in=company_ids, is_active=True):
+        if subscribed(endpoint.events, events_id):
+            endpoints.setdefault(endpoint.company_id, []).append(endpoint)
     if not endpoints:
         return []
     now = timezone.now()
-    payload = {
-        "event": {"dt": now.isoformat(), "events_id": events_id, "object_id": str(object_id)},
-        "data": data(),
-    }
-    event_id = f"msg_{uuid.uuid4().hex}"
-    deliveries = WebhookDelivery.objects.bulk_create(
-        [
+    rows: list[WebhookDelivery] = []
+    for event in events:
+        subscribers = endpoints.get(event.company_id)
+        if not subscribers:
+            continue
+        payload = {
+            "event": {
+                "dt": now.isoformat(),
+                "events_id": events_id,
+                "object_id": str(event.object_id),
+            },
+            "data": event.data(),
+        }
+        event_id = f"msg_{uuid.uuid4().hex}"
+        rows.extend(
             WebhookDelivery(
                 endpoint=endpoint,
-                company_id=company_id,
+                company_id=event.company_id,
                 event_id=event_id,
                 events_id=events_id,
-                object_id=str(object_id),
+                object_id=str(event.object_id),
                 payload=payload,
                 next_attempt_at=now,
                 dispatched_at=now,
             )
-            for endpoint in endpoints
-        ]
-    )
+            for endpoint in subscribers
+        )
+    deliveries = WebhookDelivery.objects.bulk_create(rows)
     ids = [d.pk for d in deliveries]
     transaction.on_commit(lambda: enqueue(ids))
     return deliveries

@@ -25,6 +25,7 @@ from jobs.api import CompanyAPIView, _valid
 from jobs.errors import InvalidTransition, JobError
 from jobs.idempotency import idempotent
 from jobs.models import EventSource, Job
+from reports.services import job_report, report_state
 
 from . import adapters
 from .serializers import (
@@ -220,7 +221,8 @@ class ExportJobStatusView(CompanyAPIView):
                     message="Invalid jobCode",
                 )
             )
-        response = Response(adapters.export_job_status(job, file_path=None))
+        report_url = report_state(job_report(job))["url"]
+        response = Response(adapters.export_job_status(job, file_path=report_url))
         if not job.is_terminal:
             response["Retry-After"] = str(settings.JOBTRAIL_POLL_INTERVAL)
         return response

@@ -1,0 +1,153 @@
+"""Admin list filters that never scan the table to build their choices."""
+
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.widgets import AutocompleteSelect
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from .models import Job, JobStatus
+
+
+class InputFilter(admin.SimpleListFilter):
+    """A free-text filter (instead of SELECT DISTINCT over millions of rows)."""
+
+    template = "admin/jobtrail_input_filter.html"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("", "")]  # the filter shows only when it has lookups
+
+    def choices(self, changelist: Any) -> Any:
+        params = {
+            k: v for k, v in changelist.get_filters_params().items() if k != self.parameter_name
+        }
+        yield {"params": params, "value": self.value() or "", "parameter": self.parameter_name}
+
+
+class TypeFilter(InputFilter):
+    title = "type"
+    parameter_name = "type"
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        value = (self.value() or "").strip()
+        return queryset.filter(type=value) if value else queryset
+
+
+class StuckFilter(admin.SimpleListFilter):
+    title = "stuck"
+    parameter_name = "stuck"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("1", "Stuck in processing")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        if self.value() == "1":
+            from django.conf import settings
+
+            cutoff = timezone.now() - timedelta(seconds=settings.JOBTRAIL_STUCK_AFTER)
+            return queryset.filter(status=JobStatus.PROCESSING, last_activity_at__lt=cutoff)
+        return queryset
+
+
+class CompanyFilter(admin.SimpleListFilter):
+    """Pick the company with the admin's autocomplete (no list of every company)."""
+
+    title = "company"
+    parameter_name = "company__id__exact"
+    template = "admin/jobtrail_autocomplete_filter.html"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("", "")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        value = self.value()
+        return queryset.filter(company_id=value) if value else queryset
+
+    def choices(self, changelist: Any) -> Any:
+        from .models import Company
+
+        widget = forms.ModelChoiceField(
+            queryset=Company.objects.all(),
+            required=False,
+            widget=AutocompleteSelect(
+                Job._meta.get_field("company"), changelist.model_admin.admin_site
+            ),
+        ).widget
+        params = {
+            k: v for k, v in changelist.get_filters_params().items() if k != self.parameter_name
+        }
+        yield {
+            "params": params,
+            "parameter": self.parameter_name,
+            "widget": widget.render(
+                self.parameter_name, self.value() or "", attrs={"id": "company-filter"}
+            ),
+            "media": widget.media,
+        }
+
+
+class CreatedRangeFilter(admin.ListFilter):
+    """Created between two dates/times (``created_from`` inclusive, ``created_to`` exclusive)."""
+
+    title = "created"
+    template = "admin/jobtrail_range_filter.html"
+    parameters = ("created_from", "created_to")
+
+    def __init__(
+        self, request: HttpRequest, params: dict[str, Any], model: Any, model_admin: Any
+    ) -> None:
+        super().__init__(request, params, model, model_admin)
+        self.values: dict[str, str] = {}
+        for name in self.parameters:
+            if name in params:
+                value = params.pop(name)
+                self.values[name] = value[-1] if isinstance(value, list) else value
+                self.used_parameters[name] = self.values[name]
+
+    def has_output(self) -> bool:
+        return True
+
+    def expected_parameters(self) -> list[str | None]:
+        return list(self.parameters)
+
+    @staticmethod
+    def _parse(value: str) -> Any:
+        moment = parse_datetime(value)
+        day = None if moment else parse_date(value)
+        if day is not None:
+            moment = datetime.combine(day, time.min)
+        if moment is None:
+            raise admin.options.IncorrectLookupParameters(f"Not a date: {value}")
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        return moment
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        try:
+            if self.values.get("created_from"):
+                queryset = queryset.filter(created_at__gte=self._parse(self.values["created_from"]))
+            if self.values.get("created_to"):
+                queryset = queryset.filter(created_at__lt=self._parse(self.values["created_to"]))
+        except ValueError as exc:
+            raise admin.options.IncorrectLookupParameters(str(exc)) from exc
+        return queryset
+
+    def choices(self, changelist: Any) -> Any:
+        params = {
+            k: v for k, v in changelist.get_filters_params().items() if k not in self.parameters
+        }
+        yield {"params": params, "values": self.values}
+
+
+class CancelForm(forms.Form):
+    message = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Optional: recorded on the job and its timeline.",
+    )

@@ -1,0 +1,31 @@
+"""The CSV result report of a finished job."""
+
+from django.db import models
+
+from jobs.models import Job
+
+
+class ReportStatus(models.TextChoices):
+    PENDING = "pending"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class Report(models.Model):
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="report")
+    status = models.CharField(
+        max_length=16, choices=ReportStatus.choices, default=ReportStatus.PENDING
+    )
+    file = models.FileField(upload_to="reports/%Y/%m/", blank=True, max_length=300)
+    row_count = models.PositiveIntegerField(null=True, blank=True)
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Report of {self.job_id} ({self.status})"

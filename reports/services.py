@@ -1,0 +1,254 @@
+"""Build CSV reports by streaming push results, and hand out signed, expiring links."""
+
+import csv
+import io
+import logging
+import tempfile
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.core.files import File
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs.models import Job, JobStatus, PushResult
+from webhooks.services import emit
+
+from .models import Report, ReportStatus
+
+logger = logging.getLogger(__name__)
+
+REPORTABLE_STATUSES = (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS)
+HEADER = [
+    "push_communication_id",
+    "status",
+    "response_code",
+    "data_type",
+    "service_name",
+    "source_object_ids",
+    "requested_on",
+    "completed_on",
+    "validation_errors",
+]
+CHUNK = 2000
+SIGNING_SALT = "jobtrail.reports.download"
+
+
+def report_request(*, job: Job) -> Report:
+    """Mark the job's report as pending and queue its build after the commit (idempotent)."""
+    report, _ = Report.objects.update_or_create(
+        job=job,
+        defaults={"status": ReportStatus.PENDING, "error": ""},
+    )
+    job_id = str(job.pk)
+
+    def queue() -> None:
+        from .tasks import build_job_report
+
+        try:
+            build_job_report.apply_async((job_id,), retry=False)
+        except Exception as exc:
+            logger.warning("report build for job %s not queued (%s)", job_id, exc)
+
+    transaction.on_commit(queue)
+    return report
+
+
+class ReportNotPossible(Exception):
+    pass
+
+
+def report_rebuild(*, job: Job) -> Report:
+    """Build a finished job's report again (staff action)."""
+    if job.status not in REPORTABLE_STATUSES:
+        raise ReportNotPossible(
+            f"Job {job.code} is {job.status}: only completed jobs have reports."
+        )
+    with transaction.atomic():
+        return report_request(job=job)
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat().replace("+00:00", "Z") if value else ""
+
+
+def _csv_row(row: tuple[Any, ...]) -> list[Any]:
+    (push_id, status, code, data_type, service, source_ids, requested, completed, errors) = row
+    return [
+        push_id,
+        status,
+        "" if code is None else code,
+        data_type,
+        service,
+        ";".join(str(i) for i in source_ids or []),
+        _iso(requested),
+        _iso(completed),
+        " | ".join(
+            f"{e.get('field', '')}: {e.get('message', '')}" if isinstance(e, dict) else str(e)
+            for e in errors or []
+        ),
+    ]
+
+
+def write_report_csv(*, job_id: Any, out: Any) -> int:
+    """Write the CSV to the text stream ``out``, reading rows in chunks; return the row count."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HEADER)
+    rows = (
+        PushResult.objects.filter(job_id=job_id)
+        .order_by("id")
+        .values_list(
+            "push_communication_id",
+            "status",
+            "response_code",
+            "data_type",
+            "service_name",
+            "source_object_ids",
+            "requested_on",
+            "completed_on",
+            "validation_errors",
+        )
+        .iterator(chunk_size=CHUNK)
+    )
+    count = 0
+    for row in rows:
+        writer.writerow(_csv_row(row))
+        count += 1
+    return count
+
+
+def report_build(*, job_id: Any) -> Report | None:
+    """Build the job's CSV into storage, mark the report ready and fire ``jobs.report.ready``."""
+    report = Report.objects.select_related("job").filter(job_id=job_id).first()
+    if report is None or report.job.status not in REPORTABLE_STATUSES:
+        logger.info("no report to build for job %s", job_id)
+        return None
+    job = report.job
+    with tempfile.TemporaryFile(mode="w+b") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        rows = write_report_csv(job_id=job.pk, out=text)
+        text.flush()
+        text.detach()
+        size = raw.seek(0, io.SEEK_END)
+        raw.seek(0)
+        name = report.file.storage.save(
+            f"reports/{timezone.now():%Y/%m}/{job.pk}.csv", File(raw, name=f"{job.pk}.csv")
+        )
+    old_name = report.file.name if report.file else ""
+    with transaction.atomic():
+        report = Report.objects.select_for_update().get(pk=report.pk)
+        report.file.name = name
+        report.status = ReportStatus.READY
+        report.row_count = rows
+        report.size_bytes = size
+        report.error = ""
+        report.ready_at = timezone.now()
+        report.save()
+        emit(
+            company_id=job.company_id,
+            events_id="jobs.report.ready",
+            object_id=job.pk,
+            data=lambda: _ready_payload(job, report),
+        )
+    if old_name and old_name != name:
+        report.file.storage.delete(old_name)
+    return report
+
+
+def _ready_payload(job: Job, report: Report) -> dict[str, Any]:
+    from jobs.selectors import job_queryset_all
+    from jobs.serializers import JobSerializer
+
+    data = dict(JobSerializer(job_queryset_all().get(pk=job.pk)).data)
+    data["report"] = report_state(report)
+    data["report"].update(rows=report.row_count, size_bytes=report.size_bytes)
+    return data
+
+
+def reports_queue_pending(*, older_than_seconds: int = 60) -> int:
+    """Queue builds for reports still pending after a while (their task was lost)."""
+    from .tasks import build_job_report
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    job_ids = list(
+        Report.objects.filter(status=ReportStatus.PENDING, updated_at__lt=cutoff).values_list(
+            "job_id", flat=True
+        )[:500]
+    )
+    for job_id in job_ids:
+        build_job_report.apply_async((str(job_id),), retry=False)
+    return len(job_ids)
+
+
+def report_fail(*, job_id: Any, error: str) -> None:
+    Report.objects.filter(job_id=job_id).update(
+        status=ReportStatus.FAILED, error=error[:2000], updated_at=timezone.now()
+    )
+
+
+# --- signed links -----------------------------------------------------------------------------
+
+
+def download_token(report: Report) -> str:
+    return signing.dumps(
+        {
+            "r": report.pk,
+            "c": str(report.job.company_id),
+            "v": report.ready_at and report.ready_at.timestamp(),
+        },
+        salt=SIGNING_SALT,
+        compress=True,
+    )
+
+
+def download_url(report: Report) -> str:
+    """An absolute, signed link that expires after ``JOBTRAIL_REPORT_LINK_TTL`` seconds."""
+    path = reverse("report-download", args=[download_token(report)])
+    return settings.JOBTRAIL_PUBLIC_URL.rstrip("/") + path
+
+
+class LinkInvalid(Exception):
+    pass
+
+
+class LinkExpired(Exception):
+    pass
+
+
+def report_from_token(token: str) -> Report:
+    try:
+        claims = signing.loads(token, salt=SIGNING_SALT, max_age=settings.JOBTRAIL_REPORT_LINK_TTL)
+    except signing.SignatureExpired as exc:
+        raise LinkExpired from exc
+    except signing.BadSignature as exc:
+        raise LinkInvalid from exc
+    report = (
+        Report.objects.select_related("job")
+        .filter(pk=claims.get("r"), job__company_id=claims.get("c"), status=ReportStatus.READY)
+        .first()
+    )
+    if report is None or (report.ready_at and report.ready_at.timestamp()) != claims.get("v"):
+        raise LinkInvalid  # rebuilt or gone since the link was made
+    return report
+
+
+def job_report(job: Job) -> Report | None:
+    try:
+        return job.report
+    except Report.DoesNotExist:
+        return None
+
+
+def report_state(report: Report | None) -> dict[str, Any]:
+    """What the job representation shows: ``{status, url}``."""
+    if report is None:
+        return {"status": "none", "url": None}
+    url = download_url(report) if report.status == ReportStatus.READY else None
+    return {"status": report.status, "url": url}
+
+
+def report_filename(report: Report) -> str:
+    return f"{report.job.code}-report.csv"

@@ -1,0 +1,34 @@
+import logging
+from typing import Any
+
+from celery import shared_task
+
+from . import services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="reports.queue_pending_reports", ignore_result=True)
+def queue_pending_reports() -> int:
+    """Queue the builds that were lost (broker outage while the job finished)."""
+    return services.reports_queue_pending()
+
+
+@shared_task(
+    name="reports.build_job_report",
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    max_retries=3,
+    default_retry_delay=30,
+)
+def build_job_report(self: Any, job_id: str) -> None:
+    """Build a finished job's CSV report (retried on failure, then marked failed)."""
+    try:
+        services.report_build(job_id=job_id)
+    except Exception as exc:
+        if self.request.retries >= self.max_retries:
+            logger.exception("report for job %s failed", job_id)
+            services.report_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+            return
+        raise self.retry(exc=exc) from exc

@@ -1,0 +1,55 @@
+"""The signed report download link."""
+
+from typing import Any
+
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from config.problems import ProblemError
+from config.schema import error, problem_example
+
+from . import services
+
+
+class ReportDownloadView(APIView):
+    """A pre-signed link: it needs no token, but a bearer of another company gets 404."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        tags=["reports"],
+        summary="Download a report through its signed link",
+        responses={
+            200: OpenApiResponse(description="The CSV file (text/csv, attachment)."),
+            404: error(404, "Tampered link.", problem_example(404, "not_found", "No such report.")),
+            410: error(
+                410, "Expired link.", problem_example(410, "link_expired", "This link has expired.")
+            ),
+        },
+    )
+    def get(self, request: Request, token: str) -> Any:
+        try:
+            report = services.report_from_token(token)
+        except services.LinkExpired:
+            raise ProblemError(
+                "This download link has expired; ask the API for a new one "
+                "(GET /api/v1/jobs/{id}/report/).",
+                status_code=410,
+                code="link_expired",
+            ) from None
+        except services.LinkInvalid:
+            raise ProblemError("No such report.", status_code=404, code="not_found") from None
+        company = getattr(request.user, "jobtrail_company", None)
+        if company is not None and company.pk != report.job.company_id:
+            raise ProblemError("No such report.", status_code=404, code="not_found")
+        response = FileResponse(
+            report.file.open("rb"),
+            as_attachment=True,
+            filename=services.report_filename(report),
+            content_type="text/csv; charset=utf-8",
+        )
+        response["Cache-Control"] = "private, no-store"
+        return response

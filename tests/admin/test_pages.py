@@ -1,0 +1,158 @@
+"""Every admin page renders; the job list and page run a bounded number of queries."""
+
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.test import Client
+from django.urls import reverse
+
+from jobs import services
+from jobs.models import Job, JobStatus
+from reports.services import report_build
+from tests.factories import CompanyFactory, JobFactory, job_in_status
+from webhooks.models import WebhookDelivery
+from webhooks.sending import deliver
+from webhooks.services import endpoint_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(admin_user: Any) -> Client:
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def lived_in() -> Job:
+    company = CompanyFactory(name="Lived In")
+    endpoint_create(company=company, url="http://127.0.0.1:9/hook", events=["*"])
+    job = job_in_status(JobStatus.PROCESSING, company=company)
+    services.push_result_record(
+        job_id=job.pk,
+        data=services.PushResultData(
+            push_communication_id="p1",
+            status="failed",
+            validation_errors=[{"field": "currencyRef", "message": "Multi currency <b>off</b>"}],
+        ),
+    )
+    services.job_complete_with_errors(job_id=job.pk)
+    report_build(job_id=job.pk)
+    deliver(WebhookDelivery.objects.first().pk)  # type: ignore[union-attr]  # port 9: fails
+    job_in_status(JobStatus.FAILED, company=company)
+    JobFactory(company=company)
+    return job
+
+
+def test_every_registered_model_renders(staff: Client, lived_in: Job) -> None:
+    for model, model_admin in admin.site._registry.items():
+        opts = model._meta
+        changelist = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+        response = staff.get(changelist)
+        assert response.status_code == 200, changelist
+        obj = model_admin.get_queryset(response.wsgi_request).first()
+        if obj is not None:
+            change = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+            assert staff.get(change).status_code == 200, change
+        add = reverse(f"admin:{opts.app_label}_{opts.model_name}_add")
+        assert staff.get(add).status_code in (200, 403), add
+
+
+def test_dashboard_renders(staff: Client, lived_in: Job) -> None:
+    response = staff.get(reverse("admin:index"))
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert 'id="jobs-24h"' in content and "<svg" in content
+    assert 'id="stuck-jobs"' in content and 'id="failing-endpoints"' in content
+    assert "http://127.0.0.1:9/hook" in content  # its delivery failed
+
+
+def test_job_page_shows_timeline_push_results_deliveries_report(
+    staff: Client, lived_in: Job
+) -> None:
+    response = staff.get(reverse("admin:jobs_job_change", args=[lived_in.pk]))
+    content = response.content.decode()
+    assert 'id="timeline"' in content
+    for status in ("#1 created", "#2 started", "#3 completed with errors"):
+        assert status.replace(" with errors", "_with_errors") in content
+    assert f"job__id__exact={lived_in.pk}" in content
+    assert "1 failed" in content
+    assert 'id="report-download"' in content
+    assert "jobs.completed_with_errors" in content
+    assert 'id="cancel-job"' not in content  # finished: nothing to cancel
+    assert "<b>off</b>" not in content
+
+
+def test_push_result_errors_are_readable_and_escaped(staff: Client, lived_in: Job) -> None:
+    response = staff.get(reverse("admin:jobs_pushresult_changelist") + "?status__exact=failed")
+    content = response.content.decode()
+    assert "<strong>currencyRef</strong>: Multi currency &lt;b&gt;off&lt;/b&gt;" in content
+
+
+def test_list_filters_and_search(staff: Client, lived_in: Job) -> None:
+    url = reverse("admin:jobs_job_changelist")
+    company = lived_in.company
+    other = JobFactory(type="bulk_update")
+    cases = {
+        "?status__exact=failed": 1,
+        "?failure_reason__exact=service_timeout": 1,
+        "?type=bulk_update": 1,
+        f"?company__id__exact={company.pk}": 3,
+        "?created_from=2000-01-01": 4,
+        "?created_to=2000-01-01": 0,
+        f"?q={lived_in.code}": 1,
+        f"?q={other.pk}": 1,
+        "?q=nothing-like-it": 0,
+    }
+    for query, expected in cases.items():
+        response = staff.get(url + query)
+        assert response.status_code == 200, query
+        assert len(response.context["cl"].result_list) == expected, query
+
+
+def test_bad_date_filter_is_not_a_server_error(staff: Client) -> None:
+    response = staff.get(reverse("admin:jobs_job_changelist") + "?created_from=yesterday")
+    assert response.status_code in (200, 302)
+
+
+def _make_jobs(n: int) -> None:
+    company = CompanyFactory()
+    Job.objects.bulk_create(
+        Job(
+            company=company,
+            code=f"BULK-{company.pk.hex[:6]}-{i}",
+            type="export",
+            status=JobStatus.PENDING,
+            last_activity_at=company.created_at,
+            expires_after=60,
+        )
+        for i in range(n)
+    )
+
+
+@pytest.mark.parametrize("rows", [5, 500])
+def test_job_list_query_count_is_bounded(
+    staff: Client, rows: int, django_assert_max_num_queries: Any
+) -> None:
+    _make_jobs(rows)
+    with django_assert_max_num_queries(12):
+        response = staff.get(reverse("admin:jobs_job_changelist"))
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == min(rows, 50)
+
+
+@pytest.mark.parametrize("events", [5, 500])
+def test_job_page_query_count_is_bounded(
+    staff: Client, events: int, django_assert_max_num_queries: Any
+) -> None:
+    company = CompanyFactory()
+    endpoint_create(company=company, url="http://127.0.0.1:9/", events=["jobs.update"])
+    job = job_in_status(JobStatus.PROCESSING, company=company)
+    for n in range(events):
+        services.job_record_progress(job_id=job.pk, effected_records=n)
+    with django_assert_max_num_queries(20):
+        response = staff.get(reverse("admin:jobs_job_change", args=[job.pk]))
+    assert response.status_code == 200
+    assert response.content.decode().count('class="jt-ev-') == events + 2

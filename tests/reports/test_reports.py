@@ -1,0 +1,274 @@
+"""CSV reports: content, streaming memory, signed links, API, tenancy."""
+
+import csv
+import io
+import time
+import tracemalloc
+from datetime import UTC, datetime
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from jobs import services as jobs
+from jobs.models import Job, JobStatus, PushResult
+from reports import services
+from reports.models import Report
+from tests.factories import job_in_status
+from webhooks.models import WebhookDelivery
+from webhooks.services import endpoint_create
+
+pytestmark = pytest.mark.django_db
+
+HEADER = (
+    "push_communication_id,status,response_code,data_type,service_name,source_object_ids,"
+    "requested_on,completed_on,validation_errors"
+)
+TRICKY = [
+    {"field": "currencyRef", "message": 'Multi "Currency", should be enabled'},
+    {"field": "memo", "message": "line one\nline two, with comma"},
+    {"field": "name", "message": "Ünïcødé ✓ 日本語 — émoji 🚀"},
+]
+
+
+def _push(job: Job, n: int, *, failed: bool = False, errors: list | None = None) -> None:
+    jobs.push_result_record(
+        job_id=job.pk,
+        data=jobs.PushResultData(
+            push_communication_id=f"push-{n}",
+            status="failed" if failed else "success",
+            response_code=400 if failed else 200,
+            data_type="invoices",
+            service_name="quickbooks",
+            source_object_ids=[str(n), f"{n}b"] if not failed else [],
+            requested_on=datetime(2021, 3, 9, 19, 56, 3, 952000, tzinfo=UTC),
+            completed_on=datetime(2021, 3, 9, 19, 56, 4, tzinfo=UTC),
+            validation_errors=errors or [],
+        ),
+    )
+
+
+def _read(report: Report) -> list[list[str]]:
+    with report.file.open("rb") as f:
+        return list(csv.reader(io.TextIOWrapper(f, encoding="utf-8", newline="")))
+
+
+def _finished_job_with_pushes(**kwargs) -> Job:
+    job = job_in_status(JobStatus.PROCESSING, **kwargs)
+    _push(job, 1)
+    _push(job, 2, failed=True, errors=TRICKY)
+    jobs.job_complete_with_errors(job_id=job.pk)
+    return job
+
+
+def test_finishing_a_job_requests_its_report(django_capture_on_commit_callbacks) -> None:
+    job = job_in_status(JobStatus.PROCESSING)
+    with django_capture_on_commit_callbacks() as callbacks:
+        jobs.job_complete(job_id=job.pk)
+    assert Report.objects.get(job=job).status == "pending"
+    assert len(callbacks) == 1  # the build is queued on commit
+
+
+@pytest.mark.parametrize("terminal", ["failed"])
+def test_failed_jobs_get_no_report(terminal: str) -> None:
+    job = job_in_status(JobStatus.FAILED)
+    assert not Report.objects.filter(job=job).exists()
+
+
+def test_report_content_and_escaping() -> None:
+    job = _finished_job_with_pushes()
+    report = services.report_build(job_id=job.pk)
+    assert report is not None and report.status == "ready"
+    rows = _read(report)
+    assert ",".join(rows[0]) == HEADER
+    assert rows[1] == [
+        "push-1",
+        "success",
+        "200",
+        "invoices",
+        "quickbooks",
+        "1;1b",
+        "2021-03-09T19:56:03.952000Z",
+        "2021-03-09T19:56:04Z",
+        "",
+    ]
+    assert rows[2][:3] == ["push-2", "failed", "400"]
+    assert rows[2][8] == (
+        'currencyRef: Multi "Currency", should be enabled | '
+        "memo: line one\nline two, with comma | "
+        "name: Ünïcødé ✓ 日本語 — émoji 🚀"
+    )
+    assert report.row_count == 2
+    assert report.size_bytes == report.file.size
+    with report.file.open("rb") as f:
+        raw = f.read().decode("utf-8")
+    assert '"memo: line one\nline two, with comma' not in raw.split("\n")[0]
+    assert '""Currency""' in raw  # quotes doubled, field quoted
+
+
+def test_report_ready_fires_its_webhook() -> None:
+    job = _finished_job_with_pushes()
+    endpoint_create(company=job.company, url="http://127.0.0.1:9/", events=["jobs.report.ready"])
+    services.report_build(job_id=job.pk)
+    [delivery] = WebhookDelivery.objects.filter(events_id="jobs.report.ready")
+    report = delivery.payload["data"]["report"]
+    assert report["status"] == "ready"
+    assert report["url"].startswith("http://127.0.0.1:8000/reports/download/")
+    assert report["rows"] == 2
+
+
+def test_hundred_thousand_rows_stream_in_flat_memory() -> None:
+    job = job_in_status(JobStatus.PROCESSING)
+    tricky = {1: TRICKY, 50_000: TRICKY, 99_999: [{"field": "x", "message": 'a,"b"\nc'}]}
+    PushResult.objects.bulk_create(
+        (
+            PushResult(
+                job=job,
+                push_communication_id=f"{n:024x}",
+                status="failed" if n in tricky else "success",
+                response_code=400 if n in tricky else 200,
+                data_type="invoices",
+                service_name="xero",
+                source_object_ids=[str(n)],
+                validation_errors=tricky.get(n, []),
+            )
+            for n in range(100_000)
+        ),
+        batch_size=5000,
+    )
+    jobs.job_complete(job_id=job.pk)
+
+    tracemalloc.start()
+    try:
+        report = services.report_build(job_id=job.pk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert report is not None
+    rows = _read(report)
+    assert len(rows) == 100_001
+    assert ",".join(rows[0]) == HEADER
+    assert rows[1 + 50_000][8] == " | ".join(f"{e['field']}: {e['message']}" for e in TRICKY)
+    assert rows[1 + 99_999][8] == 'x: a,"b"\nc'
+    assert report.row_count == 100_000
+    # 100,000 rows are tens of MB as Python objects; streaming in chunks stays far below.
+    assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+
+
+# --- links and the API ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ready_job(company) -> Job:
+    job = _finished_job_with_pushes(company=company)
+    services.report_build(job_id=job.pk)
+    return job
+
+
+def test_report_endpoint_409_until_ready(api: APIClient, company) -> None:
+    job = job_in_status(JobStatus.PROCESSING, company=company)
+    response = api.get(f"/api/v1/jobs/{job.pk}/report/")
+    assert response.status_code == 409
+    assert response.json()["code"] == "report_not_ready"
+    jobs.job_complete(job_id=job.pk)
+    pending = api.get(f"/api/v1/jobs/{job.pk}/report/")
+    assert pending.status_code == 409 and "pending" in pending.json()["detail"]
+    assert api.get(f"/api/v1/jobs/{job.pk}/").json()["report"] == {"status": "pending", "url": None}
+
+
+def test_report_link_works(api: APIClient, ready_job: Job) -> None:
+    response = api.get(f"/api/v1/jobs/{ready_job.pk}/report/")
+    assert response.status_code == 302
+    link = response["Location"]
+    assert link.startswith("http://127.0.0.1:8000/reports/download/")
+    assert api.get(f"/api/v1/jobs/{ready_job.pk}/").json()["report"]["status"] == "ready"
+
+    download = APIClient().get(link.removeprefix("http://127.0.0.1:8000"))  # no token needed
+    assert download.status_code == 200
+    assert download["Content-Type"] == "text/csv; charset=utf-8"
+    assert f'filename="{ready_job.code}-report.csv"' in download["Content-Disposition"]
+    body = b"".join(download.streaming_content).decode()
+    assert body.splitlines()[0] == HEADER
+
+    mine = api.get(link.removeprefix("http://127.0.0.1:8000"))
+    assert mine.status_code == 200
+
+
+def test_report_link_rejects_tampering(api: APIClient, ready_job: Job) -> None:
+    path = api.get(f"/api/v1/jobs/{ready_job.pk}/report/")["Location"].removeprefix(
+        "http://127.0.0.1:8000"
+    )
+    token = path.split("/")[-2]
+    for bad in [token[:-1] + ("A" if token[-1] != "A" else "B"), token[5:], "x" + token, "nope"]:
+        response = APIClient().get(f"/reports/download/{bad}/")
+        assert response.status_code == 404, bad
+        assert response["Content-Type"] == "application/problem+json"
+
+
+def test_report_link_expires(api: APIClient, ready_job: Job, monkeypatch, settings) -> None:
+    settings.JOBTRAIL_REPORT_LINK_TTL = 60
+    path = api.get(f"/api/v1/jobs/{ready_job.pk}/report/")["Location"].removeprefix(
+        "http://127.0.0.1:8000"
+    )
+    assert APIClient().get(path).status_code == 200
+    real = time.time
+    monkeypatch.setattr("django.core.signing.time.time", lambda: real() + 61)
+    expired = APIClient().get(path)
+    assert expired.status_code == 410
+    assert expired.json()["code"] == "link_expired"
+
+
+def test_report_link_and_endpoint_reject_other_tenants(
+    api: APIClient, other_api: APIClient, ready_job: Job
+) -> None:
+    path = api.get(f"/api/v1/jobs/{ready_job.pk}/report/")["Location"].removeprefix(
+        "http://127.0.0.1:8000"
+    )
+    assert other_api.get(path).status_code == 404
+    assert other_api.get(f"/api/v1/jobs/{ready_job.pk}/report/").status_code == 404
+
+
+def test_rebuilding_invalidates_old_links(api: APIClient, ready_job: Job) -> None:
+    old = api.get(f"/api/v1/jobs/{ready_job.pk}/report/")["Location"]
+    Report.objects.filter(job=ready_job).update(ready_at=timezone.now())  # a rebuild happened
+    services.report_build(job_id=ready_job.pk)
+    assert APIClient().get(old.removeprefix("http://127.0.0.1:8000")).status_code == 404
+    new = api.get(f"/api/v1/jobs/{ready_job.pk}/report/")["Location"]
+    assert APIClient().get(new.removeprefix("http://127.0.0.1:8000")).status_code == 200
+
+
+def test_seed_002_file_path_is_the_signed_link(api: APIClient, ready_job: Job) -> None:
+    body = api.post(
+        "/services/rest/v1/export/job/status", {"jobCode": ready_job.code}, format="json"
+    ).json()
+    assert body["status"] == "SUCCESSFUL"
+    assert body["filePath"].startswith("http://127.0.0.1:8000/reports/download/")
+    assert (
+        APIClient().get(body["filePath"].removeprefix("http://127.0.0.1:8000")).status_code == 200
+    )
+
+
+def test_lost_builds_are_queued_again(monkeypatch) -> None:
+    job = job_in_status(JobStatus.COMPLETED)
+    Report.objects.filter(job=job).update(updated_at=timezone.now() - timezone.timedelta(minutes=5))
+    queued: list[str] = []
+    monkeypatch.setattr(
+        "reports.tasks.build_job_report.apply_async", lambda args, **kw: queued.append(args[0])
+    )
+    assert services.reports_queue_pending() == 1
+    assert queued == [str(job.pk)]
+
+
+def test_build_task_marks_failure_after_retries(monkeypatch) -> None:
+    from reports.tasks import build_job_report
+
+    job = job_in_status(JobStatus.COMPLETED)
+
+    def broken(**kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("storage is full")
+
+    monkeypatch.setattr(services, "report_build", broken)
+    build_job_report.apply(args=(str(job.pk),), retries=3)
+    report = Report.objects.get(job=job)
+    assert report.status == "failed" and "storage is full" in report.error
