@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test test-quick lint typecheck check migrate clean help
+.PHONY: run test test-quick bench lint typecheck check migrate clean help
 
 help:
 	@echo "make run     - web + Celery worker + Celery beat on http://127.0.0.1:$(PORT)/"
@@ -49,6 +49,9 @@ test: $(VENV)/.dev
 
 test-quick: $(VENV)/.dev
 	$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
+
+bench: $(VENV)/.dev
+	$(PY) bench/run.py
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

@@ -13,3 +13,15 @@ STORAGES["staticfiles"] = {  # noqa: F405
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
 }
 WHITENOISE_AUTOREFRESH = True  # no staticfiles/ needed to run the tests
+
+if CELERY_BROKER_URL.startswith("filesystem://"):  # noqa: F405
+    # messages queued by tests (no worker reads them) go to a throwaway folder
+    import tempfile
+
+    _broker = tempfile.mkdtemp(prefix="jobtrail-test-broker-")
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
+        "data_folder_in": _broker,
+        "data_folder_out": _broker,
+        "control_folder": _broker,
+    }

@@ -1,7 +1,7 @@
 """Take the README's admin screenshots from a running Jobtrail (``make run``).
 
-    DJANGO_SUPERUSER_PASSWORD=... .venv/bin/python manage.py ensure_admin
-    .venv/bin/python docs/make_screenshots.py http://127.0.0.1:8000 admin <password>
+DJANGO_SUPERUSER_PASSWORD=... .venv/bin/python manage.py ensure_admin
+.venv/bin/python docs/make_screenshots.py http://127.0.0.1:8000 admin <password>
 """
 
 import sys

@@ -6,6 +6,8 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from webhooks.services import endpoint_create
+
 from . import services
 from .accounts import ApiClientCredentials, api_client_create
 from .models import Company, FailureReason
@@ -61,6 +63,13 @@ def seed_demo(*, jobs: int = 40, seed: int = 7) -> ApiClientCredentials:
     creds = api_client_create(company_name=DEMO_COMPANY, username="demo", password=None)
     api_client_create(company_name=OTHER_COMPANY, username="globex", password=None)
     other = Company.objects.get(name=OTHER_COMPANY)
+    # A receiver that is down, so the delivery log and the dashboard have failures to show.
+    endpoint_create(
+        company=creds.company,
+        url="http://127.0.0.1:9/demo-receiver-that-is-down",
+        events=["jobs.completed", "jobs.completed_with_errors", "jobs.failed"],
+        description="Demo endpoint whose receiver is down",
+    )
     outcomes = ["pending", "processing", "completed", "completed_with_errors", "failed", "cancel"]
     for i in range(jobs):
         company = creds.company if i % 8 else other

@@ -74,7 +74,9 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
                 for endpoint in queryset
             )
             self.message_user(
-                request, f"{total} failed deliveries queued for redelivery.", messages.SUCCESS
+                request,
+                f"{total} failed deliver{'y' if total == 1 else 'ies'} queued for redelivery.",
+                messages.SUCCESS,
             )
             return None
         return TemplateResponse(
@@ -146,14 +148,16 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         ]
 
     def redeliver_view(self, request: HttpRequest, delivery_id: Any) -> HttpResponse:
-        """The "Redeliver" button (job page, delivery page): POST only, change permission."""
+        """The "Redeliver" button of the job page: POST only, change permission."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_change_permission(request):
             raise PermissionDenied
         delivery = get_object_or_404(WebhookDelivery, pk=delivery_id)
         services.delivery_redeliver(delivery=delivery)
-        self.message_user(request, f"Delivery {delivery.events_id} queued for redelivery.")
+        self.message_user(
+            request, f"Delivery {delivery.events_id} queued for redelivery.", messages.SUCCESS
+        )
         target = request.POST.get("next", "")
         if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
             target = reverse("admin:webhooks_webhookdelivery_change", args=[delivery.pk])
@@ -165,4 +169,5 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         for delivery in queryset:
             services.delivery_redeliver(delivery=delivery)
             count += 1
-        self.message_user(request, f"{count} deliveries queued for redelivery.", messages.SUCCESS)
+        noun = "delivery" if count == 1 else "deliveries"
+        self.message_user(request, f"{count} {noun} queued for redelivery.", messages.SUCCESS)

@@ -1,0 +1,536 @@
+"""The staff console in a real browser: Playwright drives headless Chromium against live_server.
+
+Covers login, the job list (filters, search), the job page and its timeline, cancelling (one
+job, a selection, everything matching a filter), permissions, webhook redelivery and the
+dashboard. No Celery worker runs here: deliveries are sent by calling ``deliver`` in the test.
+"""
+
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote_plus
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from jobs.models import EventSource, Job, JobEvent, JobStatus
+from tests.factories import CompanyFactory, JobFactory, job_in_status
+from tests.receiver import Receiver, Reply, running_receiver
+from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
+from webhooks.sending import deliver
+from webhooks.services import endpoint_create
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "browser-pass-word-123"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROWS = "#result_list tbody tr"
+ROW_CODES = "#result_list tbody th.field-code a"
+# the type filter's text box (once a filter is applied, other forms carry type= as hidden input)
+TYPE_INPUT = "#changelist-filter input[type=text][name=type]"
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _orm_inside_playwright_loop() -> Iterator[None]:
+    """Playwright's sync API keeps an event loop in this thread; let the ORM run anyway."""
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    context = chromium.new_context()
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def superuser(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_superuser(
+        username="staffer", email="staffer@example.com", password=PASSWORD
+    )
+
+
+@pytest.fixture
+def admin_page(page: Page, live_server: Any, superuser: Any) -> Page:
+    """A page logged in (through the login form) as the superuser."""
+    login(page, live_server.url, superuser.username)
+    return page
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def login(page: Page, base: str, username: str, password: str = PASSWORD) -> None:
+    page.goto(f"{base}/admin/login/?next=/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("#login-form input[type=submit]")
+    expect(page).to_have_url(f"{base}/admin/")
+    expect(page.locator("#user-tools")).to_contain_text(username)
+
+
+def job_list(page: Page, base: str, query: str = "") -> None:
+    page.goto(f"{base}/admin/jobs/job/{query}")
+    expect(page.locator("#changelist")).to_be_visible()
+
+
+def listed_codes(page: Page) -> set[str]:
+    page.wait_for_load_state()
+    return set(page.locator(ROW_CODES).all_inner_texts())
+
+
+def expect_rows(page: Page, *jobs: Job) -> None:
+    """The list shows exactly these jobs (waits for the page, then compares codes)."""
+    expect(page.locator(ROWS)).to_have_count(len(jobs))
+    assert listed_codes(page) == {job.code for job in jobs}
+
+
+def search(page: Page, term: str) -> None:
+    page.fill("#searchbar", term)
+    with page.expect_navigation():
+        page.press("#searchbar", "Enter")
+    expect(page).to_have_url(re.compile(rf"[?&]q={re.escape(quote_plus(term))}(&|$)"))
+    expect(page.locator("#searchbar")).to_have_value(term)
+
+
+def filter_by_type(page: Page, value: str) -> None:
+    page.fill(TYPE_INPUT, value)
+    with page.expect_navigation():
+        page.press(TYPE_INPUT, "Enter")
+    expect(page).to_have_url(re.compile(rf"[?&]type={re.escape(quote_plus(value))}(&|$)"))
+    expect(page.locator(TYPE_INPUT)).to_have_value(value)
+
+
+def run_action(page: Page, action: str) -> None:
+    page.select_option("select[name=action]", action)
+    page.click(".actions button[name=index]")
+
+
+def success_message(page: Page, level: str = "success") -> str:
+    """The one admin message on the page, checked to be of ``level`` (success, info)."""
+    message = page.locator(".messagelist li")
+    expect(message).to_have_count(1)
+    expect(message).to_have_class(level)
+    return message.inner_text()
+
+
+def reload_job(job: Job) -> Job:
+    return Job.objects.get(pk=job.pk)
+
+
+# --- 1. login -------------------------------------------------------------------------------
+
+
+def test_login_through_the_admin_form(page: Page, live_server: Any, superuser: Any) -> None:
+    page.goto(f"{live_server.url}/admin/")
+    expect(page).to_have_url(re.compile(r"/admin/login/\?next=/admin/$"))
+
+    page.fill("#id_username", superuser.username)
+    page.fill("#id_password", "not-the-password")
+    page.click("#login-form input[type=submit]")
+    expect(page.locator(".errornote")).to_contain_text("correct username and password")
+
+    page.fill("#id_username", superuser.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("#login-form input[type=submit]")
+    expect(page).to_have_url(f"{live_server.url}/admin/")
+    expect(page.locator("#user-tools")).to_contain_text(superuser.username)
+    expect(page.locator("#site-name")).to_contain_text("Jobtrail")
+    expect(page.locator("#jobtrail-dashboard")).to_be_visible()
+
+
+# --- 2. job list: filters and search ----------------------------------------------------------
+
+
+def test_job_list_filters_and_search(admin_page: Page, live_server: Any) -> None:
+    page, base = admin_page, live_server.url
+    company = CompanyFactory(name="Filterable")
+    processing = [job_in_status(JobStatus.PROCESSING, company=company) for _ in range(2)]
+    pending = JobFactory(company=company)
+    bulk = JobFactory(company=company, type="bulk_update")
+    done = job_in_status(JobStatus.COMPLETED, company=company)
+    failed = job_in_status(JobStatus.FAILED, company=company)
+
+    job_list(page, base)
+    expect_rows(page, *processing, pending, bulk, done, failed)
+
+    # status filter: the "Processing" link of the status filter
+    status_filter = page.locator('#changelist-filter details[data-filter-title="status"]')
+    status_filter.get_by_role("link", name="Processing", exact=True).click()
+    expect(page).to_have_url(re.compile(r"[?&]status__exact=processing"))
+    expect_rows(page, *processing)
+
+    # the free-text type filter (press Enter in its input)
+    job_list(page, base)
+    filter_by_type(page, "bulk_update")
+    expect_rows(page, bulk)
+
+    # type filter combined with the status filter keeps both
+    job_list(page, base, "?status__exact=processing")
+    filter_by_type(page, "export")
+    expect(page).to_have_url(re.compile(r"[?&]status__exact=processing"))
+    expect_rows(page, *processing)
+
+    # search by exact code, then by exact UUID, then something that matches nothing
+    job_list(page, base)
+    search(page, done.code)
+    expect_rows(page, done)
+    search(page, str(failed.pk))
+    expect_rows(page, failed)
+    search(page, "JOB-NOSUCHCODE")
+    expect(page.locator(ROWS)).to_have_count(0)
+    expect(page.locator("#changelist-form")).to_contain_text("0 jobs")
+
+
+# --- 3 + 4. job page, timeline, cancel from the job page -----------------------------------
+
+
+def test_job_page_timeline_and_cancel(admin_page: Page, live_server: Any, superuser: Any) -> None:
+    page, base = admin_page, live_server.url
+    job = job_in_status(JobStatus.PROCESSING, company=CompanyFactory(name="Cancelable"))
+    other = job_in_status(JobStatus.PROCESSING, company=job.company)
+
+    job_list(page, base)
+    page.locator(ROW_CODES, has_text=job.code).click()
+    job_url = f"{base}/admin/jobs/job/{job.pk}/change/"
+    expect(page).to_have_url(job_url)
+    timeline = page.locator("#timeline")
+    expect(timeline).to_contain_text("#1 created")
+    expect(timeline).to_contain_text("#2 started")
+    expect(timeline.locator("li")).to_have_count(2)
+    expect(page.locator(".jt-status-line")).to_contain_text("processing")
+
+    page.click("#cancel-job")
+    expect(page).to_have_url(f"{base}/admin/jobs/job/{job.pk}/cancel/")
+    summary = page.locator("#cancel-summary")
+    expect(summary).to_contain_text("1 job will be canceled")
+    expect(summary).not_to_contain_text("skipped")
+    expect(page.locator("#cancel-confirmation ul")).to_contain_text(job.code)
+    page.fill("#id_message", "Customer asked us to stop.")
+    page.click("#confirm-cancel")
+
+    expect(page).to_have_url(job_url)
+    assert success_message(page) == "Canceled 1 job."
+    status_line = page.locator(".jt-status-line")
+    expect(status_line).to_contain_text("failed")
+    expect(status_line).to_contain_text("canceled_by_user")
+    expect(status_line).to_contain_text("Customer asked us to stop.")
+    expect(timeline.locator("li")).to_have_count(3)
+    last = timeline.locator("li").last
+    expect(last).to_contain_text("#3 failed")
+    expect(last).to_contain_text("canceled_by_user")
+    expect(last).to_contain_text("Customer asked us to stop.")
+    expect(last).to_contain_text("source admin")
+    expect(last).to_contain_text(f"by {superuser.username}")
+    expect(page.locator("#cancel-job")).to_have_count(0)  # finished: nothing to cancel
+
+    job = reload_job(job)
+    assert (job.status, job.failure_reason) == (JobStatus.FAILED, "canceled_by_user")
+    assert job.message == "Customer asked us to stop."
+    event = JobEvent.objects.filter(job=job).order_by("-sequence").first()
+    assert event is not None
+    assert (event.sequence, event.status, event.source) == (3, "failed", EventSource.ADMIN)
+    assert event.actor_id == superuser.pk
+    assert reload_job(other).status == JobStatus.PROCESSING
+
+
+# --- 5. bulk cancel from the list ---------------------------------------------------------------
+
+
+def test_bulk_cancel_selected_jobs(admin_page: Page, live_server: Any, superuser: Any) -> None:
+    page, base = admin_page, live_server.url
+    company = CompanyFactory(name="Bulk")
+    pending = JobFactory(company=company)
+    processing = job_in_status(JobStatus.PROCESSING, company=company)
+    finished = job_in_status(JobStatus.COMPLETED, company=company)
+    bystander = job_in_status(JobStatus.PROCESSING, company=company)
+
+    job_list(page, base)
+    for job in (pending, processing, finished):
+        page.check(f'input.action-select[value="{job.pk}"]')
+    expect(page.locator(".action-counter")).to_contain_text("3 of 4 selected")
+    run_action(page, "cancel_selected")
+
+    summary = page.locator("#cancel-summary")
+    expect(summary).to_contain_text("2 jobs will be canceled")
+    expect(summary).to_contain_text("1 already finished job will be skipped")
+    preview = page.locator("#cancel-confirmation ul")
+    expect(preview).to_contain_text(pending.code)
+    expect(preview).to_contain_text(processing.code)
+    expect(preview).not_to_contain_text(finished.code)
+    expect(preview).not_to_contain_text(bystander.code)
+    page.click("#confirm-cancel")
+
+    expect(page).to_have_url(f"{base}/admin/jobs/job/")
+    assert success_message(page) == "Canceled 2 jobs. 1 already finished and skipped."
+    for job in (pending, processing):
+        job = reload_job(job)
+        assert (job.status, job.failure_reason) == (JobStatus.FAILED, "canceled_by_user")
+        event = job.events.order_by("-sequence").first()
+        assert event is not None
+        assert (event.source, event.actor_id) == (EventSource.ADMIN, superuser.pk)
+    assert reload_job(finished).status == JobStatus.COMPLETED
+    assert reload_job(bystander).status == JobStatus.PROCESSING
+
+
+def test_bulk_cancel_everything_matching_the_filter(
+    admin_page: Page, live_server: Any, superuser: Any
+) -> None:
+    page, base = admin_page, live_server.url
+    company = CompanyFactory(name="Nightly")
+    matching = [JobFactory(company=company, type="nightly_sync") for _ in range(52)]
+    matching_finished = job_in_status(JobStatus.COMPLETED, company=company, type="nightly_sync")
+    others = [JobFactory(company=company), job_in_status(JobStatus.PROCESSING, company=company)]
+
+    job_list(page, base)
+    filter_by_type(page, "nightly_sync")
+    expect(page.locator(ROWS)).to_have_count(50)  # one page of 53
+
+    page.check("#action-toggle")
+    question = page.locator(".actions .question a")
+    expect(question).to_be_visible()
+    expect(question).to_have_text("Select all 53 jobs")
+    question.click()
+    expect(page.locator(".actions .all")).to_be_visible()
+    expect(page.locator(".actions .all")).to_contain_text("All 53 selected")
+    expect(page.locator("input.select-across")).to_have_value("1")
+    run_action(page, "cancel_selected")
+
+    summary = page.locator("#cancel-summary")
+    expect(summary).to_contain_text("52 jobs will be canceled")
+    expect(summary).to_contain_text("1 already finished job will be skipped")
+    expect(page.locator("#cancel-confirmation ul")).to_contain_text("… and 2 more.")
+    page.fill("#id_message", "Nightly sync retired.")
+    page.click("#confirm-cancel")
+
+    assert success_message(page) == "Canceled 52 jobs. 1 already finished and skipped."
+    expect(page).to_have_url(re.compile(r"[?&]type=nightly_sync"))
+    canceled = Job.objects.filter(pk__in=[j.pk for j in matching])
+    assert canceled.count() == 52
+    assert set(canceled.values_list("status", "failure_reason", "message")) == {
+        (JobStatus.FAILED, "canceled_by_user", "Nightly sync retired.")
+    }
+    assert (
+        JobEvent.objects.filter(
+            job__in=canceled, source=EventSource.ADMIN, actor=superuser, status="failed"
+        ).count()
+        == 52
+    )
+    assert reload_job(matching_finished).status == JobStatus.COMPLETED
+    assert [reload_job(j).status for j in others] == [JobStatus.PENDING, JobStatus.PROCESSING]
+
+
+# --- 6. permissions -------------------------------------------------------------------------
+
+
+def test_staff_without_cancel_permission_cannot_cancel(
+    page: Page, live_server: Any, django_user_model: Any
+) -> None:
+    base = live_server.url
+    viewer = django_user_model.objects.create_user(
+        username="viewer", password=PASSWORD, is_staff=True
+    )
+    viewer.user_permissions.add(Permission.objects.get(codename="view_job"))
+    job = job_in_status(JobStatus.PROCESSING, company=CompanyFactory(name="Guarded"))
+    login(page, base, viewer.username)
+
+    page.goto(f"{base}/admin/jobs/job/{job.pk}/change/")
+    expect(page.locator("#timeline")).to_contain_text("#2 started")  # the page did render
+    expect(page.locator("#cancel-job")).to_have_count(0)
+
+    job_list(page, base)
+    expect_rows(page, job)
+    expect(page.locator('select[name=action] option[value="cancel_selected"]')).to_have_count(0)
+
+    cancel_url = f"{base}/admin/jobs/job/{job.pk}/cancel/"
+    response = page.goto(cancel_url)
+    assert response is not None and response.status == 403
+
+    # Forged requests from the signed-in browser are refused too.
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    posted = page.request.post(
+        cancel_url, form={"csrfmiddlewaretoken": csrf, "confirm": "yes", "message": "x"}
+    )
+    assert posted.status == 403
+    page.request.post(
+        f"{base}/admin/jobs/job/",
+        form={
+            "csrfmiddlewaretoken": csrf,
+            "action": "cancel_selected",
+            "index": "0",
+            "select_across": "0",
+            "_selected_action": str(job.pk),
+            "confirm": "yes",
+        },
+    )
+    assert reload_job(job).status == JobStatus.PROCESSING
+    assert not JobEvent.objects.filter(job=job, source=EventSource.ADMIN).exists()
+
+
+# --- 7. webhook redelivery --------------------------------------------------------------------
+
+
+def failed_delivery(receiver: Receiver) -> WebhookDelivery:
+    """A job's ``jobs.create`` delivery whose first attempt got a 500, then marked failed."""
+    receiver.default = Reply(500, body="down")
+    company = CompanyFactory(name="Hooked")
+    endpoint_create(company=company, url=receiver.url + "/hook", events=["*"])
+    job = JobFactory(company=company)
+    delivery = WebhookDelivery.objects.get(object_id=str(job.pk))
+    assert delivery.events_id == "jobs.create"
+    deliver(delivery.pk)
+    assert [r.path for r in receiver.requests] == ["/hook"]
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        status=DeliveryStatus.FAILED, next_attempt_at=None
+    )
+    delivery.refresh_from_db()
+    return delivery
+
+
+def deliver_now_and_check(delivery: WebhookDelivery, receiver: Receiver, attempts: int) -> None:
+    """No Celery worker here: make the queued (manual) attempt ourselves, answered 200."""
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.next_trigger) == (DeliveryStatus.PENDING, "manual")
+    receiver.default = Reply(200)
+    deliver(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED
+    log = list(
+        WebhookAttempt.objects.filter(delivery=delivery)
+        .order_by("number")
+        .values_list("number", "trigger", "status_code")
+    )
+    assert log == [(1, "scheduled", 500), (attempts, "manual", 200)]
+    assert len(receiver.requests) == attempts
+    assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1  # the same event
+
+
+def test_redeliver_button_on_the_job_page(admin_page: Page, live_server: Any) -> None:
+    page, base = admin_page, live_server.url
+    with running_receiver() as receiver:
+        delivery = failed_delivery(receiver)
+        job_url = f"{base}/admin/jobs/job/{delivery.object_id}/change/"
+        page.goto(job_url)
+        row = page.locator("#deliveries tbody tr")
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text("jobs.create")
+        expect(row).to_contain_text("failed")
+        expect(row).to_contain_text("500")
+        button = row.get_by_role("button", name="Redeliver")
+        redeliver_url = f"{base}/admin/webhooks/webhookdelivery/{delivery.pk}/redeliver/"
+        submits_to = button.evaluate("b => b.formAction")
+        assert submits_to == redeliver_url, (
+            "the Redeliver button submits the job's admin change form instead of its own form "
+            "(a <form> nested inside the change form is dropped by the HTML parser)"
+        )
+        button.click()
+        expect(page).to_have_url(job_url)
+        assert success_message(page, "success") == "Delivery jobs.create queued for redelivery."
+
+        deliver_now_and_check(delivery, receiver, attempts=2)
+        page.reload()
+        expect(page.locator("#deliveries tbody tr")).to_contain_text("delivered")
+
+
+def test_redeliver_action_on_the_delivery_list(admin_page: Page, live_server: Any) -> None:
+    page, base = admin_page, live_server.url
+    with running_receiver() as receiver:
+        delivery = failed_delivery(receiver)
+        page.goto(f"{base}/admin/webhooks/webhookdelivery/")
+        expect(page.locator(ROWS)).to_have_count(1)
+        expect(page.locator(ROWS).locator("td.field-status")).to_have_text("Failed")
+        page.check(f'input.action-select[value="{delivery.pk}"]')
+        page.select_option("select[name=action]", label="Redeliver the selected deliveries")
+        page.click(".actions button[name=index]")
+        assert success_message(page) == "1 delivery queued for redelivery."
+
+        deliver_now_and_check(delivery, receiver, attempts=2)
+        page.reload()
+        expect(page.locator(ROWS).locator("td.field-status")).to_have_text("Delivered")
+
+
+# --- 8. dashboard -----------------------------------------------------------------------------
+
+
+def test_dashboard_chart_cards_and_legend(admin_page: Page, live_server: Any) -> None:
+    page, base = admin_page, live_server.url
+    company = CompanyFactory(name="Dashboarded")
+    processing = [job_in_status(JobStatus.PROCESSING, company=company) for _ in range(3)]
+    job_in_status(JobStatus.COMPLETED, company=company)
+    job_in_status(JobStatus.FAILED, company=company)
+    stuck = processing[0]
+    Job.objects.filter(pk=stuck.pk).update(last_activity_at=timezone.now() - timedelta(hours=3))
+    endpoint_create(company=company, url="http://127.0.0.1:9/hook", events=["jobs.create"])
+    hooked = JobFactory(company=company)  # pending; its delivery fails (nothing on port 9)
+    delivery = WebhookDelivery.objects.get(object_id=str(hooked.pk))
+    deliver(delivery.pk)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.FAILED)
+
+    page.goto(f"{base}/admin/")
+    chart = page.locator("#jobs-24h")
+    expect(chart.locator("svg rect").first).to_be_attached()
+    assert chart.locator("svg rect").count() >= 24  # one bar (or baseline) per hour
+    by_status: Counter[str] = Counter()
+    for title in chart.locator("svg rect title").all_text_contents():
+        status, count = re.fullmatch(r"\d\d:00 (\w+): (\d+)", title).groups()  # type: ignore[union-attr]
+        by_status[status] += int(count)
+    assert by_status == {"processing": 3, "completed": 1, "failed": 1, "pending": 1}
+    expect(chart.locator("h2")).to_contain_text("6 jobs")
+
+    stuck_card = page.locator("#stuck-jobs")
+    expect(stuck_card).to_contain_text(stuck.code)
+    expect(stuck_card).to_contain_text("1 jobs")
+    for fresh in processing[1:]:
+        expect(stuck_card).not_to_contain_text(fresh.code)
+
+    failing = page.locator("#failing-endpoints")
+    expect(failing).to_contain_text("http://127.0.0.1:9/hook")
+    expect(failing).to_contain_text("Dashboarded")
+    expect(failing.locator("tbody tr")).to_have_count(1)
+
+    legend = chart.locator(".jt-legend a", has_text="processing")
+    expect(legend).to_contain_text("3")
+    legend.click()
+    expect(page).to_have_url(re.compile(r"/admin/jobs/job/\?.*status__exact=processing"))
+    expect(page).to_have_url(re.compile(r"[?&]created_from="))
+    expect_rows(page, *processing)
+
+    # the stuck card's link leads to the stuck filter
+    page.goto(f"{base}/admin/")
+    page.locator("#stuck-jobs a.jt-more").click()
+    expect(page).to_have_url(re.compile(r"[?&]stuck=1"))
+    expect_rows(page, stuck)
