@@ -31,12 +31,16 @@ def main(base: str, username: str, password: str) -> None:
         page.click("input[type=submit]")
         page.wait_for_url(f"{base}/admin/")
         page.screenshot(path=OUT / "admin-dashboard.png", full_page=True)
+        page.goto(f"{base}/admin/jobs/job/")
+        if page.locator("#nav-sidebar").is_visible():
+            page.click("#toggle-nav-sidebar")  # more room for the list (remembered)
 
         page.goto(f"{base}/admin/jobs/job/")
         page.screenshot(path=OUT / "admin-job-list.png")
 
         page.goto(f"{base}/admin/jobs/job/?status__exact=completed_with_errors")
         page.locator("#result_list tbody tr th a").first.click()
+        page.wait_for_load_state("networkidle")
         page.screenshot(path=OUT / "admin-job-page.png", full_page=True)
 
         page.goto(f"{base}/admin/jobs/job/?status__exact=processing")

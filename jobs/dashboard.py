@@ -132,7 +132,10 @@ def _failing_endpoints(now: datetime) -> list[dict[str, Any]]:
                 "total": row["total"],
                 "failed": row["failed"],
                 "retrying": row["retrying"],
-                "rate": round(100 * row["failed"] / row["total"]) if row["total"] else None,
+                # failed for good, or failing and being retried
+                "rate": round(100 * (row["failed"] + row["retrying"]) / row["total"])
+                if row["total"]
+                else None,
                 "url": reverse("admin:webhooks_webhookdelivery_changelist")
                 + "?"
                 + urlencode({"endpoint__id__exact": endpoint.pk, "status__exact": "failed"}),
