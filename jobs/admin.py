@@ -18,7 +18,14 @@ from reports.services import ReportNotPossible, job_report, report_rebuild, repo
 from webhooks.models import WebhookDelivery
 
 from . import services
-from .admin_filters import CancelForm, CompanyFilter, CreatedRangeFilter, StuckFilter, TypeFilter
+from .admin_filters import (
+    CancelForm,
+    CompanyFilter,
+    CreatedRangeFilter,
+    StuckFilter,
+    TypeFilter,
+    exact_filter,
+)
 from .models import (
     TERMINAL_STATUSES,
     Company,
@@ -60,10 +67,11 @@ class JobAdmin(admin.ModelAdmin):
         "status_display",
         "failure_reason",
         "records",
-        "created_at",
-        "last_activity_at",
+        "created",
+        "last_activity",
     ]
     list_display_links = ["code"]
+    show_facets = admin.ShowFacets.NEVER  # facet counts would COUNT(*) every filter choice
     list_filter = [
         "status",
         "failure_reason",
@@ -122,6 +130,14 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_display(self, job: Job) -> str:
         return status_badge(job.status)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, job: Job) -> str:
+        return job.created_at.strftime("%Y-%m-%d %H:%M")
+
+    @admin.display(description="last activity", ordering="last_activity_at")
+    def last_activity(self, job: Job) -> str:
+        return job.last_activity_at.strftime("%Y-%m-%d %H:%M")
 
     @admin.display(description="records")
     def records(self, job: Job) -> str:
@@ -308,7 +324,12 @@ class PushResultAdmin(admin.ModelAdmin):
         "errors_display",
         "received_at",
     ]
-    list_filter = ["status", "data_type", "service_name"]
+    list_filter = [
+        "status",
+        exact_filter("data_type", "data type"),
+        exact_filter("service_name", "service"),
+    ]
+    show_facets = admin.ShowFacets.NEVER
     list_select_related = ["job"]
     search_fields = ["=push_communication_id"]
     ordering = ["-id"]

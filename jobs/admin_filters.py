@@ -29,13 +29,21 @@ class InputFilter(admin.SimpleListFilter):
         yield {"params": params, "value": self.value() or "", "parameter": self.parameter_name}
 
 
-class TypeFilter(InputFilter):
-    title = "type"
-    parameter_name = "type"
+def exact_filter(field: str, title: str) -> type[InputFilter]:
+    """A free-text filter on ``field`` (exact match)."""
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+    def queryset(self: InputFilter, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = (self.value() or "").strip()
-        return queryset.filter(type=value) if value else queryset
+        return queryset.filter(**{field: value}) if value else queryset
+
+    return type(
+        f"{field.title().replace('_', '')}Filter",
+        (InputFilter,),
+        {"title": title, "parameter_name": field, "queryset": queryset},
+    )
+
+
+TypeFilter = exact_filter("type", "type")
 
 
 class StuckFilter(admin.SimpleListFilter):
