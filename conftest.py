@@ -1,5 +1,8 @@
 """Root pytest configuration: skip PostgreSQL/Redis-only tests on the embedded defaults."""
 
+import os
+from pathlib import Path
+
 import pytest
 from django.conf import settings
 
@@ -12,10 +15,19 @@ def on_redis() -> bool:
     return settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://...")
     skip_redis = pytest.mark.skip(reason="needs Redis: set CELERY_BROKER_URL=redis://...")
+    # Locally, browser tests wait for Chromium to be installed; in CI (which installs it) a
+    # missing browser must fail, not skip.
+    skip_browser = pytest.mark.skip(reason="needs Chromium: apt-get install chromium")
+    no_browser = not CHROMIUM.exists() and not os.environ.get("CI")
     for item in items:
+        if "browser" in item.keywords and no_browser:
+            item.add_marker(skip_browser)
         if "postgres" in item.keywords and not on_postgres():
             item.add_marker(skip_pg)
         if "redis" in item.keywords and not on_redis():

@@ -187,7 +187,12 @@ class JobAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        job = job_queryset_all().select_related("company").filter(pk=object_id).first()
+        try:
+            job = (
+                job_queryset_all().select_related("company").filter(pk=uuid.UUID(object_id)).first()
+            )
+        except ValueError:
+            job = None  # the admin answers "doesn't exist" for a malformed id
         context = dict(extra_context or {})
         if job is not None:
             context.update(self._job_page_context(request, job))

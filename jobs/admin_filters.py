@@ -1,5 +1,6 @@
 """Admin list filters that never scan the table to build their choices."""
 
+import uuid
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -74,7 +75,12 @@ class CompanyFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
         value = self.value()
-        return queryset.filter(company_id=value) if value else queryset
+        if not value:
+            return queryset
+        try:
+            return queryset.filter(company_id=uuid.UUID(value))
+        except ValueError:
+            raise admin.options.IncorrectLookupParameters(f"Not a company id: {value}") from None
 
     def choices(self, changelist: Any) -> Any:
         from .models import Company

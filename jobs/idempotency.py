@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -23,6 +24,7 @@ from config.problems import ProblemError
 from .models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
+IN_PROGRESS_TIMEOUT = timedelta(seconds=120)  # longer than any request may run
 REPLAYED_HEADERS = ("Location", "Retry-After")
 
 
@@ -38,8 +40,11 @@ def request_fingerprint(request: Request) -> str:
 
 
 def _claim(*, user: Any, key: str, fingerprint: str) -> tuple[IdempotencyKey, bool]:
-    cutoff = timezone.now() - timedelta(seconds=settings.JOBTRAIL_IDEMPOTENCY_TTL)
-    IdempotencyKey.objects.filter(user=user, key=key, created_at__lt=cutoff).delete()
+    now = timezone.now()
+    expired = Q(created_at__lt=now - timedelta(seconds=settings.JOBTRAIL_IDEMPOTENCY_TTL))
+    # a first request that never answered (its process was killed) frees the key
+    abandoned = Q(response_status__isnull=True, created_at__lt=now - IN_PROGRESS_TIMEOUT)
+    IdempotencyKey.objects.filter(expired | abandoned, user=user, key=key).delete()
     try:
         with transaction.atomic():
             record = IdempotencyKey.objects.create(

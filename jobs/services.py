@@ -385,7 +385,8 @@ def push_result_record(*, job_id: Any, data: PushResultData) -> tuple[PushResult
     """Store one push result; a repeated ``push_communication_id`` returns the stored one.
 
     Push results may arrive after the job finished (the accounting service reports
-    asynchronously): they are kept, but only an active job's expiry clock is reset.
+    asynchronously): they are kept, a completed job's report is rebuilt to include them, and
+    only an active job's expiry clock is reset.
     """
     job = lock_job(job_id)
     existing = job.push_results.filter(push_communication_id=data.push_communication_id).first()
@@ -410,6 +411,8 @@ def push_result_record(*, job_id: Any, data: PushResultData) -> tuple[PushResult
     if not job.is_terminal:
         _touch(job, timezone.now())
         job.save(update_fields=["last_activity_at", "expires_at", "updated_at"])
+    elif job.status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS):
+        report_request(job=job)  # a late result: the report must include it
 
     def push_data() -> Any:
         from .serializers import PushResultSerializer

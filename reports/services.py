@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.files import File
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -41,7 +42,7 @@ def report_request(*, job: Job) -> Report:
     """Mark the job's report as pending and queue its build after the commit (idempotent)."""
     report, _ = Report.objects.update_or_create(
         job=job,
-        defaults={"status": ReportStatus.PENDING, "error": ""},
+        defaults={"status": ReportStatus.PENDING, "error": "", "build_started_at": None},
     )
     job_id = str(job.pk)
 
@@ -63,6 +64,7 @@ class ReportNotPossible(Exception):
 
 def report_rebuild(*, job: Job) -> Report:
     """Build a finished job's report again (staff action)."""
+    job.refresh_from_db(fields=["status"])
     if job.status not in REPORTABLE_STATUSES:
         raise ReportNotPossible(
             f"Job {job.code} is {job.status}: only completed jobs have reports."
@@ -120,12 +122,30 @@ def write_report_csv(*, job_id: Any, out: Any) -> int:
     return count
 
 
+def _build_lease() -> timedelta:
+    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+
+
 def report_build(*, job_id: Any) -> Report | None:
-    """Build the job's CSV into storage, mark the report ready and fire ``jobs.report.ready``."""
-    report = Report.objects.select_related("job").filter(job_id=job_id).first()
-    if report is None or report.job.status not in REPORTABLE_STATUSES:
-        logger.info("no report to build for job %s", job_id)
+    """Build the job's CSV into storage, mark the report ready and fire ``jobs.report.ready``.
+
+    Only a pending report is built, by one build at a time (a lease on ``build_started_at``);
+    a duplicate task, or one whose request was superseded by a newer one, does nothing.
+    """
+    started = timezone.now()
+    claimed = (
+        Report.objects.filter(
+            job_id=job_id,
+            status=ReportStatus.PENDING,
+            job__status__in=REPORTABLE_STATUSES,
+        )
+        .filter(Q(build_started_at__isnull=True) | Q(build_started_at__lt=started - _build_lease()))
+        .update(build_started_at=started)
+    )
+    if not claimed:
+        logger.info("no pending report to build for job %s", job_id)
         return None
+    report = Report.objects.select_related("job").get(job_id=job_id)
     job = report.job
     with tempfile.TemporaryFile(mode="w+b") as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
@@ -137,22 +157,31 @@ def report_build(*, job_id: Any) -> Report | None:
         name = report.file.storage.save(
             f"reports/{timezone.now():%Y/%m}/{job.pk}.csv", File(raw, name=f"{job.pk}.csv")
         )
-    old_name = report.file.name if report.file else ""
     with transaction.atomic():
         report = Report.objects.select_for_update().get(pk=report.pk)
-        report.file.name = name
-        report.status = ReportStatus.READY
-        report.row_count = rows
-        report.size_bytes = size
-        report.error = ""
-        report.ready_at = timezone.now()
-        report.save()
-        emit(
-            company_id=job.company_id,
-            events_id="jobs.report.ready",
-            object_id=job.pk,
-            data=lambda: _ready_payload(job, report),
-        )
+        if report.status != ReportStatus.PENDING or report.build_started_at != started:
+            superseded = True  # a newer request (or a build that outlived its lease) owns it
+        else:
+            superseded = False
+            old_name = report.file.name if report.file else ""
+            report.file.name = name
+            report.status = ReportStatus.READY
+            report.row_count = rows
+            report.size_bytes = size
+            report.error = ""
+            report.ready_at = timezone.now()
+            report.build_started_at = None
+            report.save()
+            ready = report
+            emit(
+                company_id=job.company_id,
+                events_id="jobs.report.ready",
+                object_id=job.pk,
+                data=lambda: _ready_payload(job, ready),
+            )
+    if superseded:
+        report.file.storage.delete(name)
+        return None
     if old_name and old_name != name:
         report.file.storage.delete(old_name)
     return report
@@ -172,12 +201,12 @@ def reports_queue_pending(*, older_than_seconds: int = 60) -> int:
     """Queue builds for reports still pending after a while (their task was lost)."""
     from .tasks import build_job_report
 
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    job_ids = list(
-        Report.objects.filter(status=ReportStatus.PENDING, updated_at__lt=cutoff).values_list(
-            "job_id", flat=True
-        )[:500]
-    )
+    now = timezone.now()
+    stale = Report.objects.filter(
+        status=ReportStatus.PENDING, updated_at__lt=now - timedelta(seconds=older_than_seconds)
+    ).filter(Q(build_started_at__isnull=True) | Q(build_started_at__lt=now - _build_lease()))
+    job_ids = list(stale.values_list("job_id", flat=True)[:500])
+    Report.objects.filter(job_id__in=job_ids).update(updated_at=now)  # once per interval
     for job_id in job_ids:
         build_job_report.apply_async((str(job_id),), retry=False)
     return len(job_ids)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import services
+from .events import invalid_patterns
 from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .ssrf import UnsafeTarget, check_url
 
@@ -26,6 +27,19 @@ class EndpointForm(forms.ModelForm):
     class Meta:
         model = WebhookEndpoint
         fields = ["url", "events", "description", "is_active"]
+
+    def clean_events(self) -> list[str]:
+        events = self.cleaned_data["events"]
+        if (
+            not isinstance(events, list)
+            or not events
+            or not all(isinstance(e, str) for e in events)
+        ):
+            raise forms.ValidationError('A list of event ids or patterns, e.g. ["jobs.*"].')
+        bad = invalid_patterns(events)
+        if bad:
+            raise forms.ValidationError(f"Unknown event id or pattern: {', '.join(bad)}.")
+        return events
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"]
@@ -154,10 +168,13 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request):
             raise PermissionDenied
         delivery = get_object_or_404(WebhookDelivery, pk=delivery_id)
-        services.delivery_redeliver(delivery=delivery)
-        self.message_user(
-            request, f"Delivery {delivery.events_id} queued for redelivery.", messages.SUCCESS
-        )
+        try:
+            services.delivery_redeliver(delivery=delivery)
+            self.message_user(
+                request, f"Delivery {delivery.events_id} queued for redelivery.", messages.SUCCESS
+            )
+        except services.DeliveryInProgress as exc:
+            self.message_user(request, str(exc), messages.WARNING)
         target = request.POST.get("next", "")
         if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
             target = reverse("admin:webhooks_webhookdelivery_change", args=[delivery.pk])
@@ -165,9 +182,18 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Redeliver the selected deliveries", permissions=["change"])
     def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
-        count = 0
+        count = skipped = 0
         for delivery in queryset:
-            services.delivery_redeliver(delivery=delivery)
-            count += 1
+            try:
+                services.delivery_redeliver(delivery=delivery)
+                count += 1
+            except services.DeliveryInProgress:
+                skipped += 1
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} still pending (retried on schedule) were skipped.",
+                messages.WARNING,
+            )
         noun = "delivery" if count == 1 else "deliveries"
         self.message_user(request, f"{count} {noun} queued for redelivery.", messages.SUCCESS)

@@ -20,8 +20,10 @@ def pattern_matches(pattern: str, events_id: str) -> bool:
     return pattern == events_id
 
 
-def subscribed(patterns: list[str], events_id: str) -> bool:
-    return any(pattern_matches(p, events_id) for p in patterns)
+def subscribed(patterns: object, events_id: str) -> bool:
+    if not isinstance(patterns, list):
+        return False
+    return any(isinstance(p, str) and pattern_matches(p, events_id) for p in patterns)
 
 
 def invalid_patterns(patterns: list[str]) -> list[str]:

@@ -67,10 +67,10 @@ def deliver(delivery_id: Any) -> None:
         return
     endpoint = claim.endpoint
     if not endpoint.is_active:
-        services.delivery_abandon(
-            claim=claim,
-            reason=endpoint.disabled_reason or "The endpoint is disabled.",
-        )
+        if endpoint.disabled_reason:  # disabled by the receiver (410): give up
+            services.delivery_abandon(claim=claim, reason=endpoint.disabled_reason)
+        else:  # paused by the client: hold it until the endpoint is active again
+            services.delivery_defer(claim=claim)
         return
     delivery = claim.delivery
     body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False)

@@ -52,11 +52,17 @@ def endpoint_create(
 
 
 def endpoint_update(*, endpoint: WebhookEndpoint, **fields: Any) -> WebhookEndpoint:
+    resumed = fields.get("is_active") is True and not endpoint.is_active
     for name, value in fields.items():
         setattr(endpoint, name, value)
-    if fields.get("is_active"):
+    if resumed:
         endpoint.disabled_reason = ""
-    endpoint.save()
+    with transaction.atomic():
+        endpoint.save()
+        if resumed:  # deliveries held while it was paused go out now
+            WebhookDelivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.PENDING).update(
+                next_attempt_at=timezone.now(), dispatched_at=None
+            )
     return endpoint
 
 
@@ -214,12 +220,14 @@ class Claim:
     endpoint: WebhookEndpoint
     number: int
     trigger: str
+    lease_until: datetime
 
 
 def delivery_claim(*, delivery_id: Any) -> Claim | None:
     """Take a due pending delivery for one attempt; None if it is not due or someone has it."""
     now = timezone.now()
-    lease = timedelta(seconds=settings.JOBTRAIL_WEBHOOK_TIMEOUT + 30)
+    # longer than one send can take (connect + read timeouts), so it never expires mid-send
+    lease = timedelta(seconds=2 * settings.JOBTRAIL_WEBHOOK_TIMEOUT + 30)
     with transaction.atomic():
         # of=("self",): lock the delivery row only, not its endpoint (shared by all its
         # deliveries: locking it would make concurrent claims skip each other).
@@ -240,6 +248,7 @@ def delivery_claim(*, delivery_id: Any) -> Claim | None:
         endpoint=delivery.endpoint,
         number=delivery.attempts,
         trigger=delivery.next_trigger,
+        lease_until=delivery.locked_until,
     )
 
 
@@ -279,6 +288,13 @@ def delivery_record_attempt(*, claim: Claim, result: AttemptResult) -> WebhookDe
         response_body=result.response_body[:RESPONSE_BODY_LIMIT],
         error=result.error,
     )
+    if delivery.status != DeliveryStatus.PENDING or delivery.locked_until != claim.lease_until:
+        # The lease ran out and another sender (or a redelivery) owns the delivery now: log
+        # what happened, leave its state to the owner.
+        logger.warning(
+            "attempt %s of delivery %s finished after its lease", claim.number, delivery.pk
+        )
+        return delivery
     code = result.status_code
     delivery.last_status_code = code
     delivery.last_error = result.error
@@ -323,6 +339,20 @@ def delivery_record_attempt(*, claim: Claim, result: AttemptResult) -> WebhookDe
     return delivery
 
 
+PAUSED_RECHECK = timedelta(minutes=5)
+
+
+def delivery_defer(*, claim: Claim) -> None:
+    """Put a claimed delivery back, untried, for later (its endpoint is paused)."""
+    WebhookDelivery.objects.filter(pk=claim.delivery.pk, locked_until=claim.lease_until).update(
+        next_attempt_at=timezone.now() + PAUSED_RECHECK,
+        locked_until=None,
+        dispatched_at=None,
+        attempts=claim.number - 1,
+        updated_at=timezone.now(),
+    )
+
+
 def delivery_abandon(*, claim: Claim, reason: str) -> None:
     """Fail a claimed delivery without an attempt (its endpoint is gone or disabled)."""
     WebhookDelivery.objects.filter(pk=claim.delivery.pk).update(
@@ -338,10 +368,15 @@ def delivery_abandon(*, claim: Claim, reason: str) -> None:
 # --- redelivery -------------------------------------------------------------------------------
 
 
+class DeliveryInProgress(Exception):
+    """A pending delivery is still being tried on its schedule; it cannot be redelivered."""
+
+
 def _redeliver(deliveries: Any) -> int:
+    """Queue one manual attempt for each finished (delivered or failed) delivery."""
     now = timezone.now()
     with transaction.atomic():
-        ids = list(deliveries.values_list("pk", flat=True))
+        ids = list(deliveries.exclude(status=DeliveryStatus.PENDING).values_list("pk", flat=True))
         WebhookDelivery.objects.filter(pk__in=ids).update(
             status=DeliveryStatus.PENDING,
             next_attempt_at=now,
@@ -356,6 +391,12 @@ def _redeliver(deliveries: Any) -> int:
 
 def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
     """Send one delivery again now (recorded as a manual attempt)."""
+    delivery.refresh_from_db(fields=["status"])
+    if delivery.status == DeliveryStatus.PENDING:
+        raise DeliveryInProgress(
+            "This delivery is still pending (retried on its schedule); redeliver it once it "
+            "is delivered or failed."
+        )
     _redeliver(WebhookDelivery.objects.filter(pk=delivery.pk))
     delivery.refresh_from_db()
     return delivery

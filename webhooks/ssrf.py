@@ -39,8 +39,14 @@ def private_targets_allowed() -> bool:
 
 
 def forbidden_reason(address: IPAddress) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return forbidden_reason(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        # IPv4 addresses carried inside IPv6 (mapped, 6to4, Teredo) are judged as IPv4
+        embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+        for inner in embedded:
+            if inner is not None:
+                reason = forbidden_reason(inner)
+                if reason:
+                    return reason
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     checks = [

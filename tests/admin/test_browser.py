@@ -25,7 +25,7 @@ from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
 from webhooks.sending import deliver
 from webhooks.services import endpoint_create
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "browser-pass-word-123"
 CHROMIUM_ARGS = [

@@ -156,3 +156,9 @@ def test_job_page_query_count_is_bounded(
         response = staff.get(reverse("admin:jobs_job_change", args=[job.pk]))
     assert response.status_code == 200
     assert response.content.decode().count('class="jt-ev-') == events + 2
+
+
+def test_malformed_ids_in_admin_urls_are_not_server_errors(staff: Client) -> None:
+    assert staff.get("/admin/jobs/job/not-a-uuid/change/").status_code in (302, 404)
+    response = staff.get(reverse("admin:jobs_job_changelist") + "?company__id__exact=bad")
+    assert response.status_code in (200, 302)

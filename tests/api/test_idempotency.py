@@ -371,3 +371,19 @@ def test_purge_deletes_only_old_keys(settings: Any, api: APIClient, other_api: A
     assert set(IdempotencyKey.objects.values_list("key", flat=True)) == {"edge", "fresh"}
     assert Job.objects.count() == 5
     assert idempotency_keys_purge() == 0
+
+
+def test_a_key_whose_first_request_never_answered_is_freed(api, company) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.models import IdempotencyKey
+
+    first = api.post("/api/v1/jobs/", {"type": "export"}, format="json", HTTP_IDEMPOTENCY_KEY="k-x")
+    assert first.status_code == 201
+    IdempotencyKey.objects.filter(key="k-x").update(
+        response_status=None, created_at=timezone.now() - timedelta(minutes=5)
+    )  # as if the process died before answering
+    retry = api.post("/api/v1/jobs/", {"type": "export"}, format="json", HTTP_IDEMPOTENCY_KEY="k-x")
+    assert retry.status_code == 201

@@ -4,7 +4,7 @@ import csv
 import io
 import time
 import tracemalloc
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -231,7 +231,7 @@ def test_report_link_and_endpoint_reject_other_tenants(
 
 def test_rebuilding_invalidates_old_links(api: APIClient, ready_job: Job) -> None:
     old = api.get(f"/api/v1/jobs/{ready_job.pk}/report/")["Location"]
-    Report.objects.filter(job=ready_job).update(ready_at=timezone.now())  # a rebuild happened
+    services.report_rebuild(job=ready_job)
     services.report_build(job_id=ready_job.pk)
     assert APIClient().get(old.removeprefix("http://127.0.0.1:8000")).status_code == 404
     new = api.get(f"/api/v1/jobs/{ready_job.pk}/report/")["Location"]
@@ -272,3 +272,45 @@ def test_build_task_marks_failure_after_retries(monkeypatch) -> None:
     build_job_report.apply(args=(str(job.pk),), retries=3)
     report = Report.objects.get(job=job)
     assert report.status == "failed" and "storage is full" in report.error
+
+
+def test_a_report_is_built_once_per_request() -> None:
+    job = _finished_job_with_pushes()
+    endpoint_create(company=job.company, url="http://127.0.0.1:9/", events=["jobs.report.ready"])
+    first = services.report_build(job_id=job.pk)
+    duplicate = services.report_build(job_id=job.pk)  # the same task delivered twice
+    assert first is not None and duplicate is None
+    assert WebhookDelivery.objects.filter(events_id="jobs.report.ready").count() == 1
+
+
+def test_a_build_superseded_by_a_newer_request_is_discarded() -> None:
+    job = _finished_job_with_pushes()
+    Report.objects.filter(job=job).update(build_started_at=timezone.now() - timedelta(hours=2))
+    # a build that outlived its lease: a new build may take over
+    assert services.report_build(job_id=job.pk) is not None
+
+
+def test_late_push_results_rebuild_the_report(api: APIClient, company) -> None:
+    job = _finished_job_with_pushes(company=company)
+    services.report_build(job_id=job.pk)
+    _push(job, 3, failed=True, errors=[{"field": "late", "message": "arrived after completion"}])
+    assert Report.objects.get(job=job).status == "pending"
+    report = services.report_build(job_id=job.pk)
+    assert report is not None and report.row_count == 3
+    assert _read(report)[3][0] == "push-3"
+
+
+def test_link_works_with_a_stale_token_and_answers_404_when_the_file_is_gone(
+    api: APIClient, ready_job: Job
+) -> None:
+    path = api.get(f"/api/v1/jobs/{ready_job.pk}/report/")["Location"].removeprefix(
+        "http://127.0.0.1:8000"
+    )
+    stale = APIClient()
+    stale.credentials(HTTP_AUTHORIZATION="Bearer not-a-valid-token")
+    assert stale.get(path).status_code == 200
+    report = Report.objects.get(job=ready_job)
+    report.file.storage.delete(report.file.name)
+    gone = APIClient().get(path)
+    assert gone.status_code == 404
+    assert gone.json()["code"] == "report_file_missing"

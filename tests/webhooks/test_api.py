@@ -85,6 +85,8 @@ SSRF_URLS = [
     "http://172.16.0.5/hook",
     "http://[::ffff:127.0.0.1]/hook",
     "http://2130706433/hook",
+    "http://[2002:7f00:1::]/hook",  # 6to4 around 127.0.0.1
+    "http://[2002:a9fe:a9fe::1]/hook",  # 6to4 around the metadata address
     "http://0x7f000001/hook",
     "http://0.0.0.0/hook",
     "http://[fe80::1]/hook",
@@ -278,3 +280,12 @@ def test_periodic_tasks_are_registered_idempotently() -> None:
     register_periodic_tasks()
     assert PeriodicTask.objects.count() == count
     assert not PeriodicTask.objects.get(pk=dispatcher.pk).enabled
+
+
+def test_redelivering_a_pending_delivery_is_409(api: APIClient, company) -> None:
+    _register(api)
+    JobFactory(company=company)
+    delivery = WebhookDelivery.objects.get()
+    response = api.post(f"/api/v1/webhook-deliveries/{delivery.pk}/redeliver/")
+    assert response.status_code == 409
+    assert response.json()["code"] == "delivery_pending"

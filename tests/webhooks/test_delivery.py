@@ -198,12 +198,59 @@ def test_redeliver_everything_failed_since(receiver: Receiver) -> None:
     }
 
 
-def test_disabled_endpoint_abandons_pending_deliveries(receiver: Receiver) -> None:
+def test_paused_endpoint_holds_deliveries_until_resumed(receiver: Receiver) -> None:
     delivery = _one_delivery(receiver)
-    WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(is_active=False)
+    endpoint = WebhookEndpoint.objects.get(pk=delivery.endpoint_id)
+    services.endpoint_update(endpoint=endpoint, is_active=False)
     delivery = _send(delivery)
-    assert delivery.status == "failed"
+    assert (delivery.status, delivery.attempts) == ("pending", 0)
+    assert delivery.next_attempt_at > timezone.now()
     assert receiver.requests == []
+
+    services.endpoint_update(endpoint=endpoint, is_active=True)
+    delivery = _send(delivery)
+    assert delivery.status == "delivered"
+    assert len(receiver.requests) == 1
+
+
+def test_endpoint_disabled_by_410_abandons_its_pending_deliveries(receiver: Receiver) -> None:
+    delivery = _one_delivery(receiver)
+    WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(
+        is_active=False, disabled_reason="The receiver answered 410 Gone."
+    )
+    delivery = _send(delivery)
+    assert delivery.status == "failed" and "410" in delivery.last_error
+    assert receiver.requests == []
+
+
+def test_a_pending_delivery_cannot_be_redelivered(receiver: Receiver) -> None:
+    receiver.default = Reply(503)
+    delivery = _send(_one_delivery(receiver))
+    assert delivery.status == "pending"
+    with pytest.raises(services.DeliveryInProgress):
+        services.delivery_redeliver(delivery=delivery)
+    delivery.refresh_from_db()
+    assert delivery.next_trigger == "scheduled"
+
+
+def test_an_attempt_that_outlived_its_lease_does_not_overwrite_newer_state(
+    receiver: Receiver,
+) -> None:
+    delivery = _one_delivery(receiver)
+    stale = services.delivery_claim(delivery_id=delivery.pk)
+    assert stale is not None
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        locked_until=timezone.now() - timedelta(seconds=1)
+    )
+    deliver(delivery.pk)  # another worker takes over after the lease and delivers it
+    services.delivery_record_attempt(
+        claim=stale,
+        result=services.AttemptResult(started_at=timezone.now(), duration_ms=1, status_code=410),
+    )
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
+    assert WebhookEndpoint.objects.get(pk=delivery.endpoint_id).is_active
+    assert delivery.attempt_log.count() == 2  # both attempts are logged
 
 
 def test_rotated_secret_both_signatures_verify_for_a_day(receiver: Receiver) -> None:

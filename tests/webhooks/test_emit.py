@@ -132,3 +132,12 @@ def test_committed_change_queues_sending_on_commit(django_capture_on_commit_call
     with django_capture_on_commit_callbacks() as callbacks:
         jobs.job_start(job_id=job.pk)
     assert len(callbacks) == 1
+
+
+def test_malformed_endpoint_events_match_nothing_instead_of_failing() -> None:
+    company = CompanyFactory()
+    endpoint = endpoint_for(company, "http://127.0.0.1:9/a")
+    WebhookDelivery.objects.all().delete()
+    type(endpoint).objects.filter(pk=endpoint.pk).update(events=5)
+    JobFactory(company=company)  # no 500 for the job write
+    assert WebhookDelivery.objects.count() == 0
