@@ -1,0 +1,37 @@
+"""The README's curl walkthrough, run as written against a live stack (keeps the README true)."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.stack import ROOT, Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
+
+
+def _walkthrough() -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Walkthrough with curl", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_walkthrough_runs_as_written(stack: Stack, tmp_path: Path) -> None:
+    script = _walkthrough()
+    assert "API=http://127.0.0.1:8000" in script
+    script = script.replace("API=http://127.0.0.1:8000", f"API={stack.api}")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=ROOT,
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert re.match(r"^job [0-9a-f-]{36}$", next(line for line in lines if line.startswith("job ")))
+    for expected in ["processing", "success", "completed", '"SUCCESSFUL"', "job_finished"]:
+        assert any(expected in line for line in lines), (expected, result.stdout)
+    assert lines[-1] == "job_finished"
