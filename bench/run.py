@@ -76,7 +76,7 @@ def bench_report(n: int = 20_000) -> dict[str, object]:
 
     from jobs import services
     from jobs.models import Company, JobStatus, PushResult
-    from reports.services import _csv_row, report_build
+    from reports.services import HEADER, _csv_row, report_build
 
     company, _ = Company.objects.get_or_create(name="Bench report")
     job = services.job_create(company=company, type="export")
@@ -102,19 +102,7 @@ def bench_report(n: int = 20_000) -> dict[str, object]:
     services.job_start(job_id=job.pk)
     services.job_complete(job_id=job.pk)
     assert job.pk and JobStatus.COMPLETED
-    rows = list(
-        PushResult.objects.filter(job=job).values_list(
-            "push_communication_id",
-            "status",
-            "response_code",
-            "data_type",
-            "service_name",
-            "source_object_ids",
-            "requested_on",
-            "completed_on",
-            "validation_errors",
-        )
-    )
+    rows = list(PushResult.objects.filter(job=job).values_list(*HEADER))
 
     def in_memory(_: object) -> None:
         out = io.StringIO()

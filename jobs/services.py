@@ -151,6 +151,22 @@ def _check_failure_reason(*, event: EventStatus, failure_reason: str) -> None:
         )
 
 
+def _apply_counts(
+    job: Job, *, total_records: int | None, effected_records: int | None
+) -> dict[str, Any]:
+    """Check the counts against the stored ones, set them; return what changed (for the event)."""
+    _check_counts(
+        total_records=job.total_records if total_records is None else total_records,
+        effected_records=job.effected_records if effected_records is None else effected_records,
+    )
+    changed: dict[str, Any] = {}
+    if total_records is not None:
+        job.total_records = changed["total_records"] = total_records
+    if effected_records is not None:
+        job.effected_records = changed["effected_records"] = effected_records
+    return changed
+
+
 def _touch(job: Job, now: datetime) -> None:
     job.last_activity_at = now
     job.expires_at = None if job.is_terminal else now + timedelta(seconds=job.expires_after)
@@ -255,16 +271,8 @@ def job_apply_event(
     new_status = TRANSITIONS.get((current, event))
     if new_status is None:
         raise InvalidTransition(f"Job {job.code} is {current}; it cannot become {event}.")
-    total = job.total_records if total_records is None else total_records
-    effected = job.effected_records if effected_records is None else effected_records
-    _check_counts(total_records=total, effected_records=effected)
-
+    data = _apply_counts(job, total_records=total_records, effected_records=effected_records)
     now = timezone.now()
-    data: dict[str, Any] = {}
-    if total_records is not None:
-        job.total_records = data["total_records"] = total_records
-    if effected_records is not None:
-        job.effected_records = data["effected_records"] = effected_records
     job.status = new_status
     job.failure_reason = failure_reason
     if message:
@@ -353,14 +361,7 @@ def job_record_progress(
     job = lock_job(job_id)
     if job.is_terminal:
         raise JobFinished(f"Job {job.code} is already {job.status}; progress is closed.")
-    total = job.total_records if total_records is None else total_records
-    effected = job.effected_records if effected_records is None else effected_records
-    _check_counts(total_records=total, effected_records=effected)
-    data: dict[str, Any] = {}
-    if total_records is not None:
-        job.total_records = data["total_records"] = total_records
-    if effected_records is not None:
-        job.effected_records = data["effected_records"] = effected_records
+    data = _apply_counts(job, total_records=total_records, effected_records=effected_records)
     if message is not None:
         job.message = message
     if metadata is not None:

@@ -102,17 +102,7 @@ def write_report_csv(*, job_id: Any, out: Any) -> int:
     rows = (
         PushResult.objects.filter(job_id=job_id)
         .order_by("id")
-        .values_list(
-            "push_communication_id",
-            "status",
-            "response_code",
-            "data_type",
-            "service_name",
-            "source_object_ids",
-            "requested_on",
-            "completed_on",
-            "validation_errors",
-        )
+        .values_list(*HEADER)  # the columns are the field names
         .iterator(chunk_size=CHUNK)
     )
     count = 0
