@@ -162,3 +162,22 @@ def test_malformed_ids_in_admin_urls_are_not_server_errors(staff: Client) -> Non
     assert staff.get("/admin/jobs/job/not-a-uuid/change/").status_code in (302, 404)
     response = staff.get(reverse("admin:jobs_job_changelist") + "?company__id__exact=bad")
     assert response.status_code in (200, 302)
+
+
+def test_rebuild_report_from_the_job_page(staff: Client, lived_in: Job) -> None:
+    from reports.models import Report
+    from tests.factories import UserFactory
+
+    url = reverse("admin:jobs_job_rebuild_report", args=[lived_in.pk])
+    response = staff.post(url, follow=True)
+    assert "is being rebuilt" in response.content.decode()
+    assert Report.objects.get(job=lived_in).status == "pending"
+
+    viewer = UserFactory(is_staff=True)
+    client = Client()
+    client.force_login(viewer)
+    assert client.post(url).status_code == 403
+
+    pending = JobFactory(company=lived_in.company)
+    refused = staff.post(reverse("admin:jobs_job_rebuild_report", args=[pending.pk]), follow=True)
+    assert "only completed jobs have reports" in refused.content.decode()
