@@ -155,10 +155,16 @@ class CompanyAPIView(APIView):
 
     def job_response(self, job_id: Any, *, status_code: int = 200, **headers: str) -> Response:
         job = self.get_job(job_id)
-        response = Response(JobSerializer(job).data, status=status_code, headers=headers or None)
-        if not job.is_terminal:
-            response["Retry-After"] = str(settings.JOBTRAIL_POLL_INTERVAL)
-        return response
+        return polled(
+            Response(JobSerializer(job).data, status=status_code, headers=headers or None), job
+        )
+
+
+def polled(response: Response, job: Job) -> Response:
+    """Tell pollers when to ask again (``Retry-After``) while the job is not finished."""
+    if not job.is_terminal:
+        response["Retry-After"] = str(settings.JOBTRAIL_POLL_INTERVAL)
+    return response
 
 
 def _valid(serializer_class: type, data: Any, **kwargs: Any) -> dict[str, Any]:

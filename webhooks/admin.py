@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import services
-from .events import invalid_patterns
+from .events import patterns_problem
 from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .ssrf import UnsafeTarget, check_url
 
@@ -36,9 +36,9 @@ class EndpointForm(forms.ModelForm):
             or not all(isinstance(e, str) for e in events)
         ):
             raise forms.ValidationError('A list of event ids or patterns, e.g. ["jobs.*"].')
-        bad = invalid_patterns(events)
-        if bad:
-            raise forms.ValidationError(f"Unknown event id or pattern: {', '.join(bad)}.")
+        problem = patterns_problem(events)
+        if problem:
+            raise forms.ValidationError(problem)
         return events
 
     def clean_url(self) -> str:

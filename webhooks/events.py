@@ -29,3 +29,14 @@ def subscribed(patterns: object, events_id: str) -> bool:
 def invalid_patterns(patterns: list[str]) -> list[str]:
     """The patterns that match no known event id."""
     return [p for p in patterns if not any(pattern_matches(p, e) for e in EVENT_TYPES)]
+
+
+def patterns_problem(patterns: list[str]) -> str | None:
+    """Why ``patterns`` cannot subscribe an endpoint (API and admin say the same), or None."""
+    bad = invalid_patterns(patterns)
+    if not bad:
+        return None
+    return (
+        f"Unknown event id or pattern: {', '.join(bad)}. Use ids from "
+        "/api/v1/webhook-event-types/, a prefix pattern like 'jobs.*', or '*'."
+    )

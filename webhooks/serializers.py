@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from jobs.serializers import StrictCharField, StrictChoiceField, StrictSerializer
 
-from .events import EVENT_TYPES, invalid_patterns
+from .events import EVENT_TYPES, patterns_problem
 from .models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .ssrf import UnsafeTarget, check_url
 
@@ -25,12 +25,9 @@ def _check_target(url: str) -> str:
 
 
 def _check_events(events: list[str]) -> list[str]:
-    bad = invalid_patterns(events)
-    if bad:
-        raise serializers.ValidationError(
-            f"Unknown event id or pattern: {', '.join(bad)}. Use ids from "
-            "/api/v1/webhook-event-types/, a prefix pattern like 'jobs.*', or '*'."
-        )
+    problem = patterns_problem(events)
+    if problem:
+        raise serializers.ValidationError(problem)
     return list(dict.fromkeys(events))
 
 

@@ -3,7 +3,6 @@
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.http import Http404
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
@@ -21,7 +20,7 @@ from config.schema import (
     problem_example,
 )
 from jobs import selectors, services
-from jobs.api import CompanyAPIView, _valid
+from jobs.api import CompanyAPIView, _valid, polled
 from jobs.errors import InvalidTransition, JobError
 from jobs.idempotency import idempotent
 from jobs.models import EventSource, Job
@@ -222,10 +221,7 @@ class ExportJobStatusView(CompanyAPIView):
                 )
             )
         report_url = report_state(job_report(job))["url"]
-        response = Response(adapters.export_job_status(job, file_path=report_url))
-        if not job.is_terminal:
-            response["Retry-After"] = str(settings.JOBTRAIL_POLL_INTERVAL)
-        return response
+        return polled(Response(adapters.export_job_status(job, file_path=report_url)), job)
 
 
 class ApiJobView(CompanyAPIView):
@@ -258,7 +254,4 @@ class ApiJobView(CompanyAPIView):
     )
     def get(self, request: Request, job_id: Any) -> Response:
         job = self.get_job(job_id)
-        response = Response(adapters.api_job(job))
-        if not job.is_terminal:
-            response["Retry-After"] = str(settings.JOBTRAIL_POLL_INTERVAL)
-        return response
+        return polled(Response(adapters.api_job(job)), job)
