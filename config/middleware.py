@@ -1,26 +1,104 @@
+import io
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse
+from django.utils.http import parse_header_parameters
 
-from .problems import json_problem
+from .problems import (
+    DATABASE_DOWN,
+    database_unavailable,
+    is_api_path,
+    json_problem,
+    unsupported_charset,
+)
+
+READ_CHUNK = 64 * 1024
+
+
+def _too_large(limit: int) -> HttpResponse:
+    return json_problem(413, "body_too_large", f"The request body is larger than {limit} bytes.")
 
 
 class BodySizeLimitMiddleware:
-    """Answer 413 (problem JSON) before reading a body larger than ``JOBTRAIL_MAX_BODY_BYTES``."""
+    """Answer 413 (problem JSON) before reading a body larger than ``JOBTRAIL_MAX_BODY_BYTES``.
+
+    A chunked body (``Transfer-Encoding: chunked``, no ``Content-Length``) is read here, up to
+    the limit, when the server marks its input as terminated (gunicorn sets
+    ``wsgi.input_terminated``): Django itself reads a body without ``Content-Length`` as empty.
+    Without that guarantee the answer is 411 Length Required.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.JOBTRAIL_MAX_BODY_BYTES
+        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            refused = self._read_chunked(request, limit)
+            if refused is not None:
+                return refused
+            return self.get_response(request)
         raw = request.META.get("CONTENT_LENGTH") or "0"
         try:
             length = int(raw)
         except ValueError:
             return json_problem(400, "invalid_content_length", "Content-Length is not a number.")
-        limit = settings.JOBTRAIL_MAX_BODY_BYTES
         if length > limit:
-            return json_problem(
-                413, "body_too_large", f"The request body is larger than {limit} bytes."
-            )
+            return _too_large(limit)
         return self.get_response(request)
+
+    @staticmethod
+    def _read_chunked(request: HttpRequest, limit: int) -> HttpResponse | None:
+        if not request.META.get("wsgi.input_terminated"):
+            return json_problem(
+                411,
+                "length_required",
+                "A chunked request body needs a server that ends the input; "
+                "send Content-Length instead.",
+            )
+        stream = request.META["wsgi.input"]
+        body = bytearray()
+        while len(body) <= limit:
+            chunk = stream.read(min(READ_CHUNK, limit + 1 - len(body)))
+            if not chunk:
+                break
+            body += chunk
+        if len(body) > limit:
+            return _too_large(limit)
+        # Hand the body to Django as if it had come with a Content-Length.
+        request.META["CONTENT_LENGTH"] = str(len(body))
+        request._stream = LimitedStream(io.BytesIO(bytes(body)), len(body))  # type: ignore[assignment]
+        return None
+
+
+class ApiProblemMiddleware:
+    """Under the API prefixes: refuse charsets other than UTF-8 (415) before anything decodes
+    the request, and answer a lost database connection with 503 + ``Retry-After``.
+
+    DRF views answer their own exceptions (``config.problems.exception_handler``); this covers
+    the rest of the API paths, whatever ``DEBUG`` says (``process_exception`` runs before
+    Django's debug page).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if is_api_path(request.path_info):
+            try:
+                _, params = parse_header_parameters(request.META.get("CONTENT_TYPE", ""))
+            except ValueError:  # an RFC 2231 parameter in an unknown encoding
+                return json_problem(
+                    415, "unsupported_media_type", "The Content-Type header cannot be read."
+                )
+            charset = params.get("charset")
+            if charset is not None and (detail := unsupported_charset(charset)):
+                return json_problem(415, "unsupported_charset", detail)
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if is_api_path(request.path_info) and isinstance(exception, DATABASE_DOWN):
+            return database_unavailable(exception)
+        return None

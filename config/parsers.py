@@ -8,6 +8,8 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from .problems import unsupported_charset, unsupported_charset_error
+
 
 def _finite_float(text: str) -> float:
     value = float(text)
@@ -38,7 +40,9 @@ def _check_text(value: Any) -> None:
 
 class StrictJSONParser(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
+        if unsupported_charset(encoding):  # ApiProblemMiddleware refuses these first
+            raise unsupported_charset_error(encoding)
         try:
             text = stream.read().decode(encoding)
             data = json.loads(text, parse_float=_finite_float, parse_constant=_no_constants)

@@ -3,13 +3,26 @@
 Every error answer is ``application/problem+json`` with ``type, title, status, detail, code`` and,
 for validation errors, ``errors: [{field, message}]``. ``code`` is stable; ``type`` is
 ``/problems/<code>`` unless an endpoint's contract names another (seed 000's 409).
+
+This holds under ``/api/``, ``/services/`` and ``/engine/`` whatever ``DEBUG`` says (the admin
+keeps Django's HTML pages): unknown routes answer the ``api_fallback`` view (a 404 problem, or a
+308 redirect to the path with its trailing slash), a database outage answers 503 with
+``Retry-After``, and ``config.middleware`` refuses bodies it cannot read (411, 413, 415).
 """
 
+import codecs
+import logging
+import re
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
+from django.utils.http import escape_leading_slashes
+from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -17,7 +30,26 @@ from rest_framework_simplejwt.exceptions import InvalidToken
 
 from jobs.errors import JobError
 
+logger = logging.getLogger(__name__)
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+# Paths that answer problem documents (the admin and the report download keep HTML pages).
+API_PATH = re.compile(r"^/(?:api|services|engine)(?:/|$)")
+
+# A lost database connection (PostgreSQL restarting, SQLite locked for too long): 503, retry soon.
+try:
+    import psycopg
+
+    DATABASE_DOWN: tuple[type[Exception], ...] = (
+        OperationalError,
+        InterfaceError,
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+    )
+except ImportError:  # pragma: no cover - SQLite-only installs
+    DATABASE_DOWN = (OperationalError, InterfaceError)
+DATABASE_RETRY_AFTER = 5
 
 TITLES = {
     400: "Bad request",
@@ -28,6 +60,7 @@ TITLES = {
     406: "Not acceptable",
     409: "Conflict",
     410: "Gone",
+    411: "Length required",
     413: "Request body too large",
     415: "Unsupported media type",
     422: "Unprocessable request",
@@ -125,10 +158,65 @@ def _validation_detail(errors: list[dict[str, str]]) -> str:
     return f"{len(errors)} fields are invalid; see errors."
 
 
+def is_api_path(path: str) -> bool:
+    return API_PATH.match(path) is not None
+
+
+def database_unavailable_problem() -> dict[str, Any]:
+    return problem(
+        status=503,
+        code="database_unavailable",
+        detail="The database is unavailable; retry in a few seconds. Nothing was changed.",
+    )
+
+
+def database_unavailable(exc: BaseException) -> JsonResponse:
+    """The answer to a lost database connection, outside DRF (middleware, handler500)."""
+    logger.warning("database unavailable: %s", exc)
+    return json_problem(
+        **database_unavailable_problem(), headers={"Retry-After": str(DATABASE_RETRY_AFTER)}
+    )
+
+
+UTF8 = codecs.lookup("utf-8").name
+
+
+def unsupported_charset(charset: str) -> str | None:
+    """Why a Content-Type ``charset`` cannot be read, or None for UTF-8 (the only one taken).
+
+    JSON exchanged between systems must be UTF-8 (RFC 8259 section 8.1), so even a real text
+    encoding such as latin-1 is refused rather than guessed at.
+    """
+    try:
+        if codecs.lookup(charset).name == UTF8:
+            return None
+    except LookupError:
+        pass
+    shown = charset if len(charset) <= 40 else charset[:40] + "..."
+    return f"The charset {shown!r} is not supported; send JSON as UTF-8 (charset=utf-8 or none)."
+
+
+def unsupported_charset_error(charset: str) -> "ProblemError":
+    return ProblemError(
+        unsupported_charset(charset) or charset, status_code=415, code="unsupported_charset"
+    )
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler: every known error becomes a problem document."""
     from rest_framework.views import set_rollback  # here: rest_framework.views imports settings
 
+    if isinstance(exc, DATABASE_DOWN):
+        # Raised before anything committed, or by the commit itself: the client may retry.
+        logger.warning("database unavailable: %s", exc)
+        set_rollback()
+        body = database_unavailable_problem()
+        return Response(
+            body,
+            status=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+            content_type=PROBLEM_CONTENT_TYPE,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or None)
     elif isinstance(exc, DjangoPermissionDenied):
@@ -184,19 +272,61 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return problem_response(headers=headers, status=exc.status_code, code=code, detail=str(detail))
 
 
-def json_problem(status: int, code: str, detail: str) -> JsonResponse:
-    return JsonResponse(
-        problem(status=status, code=code, detail=detail),
+def json_problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
+) -> JsonResponse:
+    response = JsonResponse(
+        problem(status=status, code=code, detail=detail, **fields),
         status=status,
         content_type=PROBLEM_CONTENT_TYPE,
     )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def not_found(request: HttpRequest) -> JsonResponse:
+    return json_problem(404, "not_found", f"No resource at {request.path[:200]}.")
+
+
+@csrf_exempt
+def api_fallback(request: HttpRequest) -> HttpResponse:
+    """Answer every unknown path under the API prefixes (the last URL pattern).
+
+    A route of its own, not ``handler404``: with ``DEBUG`` on Django renders its HTML 404 page
+    without calling ``handler404``. A path that only lacks its trailing slash answers 308, which
+    keeps the method and body (Django's APPEND_SLASH answers 301, which clients follow as a GET,
+    and with ``DEBUG`` on it fails a POST with a RuntimeError).
+    """
+    path = request.path_info
+    if not path.endswith("/"):
+        try:
+            match = resolve(f"{path}/", getattr(request, "urlconf", None))
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_fallback:
+            response = HttpResponse(status=308)
+            response["Location"] = escape_leading_slashes(
+                request.get_full_path(force_append_slash=True)
+            )
+            return response
+    return not_found(request)
 
 
 def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/admin/"):
         return page_not_found(request, exception)
-    return json_problem(404, "not_found", f"No resource at {request.path}.")
+    return not_found(request)
 
 
 def handler500(request: HttpRequest) -> JsonResponse:
+    # Django calls this inside its ``except`` block, so the exception is still at hand.
+    exc = sys.exc_info()[1]
+    if exc is not None and isinstance(exc, DATABASE_DOWN):
+        return database_unavailable(exc)
     return json_problem(500, "server_error", "Something went wrong on our side.")

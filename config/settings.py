@@ -54,6 +54,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.BodySizeLimitMiddleware",
+    "config.middleware.ApiProblemMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -158,6 +159,7 @@ SIMPLE_JWT = {
     ),
     "UPDATE_LAST_LOGIN": False,
     "TOKEN_OBTAIN_SERIALIZER": "jobs.auth.CompanyTokenObtainPairSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "jobs.auth.CompanyTokenRefreshSerializer",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Jobtrail API",

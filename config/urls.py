@@ -1,10 +1,11 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from reports.views import ReportDownloadView
 
 from .health import healthz
+from .problems import api_fallback
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -14,6 +15,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("reports/download/<str:token>/", ReportDownloadView.as_view(), name="report-download"),
     path("", include("jobs.compat.urls")),
+    # last: any other path under the API prefixes answers a problem document, DEBUG or not
+    re_path(r"^(?:api|services|engine)(?:/[\s\S]*)?$", api_fallback, name="api-fallback"),
 ]
 
 handler404 = "config.problems.handler404"

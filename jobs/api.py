@@ -5,6 +5,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -286,6 +287,7 @@ class JobDetailView(CompanyAPIView):
         ],
         responses={200: JobSerializer, **BAD_REQUEST, **CONFLICT, **NOT_FOUND, **AUTH_ERRORS},
     )
+    @transaction.atomic  # the answer is read before the commit (see jobs.idempotency)
     def patch(self, request: Request, job_id: Any) -> Response:
         job = self.get_job(job_id)
         data = _valid(JobProgressInput, request.data)

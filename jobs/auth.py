@@ -3,12 +3,17 @@
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken
-from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
+from rest_framework_simplejwt.serializers import (
+    TokenObtainPairSerializer,
+    TokenRefreshSerializer,
+)
 from rest_framework_simplejwt.tokens import Token
 
 from config.problems import ProblemError
@@ -40,6 +45,26 @@ class CompanyTokenObtainPairSerializer(TokenObtainPairSerializer):
                 code="no_company",
             )
         return data
+
+
+STALE_REFRESH_TOKEN = "No active account found for the given token; get a new one."
+
+
+class CompanyTokenRefreshSerializer(TokenRefreshSerializer):
+    """simplejwt's refresh, but a token whose user was deleted or deactivated is a 401.
+
+    simplejwt 5.5.1 looks the user up with ``objects.get`` and lets ``DoesNotExist`` escape
+    (a 500), and refuses an inactive user with ``AuthenticationFailed``; both are answered as
+    the stale token they are: 401 ``invalid_token``.
+    """
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        try:
+            return super().validate(attrs)
+        except InvalidToken:
+            raise
+        except (get_user_model().DoesNotExist, AuthenticationFailed):
+            raise InvalidToken(STALE_REFRESH_TOKEN) from None
 
 
 class CompanyJWTAuthentication(JWTAuthentication):

@@ -2,17 +2,25 @@
 
 The first request claims the key (a committed row) before it runs, so a concurrent duplicate
 gets 409 instead of running twice; a different body under the same key gets 422.
+
+The decorated handler runs in one transaction that also stores its answer under the key (with
+or without a key, the answer is built before the commit): a write that committed has its answer
+stored, so nothing after the commit can turn it into a 5xx or lose the replay. When the write
+fails (5xx, e.g. the database went away) nothing committed and the key is freed; if even that
+is impossible, the unanswered key frees itself after ``IN_PROGRESS_TIMEOUT`` (until then a
+retry with the key answers 409 ``idempotency_request_in_progress``).
 """
 
 import functools
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
@@ -22,6 +30,8 @@ from rest_framework.response import Response
 from config.problems import ProblemError
 
 from .models import IdempotencyKey
+
+logger = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 IN_PROGRESS_TIMEOUT = timedelta(seconds=120)  # longer than any request may run
@@ -77,14 +87,26 @@ def _store(record: IdempotencyKey, response: Response) -> None:
     record.save(update_fields=["response_status", "response_body", "response_headers"])
 
 
+def _free(record: IdempotencyKey) -> None:
+    """Release a key whose request failed (never one that has an answer stored)."""
+    try:
+        IdempotencyKey.objects.filter(pk=record.pk, response_status__isnull=True).delete()
+    except DatabaseError as exc:
+        logger.warning("idempotency key %s not freed (%s); it expires on its own", record.pk, exc)
+
+
 def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
-    """Decorate an APIView's ``post`` so repeats with the same key replay the first answer."""
+    """Decorate an APIView's ``post`` so repeats with the same key replay the first answer.
+
+    The handler runs in one transaction (its answer is built before the commit).
+    """
 
     @functools.wraps(handler)
     def wrapper(view: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
         key = request.headers.get(HEADER)
         if key is None:
-            return handler(view, request, *args, **kwargs)
+            with transaction.atomic():
+                return handler(view, request, *args, **kwargs)
         if not key.strip() or len(key) > 255:
             raise ProblemError(
                 "Idempotency-Key must be 1 to 255 characters.",
@@ -108,17 +130,30 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
                 )
             return _replay(record)
         try:
-            try:
+            with transaction.atomic():
                 response = handler(view, request, *args, **kwargs)
-            except Exception as exc:
-                response = view.handle_exception(exc)  # re-raises what it cannot answer
-            if response.status_code >= 500:
-                record.delete()
-            else:
-                _store(record, response)
-        except BaseException:
-            record.delete()
+                if response.status_code < 500:
+                    _store(record, response)  # commits with the handler's writes
+            return response
+        except Exception as exc:
+            failure: Exception = exc
+        except BaseException:  # the worker is being stopped: nothing committed
+            _free(record)
             raise
+        # Nothing committed. Answer the error; keep a 4xx answer under the key, free it on 5xx.
+        try:
+            response = view.handle_exception(failure)  # re-raises what it cannot answer
+        except BaseException:
+            _free(record)
+            raise
+        if response.status_code >= 500:
+            _free(record)
+            return response
+        try:
+            _store(record, response)
+        except DatabaseError as exc:
+            logger.warning("answer of idempotency key %s not stored (%s)", record.pk, exc)
+            _free(record)
         return response
 
     return wrapper

@@ -54,7 +54,7 @@ def report_request(*, job: Job) -> Report:
         except Exception as exc:
             logger.warning("report build for job %s not queued (%s)", job_id, exc)
 
-    transaction.on_commit(queue)
+    transaction.on_commit(queue, robust=True)
     return report
 
 

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
@@ -139,6 +140,7 @@ class EndpointDetailView(CompanyAPIView):
             **AUTH_ERRORS,
         },
     )
+    @transaction.atomic  # the answer is built before the commit (see jobs.idempotency)
     def patch(self, request: Request, endpoint_id: Any) -> Response:
         endpoint = selectors.endpoint_get(company=self.company, endpoint_id=endpoint_id)
         data = _valid(EndpointUpdateInput, request.data)
@@ -151,6 +153,7 @@ class EndpointDetailView(CompanyAPIView):
         parameters=[ENDPOINT_ID],
         responses={204: None, **ENDPOINT_NOT_FOUND, **AUTH_ERRORS},
     )
+    @transaction.atomic  # the answer is built before the commit (see jobs.idempotency)
     def delete(self, request: Request, endpoint_id: Any) -> Response:
         endpoint = selectors.endpoint_get(company=self.company, endpoint_id=endpoint_id)
         endpoint.delete()

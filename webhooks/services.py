@@ -160,7 +160,9 @@ def emit_many(*, events_id: str, events: list[Event]) -> list[WebhookDelivery]:
         )
     deliveries = WebhookDelivery.objects.bulk_create(rows)
     ids = [d.pk for d in deliveries]
-    transaction.on_commit(lambda: enqueue(ids))
+    # robust: a failure after the commit (broker or database gone) must not fail the request
+    # that committed; the rows stay due and the dispatcher queues them.
+    transaction.on_commit(lambda: enqueue(ids), robust=True)
     return deliveries
 
 
@@ -335,7 +337,7 @@ def delivery_record_attempt(*, claim: Claim, result: AttemptResult) -> WebhookDe
     delivery.save()
     if countdown is not None:
         delivery_id = delivery.pk
-        transaction.on_commit(lambda: enqueue([delivery_id], countdown=countdown))
+        transaction.on_commit(lambda: enqueue([delivery_id], countdown=countdown), robust=True)
     return delivery
 
 
@@ -385,7 +387,7 @@ def _redeliver(deliveries: Any) -> int:
             dispatched_at=now,
             updated_at=now,
         )
-        transaction.on_commit(lambda: enqueue(ids))
+        transaction.on_commit(lambda: enqueue(ids), robust=True)
     return len(ids)
 
 
