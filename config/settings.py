@@ -191,8 +191,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 # (webhooks.services.SHORT_RETRY; reports retry after 30 s). Longer waits are rows the
 # dispatcher queues when due, never broker messages. tests/ops/test_deploy.py checks it.
 JOBTRAIL_LONGEST_COUNTDOWN = 300
-BROKER_VISIBILITY_TIMEOUT = env.int("JOBTRAIL_BROKER_VISIBILITY_TIMEOUT", default=3600)
-if BROKER_VISIBILITY_TIMEOUT <= JOBTRAIL_LONGEST_COUNTDOWN + CELERY_TASK_TIME_LIMIT:
+JOBTRAIL_BROKER_VISIBILITY_TIMEOUT = env.int("JOBTRAIL_BROKER_VISIBILITY_TIMEOUT", default=3600)
+if JOBTRAIL_BROKER_VISIBILITY_TIMEOUT <= JOBTRAIL_LONGEST_COUNTDOWN + CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured(
         "JOBTRAIL_BROKER_VISIBILITY_TIMEOUT must exceed the longest countdown "
         f"({JOBTRAIL_LONGEST_COUNTDOWN} s) plus JOBTRAIL_TASK_TIME_LIMIT "
@@ -214,7 +214,7 @@ else:
         # ends; a countdown task: until it is due and has run) goes back to the queue after
         # this long. It must exceed the longest countdown plus the task time limit, or Redis
         # hands the task to a second worker while the first still holds it. RabbitMQ ignores it.
-        "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
+        "visibility_timeout": JOBTRAIL_BROKER_VISIBILITY_TIMEOUT,
         # Publishing (on commit, from a web request) gives up fast when the broker is down:
         # the outbox row stays and the dispatcher queues it once the broker is back.
         "max_retries": 1,
