@@ -58,7 +58,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV)/.dev
-	$(VENV)/bin/mypy config jobs webhooks reports
+	$(VENV)/bin/mypy config jobs webhooks reports ops
 
 check: lint typecheck
 

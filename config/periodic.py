@@ -12,6 +12,11 @@ from django.conf import settings
 def periodic_tasks() -> list[dict[str, Any]]:
     return [
         {
+            "name": "Worker heartbeat",
+            "task": "ops.heartbeat",
+            "every": settings.JOBTRAIL_HEARTBEAT_INTERVAL,
+        },
+        {
             "name": "Expire stale jobs",
             "task": "jobs.expire_stale_jobs",
             "every": settings.JOBTRAIL_EXPIRY_INTERVAL,

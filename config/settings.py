@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "jobs",
     "webhooks",
     "reports",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -186,6 +187,19 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_TASK_TIME_LIMIT = env.int("JOBTRAIL_TASK_TIME_LIMIT", default=300)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
+# The longest countdown a task is queued with: webhook retries due within 300 s
+# (webhooks.services.SHORT_RETRY; reports retry after 30 s). Longer waits are rows the
+# dispatcher queues when due, never broker messages. tests/ops/test_deploy.py checks it.
+JOBTRAIL_LONGEST_COUNTDOWN = 300
+JOBTRAIL_BROKER_VISIBILITY_TIMEOUT = env.int("JOBTRAIL_BROKER_VISIBILITY_TIMEOUT", default=3600)
+if JOBTRAIL_BROKER_VISIBILITY_TIMEOUT <= JOBTRAIL_LONGEST_COUNTDOWN + CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "JOBTRAIL_BROKER_VISIBILITY_TIMEOUT must exceed the longest countdown "
+        f"({JOBTRAIL_LONGEST_COUNTDOWN} s) plus JOBTRAIL_TASK_TIME_LIMIT "
+        f"({CELERY_TASK_TIME_LIMIT} s), or Redis redelivers tasks that are still held."
+    )
 if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_DIR = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -198,7 +212,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": 3600,
+        # Redis: a message a worker took but has not acknowledged (acks_late: until the task
+        # ends; a countdown task: until it is due and has run) goes back to the queue after
+        # this long. It must exceed the longest countdown plus the task time limit, or Redis
+        # hands the task to a second worker while the first still holds it. RabbitMQ ignores it.
+        "visibility_timeout": JOBTRAIL_BROKER_VISIBILITY_TIMEOUT,
         # Publishing (on commit, from a web request) gives up fast when the broker is down:
         # the outbox row stays and the dispatcher queues it once the broker is back.
         "max_retries": 1,
@@ -217,10 +235,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = env.int("JOBTRAIL_TASK_TIME_LIMIT", default=300)
-CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
+# A worker that loses the broker reconnects forever (the operations view shows the stall)
+# instead of exiting after 100 attempts.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BEAT_SCHEDULER = "ops.scheduler:HeartbeatScheduler"  # the database scheduler + a heartbeat
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Jobtrail -------------------------------------------------------------------------------
@@ -250,3 +270,11 @@ JOBTRAIL_EXPIRY_INTERVAL = env.int("JOBTRAIL_EXPIRY_INTERVAL", default=60)
 JOBTRAIL_PUBLIC_URL = env.str("JOBTRAIL_PUBLIC_URL", default="http://127.0.0.1:8000")
 JOBTRAIL_REPORT_LINK_TTL = env.int("JOBTRAIL_REPORT_LINK_TTL", default=3600)
 JOBTRAIL_STUCK_AFTER = env.int("JOBTRAIL_STUCK_AFTER", default=3600)
+
+# --- Operations (GET /healthz/operations) ---------------------------------------------------
+JOBTRAIL_HEARTBEAT_INTERVAL = env.int("JOBTRAIL_HEARTBEAT_INTERVAL", default=15)
+JOBTRAIL_OPS_HEARTBEAT_MAX_AGE = env.int("JOBTRAIL_OPS_HEARTBEAT_MAX_AGE", default=60)
+JOBTRAIL_OPS_MAX_DELIVERY_LAG = env.int("JOBTRAIL_OPS_MAX_DELIVERY_LAG", default=300)
+JOBTRAIL_OPS_MAX_REPORT_LAG = env.int("JOBTRAIL_OPS_MAX_REPORT_LAG", default=900)
+# When set, the operations view wants "Authorization: Bearer <token>"; empty leaves it open.
+JOBTRAIL_OPS_TOKEN = env.str("JOBTRAIL_OPS_TOKEN", default="")

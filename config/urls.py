@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from ops.views import operations
 from reports.views import ReportDownloadView
 
 from .health import healthz
@@ -13,6 +14,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
+    path("healthz/operations", operations, name="healthz-operations"),
     path("reports/download/<str:token>/", ReportDownloadView.as_view(), name="report-download"),
     path("", include("jobs.compat.urls")),
     # last: any other path under the API prefixes answers a problem document, DEBUG or not

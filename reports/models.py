@@ -1,6 +1,7 @@
 """The CSV result report of a finished job."""
 
 from django.db import models
+from django.db.models import Q
 
 from jobs.models import Job
 
@@ -28,6 +29,13 @@ class Report(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # Pending reports are few among millions: the sweep and the operations view
+            # find the oldest ones through this small partial index.
+            models.Index(
+                fields=["updated_at"], name="report_pending", condition=Q(status="pending")
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Report of {self.job_id} ({self.status})"

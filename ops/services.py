@@ -1,0 +1,148 @@
+"""Heartbeats and the operations report behind ``GET /healthz/operations``."""
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+
+from reports.models import Report, ReportStatus
+from webhooks.models import DeliveryStatus, WebhookDelivery
+
+from .models import Heartbeat
+
+logger = logging.getLogger(__name__)
+
+BEAT = "beat"
+WORKER = "worker"
+
+
+def heartbeat_record(*, name: str, hostname: str = "") -> None:
+    """Record that the process ``name`` (beat or worker) is alive now (one row per name)."""
+    now = timezone.now()
+    updated = Heartbeat.objects.filter(name=name).update(beat_at=now, hostname=hostname[:255])
+    if not updated:
+        Heartbeat.objects.get_or_create(
+            name=name, defaults={"beat_at": now, "hostname": hostname[:255]}
+        )
+
+
+def _age(now: datetime, then: datetime | None) -> int | None:
+    return None if then is None else max(0, int((now - then).total_seconds()))
+
+
+def _heartbeats(now: datetime, rows: dict[str, Heartbeat]) -> dict[str, dict[str, Any]]:
+    limit = settings.JOBTRAIL_OPS_HEARTBEAT_MAX_AGE
+    checks = {}
+    for name in (BEAT, WORKER):
+        row = rows.get(name)
+        age = _age(now, row.beat_at if row else None)
+        status = "missing" if age is None else ("ok" if age <= limit else "stale")
+        checks[name] = {
+            "status": status,
+            "last_seen_at": row.beat_at.isoformat() if row else None,
+            "age_seconds": age,
+            "limit_seconds": limit,
+            "hostname": row.hostname if row else None,
+        }
+    return checks
+
+
+def _heartbeat_problems(checks: dict[str, dict[str, Any]]) -> list[str]:
+    problems = []
+    beat, worker = checks[BEAT], checks[WORKER]
+    if beat["status"] == "missing":
+        problems.append("beat: no heartbeat recorded yet; is celery beat running?")
+    elif beat["status"] == "stale":
+        problems.append(
+            f"beat: last heartbeat {beat['age_seconds']} s ago (limit {beat['limit_seconds']} s);"
+            " celery beat is down or stuck"
+        )
+    if worker["status"] != "ok":
+        seen = (
+            "no heartbeat recorded yet"
+            if worker["status"] == "missing"
+            else f"last heartbeat {worker['age_seconds']} s ago (limit {worker['limit_seconds']} s)"
+        )
+        cause = (
+            "beat is alive, so the workers are stalled, down or far behind"
+            if beat["status"] == "ok"
+            else "beat is not queueing heartbeats either"
+        )
+        problems.append(f"worker: {seen}; {cause}")
+    return problems
+
+
+def _backlog(*, oldest: datetime | None, now: datetime, limit: int, key: str) -> dict[str, Any]:
+    age = _age(now, oldest)
+    return {
+        "status": "ok" if age is None or age <= limit else "behind",
+        key: age,
+        "limit_seconds": limit,
+    }
+
+
+def oldest_due_delivery(now: datetime) -> datetime | None:
+    """When the longest-waiting due webhook delivery became due (the partial index
+    ``webhook_delivery_due`` answers it with one index probe)."""
+    return (
+        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+
+
+def oldest_pending_report() -> datetime | None:
+    """Since when the longest-waiting pending report has waited (index ``report_pending``)."""
+    return (
+        Report.objects.filter(status=ReportStatus.PENDING)
+        .order_by("updated_at")
+        .values_list("updated_at", flat=True)
+        .first()
+    )
+
+
+def operations_report() -> tuple[bool, dict[str, Any]]:
+    """Are beat and the workers alive and keeping up? Return ``(healthy, report)``."""
+    now = timezone.now()
+    body: dict[str, Any] = {"status": "ok", "checked_at": now.isoformat(), "problems": []}
+    try:
+        rows = {row.name: row for row in Heartbeat.objects.filter(name__in=[BEAT, WORKER])}
+        due = oldest_due_delivery(now)
+        pending = oldest_pending_report()
+    except DatabaseError:
+        logger.warning("operations check: the database is unreachable", exc_info=True)
+        body.update(status="degraded", problems=["database: unreachable"], checks={})
+        return False, body
+
+    checks = _heartbeats(now, rows)
+    problems = _heartbeat_problems(checks)
+    checks["webhook_deliveries"] = _backlog(
+        oldest=due,
+        now=now,
+        limit=settings.JOBTRAIL_OPS_MAX_DELIVERY_LAG,
+        key="oldest_due_age_seconds",
+    )
+    if checks["webhook_deliveries"]["status"] != "ok":
+        problems.append(
+            "webhook_deliveries: the oldest due delivery has waited "
+            f"{checks['webhook_deliveries']['oldest_due_age_seconds']} s "
+            f"(limit {settings.JOBTRAIL_OPS_MAX_DELIVERY_LAG} s)"
+        )
+    checks["reports"] = _backlog(
+        oldest=pending,
+        now=now,
+        limit=settings.JOBTRAIL_OPS_MAX_REPORT_LAG,
+        key="oldest_pending_age_seconds",
+    )
+    if checks["reports"]["status"] != "ok":
+        problems.append(
+            "reports: the oldest pending report has waited "
+            f"{checks['reports']['oldest_pending_age_seconds']} s "
+            f"(limit {settings.JOBTRAIL_OPS_MAX_REPORT_LAG} s)"
+        )
+    body.update(status="degraded" if problems else "ok", problems=problems, checks=checks)
+    return not problems, body

@@ -1,0 +1,250 @@
+"""GET /healthz/operations: heartbeats of beat and the workers, webhook and report backlogs."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import DatabaseError, connection
+from django.test import Client
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from config.celery_app import app as celery_app
+from config.periodic import register_periodic_tasks
+from ops.models import Heartbeat
+from ops.scheduler import HeartbeatScheduler
+from ops.services import oldest_due_delivery, oldest_pending_report
+from ops.tasks import heartbeat
+from reports.models import Report, ReportStatus
+from tests.factories import CompanyFactory, JobFactory
+from webhooks import services as webhook_services
+from webhooks.models import DeliveryStatus, WebhookDelivery
+
+pytestmark = pytest.mark.django_db
+
+URL = "/healthz/operations"
+
+
+@pytest.fixture(autouse=True)
+def _limits(settings: Any) -> None:
+    settings.JOBTRAIL_OPS_HEARTBEAT_MAX_AGE = 60
+    settings.JOBTRAIL_OPS_MAX_DELIVERY_LAG = 300
+    settings.JOBTRAIL_OPS_MAX_REPORT_LAG = 900
+    settings.JOBTRAIL_OPS_TOKEN = ""
+
+
+def beat_seen(seconds_ago: float, name: str = "beat") -> None:
+    Heartbeat.objects.update_or_create(
+        name=name,
+        defaults={"beat_at": timezone.now() - timedelta(seconds=seconds_ago), "hostname": "h1"},
+    )
+
+
+def get(**headers: str) -> Any:
+    return Client().get(URL, headers=headers)
+
+
+def due_delivery(*, due_seconds_ago: float, status: str = DeliveryStatus.PENDING) -> None:
+    company = CompanyFactory()
+    endpoint = webhook_services.endpoint_create(
+        company=company, url="https://hooks.example.com/x", events=["jobs.completed"]
+    )
+    WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        company=company,
+        event_id=f"msg_{WebhookDelivery.objects.count()}",
+        events_id="jobs.completed",
+        object_id="job-1",
+        payload={},
+        status=status,
+        next_attempt_at=timezone.now() - timedelta(seconds=due_seconds_ago),
+    )
+
+
+def pending_report(*, seconds_ago: float, status: str = ReportStatus.PENDING) -> None:
+    report = Report.objects.create(job=JobFactory(), status=status)
+    Report.objects.filter(pk=report.pk).update(
+        updated_at=timezone.now() - timedelta(seconds=seconds_ago)
+    )
+
+
+def test_all_fresh_and_no_backlog_is_ok() -> None:
+    beat_seen(5)
+    beat_seen(10, name="worker")
+    response = get()
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["problems"] == []
+    assert set(body["checks"]) == {"beat", "worker", "webhook_deliveries", "reports"}
+    worker = body["checks"]["worker"]
+    assert worker["status"] == "ok"
+    assert worker["limit_seconds"] == 60
+    assert worker["hostname"] == "h1"
+    assert 10 <= worker["age_seconds"] < 60
+    assert body["checks"]["webhook_deliveries"] == {
+        "status": "ok",
+        "oldest_due_age_seconds": None,
+        "limit_seconds": 300,
+    }
+    assert body["checks"]["reports"] == {
+        "status": "ok",
+        "oldest_pending_age_seconds": None,
+        "limit_seconds": 900,
+    }
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_a_stale_worker_with_beat_alive_is_a_stalled_worker() -> None:
+    beat_seen(5)
+    beat_seen(90, name="worker")
+    response = get()
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["beat"]["status"] == "ok"
+    assert body["checks"]["worker"]["status"] == "stale"
+    [problem] = body["problems"]
+    assert problem.startswith("worker: last heartbeat 9")
+    assert "beat is alive, so the workers are stalled" in problem
+
+
+def test_the_heartbeat_limit_is_a_setting(settings: Any) -> None:
+    beat_seen(5)
+    beat_seen(90, name="worker")
+    settings.JOBTRAIL_OPS_HEARTBEAT_MAX_AGE = 120
+    assert get().status_code == 200
+
+
+def test_a_dead_beat_is_named_and_explains_the_worker() -> None:
+    beat_seen(300)
+    beat_seen(290, name="worker")
+    body = get().json()
+    assert body["status"] == "degraded"
+    assert [c["status"] for c in (body["checks"]["beat"], body["checks"]["worker"])] == [
+        "stale",
+        "stale",
+    ]
+    assert body["problems"][0].startswith("beat: last heartbeat 300 s ago")
+    assert "beat is not queueing heartbeats either" in body["problems"][1]
+
+
+def test_no_heartbeat_ever_is_degraded() -> None:
+    response = get()
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["beat"] == {
+        "status": "missing",
+        "last_seen_at": None,
+        "age_seconds": None,
+        "limit_seconds": 60,
+        "hostname": None,
+    }
+    assert checks["worker"]["status"] == "missing"
+
+
+def test_an_overdue_webhook_delivery_is_a_backlog() -> None:
+    beat_seen(1)
+    beat_seen(1, name="worker")
+    due_delivery(due_seconds_ago=30)
+    due_delivery(due_seconds_ago=4000, status=DeliveryStatus.DELIVERED)  # not pending
+    due_delivery(due_seconds_ago=-4000)  # pending, due in the future
+    assert get().status_code == 200
+
+    due_delivery(due_seconds_ago=400)
+    response = get()
+    assert response.status_code == 503
+    deliveries = response.json()["checks"]["webhook_deliveries"]
+    assert deliveries["status"] == "behind"
+    assert 400 <= deliveries["oldest_due_age_seconds"] < 460
+    assert response.json()["problems"][0].startswith(
+        "webhook_deliveries: the oldest due delivery has waited 4"
+    )
+
+
+def test_an_old_pending_report_is_a_backlog() -> None:
+    beat_seen(1)
+    beat_seen(1, name="worker")
+    pending_report(seconds_ago=60)
+    pending_report(seconds_ago=5000, status=ReportStatus.READY)
+    assert get().status_code == 200
+
+    pending_report(seconds_ago=1000)
+    response = get()
+    assert response.status_code == 503
+    reports = response.json()["checks"]["reports"]
+    assert reports["status"] == "behind"
+    assert 1000 <= reports["oldest_pending_age_seconds"] < 1060
+    assert response.json()["problems"] == [
+        f"reports: the oldest pending report has waited {reports['oldest_pending_age_seconds']} s"
+        " (limit 900 s)"
+    ]
+
+
+def test_a_database_error_is_reported_without_its_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseError("connection to 10.0.0.7 failed: password authentication secret")
+
+    monkeypatch.setattr("ops.services.oldest_due_delivery", unreachable)
+    response = get()
+    assert response.status_code == 503
+    assert response.json()["problems"] == ["database: unreachable"]
+    assert "10.0.0.7" not in response.content.decode()
+
+
+def test_the_token_is_required_when_set(settings: Any) -> None:
+    beat_seen(1)
+    beat_seen(1, name="worker")
+    settings.JOBTRAIL_OPS_TOKEN = "ops-secret-token"
+
+    missing = get()
+    assert missing.status_code == 401
+    assert missing["Content-Type"] == "application/problem+json"
+    assert missing["WWW-Authenticate"].startswith("Bearer")
+    assert missing.json()["code"] == "not_authenticated"
+    assert "checks" not in missing.json()
+    assert get(Authorization="Bearer wrong-token").status_code == 401
+    assert get(Authorization="Bearer ops-secret-token").status_code == 200
+
+
+def test_the_heartbeat_task_records_the_worker() -> None:
+    register_periodic_tasks()
+    assert PeriodicTask.objects.filter(task="ops.heartbeat", enabled=True).exists()
+    beat_seen(500, name="worker")
+    heartbeat.apply()
+    row = Heartbeat.objects.get(name="worker")
+    assert timezone.now() - row.beat_at < timedelta(seconds=30)
+    assert row.hostname
+
+
+@pytest.mark.django_db(transaction=True)  # beat runs in autocommit, between transactions
+def test_beats_scheduler_records_its_heartbeat_on_a_tick() -> None:
+    PeriodicTask.objects.update(enabled=False)  # nothing to send: only the heartbeat
+    scheduler = HeartbeatScheduler(app=celery_app)
+    assert not Heartbeat.objects.filter(name="beat").exists()
+    scheduler.tick()
+    row = Heartbeat.objects.get(name="beat")
+    assert timezone.now() - row.beat_at < timedelta(seconds=30)
+
+
+@pytest.mark.postgres
+def test_the_backlog_queries_use_partial_indexes() -> None:
+    """At millions of rows both questions must be one probe of a small partial index."""
+    now = timezone.now()
+    plans = []
+    for queryset in (
+        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)[:1],
+        Report.objects.filter(status=ReportStatus.PENDING)
+        .order_by("updated_at")
+        .values_list("updated_at", flat=True)[:1],
+    ):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
+        plans.append(queryset.explain())
+    assert "webhook_delivery_due" in plans[0], plans[0]
+    assert "report_pending" in plans[1], plans[1]
+    # the functions the view calls build exactly these queries
+    assert oldest_due_delivery(now) is None and oldest_pending_report() is None
