@@ -281,6 +281,38 @@ def test_unusable_charset_is_a_415_problem_naming_it(
     ) == before
 
 
+@pytest.mark.parametrize("charset", ["rot13", "base64"])
+@pytest.mark.parametrize("path", ["/api/v1/jobs/", "/services/rest/v1/export/job/status"])
+def test_a_non_text_charset_with_an_escaped_query_string_is_415_not_500(
+    api: APIClient, charset: str, path: str
+) -> None:
+    """Through the WSGI application gunicorn serves: Django would decode the query string with
+    the charset while it builds the request, before any middleware could answer."""
+    from config.wsgi import application
+
+    body = b'{"type": "export"}'
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "QUERY_STRING": "a=%41b",
+        "CONTENT_TYPE": f"application/json; charset={charset}",
+        "CONTENT_LENGTH": str(len(body)),
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_AUTHORIZATION": api._credentials["HTTP_AUTHORIZATION"],
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
+    }
+    started: list[str] = []
+    content = b"".join(application(environ, lambda status, headers, *_: started.append(status)))
+
+    assert started[0].startswith("415 "), content
+    assert json.loads(content)["code"] == "unsupported_charset"
+    assert not Job.objects.exists()
+
+
 @pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8", '"utf-8"', "UTF8 "])
 def test_utf8_in_any_spelling_is_read(api: APIClient, charset: str) -> None:
     response = api.post(
