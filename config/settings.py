@@ -187,6 +187,8 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# Default limits (reports, expiry); the webhook tasks set their own from JOBTRAIL_WEBHOOK_TIMEOUT
+# (see below). Time limits are enforced by the prefork pool (the default), not by --pool threads.
 CELERY_TASK_TIME_LIMIT = env.int("JOBTRAIL_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 # The longest countdown a task is queued with: webhook retries due within 300 s
@@ -253,7 +255,26 @@ JOBTRAIL_WEBHOOK_RETRY_SCHEDULE = [
         default=["5", "300", "1800", "7200", "18000", "36000", "36000"],
     )
 ]
+# One webhook attempt (DNS and SSRF check, connect, TLS, send, status line, headers, body) ends
+# at this hard deadline, however slowly the receiver drips its answer.
 JOBTRAIL_WEBHOOK_TIMEOUT = env.float("JOBTRAIL_WEBHOOK_TIMEOUT", default=15.0)
+# How the webhook timings fit together (D = JOBTRAIL_WEBHOOK_TIMEOUT, counted from the claim):
+#   send deadline D  <  send task soft limit D + 5  <  hard limit D + 10  <  claim lease D + 15
+# A claimed delivery's HTTP exchange is over by D (the sender shuts its socket down then); the
+# soft limit only fires if something else hangs (it still records the attempt), the hard limit
+# (prefork pool) kills the process; the lease outlives all of them, so a claim never lapses while
+# its send can still run and one webhook-id is never in flight twice. A killed worker's delivery
+# is taken again once the lease ends, at the next dispatcher run.
+JOBTRAIL_WEBHOOK_LEASE = JOBTRAIL_WEBHOOK_TIMEOUT + 15
+JOBTRAIL_WEBHOOK_SEND_TIME_LIMITS = (JOBTRAIL_WEBHOOK_TIMEOUT + 5, JOBTRAIL_WEBHOOK_TIMEOUT + 10)
+# The batch sender (webhooks.send_due_deliveries) claims for this long with this many threads;
+# its last sends end by ROUND + D, so its limits are ROUND + D + 10 (soft) and ROUND + D + 20.
+JOBTRAIL_WEBHOOK_ROUND_SECONDS = env.float("JOBTRAIL_WEBHOOK_ROUND_SECONDS", default=30.0)
+JOBTRAIL_WEBHOOK_SENDERS = env.int("JOBTRAIL_WEBHOOK_SENDERS", default=8)
+JOBTRAIL_WEBHOOK_ROUND_TIME_LIMITS = (
+    JOBTRAIL_WEBHOOK_ROUND_SECONDS + JOBTRAIL_WEBHOOK_TIMEOUT + 10,
+    JOBTRAIL_WEBHOOK_ROUND_SECONDS + JOBTRAIL_WEBHOOK_TIMEOUT + 20,
+)
 JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool(
     "JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False
 )

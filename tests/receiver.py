@@ -1,11 +1,15 @@
 """A real local HTTP server that receives webhooks and records every request."""
 
 import json
+import select
+import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -15,6 +19,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: str
+    # False when the sender hung up before the whole answer was written; None while answering
+    answered: bool | None = None
 
     @property
     def json(self) -> Any:
@@ -27,17 +33,29 @@ class Reply:
     body: str = "ok"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    # slow-drip receivers: write the answer one byte every ``drip`` seconds, from the body on
+    # (headers sent at once) or, with ``drip_headers``, from the status line on
+    drip: float = 0.0
+    drip_headers: bool = False
 
 
 class Receiver:
-    """Answers each request with the next queued ``Reply`` (then ``default``)."""
+    """Answers each request with the next queued ``Reply`` (then ``default``).
+
+    It records every request, an ordered log of ``("start" | "end", path, webhook-id)`` events,
+    and the most requests it ever had in flight at once per webhook-id (``max_in_flight``).
+    """
 
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self.replies: list[Reply] = []
+        self.path_replies: dict[str, Reply] = {}  # the reply for every request to a path
         self.default = Reply()
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
+        self.events: list[tuple[str, str, str]] = []
+        self.in_flight: Counter[str] = Counter()
+        self.max_in_flight: Counter[str] = Counter()
 
     @property
     def url(self) -> str:
@@ -62,23 +80,71 @@ class Receiver:
         with self.lock:
             return list(self.requests)
 
+    def in_flight_paths(self) -> Counter[str]:
+        """How many requests to each path are being answered right now."""
+        with self.lock:
+            started = Counter(path for kind, path, _ in self.events if kind == "start")
+            ended = Counter(path for kind, path, _ in self.events if kind == "end")
+        return started - ended
+
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length).decode()
+        msg_id = handler.headers.get("webhook-id", "")
+        received = Received(path=handler.path, headers=dict(handler.headers.items()), body=body)
         with self.lock:
-            self.requests.append(
-                Received(path=handler.path, headers=dict(handler.headers.items()), body=body)
+            self.requests.append(received)
+            self.events.append(("start", handler.path, msg_id))
+            self.in_flight[msg_id] += 1
+            self.max_in_flight[msg_id] = max(self.max_in_flight[msg_id], self.in_flight[msg_id])
+            reply = self.path_replies.get(handler.path) or (
+                self.replies.pop(0) if self.replies else self.default
             )
-            reply = self.replies.pop(0) if self.replies else self.default
+        try:
+            received.answered = self._answer(handler, reply)
+        finally:
+            with self.lock:
+                self.in_flight[msg_id] -= 1
+                self.events.append(("end", handler.path, msg_id))
+
+    def _answer(self, handler: BaseHTTPRequestHandler, reply: Reply) -> bool:
         if reply.delay:
             time.sleep(reply.delay)
         payload = reply.body.encode()
-        handler.send_response(reply.status)
-        for name, value in reply.headers.items():
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
+        try:
+            phrase = HTTPStatus(reply.status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        head = [f"HTTP/1.0 {reply.status} {phrase}\r\n"]
+        head += [f"{name}: {value}\r\n" for name, value in reply.headers.items()]
+        head += [f"Content-Length: {len(payload)}\r\n", "\r\n"]
+        raw_head = "".join(head).encode()
+        if not reply.drip:
+            handler.wfile.write(raw_head + payload)
+            return True
+        if not reply.drip_headers:
+            handler.wfile.write(raw_head)
+            raw_head = b""
+        conn: socket.socket = handler.connection
+        for position in range(len(raw_head + payload)):
+            if _hung_up(conn, reply.drip):
+                return False
+            try:
+                handler.wfile.write((raw_head + payload)[position : position + 1])
+            except OSError:
+                return False
+        return True
+
+
+def _hung_up(conn: socket.socket, wait: float) -> bool:
+    """Wait up to ``wait`` seconds; True as soon as the other side closes the connection."""
+    readable, _, _ = select.select([conn], [], [], wait)
+    if not readable:
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 @contextmanager

@@ -123,3 +123,20 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.number} {self.status_code or self.error[:40]}"
+
+
+class DeliveryWakeup(models.Model):
+    """The one row that says whether a wake-up for the batch sender is on its way.
+
+    The dispatcher queues a wake-up only when none is outstanding (``queued_at`` is null) or the
+    outstanding one is clearly lost (see ``services.wakeup_send``); a sender clears it on start.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    unanswered = models.PositiveIntegerField(
+        default=0, help_text="Wake-ups queued since a sender last started."
+    )
+
+    def __str__(self) -> str:
+        return f"wake-up queued at {self.queued_at}" if self.queued_at else "no wake-up queued"

@@ -6,21 +6,28 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from jobs.models import Company
 
 from .events import subscribed
-from .models import AttemptTrigger, DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .models import (
+    AttemptTrigger,
+    DeliveryStatus,
+    DeliveryWakeup,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +35,13 @@ SECRET_OVERLAP = timedelta(hours=24)
 RESPONSE_BODY_LIMIT = 16 * 1024
 RETRY_AFTER_BOUNDS = (1, 24 * 3600)
 SHORT_RETRY = 300  # retries due within this many seconds are queued with a countdown
-REDISPATCH_AFTER = timedelta(seconds=60)
+# A due delivery whose message was queued longer ago than this (or never) is taken by the batch
+# sender; taking one whose message still waits is harmless (the claim makes the message a no-op).
+REDISPATCH_AFTER = timedelta(seconds=30)
+# An outstanding wake-up is presumed lost (e.g. a broker restart emptied the queue) after this,
+# doubled for each further wake-up that nobody answered, up to WAKEUP_LOST_MAX.
+WAKEUP_LOST_AFTER = timedelta(seconds=60)
+WAKEUP_LOST_MAX = timedelta(hours=1)
 
 
 def generate_secret() -> str:
@@ -196,21 +209,76 @@ def enqueue(ids: Iterable[Any], *, countdown: float | None = None) -> None:
         WebhookDelivery.objects.filter(pk__in=failed).update(dispatched_at=None)
 
 
-def dispatch_due_deliveries(*, batch: int = 500) -> int:
-    """Queue every due delivery that no task has picked up; return how many."""
+def _unclaimed_due(now: datetime) -> Any:
+    return WebhookDelivery.objects.filter(
+        status=DeliveryStatus.PENDING, next_attempt_at__lte=now
+    ).filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+
+
+def dispatch_due_deliveries() -> int:
+    """Wake the batch sender when a due delivery has no message on its way; 1 if woken, else 0.
+
+    The dispatcher (Celery beat, every few seconds) never queues one message per delivery: under
+    a backlog that made the broker's queue grow by every due row on every round. It queues one
+    wake-up for ``webhooks.send_due_deliveries`` (the batch sender), and only when no wake-up is
+    outstanding; the sender claims due deliveries in batches (``deliveries_claim_due``, FOR
+    UPDATE SKIP LOCKED) and sends them. So the broker holds at most one wake-up beside the
+    per-delivery messages (one per new delivery, queued on commit, and one per short retry),
+    whatever the backlog and however long no worker runs. What a broker restart loses is found
+    again here: the rows of lost messages (queued more than ``REDISPATCH_AFTER`` ago) and of a
+    killed worker's claims (once their lease ends) are due and unclaimed, and a lost wake-up is
+    re-sent once it is presumed lost (``wakeup_send``).
+    """
     now = timezone.now()
-    with transaction.atomic():
-        ids = list(
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
-            .filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-            .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lte=now - REDISPATCH_AFTER))
-            .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
-            .order_by("next_attempt_at")
-            .values_list("pk", flat=True)[:batch]
+    lost = _unclaimed_due(now).filter(
+        Q(dispatched_at__isnull=True) | Q(dispatched_at__lte=now - REDISPATCH_AFTER)
+    )
+    if not lost.exists():
+        return 0
+    return 1 if wakeup_send() else 0
+
+
+def due_deliveries_exist() -> bool:
+    """Whether a due delivery waits that nobody holds."""
+    return bool(_unclaimed_due(timezone.now()).exists())
+
+
+def wakeup_send() -> bool:
+    """Queue one wake-up for the batch sender unless one is on its way; True if queued.
+
+    A wake-up counts as on its way from when it is queued until a sender starts on it. One that
+    nobody answers within ``WAKEUP_LOST_AFTER`` is presumed lost and sent again; each further
+    unanswered one doubles the wait (up to ``WAKEUP_LOST_MAX``), so a stopped worker leaves a
+    handful of wake-ups in the broker after hours, not one per dispatcher round.
+    """
+    from .tasks import send_due_deliveries
+
+    now = timezone.now()
+    state, _ = DeliveryWakeup.objects.get_or_create(pk=1)
+    if state.queued_at is not None:
+        wait = min(WAKEUP_LOST_AFTER * 2 ** max(state.unanswered - 1, 0), WAKEUP_LOST_MAX)
+        if state.queued_at > now - wait:
+            return False
+    # compare-and-set: of two dispatchers deciding at once, one queues
+    won = DeliveryWakeup.objects.filter(
+        pk=1, queued_at=state.queued_at, unanswered=state.unanswered
+    ).update(queued_at=now, unanswered=F("unanswered") + 1)
+    if not won:
+        return False
+    try:
+        send_due_deliveries.apply_async(retry=False)
+    except Exception as exc:
+        logger.warning("webhook wake-up not queued (%s); the dispatcher will retry", exc)
+        DeliveryWakeup.objects.filter(pk=1, queued_at=now).update(
+            queued_at=state.queued_at, unanswered=state.unanswered
         )
-        WebhookDelivery.objects.filter(pk__in=ids).update(dispatched_at=now)
-    enqueue(ids)
-    return len(ids)
+        return False
+    return True
+
+
+def wakeup_received() -> None:
+    """A sender started: no wake-up is outstanding any more (the dispatcher may queue the next)."""
+    DeliveryWakeup.objects.filter(pk=1).update(queued_at=None, unanswered=0)
 
 
 # --- attempts and outcomes --------------------------------------------------------------------
@@ -223,35 +291,75 @@ class Claim:
     number: int
     trigger: str
     lease_until: datetime
+    # time.monotonic() by which the attempt's HTTP exchange must be over: the claim time plus
+    # JOBTRAIL_WEBHOOK_TIMEOUT, so at least LEASE - TIMEOUT before the lease ends
+    deadline: float
+
+
+def attempt_lease() -> timedelta:
+    """How long a claim holds its delivery: the send deadline plus a margin (see settings)."""
+    return timedelta(seconds=float(settings.JOBTRAIL_WEBHOOK_LEASE))
+
+
+def _claim_rows(rows: list[WebhookDelivery], *, now: datetime, deadline: float) -> list[Claim]:
+    """Hold ``rows`` (locked by the caller) for one attempt each."""
+    if not rows:
+        return []
+    lease_until = now + attempt_lease()
+    WebhookDelivery.objects.filter(pk__in=[row.pk for row in rows]).update(
+        locked_until=lease_until, attempts=F("attempts") + 1, updated_at=now
+    )
+    claims = []
+    for row in rows:
+        row.locked_until = lease_until
+        row.attempts += 1
+        claims.append(
+            Claim(
+                delivery=row,
+                endpoint=row.endpoint,
+                number=row.attempts,
+                trigger=row.next_trigger,
+                lease_until=lease_until,
+                deadline=deadline,
+            )
+        )
+    return claims
 
 
 def delivery_claim(*, delivery_id: Any) -> Claim | None:
     """Take a due pending delivery for one attempt; None if it is not due or someone has it."""
     now = timezone.now()
-    # longer than one send can take (connect + read timeouts), so it never expires mid-send
-    lease = timedelta(seconds=2 * settings.JOBTRAIL_WEBHOOK_TIMEOUT + 30)
+    deadline = time.monotonic() + float(settings.JOBTRAIL_WEBHOOK_TIMEOUT)
     with transaction.atomic():
         # of=("self",): lock the delivery row only, not its endpoint (shared by all its
         # deliveries: locking it would make concurrent claims skip each other).
-        delivery = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-            .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        rows = list(
+            _unclaimed_due(now)
+            .select_for_update(skip_locked=True, of=("self",))
+            .filter(pk=delivery_id)
             .select_related("endpoint")
-            .first()
         )
-        if delivery is None:
-            return None
-        delivery.locked_until = now + lease
-        delivery.attempts += 1
-        delivery.save(update_fields=["locked_until", "attempts", "updated_at"])
-    return Claim(
-        delivery=delivery,
-        endpoint=delivery.endpoint,
-        number=delivery.attempts,
-        trigger=delivery.next_trigger,
-        lease_until=delivery.locked_until,
-    )
+        claims = _claim_rows(rows, now=now, deadline=deadline)
+    return claims[0] if claims else None
+
+
+def deliveries_claim_due(*, limit: int, skip_endpoints: Collection[Any] = ()) -> list[Claim]:
+    """Take up to ``limit`` due deliveries (oldest first) that nobody holds, for one attempt each.
+
+    Rows another transaction is claiming are skipped, not waited for (SKIP LOCKED), so senders
+    running at once take disjoint batches. ``skip_endpoints``: leave those endpoints' rows.
+    """
+    now = timezone.now()
+    deadline = time.monotonic() + float(settings.JOBTRAIL_WEBHOOK_TIMEOUT)
+    with transaction.atomic():
+        rows = list(
+            _unclaimed_due(now)
+            .select_for_update(skip_locked=True, of=("self",))
+            .exclude(endpoint_id__in=list(skip_endpoints))
+            .select_related("endpoint")
+            .order_by("next_attempt_at")[:limit]
+        )
+        return _claim_rows(rows, now=now, deadline=deadline)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Celery tasks: thin wrappers over ``sending`` and ``services``."""
+"""Celery tasks: thin wrappers over ``sending`` and ``services``.
+
+The webhook tasks' time limits come from the send deadline (see ``config/settings.py``).
+"""
 
 import logging
 from datetime import timedelta
@@ -10,20 +13,46 @@ from . import sending, services
 
 logger = logging.getLogger(__name__)
 
+SEND_SOFT_LIMIT, SEND_HARD_LIMIT = settings.JOBTRAIL_WEBHOOK_SEND_TIME_LIMITS
+ROUND_SOFT_LIMIT, ROUND_HARD_LIMIT = settings.JOBTRAIL_WEBHOOK_ROUND_TIME_LIMITS
 
-@shared_task(name="webhooks.send_delivery", acks_late=True, ignore_result=True)
+
+@shared_task(
+    name="webhooks.send_delivery",
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=SEND_SOFT_LIMIT,
+    time_limit=SEND_HARD_LIMIT,
+)
 def send_delivery(delivery_id: str) -> None:
     """Make one attempt at a delivery (a no-op when it is not due or already taken)."""
     sending.deliver(delivery_id)
 
 
+@shared_task(
+    name="webhooks.send_due_deliveries",
+    # a lost or unfinished wake-up is replaced by the dispatcher; never redeliver it
+    acks_late=False,
+    ignore_result=True,
+    soft_time_limit=ROUND_SOFT_LIMIT,
+    time_limit=ROUND_HARD_LIMIT,
+)
+def send_due_deliveries() -> int:
+    """Send due deliveries in batches for a while (woken by the dispatcher)."""
+    services.wakeup_received()
+    count = sending.send_due(budget=settings.JOBTRAIL_WEBHOOK_ROUND_SECONDS)
+    if count:
+        logger.info("sent %d due webhook deliveries", count)
+    return count
+
+
 @shared_task(name="webhooks.dispatch_due_deliveries", ignore_result=True)
 def dispatch_due_deliveries() -> int:
-    """Queue every due delivery that no send task picked up (e.g. lost by the broker)."""
-    count = services.dispatch_due_deliveries()
-    if count:
-        logger.info("dispatched %d due webhook deliveries", count)
-    return count
+    """Wake the batch sender when due deliveries have no message on their way."""
+    woken = services.dispatch_due_deliveries()
+    if woken:
+        logger.info("woke the webhook sender for due deliveries")
+    return woken
 
 
 @shared_task(name="webhooks.purge_old_deliveries", ignore_result=True)

@@ -11,6 +11,12 @@ from tests.factories import ApiClientFactory, CompanyFactory
 from tests.receiver import Receiver, running_receiver
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "stack_env(**variables): environment overrides for the stack's processes"
+    )
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     with running_receiver() as r:

@@ -138,25 +138,7 @@ class Stack:
                 "--no-control-socket",
             ],
         )
-        self._spawn(
-            "worker",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "8",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--hostname",
-                f"e2e-{self.redis_port}@%h",
-            ],
-        )
+        self.start_worker(wait=False)
         if beat:
             self._spawn(
                 "beat",
@@ -176,6 +158,33 @@ class Stack:
         if beat:
             wait_until(lambda: "beat: Starting" in self.log("beat"), 60, "Celery beat")
         return self
+
+    def start_worker(self, *, wait: bool = True) -> None:
+        offset = len(self.log("worker"))  # the log is appended to across restarts
+        self._spawn(
+            "worker",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "8",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--hostname",
+                f"e2e-{self.redis_port}@%h",
+            ],
+        )
+        if wait:
+            wait_until(lambda: "ready." in self.log("worker")[offset:], 60, "the Celery worker")
+
+    def stop_worker(self) -> None:
+        self._stop("worker")
 
     def _web_ready(self) -> bool:
         try:

@@ -214,29 +214,6 @@ def test_webhook_api_needs_a_token() -> None:
 # --- dispatcher, retention, periodic tasks ----------------------------------------------------
 
 
-def test_dispatcher_queues_only_due_unqueued_deliveries(company, monkeypatch) -> None:
-    services.endpoint_create(company=company, url="http://127.0.0.1:9/", events=["*"])
-    for _ in range(3):
-        JobFactory(company=company)
-    fresh, lost, later = deliveries()
-    now = timezone.now()
-    WebhookDelivery.objects.filter(pk=lost.pk).update(dispatched_at=None)
-    WebhookDelivery.objects.filter(pk=later.pk).update(
-        dispatched_at=None, next_attempt_at=now + timedelta(minutes=5)
-    )
-    queued: list[str] = []
-    monkeypatch.setattr(
-        "webhooks.tasks.send_delivery.apply_async", lambda args, **kw: queued.append(args[0])
-    )
-    assert services.dispatch_due_deliveries() == 1
-    assert queued == [str(lost.pk)]
-    assert services.dispatch_due_deliveries() == 0  # just dispatched: not again
-
-    WebhookDelivery.objects.filter(pk=fresh.pk).update(dispatched_at=now - timedelta(minutes=5))
-    assert services.dispatch_due_deliveries() == 1
-    assert queued[-1] == str(fresh.pk)
-
-
 def test_broker_outage_leaves_rows_for_the_dispatcher(company, monkeypatch) -> None:
     services.endpoint_create(company=company, url="http://127.0.0.1:9/", events=["*"])
     JobFactory(company=company)

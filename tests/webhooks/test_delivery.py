@@ -1,9 +1,14 @@
 """Sending deliveries to a real local HTTP receiver: signatures, retries, outcomes."""
 
 import logging
+import os
+import signal
+import threading
 from datetime import timedelta
 
 import pytest
+from billiard.pool import soft_timeout_sighandler
+from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -308,3 +313,67 @@ def test_secrets_never_reach_the_logs(receiver: Receiver, caplog) -> None:
     delivery = _send(_one_delivery(receiver))
     assert delivery.endpoint.secret not in caplog.text
     assert delivery.endpoint.secret.removeprefix("whsec_") not in caplog.text
+
+
+# --- the hard deadline ------------------------------------------------------------------------
+
+
+def _wait_answered(receiver: Receiver) -> bool | None:
+    """Whether the receiver managed to write its whole answer (once it knows)."""
+    receiver.wait_for(lambda rs: bool(rs) and rs[0].answered is not None, timeout=30)
+    return receiver.requests[0].answered
+
+
+@pytest.mark.usefixtures("fast_retries")
+@pytest.mark.parametrize(
+    ("drip_headers", "phase"),
+    [(False, "reading the answer"), (True, "waiting for the answer")],
+    ids=["body-dripped", "headers-dripped"],
+)
+def test_a_dripping_receiver_is_cut_off_at_the_deadline(
+    receiver: Receiver, settings, drip_headers: bool, phase: str
+) -> None:
+    # each read gets a byte well within any per-read timeout; the whole answer would take 40 s
+    settings.JOBTRAIL_WEBHOOK_TIMEOUT = 1
+    receiver.reply(Reply(200, "x" * 200, drip=0.2, drip_headers=drip_headers))
+    delivery = _send(_one_delivery(receiver))
+
+    [attempt] = delivery.attempt_log.all()
+    assert attempt.status_code is None
+    assert attempt.error.startswith(f"Timed out {phase}")
+    assert "JOBTRAIL_WEBHOOK_TIMEOUT (1 s)" in attempt.error
+    assert delivery.status == "pending" and delivery.locked_until is None  # retried
+    assert _wait_answered(receiver) is False  # the sender hung up mid-answer
+
+
+def test_a_soft_time_limit_during_the_send_still_records_the_attempt(
+    receiver: Receiver, settings
+) -> None:
+    """Celery's soft time limit interrupts a send, as billiard delivers it in a prefork child.
+
+    The hard deadline ends every send before the send task's soft limit, so a worker does not
+    reach this in practice; here billiard's own handler is installed for SIGUSR1 and the signal
+    is sent while the send is blocked reading a slow answer (what the pool does at the limit).
+    """
+    settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE = [100]
+    settings.JOBTRAIL_WEBHOOK_TIMEOUT = 30
+    receiver.reply(Reply(200, delay=5))
+    delivery = _one_delivery(receiver)
+    previous = signal.signal(signal.SIGUSR1, soft_timeout_sighandler)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        timer.start()
+        with pytest.raises(SoftTimeLimitExceeded):
+            deliver(delivery.pk)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+
+    delivery.refresh_from_db()
+    [attempt] = delivery.attempt_log.all()
+    assert attempt.status_code is None
+    assert "interrupted" in attempt.error and "SoftTimeLimitExceeded" in attempt.error
+    assert delivery.status == "pending"
+    assert delivery.locked_until is None  # the claim is released
+    assert delivery.next_attempt_at > timezone.now()  # retried on the schedule
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [delivery.event_id]

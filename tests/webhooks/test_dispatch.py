@@ -1,0 +1,222 @@
+"""The dispatcher's wake-ups, the batch sender and claim leases, against a real local receiver.
+
+The batch sender runs its sends in threads with their own database connections, so the tests
+that run it commit their rows (transactional). The ones where several sender threads write at
+once need PostgreSQL: the suite's in-memory SQLite database (shared cache) answers concurrent
+writers "database table is locked" at once, where the real SQLite file waits (busy timeout).
+"""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from tests.factories import CompanyFactory, JobFactory
+from tests.receiver import Receiver, Reply
+from tests.webhooks.helpers import deliveries, endpoint_for
+from webhooks import services, tasks
+from webhooks.models import DeliveryWakeup, WebhookDelivery
+from webhooks.sending import send_due
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def wakeups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The wake-ups published to the broker (the publish itself is recorded, not sent)."""
+    published: list[int] = []
+    monkeypatch.setattr(
+        "webhooks.tasks.send_due_deliveries.apply_async", lambda *a, **kw: published.append(1)
+    )
+    return published
+
+
+def _deliveries_for(url: str, count: int, company: Any = None) -> list[WebhookDelivery]:
+    company = company or CompanyFactory()
+    endpoint_for(company, url, ["jobs.create"])
+    for _ in range(count):
+        JobFactory(company=company)
+    return deliveries(endpoint__url=url)
+
+
+def _lose_messages(rows: list[WebhookDelivery]) -> None:
+    """As if the broker lost their messages: queued long ago, never taken."""
+    WebhookDelivery.objects.filter(pk__in=[d.pk for d in rows]).update(
+        dispatched_at=timezone.now() - timedelta(minutes=10)
+    )
+
+
+def _run_wakeup() -> int:
+    """What a worker does with a wake-up message (the task body, in this process)."""
+    return int(tasks.send_due_deliveries())
+
+
+# --- wake-ups ---------------------------------------------------------------------------------
+
+
+def test_the_dispatcher_wakes_the_sender_once_for_lost_deliveries(wakeups: list[int]) -> None:
+    _fresh, lost, later = _deliveries_for("http://127.0.0.1:9/", 3)
+    WebhookDelivery.objects.filter(pk=later.pk).update(
+        next_attempt_at=timezone.now() + timedelta(minutes=5), dispatched_at=None
+    )
+    assert services.dispatch_due_deliveries() == 0  # every due row's message is on its way
+    assert wakeups == []
+
+    _lose_messages([lost])
+    assert services.dispatch_due_deliveries() == 1
+    for _ in range(50):  # many dispatcher runs while the wake-up waits in the queue
+        assert services.dispatch_due_deliveries() == 0
+    assert len(wakeups) == 1
+
+    services.wakeup_received()  # a sender started on it; the row is still lost
+    assert services.dispatch_due_deliveries() == 1
+    assert len(wakeups) == 2
+
+
+def test_an_unanswered_wake_up_is_sent_again_ever_more_rarely(wakeups: list[int]) -> None:
+    _lose_messages(_deliveries_for("http://127.0.0.1:9/", 1))
+    assert services.dispatch_due_deliveries() == 1
+
+    def queued_ago(seconds: int) -> None:
+        DeliveryWakeup.objects.update(queued_at=timezone.now() - timedelta(seconds=seconds))
+
+    lost_after = int(services.WAKEUP_LOST_AFTER.total_seconds())
+    queued_ago(lost_after - 5)
+    assert services.dispatch_due_deliveries() == 0
+    queued_ago(lost_after + 5)  # presumed lost (e.g. a broker restart): sent again
+    assert services.dispatch_due_deliveries() == 1
+    queued_ago(lost_after + 5)  # two unanswered: the wait doubles
+    assert services.dispatch_due_deliveries() == 0
+    queued_ago(2 * lost_after + 5)
+    assert services.dispatch_due_deliveries() == 1
+    assert len(wakeups) == 3
+    assert DeliveryWakeup.objects.get().unanswered == 3
+
+
+def test_a_wake_up_the_broker_refused_is_tried_again_at_the_next_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _lose_messages(_deliveries_for("http://127.0.0.1:9/", 1))
+
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr("webhooks.tasks.send_due_deliveries.apply_async", broker_down)
+    assert services.dispatch_due_deliveries() == 0
+    assert DeliveryWakeup.objects.get().queued_at is None  # nothing is on its way
+
+    published: list[int] = []
+    monkeypatch.setattr(
+        "webhooks.tasks.send_due_deliveries.apply_async", lambda *a, **kw: published.append(1)
+    )
+    assert services.dispatch_due_deliveries() == 1
+    assert published == [1]
+
+
+# --- the batch sender -------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_the_sender_sends_every_due_unheld_delivery_once(
+    receiver: Receiver, wakeups: list[int]
+) -> None:
+    rows = _deliveries_for(receiver.url + "/hook", 6)
+    held, later = rows[0], rows[1]
+    _lose_messages(rows)
+    claim = services.delivery_claim(delivery_id=held.pk)  # another worker is sending it
+    assert claim is not None
+    WebhookDelivery.objects.filter(pk=later.pk).update(
+        next_attempt_at=timezone.now() + timedelta(minutes=5)
+    )
+
+    assert _run_wakeup() == 4
+    assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(
+        d.event_id for d in rows[2:]
+    )
+    assert WebhookDelivery.objects.filter(status="delivered").count() == 4
+    assert _run_wakeup() == 0  # nothing left that is due and free
+    assert len(receiver.requests) == 4
+
+
+@pytest.mark.postgres
+def test_a_slow_endpoint_does_not_take_every_sender(
+    receiver: Receiver, settings: Any, wakeups: list[int]
+) -> None:
+    settings.JOBTRAIL_WEBHOOK_SENDERS = 3
+    receiver.path_replies["/slow"] = Reply(200, delay=1.0)
+    company = CompanyFactory()
+    slow = _deliveries_for(receiver.url + "/slow", 6, company=company)
+    fast = _deliveries_for(receiver.url + "/fast", 1)  # queued after all the slow ones
+    _lose_messages(slow + fast)
+
+    assert _run_wakeup() == 7
+    log = receiver.events
+    before_fast = log[: log.index(("start", "/fast", fast[0].event_id))]
+    # oldest first would send all six slow ones before it; the newer fast delivery got the
+    # first free sender while the slow endpoint still had older deliveries waiting
+    assert sum(1 for kind, path, _ in before_fast if (kind, path) == ("start", "/slow")) < 6
+    last_slow_end = max(
+        i for i, (kind, path, _) in enumerate(log) if (kind, path) == ("end", "/slow")
+    )
+    assert log.index(("end", "/fast", fast[0].event_id)) < last_slow_end
+    assert WebhookDelivery.objects.filter(status="delivered").count() == 7
+
+
+def test_a_sender_out_of_time_queues_another_wake_up(
+    receiver: Receiver, settings: Any, wakeups: list[int]
+) -> None:
+    settings.JOBTRAIL_WEBHOOK_SENDERS = 1
+    rows = _deliveries_for(receiver.url + "/hook", 3)
+    _lose_messages(rows)
+    sent = send_due(budget=0.0)  # the budget is over at once: no claim at all
+    assert sent == 0 and receiver.requests == []
+    assert len(wakeups) == 1  # the rest is left to the next wake-up, behind waiting messages
+
+
+# --- leases -----------------------------------------------------------------------------------
+
+
+def test_a_claim_outlives_its_send_and_the_send_tasks_limits() -> None:
+    timeout = float(django_settings.JOBTRAIL_WEBHOOK_TIMEOUT)
+    lease = services.attempt_lease().total_seconds()
+    soft, hard = tasks.SEND_SOFT_LIMIT, tasks.SEND_HARD_LIMIT
+    assert timeout < soft < hard < lease
+    assert tasks.send_delivery.soft_time_limit == soft
+    assert tasks.send_delivery.time_limit == hard
+    round_soft, round_hard = tasks.ROUND_SOFT_LIMIT, tasks.ROUND_HARD_LIMIT
+    assert django_settings.JOBTRAIL_WEBHOOK_ROUND_SECONDS + timeout < round_soft < round_hard
+
+
+def test_an_expired_claim_is_swept_and_sent_with_the_same_webhook_id(
+    receiver: Receiver, wakeups: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    [delivery] = _deliveries_for(receiver.url + "/hook", 1)
+    stale = services.delivery_claim(delivery_id=delivery.pk)  # a worker that then was killed
+    assert stale is not None
+    _lose_messages([delivery])  # its message is gone with the worker
+
+    assert services.dispatch_due_deliveries() == 0  # held: not swept while the lease runs
+    assert _run_wakeup() == 0
+    assert receiver.requests == []
+
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        locked_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert services.dispatch_due_deliveries() == 1
+    assert _run_wakeup() == 1
+    [request] = receiver.requests
+    assert request.headers["webhook-id"] == delivery.event_id
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
+    assert [a.number for a in delivery.attempt_log.all()] == [2]
+
+    # the killed worker's attempt, were it to report after all, changes nothing
+    services.delivery_record_attempt(
+        claim=stale,
+        result=services.AttemptResult(started_at=timezone.now(), duration_ms=1, error="late"),
+    )
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
+    assert "after its lease" in caplog.text
