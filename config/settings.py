@@ -10,7 +10,10 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+CONFIG_DIR = Path(__file__).resolve().parent
+# The local files (.env, var/, staticfiles/) live in the source tree; an installed package
+# (`pip install .`) keeps them in the working directory instead of site-packages.
+BASE_DIR = CONFIG_DIR.parent if (CONFIG_DIR.parent / "manage.py").is_file() else Path.cwd()
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
@@ -41,7 +44,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
-    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
@@ -68,7 +70,8 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # Project-wide overrides (the admin's index and change forms) ship inside the package.
+        "DIRS": [CONFIG_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
