@@ -51,7 +51,7 @@ run: migrate
 	@echo "  API:       http://127.0.0.1:$(PORT)/api/v1/"
 	@echo "  API docs:  http://127.0.0.1:$(PORT)/api/docs/"
 	@echo ""
-	JOBTRAIL_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
+	JOBTRAIL_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m config.run_procfile
 
 test: $(VENV)/.dev
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
