@@ -6,6 +6,7 @@ immediate transactions, busy timeout) and kombu's filesystem broker, both under 
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -186,9 +187,12 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---------------------------------------------------------------------------------
-# The filesystem broker ignores the host, but kombu warns ("No hostname was supplied") without one.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The filesystem transport ignores the host, but kombu warns "No hostname was supplied"
+    # at every start when the URL has none.
+    if not urlsplit(CELERY_BROKER_URL).netloc:
+        CELERY_BROKER_URL = urlsplit(CELERY_BROKER_URL)._replace(netloc="localhost").geturl()
     BROKER_DIR = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
