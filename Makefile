@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test test-quick bench lint typecheck check migrate clean help
+.PHONY: run test test-quick bench lint typecheck check migrate clean help runtime-venv
 
 help:
 	@echo "make run     - web + Celery worker + Celery beat on http://127.0.0.1:$(PORT)/"
@@ -23,6 +23,15 @@ $(VENV)/.dev: requirements-dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
 	@touch $@ $(VENV)/.runtime
+
+# The production shape: requirements.lock only, no dev tools (gunicorn, celery in .venv-runtime/bin/).
+runtime-venv: .venv-runtime/.installed
+.venv-runtime/.installed: requirements.lock
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	@test -x .venv-runtime/bin/python || $(PYTHON) -m venv .venv-runtime
+	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	.venv-runtime/bin/python -m pip check
+	@touch $@
 
 .env:
 	@printf 'DJANGO_DEBUG=1\nDJANGO_SECRET_KEY=%s\nJOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS=1\n' \
@@ -42,7 +51,7 @@ run: migrate
 	@echo "  API:       http://127.0.0.1:$(PORT)/api/v1/"
 	@echo "  API docs:  http://127.0.0.1:$(PORT)/api/docs/"
 	@echo ""
-	JOBTRAIL_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
+	JOBTRAIL_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m config.run_procfile
 
 test: $(VENV)/.dev
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -63,4 +72,4 @@ typecheck: $(VENV)/.dev
 check: lint typecheck
 
 clean:
-	rm -rf $(VENV) var staticfiles .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-runtime var staticfiles build *.egg-info .pytest_cache .mypy_cache .ruff_cache

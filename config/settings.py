@@ -6,11 +6,15 @@ immediate transactions, busy timeout) and kombu's filesystem broker, both under 
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+CONFIG_DIR = Path(__file__).resolve().parent
+# The local files (.env, var/, staticfiles/) live in the source tree; an installed package
+# (`pip install .`) keeps them in the working directory instead of site-packages.
+BASE_DIR = CONFIG_DIR.parent if (CONFIG_DIR.parent / "manage.py").is_file() else Path.cwd()
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
@@ -41,7 +45,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
-    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
@@ -70,7 +73,8 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # Project-wide overrides (the admin's index and change forms) ship inside the package.
+        "DIRS": [CONFIG_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -203,6 +207,10 @@ if JOBTRAIL_BROKER_VISIBILITY_TIMEOUT <= JOBTRAIL_LONGEST_COUNTDOWN + CELERY_TAS
         f"({CELERY_TASK_TIME_LIMIT} s), or Redis redelivers tasks that are still held."
     )
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The filesystem transport ignores the host, but kombu warns "No hostname was supplied"
+    # at every start when the URL has none.
+    if not urlsplit(CELERY_BROKER_URL).netloc:
+        CELERY_BROKER_URL = urlsplit(CELERY_BROKER_URL)._replace(netloc="localhost").geturl()
     BROKER_DIR = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
