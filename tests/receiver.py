@@ -15,6 +15,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: str
+    status: int = 0  # what the receiver answered
 
     @property
     def json(self) -> Any:
@@ -30,12 +31,16 @@ class Reply:
 
 
 class Receiver:
-    """Answers each request with the next queued ``Reply`` (then ``default``)."""
+    """Answers each request with the next queued ``Reply``, else ``respond(request)``.
+
+    ``respond`` is called under the receiver's lock, so it may keep state of its own.
+    """
 
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self.replies: list[Reply] = []
         self.default = Reply()
+        self.respond: Callable[[Received], Reply] = lambda request: self.default
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -65,11 +70,11 @@ class Receiver:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length).decode()
+        received = Received(path=handler.path, headers=dict(handler.headers.items()), body=body)
         with self.lock:
-            self.requests.append(
-                Received(path=handler.path, headers=dict(handler.headers.items()), body=body)
-            )
-            reply = self.replies.pop(0) if self.replies else self.default
+            self.requests.append(received)
+            reply = self.replies.pop(0) if self.replies else self.respond(received)
+            received.status = reply.status
         if reply.delay:
             time.sleep(reply.delay)
         payload = reply.body.encode()
