@@ -52,15 +52,14 @@ TIMERS = {
 
 
 def ensure_runtime_venv() -> None:
-    """Build ``.venv-runtime`` from requirements.lock, as the Makefile does, if it is missing."""
-    if (RUNTIME_BIN / "celery").exists():
-        return
-    subprocess.run(["python3", "-m", "venv", str(RUNTIME)], check=True, cwd=ROOT)
-    subprocess.run(
-        [str(RUNTIME_BIN / "pip"), "install", "-q", "--require-hashes", "-r", "requirements.lock"],
-        check=True,
-        cwd=ROOT,
-    )
+    """Build ``.venv-runtime`` from requirements.lock only (with the Makefile's target if any)."""
+    if "\n.venv-runtime/.installed:" in (ROOT / "Makefile").read_text():
+        make = ["make", "--no-print-directory", ".venv-runtime/.installed"]
+        subprocess.run(make, check=True, cwd=ROOT)
+    elif not (RUNTIME_BIN / "celery").exists():
+        subprocess.run(["python3", "-m", "venv", str(RUNTIME)], check=True, cwd=ROOT)
+        pip = [str(RUNTIME_BIN / "pip"), "install", "-q", "--require-hashes"]
+        subprocess.run([*pip, "-r", "requirements.lock"], check=True, cwd=ROOT)
 
 
 def base_env() -> dict[str, str]:

@@ -19,8 +19,8 @@ from tests.receiver import Receiver
 pytestmark = pytest.mark.production
 
 RESTARTS = 5
-DOWN_FOR = 3.0  # seconds the broker stays down
-UP_FOR = 3.0  # seconds of traffic between outages
+DOWN_FOR = 2.0  # seconds the broker stays down (RabbitMQ then takes ~5s more to start)
+UP_FOR = 2.0  # seconds of traffic between outages
 
 
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"], indirect=True)

@@ -3,7 +3,7 @@
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -28,17 +28,15 @@ class Answer:
     retry_after: str | None = None
 
 
-@dataclass
 class Client(threading.Thread):
     """One API client: creates jobs (unique codes), posts events, reads; records every answer."""
 
-    http: Http
-    number: int
-    answers: list[Answer] = field(default_factory=list)
-    stop_event: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
+    def __init__(self, http: Http, number: int) -> None:
         super().__init__(daemon=True)
+        self.http = http
+        self.number = number
+        self.answers: list[Answer] = []
+        self.stop_event = threading.Event()
 
     def _call(self, kind: str, key: str, method: str, path: str, body: dict | None = None) -> Any:
         try:
