@@ -5,11 +5,12 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test test-quick bench lint typecheck check migrate clean help runtime-venv
+.PHONY: run test test-quick test-production bench lint typecheck check migrate clean help runtime-venv
 
 help:
 	@echo "make run     - web + Celery worker + Celery beat on http://127.0.0.1:$(PORT)/"
 	@echo "make test    - the whole test suite (DATABASE_URL / CELERY_BROKER_URL when set)"
+	@echo "make test-production - the deployed shape under broker, worker and database failures"
 	@echo "make check   - ruff and mypy"
 
 $(VENV)/.runtime: requirements.lock
@@ -57,7 +58,12 @@ test: $(VENV)/.dev
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-quick: $(VENV)/.dev
-	$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not e2e and not production" $(PYTEST_ARGS)
+
+# gunicorn, worker and beat from .venv-runtime (requirements.lock only) against a private
+# PostgreSQL cluster and private Redis / RabbitMQ brokers that the tests start, break and stop.
+test-production: $(VENV)/.dev
+	$(VENV)/bin/pytest -m production tests/production $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
 	$(PY) bench/run.py

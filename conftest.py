@@ -25,10 +25,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # missing browser must fail, not skip.
     skip_browser = pytest.mark.skip(reason="needs Chromium: apt-get install chromium")
     no_browser = not CHROMIUM.exists() and not os.environ.get("CI")
+    # markers, not keywords: a parametrized id such as [redis] is a keyword too
     for item in items:
-        if "browser" in item.keywords and no_browser:
+        if item.get_closest_marker("browser") and no_browser:
             item.add_marker(skip_browser)
-        if "postgres" in item.keywords and not on_postgres():
+        if item.get_closest_marker("postgres") and not on_postgres():
             item.add_marker(skip_pg)
-        if "redis" in item.keywords and not on_redis():
+        if item.get_closest_marker("redis") and not on_redis():
             item.add_marker(skip_redis)

@@ -2,12 +2,41 @@
 
 import os
 
+import kombu
 from celery import Celery
+from celery.app.amqp import AMQP
 from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("jobtrail")
+
+class Connection(kombu.Connection):
+    """kombu's broker connection, which forgets its channel once it is collected.
+
+    Workaround for celery 5.7.0 + kombu 5.7.0 on Redis, where a worker exits when Redis restarts
+    (tests/production/test_broker_restarts.py). Since celery/celery#10242 (the fix of GH-9705)
+    the worker handles a lost connection with ``collect()`` then ``close()``. ``collect()``
+    detaches the transport, but keeps the default channel when closing it failed (the Redis
+    channel reads its pending BRPOP reply from the dead socket and raises a connection error);
+    ``close()`` then closes that channel again and restores its unacknowledged messages through
+    the detached transport: ``AttributeError("'NoneType' object has no attribute 'hostname'")``
+    in ``kombu.transport.redis.Channel._connparams``, which the worker treats as unrecoverable.
+    Forgetting the channel makes ``close()`` a no-op after ``collect()``. The unacknowledged
+    messages stay in Redis's unacked set and are restored after the visibility timeout; due
+    webhook deliveries are queued again by the dispatcher anyway. Remove this when Celery or
+    kombu stop closing a collected channel (same family as celery/celery#10205).
+    """
+
+    def collect(self, socket_timeout: float | None = None) -> None:
+        super().collect(socket_timeout=socket_timeout)
+        self._default_channel = None
+
+
+class JobtrailAMQP(AMQP):
+    Connection = Connection
+
+
+app = Celery("jobtrail", amqp=JobtrailAMQP)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

@@ -1,5 +1,6 @@
 """Shared fixtures: API clients with bearer tokens, each in its own company."""
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from jobs.auth import CompanyTokenObtainPairSerializer
 from jobs.models import Company
 from tests.factories import ApiClientFactory, CompanyFactory
+from tests.receiver import Receiver, running_receiver
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +24,13 @@ def bearer_client(user: Any) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.access_token}")
     return client
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real local HTTP server that records the webhooks it receives."""
+    with running_receiver() as r:
+        yield r
 
 
 @pytest.fixture
@@ -43,3 +52,12 @@ def api(api_user: Any) -> APIClient:
 def other_api(db: None) -> APIClient:
     """An API client of another company."""
     return bearer_client(ApiClientFactory(company=CompanyFactory(name="Globex")))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    """Keep each test's call report on the item, so fixtures can dump logs on failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 import json
 import select
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ class Received:
     body: str
     # False when the sender hung up before the whole answer was written; None while answering
     answered: bool | None = None
+    status: int = 0  # what the receiver answered
 
     @property
     def json(self) -> Any:
@@ -40,7 +42,8 @@ class Reply:
 
 
 class Receiver:
-    """Answers each request with the next queued ``Reply`` (then ``default``).
+    """Answers each request with the next queued ``Reply``, else the path's reply, else
+    ``respond(request)`` (called under the receiver's lock, so it may keep state of its own).
 
     It records every request, an ordered log of ``("start" | "end", path, webhook-id)`` events,
     and the most requests it ever had in flight at once per webhook-id (``max_in_flight``).
@@ -51,6 +54,7 @@ class Receiver:
         self.replies: list[Reply] = []
         self.path_replies: dict[str, Reply] = {}  # the reply for every request to a path
         self.default = Reply()
+        self.respond: Callable[[Received], Reply] = lambda request: self.default
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
         self.events: list[tuple[str, str, str]] = []
@@ -97,9 +101,11 @@ class Receiver:
             self.events.append(("start", handler.path, msg_id))
             self.in_flight[msg_id] += 1
             self.max_in_flight[msg_id] = max(self.max_in_flight[msg_id], self.in_flight[msg_id])
-            reply = self.path_replies.get(handler.path) or (
-                self.replies.pop(0) if self.replies else self.default
-            )
+            if self.path_replies.get(handler.path):
+                reply = self.path_replies[handler.path]
+            else:
+                reply = self.replies.pop(0) if self.replies else self.respond(received)
+            received.status = reply.status
         try:
             received.answered = self._answer(handler, reply)
         finally:
@@ -147,6 +153,16 @@ def _hung_up(conn: socket.socket, wait: float) -> bool:
         return True
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a sender that went away (timed out, killed) before the answer: not the receiver's error
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 @contextmanager
 def running_receiver() -> Iterator[Receiver]:
     receiver = Receiver()
@@ -158,8 +174,7 @@ def running_receiver() -> Iterator[Receiver]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), Handler)
     receiver.server = server
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -4,26 +4,25 @@ They share the test database (PostgreSQL), so the tests that use them are transa
 """
 
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.live import (
+    ROOT,
+    Processes,
+    free_port,
+    redis_answers,
+    redis_server_args,
+    wait_until,
+    web_ready,
+)
+
+__all__ = ["ROOT", "Stack", "wait_until"]
+
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_database_url() -> str:
@@ -33,22 +32,15 @@ def test_database_url() -> str:
     return f"postgres://{s['USER']}{password}@{host}:{port}/{s['NAME']}"
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
 @dataclass
 class Stack:
     workdir: Path
     env_overrides: dict[str, str] = field(default_factory=dict)
     redis_port: int = field(default_factory=free_port)
     web_port: int = field(default_factory=free_port)
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.processes = Processes(self.workdir)
 
     @property
     def api(self) -> str:
@@ -75,85 +67,40 @@ class Stack:
         env.update(self.env_overrides)
         return env
 
-    def _spawn(self, name: str, args: list[str]) -> None:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        self.procs[name] = subprocess.Popen(
-            args, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT
-        )
-
     def log(self, name: str) -> str:
-        path = self.workdir / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.processes.log(name)
 
     # --- broker ---------------------------------------------------------------------------
 
     def start_broker(self) -> None:
-        redis = shutil.which("redis-server")
-        assert redis, "redis-server is not installed"
-        self._spawn(
-            "redis",
-            [
-                redis,
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-        )
-        wait_until(self._broker_answers, 20, "redis")
+        args = redis_server_args(self.redis_port, self.workdir)
+        self.processes.spawn("redis", args, env=self.env())
+        wait_until(lambda: redis_answers(self.redis_port), 20, "redis")
 
     def stop_broker(self) -> None:
-        self._stop("redis")
-        wait_until(lambda: not self._broker_answers(), 20, "redis to stop")
-
-    def _broker_answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+        self.processes.stop("redis")
+        wait_until(lambda: not redis_answers(self.redis_port), 20, "redis to stop")
 
     # --- processes ------------------------------------------------------------------------
 
     def start(self, *, beat: bool = True) -> "Stack":
         self.start_broker()
-        self._spawn(
-            "web",
-            [
-                str(BIN / "gunicorn"),
-                "config.wsgi",
-                "--bind",
-                f"127.0.0.1:{self.web_port}",
-                "--workers",
-                "2",
-                "--threads",
-                "4",
-                "--no-control-socket",
-            ],
-        )
+        env = self.env()
+        # fmt: off
+        self.processes.spawn("web", [
+            str(BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{self.web_port}",
+            "--workers", "2", "--threads", "4", "--no-control-socket",
+        ], env=env)
+        # fmt: on
         self.start_worker(wait=False)
+        # fmt: off
         if beat:
-            self._spawn(
-                "beat",
-                [
-                    str(BIN / "celery"),
-                    "-A",
-                    "config",
-                    "beat",
-                    "--loglevel",
-                    "INFO",
-                    "--schedule",
-                    str(self.workdir / "beat-schedule"),
-                ],
-            )
-        wait_until(self._web_ready, 60, "gunicorn")
+            self.processes.spawn("beat", [
+                str(BIN / "celery"), "-A", "config", "beat", "--loglevel", "INFO",
+                "--schedule", str(self.workdir / "beat-schedule"),
+            ], env=env)
+        # fmt: on
+        wait_until(lambda: web_ready(self.api), 60, "gunicorn")
         wait_until(lambda: "ready." in self.log("worker"), 60, "the Celery worker")
         if beat:
             wait_until(lambda: "beat: Starting" in self.log("beat"), 60, "Celery beat")
@@ -161,54 +108,21 @@ class Stack:
 
     def start_worker(self, *, wait: bool = True) -> None:
         offset = len(self.log("worker"))  # the log is appended to across restarts
-        self._spawn(
-            "worker",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "8",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--hostname",
-                f"e2e-{self.redis_port}@%h",
-            ],
-        )
+        # fmt: off
+        self.processes.spawn("worker", [
+            str(BIN / "celery"), "-A", "config", "worker", "--pool", "threads",
+            "--concurrency", "8", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+            "--hostname", f"e2e-{self.redis_port}@%h",
+        ], env=self.env())
+        # fmt: on
         if wait:
             wait_until(lambda: "ready." in self.log("worker")[offset:], 60, "the Celery worker")
 
     def stop_worker(self) -> None:
-        self._stop("worker")
-
-    def _web_ready(self) -> bool:
-        try:
-            return requests.get(f"{self.api}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def _stop(self, name: str) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        self.processes.stop("worker")
 
     def stop(self) -> None:
-        for name in ("beat", "worker", "web", "redis"):
-            self._stop(name)
+        self.processes.stop_all(order=["beat", "worker", "web", "redis"])
 
     def dump_logs(self) -> str:
-        return "\n".join(
-            f"----- {name}.log (tail) -----\n{self.log(name)[-4000:]}"
-            for name in ("web", "worker", "beat", "redis")
-        )
+        return self.processes.dump_logs(["web", "worker", "beat", "redis"], tail=4000)

@@ -9,8 +9,8 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from standardwebhooks.webhooks import Webhook
 
 from jobs.models import Job
-from tests.e2e.conftest import Http
 from tests.e2e.stack import Stack
+from tests.live import Http
 from tests.receiver import Receiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]

@@ -53,7 +53,7 @@ def test_stopping_the_worker_turns_the_operations_view_degraded(stack: Stack) ->
     assert body["checks"]["worker"]["status"] == "ok"
     assert body["checks"]["worker"]["hostname"].startswith("e2e-")
 
-    stack._stop("worker")
+    stack.stop_worker()
 
     def worker_stalled() -> bool:
         seen.append(operations(stack))

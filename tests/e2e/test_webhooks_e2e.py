@@ -6,8 +6,8 @@ from collections import Counter
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.e2e.conftest import Http
 from tests.e2e.stack import Stack, wait_until
+from tests.live import Http
 from tests.receiver import Receiver, Reply
 from webhooks.models import WebhookDelivery
 

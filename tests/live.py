@@ -1,0 +1,163 @@
+"""Helpers for tests against live processes: ports, waiting, child processes, Redis, HTTP.
+
+Shared by the end-to-end tests (``tests/e2e``) and the production suite (``tests/production``).
+"""
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def call_failed(request: Any) -> bool:
+    """Whether the test of this fixture request failed (see ``pytest_runtest_makereport``)."""
+    report = getattr(request.node, "rep_call", None)
+    return bool(report is not None and report.failed)
+
+
+class Processes:
+    """Named child processes, each in its own session and logging to ``workdir/<name>.log``.
+
+    Stopping signals the whole process group, so a server's children (Celery's pool, Erlang's
+    helpers) go with it.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def spawn(self, name: str, args: list[str], *, env: dict[str, str], **kwargs: Any) -> int:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        kwargs.setdefault("cwd", ROOT)
+        self.procs[name] = subprocess.Popen(
+            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
+        )
+        log.close()
+        return self.procs[name].pid
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+    def running(self, name: str) -> bool:
+        proc = self.procs.get(name)
+        return proc is not None and proc.poll() is None
+
+    def log(self, name: str) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        """Send ``sig`` to the process group and wait for it (SIGKILL once ``timeout`` passes)."""
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        _signal_group(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout)
+        _signal_group(proc.pid, signal.SIGKILL)  # children that outlived their leader
+
+    def stop_all(self, order: list[str] | None = None) -> None:
+        for name in [*(order or []), *list(self.procs)]:
+            self.stop(name)
+
+    def dump_logs(self, names: list[str] | None = None, tail: int = 6000) -> str:
+        names = names or sorted(p.stem for p in self.workdir.glob("*.log"))
+        return "\n".join(
+            f"----- {name}.log (tail) -----\n{self.log(name)[-tail:]}" for name in names
+        )
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+def redis_server_args(port: int, workdir: Path) -> list[str]:
+    """A throwaway Redis: loopback only, nothing written to disk."""
+    redis = shutil.which("redis-server")
+    assert redis, "redis-server is not installed"
+    # fmt: off
+    return [
+        redis, "--port", str(port), "--bind", "127.0.0.1",
+        "--save", "", "--appendonly", "no", "--dir", str(workdir),
+    ]
+    # fmt: on
+
+
+def redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+# --- HTTP -------------------------------------------------------------------------------------
+
+
+def web_ready(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/healthz", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def obtain_token(base: str, username: str, password: str) -> str:
+    response = requests.post(
+        f"{base}/api/v1/auth/token/",
+        json={"username": username, "password": password},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access"])
+
+
+class Http:
+    """A requests session against a running web process, authenticated as an API client."""
+
+    def __init__(self, base: str, token: str, timeout: float = 30) -> None:
+        self.base = base
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+        return self.session.post(self.base + path, json=body, timeout=self.timeout, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.get(self.base + path, timeout=self.timeout, **kwargs)
+
+    def patch(self, path: str, body: Any = None) -> requests.Response:
+        return self.session.patch(self.base + path, json=body, timeout=self.timeout)
