@@ -294,8 +294,10 @@ class ProductionStack:
         }
 
     def start_process(self, name: str) -> int:
-        # exec: the process's pid is the server's, as under a process manager
-        command = f"exec {procfile()[name]}"
+        # The Procfile's lines start with exec: the process's pid is the server's, as under a
+        # process manager.
+        command = procfile()[name]
+        assert command.startswith("exec "), f"Procfile {name}: start the line with exec"
         return self.processes.spawn(name, ["/bin/sh", "-c", command], env=self.env())
 
     def start_web(self) -> None:
