@@ -155,4 +155,4 @@ def test_database_restarts_under_load_keep_answered_writes_and_recover(
     assert not not_problem_503, f"5xx answers other than a 503 problem: {not_problem_503[:5]}"
     assert any(job_id in r.body for r in hooks), "no webhook after the restart"
     assert expired["status"] == "failed", expired
-    assert expired["failure_reason"] == "expired", expired
+    assert expired["failure_reason"] == "job_expired", expired
