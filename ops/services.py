@@ -120,29 +120,15 @@ def operations_report() -> tuple[bool, dict[str, Any]]:
 
     checks = _heartbeats(now, rows)
     problems = _heartbeat_problems(checks)
-    checks["webhook_deliveries"] = _backlog(
-        oldest=due,
-        now=now,
-        limit=settings.JOBTRAIL_OPS_MAX_DELIVERY_LAG,
-        key="oldest_due_age_seconds",
-    )
-    if checks["webhook_deliveries"]["status"] != "ok":
-        problems.append(
-            "webhook_deliveries: the oldest due delivery has waited "
-            f"{checks['webhook_deliveries']['oldest_due_age_seconds']} s "
-            f"(limit {settings.JOBTRAIL_OPS_MAX_DELIVERY_LAG} s)"
-        )
-    checks["reports"] = _backlog(
-        oldest=pending,
-        now=now,
-        limit=settings.JOBTRAIL_OPS_MAX_REPORT_LAG,
-        key="oldest_pending_age_seconds",
-    )
-    if checks["reports"]["status"] != "ok":
-        problems.append(
-            "reports: the oldest pending report has waited "
-            f"{checks['reports']['oldest_pending_age_seconds']} s "
-            f"(limit {settings.JOBTRAIL_OPS_MAX_REPORT_LAG} s)"
-        )
+    backlogs = (
+        ("webhook_deliveries", due, settings.JOBTRAIL_OPS_MAX_DELIVERY_LAG,
+         "oldest_due_age_seconds", "the oldest due delivery"),
+        ("reports", pending, settings.JOBTRAIL_OPS_MAX_REPORT_LAG,
+         "oldest_pending_age_seconds", "the oldest pending report"),
+    )  # fmt: skip
+    for name, oldest, limit, key, what in backlogs:
+        checks[name] = _backlog(oldest=oldest, now=now, limit=limit, key=key)
+        if checks[name]["status"] != "ok":
+            problems.append(f"{name}: {what} has waited {checks[name][key]} s (limit {limit} s)")
     body.update(status="degraded" if problems else "ok", problems=problems, checks=checks)
     return not problems, body
