@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
@@ -306,7 +307,16 @@ def test_a_non_text_charset_with_an_escaped_query_string_is_415_not_500(
         "wsgi.errors": io.StringIO(),
     }
     started: list[str] = []
-    content = b"".join(application(environ, lambda status, headers, *_: started.append(status)))
+    # as Django's test client does: the handler's end-of-request signal would close the test's
+    # database connection (and its transaction)
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        answer = application(environ, lambda status, headers, *_: started.append(status))
+        content = b"".join(answer)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
     assert started[0].startswith("415 "), content
     assert json.loads(content)["code"] == "unsupported_charset"
