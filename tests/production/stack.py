@@ -269,7 +269,7 @@ class RabbitBroker:
         try:
             channel = conn.channel()
             while (message := channel.basic_get(queue, no_ack=False)) is not None:
-                tasks[message.headers["task"]] += 1
+                tasks[(message.headers or {})["task"]] += 1
             channel.close()
         finally:
             conn.close()
