@@ -10,6 +10,7 @@ The test process talks to the stack over HTTP only and reads the database with p
 """
 
 import contextlib
+import json
 import os
 import pwd
 import secrets
@@ -18,12 +19,15 @@ import signal
 import socket
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import amqp
 import psycopg
+import redis
 
 from tests.live import (
     ROOT,
@@ -170,6 +174,16 @@ class RedisBroker:
     def answers(self) -> bool:
         return redis_answers(self.port)
 
+    def queued_tasks(self, queue: str = "celery") -> Counter[str]:
+        """The task name of every message in ``queue`` and of every unacknowledged one."""
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        try:
+            messages = [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
+            messages += [json.loads(raw)[0] for raw in client.hvals("unacked")]
+        finally:
+            client.close()
+        return Counter(m["headers"]["task"] for m in messages)
+
 
 class RabbitBroker:
     """A private RabbitMQ node: its own name, ports and data dirs; no plugins.
@@ -214,6 +228,52 @@ class RabbitBroker:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         self.processes.stop(self.name, sig, timeout=30)
         wait_until(lambda: not self.answers(), 20, "rabbitmq to stop")
+
+    @property
+    def node(self) -> str:
+        return self.env["RABBITMQ_NODENAME"]
+
+    def ctl(self, *args: str) -> str:
+        """``rabbitmqctl -n <this node>`` (the node's own cookie is in its HOME)."""
+        tool = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
+        if not tool.exists():
+            tool = Path(shutil.which("rabbitmqctl") or "rabbitmqctl")
+        result = subprocess.run(
+            [str(tool), "-n", self.node, "-q", *args],
+            env=self.env,
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, f"rabbitmqctl {' '.join(args)}:\n{result.stderr}"
+        return result.stdout
+
+    def queue_length(self, queue: str = "celery") -> int:
+        """Messages in ``queue`` (ready and unacknowledged), as ``rabbitmqctl`` counts them."""
+        for line in self.ctl("list_queues", "--no-table-headers", "name", "messages").splitlines():
+            name, _, messages = line.strip().rpartition("\t")
+            if name == queue:
+                return int(messages)
+        return 0
+
+    def queued_tasks(self, queue: str = "celery") -> Counter[str]:
+        """The task name of every ready message in ``queue``, read and put back.
+
+        Each is fetched without acknowledgement (basic.get); closing the channel returns them
+        all to the queue, in their order.
+        """
+        conn = amqp.Connection(f"127.0.0.1:{self.port}", userid="guest", password="guest")
+        conn.connect()
+        tasks: Counter[str] = Counter()
+        try:
+            channel = conn.channel()
+            while (message := channel.basic_get(queue, no_ack=False)) is not None:
+                tasks[(message.headers or {})["task"]] += 1
+            channel.close()
+        finally:
+            conn.close()
+        return tasks
 
     def answers(self) -> bool:
         """Whether the node answers an AMQP 0-9-1 protocol header with connection.start."""
@@ -345,3 +405,22 @@ class ProductionStack:
         """Read the stack's database (a new connection each time: it may have restarted)."""
         with psycopg.connect(self.pg.url(self.database), autocommit=True) as conn:
             return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Write to the stack's database in one transaction; the number of rows affected."""
+        with psycopg.connect(self.pg.url(self.database)) as conn:
+            return conn.execute(sql, params).rowcount  # type: ignore[arg-type]
+
+    def run_python(self, code: str, *args: str, timeout: float = 600) -> str:
+        """Run ``code`` with the runtime venv's Python and the stack's environment (Django set
+        up), as a one-off process of the deployment would; its output."""
+        result = subprocess.run(
+            [str(RUNTIME_BIN / "python"), "-c", code, *args],
+            cwd=ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert result.returncode == 0, f"{code}\n{result.stdout}{result.stderr}"
+        return result.stdout
