@@ -8,6 +8,11 @@ from typing import Any
 
 from django.conf import settings
 
+# Periodic tasks that beat runs itself instead of queueing for a worker (ops/scheduler.py): they
+# only look for lost work and send at most one wake-up, so a stopped worker does not make the
+# broker fill with one of their messages per round.
+BEAT_SWEEPS = frozenset({"webhooks.dispatch_due_deliveries"})
+
 
 def periodic_tasks() -> list[dict[str, Any]]:
     return [
@@ -56,5 +61,10 @@ def register_periodic_tasks(**kwargs: Any) -> None:
             every=spec["every"], period=IntervalSchedule.SECONDS
         )
         PeriodicTask.objects.using(using).create(
-            name=spec["name"], task=spec["task"], interval=schedule, enabled=True
+            name=spec["name"],
+            task=spec["task"],
+            interval=schedule,
+            enabled=True,
+            # a run a stopped worker finds later than its next one is dropped, not run late
+            expire_seconds=spec["every"],
         )

@@ -1,9 +1,16 @@
-"""Celery beat's scheduler: django-celery-beat's database scheduler plus a heartbeat.
+"""Celery beat's scheduler: django-celery-beat's database scheduler, a heartbeat, and sweeps.
 
 django-celery-beat writes ``last_run_at`` only when it syncs (every few minutes), too late to
 tell a dead beat within a minute; this scheduler records its own heartbeat every
-``JOBTRAIL_HEARTBEAT_INTERVAL`` seconds from beat's loop. Select it with
-``CELERY_BEAT_SCHEDULER`` (the default in settings).
+``JOBTRAIL_HEARTBEAT_INTERVAL`` seconds from beat's loop.
+
+The sweeps (``config.periodic.BEAT_SWEEPS``: the webhook dispatcher) run here, in beat, instead of
+being published for a worker: a sweep only looks for lost work and sends at most one wake-up, so
+while no worker consumes, the broker does not fill with one sweep message per round (60 in five
+minutes at the dispatcher's 5 s), and the wake-up still goes out. Their schedule stays in the
+database like every periodic task's (staff can pause or re-time them in the admin).
+
+Select it with ``CELERY_BEAT_SCHEDULER`` (the default in settings).
 """
 
 import logging
@@ -14,6 +21,8 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django_celery_beat.schedulers import DatabaseScheduler
+
+from config.periodic import BEAT_SWEEPS
 
 from .services import BEAT, heartbeat_record
 
@@ -30,6 +39,26 @@ class HeartbeatScheduler(DatabaseScheduler):
             self.record_heartbeat()
             self._heartbeat_due = time.monotonic() + every
         return min(interval, every)
+
+    def setup_schedule(self) -> None:
+        self.app.loader.import_default_modules()  # the tasks' modules: beat runs the sweeps
+        super().setup_schedule()
+
+    def apply_async(
+        self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any
+    ) -> Any:
+        task = self.app.tasks.get(entry.task) if entry.task in BEAT_SWEEPS else None
+        if task is None:
+            return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        entry = self.reserve(entry) if advance else entry
+        try:
+            close_old_connections()
+            # runs the task here; an error is logged by Celery's tracer and kept in the result
+            return task.apply(entry.args, entry.kwargs)
+        finally:
+            self._tasks_since_sync += 1
+            if self.should_sync():
+                self._do_sync()
 
     def record_heartbeat(self) -> None:
         """Write beat's heartbeat; a database outage is logged, never stops the schedule."""

@@ -4,6 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from celery.signals import before_task_publish
 from django.db import DatabaseError, connection
 from django.test import Client
 from django.utils import timezone
@@ -225,6 +226,31 @@ def test_beats_scheduler_records_its_heartbeat_on_a_tick() -> None:
     scheduler.tick()
     row = Heartbeat.objects.get(name="beat")
     assert timezone.now() - row.beat_at < timedelta(seconds=30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_beat_runs_the_dispatcher_itself_and_queues_only_the_wakeup() -> None:
+    """A stopped worker must not make beat fill the broker with one dispatcher message per
+    round: beat runs the sweep in its own process, which queues at most the one wake-up."""
+    PeriodicTask.objects.exclude(task="webhooks.dispatch_due_deliveries").update(enabled=False)
+    due_delivery(due_seconds_ago=120)  # never queued: the dispatcher must wake the sender
+    published: list[str] = []
+
+    def record(sender: str | None = None, **kwargs: Any) -> None:
+        published.append(str(sender))
+
+    before_task_publish.connect(record, weak=False)
+    try:
+        scheduler = HeartbeatScheduler(app=celery_app)
+        for _ in range(3):  # three rounds: still one wake-up
+            for entry in scheduler.schedule.values():
+                if entry.task == "webhooks.dispatch_due_deliveries":
+                    scheduler.apply_entry(entry)
+    finally:
+        before_task_publish.disconnect(record)
+
+    assert "webhooks.dispatch_due_deliveries" not in published
+    assert published.count("webhooks.send_due_deliveries") == 1, published
 
 
 @pytest.mark.postgres
