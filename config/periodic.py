@@ -11,7 +11,7 @@ from django.conf import settings
 # Periodic tasks that beat runs itself instead of queueing for a worker (ops/scheduler.py): they
 # only look for lost work and send at most one wake-up, so a stopped worker does not make the
 # broker fill with one of their messages per round.
-BEAT_SWEEPS = frozenset({"webhooks.dispatch_due_deliveries"})
+BEAT_SWEEPS = {"webhooks.dispatch_due_deliveries": "webhooks.tasks.dispatch_due_deliveries"}
 
 
 def periodic_tasks() -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django_celery_beat.schedulers import DatabaseScheduler
+from kombu.utils.imports import symbol_by_name
 
 from config.periodic import BEAT_SWEEPS
 
@@ -40,21 +41,19 @@ class HeartbeatScheduler(DatabaseScheduler):
             self._heartbeat_due = time.monotonic() + every
         return min(interval, every)
 
-    def setup_schedule(self) -> None:
-        self.app.loader.import_default_modules()  # the tasks' modules: beat runs the sweeps
-        super().setup_schedule()
-
     def apply_async(
         self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any
     ) -> Any:
-        task = self.app.tasks.get(entry.task) if entry.task in BEAT_SWEEPS else None
-        if task is None:
+        if entry.task not in BEAT_SWEEPS:
             return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        task = symbol_by_name(BEAT_SWEEPS[entry.task])
         entry = self.reserve(entry) if advance else entry
         try:
             close_old_connections()
             # runs the task here; an error is logged by Celery's tracer and kept in the result
-            return task.apply(entry.args, entry.kwargs)
+            result = task.apply(entry.args, entry.kwargs)
+            logger.info("ran %s in beat: %s", entry.task, result.state)
+            return result
         finally:
             self._tasks_since_sync += 1
             if self.should_sync():
