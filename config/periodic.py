@@ -17,6 +17,12 @@ def periodic_tasks() -> list[dict[str, Any]]:
             "every": settings.JOBTRAIL_HEARTBEAT_INTERVAL,
         },
         {
+            # lost wake-ups of the job event relay (cheap: a partial index of unrelayed events)
+            "name": "Relay waiting job events",
+            "task": "jobs.sweep_unrelayed_events",
+            "every": 5,
+        },
+        {
             "name": "Expire stale jobs",
             "task": "jobs.expire_stale_jobs",
             "every": settings.JOBTRAIL_EXPIRY_INTERVAL,

@@ -1,5 +1,6 @@
 """Shared fixtures: API clients with bearer tokens, each in its own company."""
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from jobs.auth import CompanyTokenObtainPairSerializer
 from jobs.models import Company
 from tests.factories import ApiClientFactory, CompanyFactory
+from tests.relay import run_relay
 
 
 @pytest.fixture(autouse=True)
@@ -43,3 +45,9 @@ def api(api_user: Any) -> APIClient:
 def other_api(db: None) -> APIClient:
     """An API client of another company."""
     return bearer_client(ApiClientFactory(company=CompanyFactory(name="Globex")))
+
+
+@pytest.fixture
+def relay() -> Callable[[], int]:
+    """Run the job event relay now, in this process (what the worker does after a change)."""
+    return run_relay
