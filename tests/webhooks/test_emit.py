@@ -127,28 +127,28 @@ def test_rolled_back_change_leaves_no_event_and_sends_nothing(
     assert job.status == "pending"
 
 
-def test_a_change_writes_its_event_only_and_wakes_the_relay_once_on_commit(
-    django_capture_on_commit_callbacks, monkeypatch
-) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_a_change_writes_its_event_only_and_wakes_the_relay_once_on_commit(monkeypatch) -> None:
     company = CompanyFactory()
     for n in range(5):
         endpoint_for(company, f"http://127.0.0.1:9/{n}")
     job = JobFactory(company=company)
     run_relay()
-    published = []
+    published: list[str] = []
     monkeypatch.setattr("config.outbox.publish", lambda name, args=(): published.append(name))
 
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        with transaction.atomic():  # two changes in one transaction: still one wake-up
-            jobs.job_start(job_id=job.pk)
-            jobs.job_record_progress(job_id=job.pk, effected_records=1)
-        # nothing fanned out inside the transaction: only the create event's 5 rows
-        assert WebhookDelivery.objects.filter(object_id=str(job.pk)).count() == 5
+    with transaction.atomic():  # two changes in one transaction: one wake-up, after the commit
+        jobs.job_start(job_id=job.pk)
+        jobs.job_record_progress(job_id=job.pk, effected_records=1)
+        assert published == []
+    assert published == ["jobs.relay_events"]
 
-    assert len(callbacks) == 1 and published == ["jobs.relay_events"]
+    # nothing fanned out by the change itself: only the create event's 5 rows so far
+    assert WebhookDelivery.objects.filter(object_id=str(job.pk)).count() == 5
     assert JobEvent.objects.filter(job=job, relayed_at__isnull=True).count() == 2
     run_relay()
     assert WebhookDelivery.objects.filter(object_id=str(job.pk)).count() == 3 * 5
+    assert published == ["jobs.relay_events", "webhooks.send_due_deliveries"]
 
 
 def test_malformed_endpoint_events_match_nothing_instead_of_failing() -> None:
