@@ -152,6 +152,8 @@ def test_a_backlog_without_a_worker_leaves_a_handful_of_messages_in_the_broker(
         "webhooks.dispatch_due_deliveries",  # beat's, unconsumed (one per beat interval)
         "reports.queue_pending_reports",
         "jobs.expire_stale_jobs",
+        "jobs.sweep_unrelayed_events",  # beat's relay sweep, unconsumed like the others
+        "ops.heartbeat",  # beat's heartbeat, unconsumed like the others
     }, queued
 
     stack.start_worker()
