@@ -11,7 +11,7 @@ from django.conf import settings
 # Periodic tasks that beat runs itself instead of queueing for a worker (ops/scheduler.py): they
 # only look for lost work and send at most one wake-up, so a stopped worker does not make the
 # broker fill with one of their messages per round.
-BEAT_SWEEPS = frozenset({"webhooks.dispatch_due_deliveries"})
+BEAT_SWEEPS = frozenset({"webhooks.dispatch_due_deliveries", "jobs.sweep_unrelayed_events"})
 
 
 def periodic_tasks() -> list[dict[str, Any]]:
@@ -20,6 +20,12 @@ def periodic_tasks() -> list[dict[str, Any]]:
             "name": "Worker heartbeat",
             "task": "ops.heartbeat",
             "every": settings.JOBTRAIL_HEARTBEAT_INTERVAL,
+        },
+        {
+            # lost wake-ups of the job event relay (cheap: a partial index of unrelayed events)
+            "name": "Relay waiting job events",
+            "task": "jobs.sweep_unrelayed_events",
+            "every": 5,
         },
         {
             "name": "Expire stale jobs",

@@ -199,7 +199,11 @@ class JobAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, context)
 
     def _job_page_context(self, request: HttpRequest, job: Job) -> dict[str, Any]:
-        events = list(job.events.select_related("actor").order_by("sequence"))
+        # the timeline: numbered events only (push results and report readiness are logged
+        # unnumbered for the relay; the page shows them as push results and the report)
+        events = list(
+            job.events.filter(sequence__isnull=False).select_related("actor").order_by("sequence")
+        )
         deliveries = list(
             WebhookDelivery.objects.filter(object_id=str(job.pk))
             .select_related("endpoint")
@@ -218,7 +222,7 @@ class JobAdmin(admin.ModelAdmin):
             "deliveries_url": reverse("admin:webhooks_webhookdelivery_changelist")
             + f"?object_id={job.pk}",
             "report": report,
-            "report_state": report_state(report),
+            "report_state": report_state(report, job=job),
             "can_cancel": self.has_cancel_permission(request) and not job.is_terminal,
             "can_rebuild": self.has_rebuild_permission(request)
             and job.status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS),

@@ -32,7 +32,7 @@ from config.schema import (
     problem_example,
 )
 from reports.models import ReportStatus
-from reports.services import download_url, job_report
+from reports.services import download_url, job_report, report_state
 
 from . import selectors, services
 from .auth import AuthRateThrottle, IsCompanyClient
@@ -503,7 +503,9 @@ class JobReportView(CompanyAPIView):
         job = self.get_job(job_id)
         report = job_report(job)
         if report is None or report.status != ReportStatus.READY:
-            state = report.status if report else f"not built (the job is {job.status})"
+            state = report_state(report, job=job)["status"]  # pending until the relay asks
+            if state == "none":
+                state = f"not built (the job is {job.status})"
             raise ProblemError(
                 f"The report of {job.code} is {state}; retry later.",
                 status_code=409,

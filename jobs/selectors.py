@@ -7,7 +7,7 @@ from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
-from .models import Company, Job, JobEvent, PushResult, PushStatus
+from .models import Company, Job, JobEvent, JobEventKind, PushResult, PushStatus
 
 
 def _push_count(status: PushStatus) -> Coalesce:
@@ -81,7 +81,16 @@ def job_push_counts(job: Job) -> dict[str, int]:
 
 
 def job_event_list(*, job: Job) -> QuerySet[JobEvent]:
-    return job.events.select_related("actor").order_by("sequence")
+    """The job's timeline: its numbered events (``kind=timeline``; see ``JobEvent``).
+
+    ``sequence IS NOT NULL`` (implied by the kind) lets the (job, sequence) index skip the
+    unnumbered push-result and report events, however many a job holds.
+    """
+    return (
+        job.events.filter(kind=JobEventKind.TIMELINE, sequence__isnull=False)
+        .select_related("actor")
+        .order_by("sequence")
+    )
 
 
 def push_result_list(*, job: Job, status: str | None = None) -> QuerySet[PushResult]:

@@ -224,7 +224,7 @@ class JobSerializer(serializers.ModelSerializer):
     def get_report(self, job: Job) -> dict[str, Any]:
         from reports.services import job_report, report_state
 
-        return report_state(job_report(job))
+        return report_state(job_report(job), job=job)
 
 
 class JobEventSerializer(serializers.ModelSerializer):

@@ -1,11 +1,12 @@
 """Every change to a job goes through here.
 
-Each service takes the job's row lock, checks ``TRANSITIONS``, updates the job, appends the
-next ``JobEvent`` and writes the webhook outbox, all in one transaction.
+Each service takes the job's row lock, checks ``TRANSITIONS``, updates the job and appends its
+``JobEvent``, in one transaction, and nothing else: the event log is the outbox. After the
+commit one wake-up is published for the relay (``jobs.relay``), which turns the new events into
+webhook deliveries and report builds in the worker; the relay sweep covers a lost wake-up.
 """
 
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,8 +18,7 @@ from django.db.models import Max, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from reports.services import report_request
-from webhooks.services import Event, emit, emit_many
+from config.outbox import publish_on_commit
 
 from .errors import (
     DuplicateJobCode,
@@ -36,6 +36,7 @@ from .models import (
     FailureReason,
     Job,
     JobEvent,
+    JobEventKind,
     JobStatus,
     PushResult,
 )
@@ -78,33 +79,26 @@ class PushResultData:
     request_id: str = ""
 
 
-# The webhook event each reported status fires.
-EVENT_WEBHOOKS: dict[EventStatus, str] = {
-    EventStatus.STARTED: "jobs.started",
-    EventStatus.COMPLETED: "jobs.completed",
-    EventStatus.COMPLETED_WITH_ERRORS: "jobs.completed_with_errors",
-    EventStatus.FAILED: "jobs.failed",
-}
+RELAY_TASK = "jobs.relay_events"
+CANCEL_BATCH = 500
 
 
-def _emit(job: Job, events_id: str, **extra: Callable[[], Any]) -> None:
-    """Write the job's webhook outbox rows (in the current transaction)."""
-
-    def data() -> dict[str, Any]:
-        from .serializers import JobSerializer
-
-        return {**JobSerializer(job).data, **{key: make() for key, make in extra.items()}}
-
-    emit(company_id=job.company_id, events_id=events_id, object_id=job.pk, data=data)
+def relay_on_commit() -> None:
+    """Wake the relay once the current transaction commits (once per transaction)."""
+    publish_on_commit(RELAY_TASK)
 
 
-def _event_data(event: JobEvent) -> Callable[[], Any]:
-    def make() -> Any:
-        from .serializers import JobEventSerializer
+def _job_payload(job: Job) -> dict[str, Any]:
+    """The job as the API shows it: stored with each event as its webhook snapshot."""
+    from .serializers import JobSerializer
 
-        return JobEventSerializer(event).data
+    return dict(JobSerializer(job).data)
 
-    return make
+
+def _push_result_payload(result: PushResult) -> dict[str, Any]:
+    from .serializers import PushResultSerializer
+
+    return dict(PushResultSerializer(result).data)
 
 
 def generate_job_code() -> str:
@@ -182,8 +176,9 @@ def _append_event(
     message: str = "",
     data: dict[str, Any] | None = None,
 ) -> JobEvent:
+    """Log the next timeline event of ``job`` (already saved), with the job's snapshot."""
     last = job.events.aggregate(last=Max("sequence"))["last"] or 0
-    return JobEvent.objects.create(
+    event = JobEvent.objects.create(
         job=job,
         sequence=last + 1,
         status=status,
@@ -192,7 +187,10 @@ def _append_event(
         data=data or {},
         source=source,
         actor=actor,
+        snapshot=_job_payload(job),
     )
+    relay_on_commit()
+    return event
 
 
 @transaction.atomic
@@ -238,8 +236,7 @@ def job_create(
                 ) from None
     else:  # pragma: no cover - five 40-bit random codes taken in a row
         raise DuplicateJobCode("Could not generate a unique job code; try again.")
-    event = _append_event(job=job, status=EventStatus.CREATED, source=source, actor=actor)
-    _emit(job, "jobs.create", job_event=_event_data(event))
+    _append_event(job=job, status=EventStatus.CREATED, source=source, actor=actor)
     return job
 
 
@@ -293,9 +290,6 @@ def job_apply_event(
         actor=actor,
     )
     job_event.job = job
-    _emit(job, EVENT_WEBHOOKS[event], job_event=_event_data(job_event))
-    if new_status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS):
-        report_request(job=job)
     return job_event
 
 
@@ -377,7 +371,6 @@ def job_record_progress(
         actor=actor,
     )
     job_event.job = job
-    _emit(job, "jobs.update", job_event=_event_data(job_event))
     return job_event
 
 
@@ -386,8 +379,9 @@ def push_result_record(*, job_id: Any, data: PushResultData) -> tuple[PushResult
     """Store one push result; a repeated ``push_communication_id`` returns the stored one.
 
     Push results may arrive after the job finished (the accounting service reports
-    asynchronously): they are kept, a completed job's report is rebuilt to include them, and
-    only an active job's expiry clock is reset.
+    asynchronously): they are kept, a completed job's report is rebuilt to include them (the
+    relay requests it), and only an active job's expiry clock is reset. The result is logged as
+    an unnumbered ``push_result`` event (not on the timeline) for the relay.
     """
     job = lock_job(job_id)
     existing = job.push_results.filter(push_communication_id=data.push_communication_id).first()
@@ -412,15 +406,14 @@ def push_result_record(*, job_id: Any, data: PushResultData) -> tuple[PushResult
     if not job.is_terminal:
         _touch(job, timezone.now())
         job.save(update_fields=["last_activity_at", "expires_at", "updated_at"])
-    elif job.status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS):
-        report_request(job=job)  # a late result: the report must include it
-
-    def push_data() -> Any:
-        from .serializers import PushResultSerializer
-
-        return PushResultSerializer(result).data
-
-    _emit(job, "jobs.push_results.create", push_result=push_data)
+    JobEvent.objects.create(
+        job=job,
+        kind=JobEventKind.PUSH_RESULT,
+        data=_push_result_payload(result),
+        source=EventSource.API,
+        snapshot=_job_payload(job),
+    )
+    relay_on_commit()
     return result, True
 
 
@@ -428,8 +421,8 @@ def jobs_expire_stale(*, batch_size: int = 500) -> int:
     """Fail every active job whose ``expires_at`` has passed as ``job_expired``; return how many.
 
     Works in batches: each locks its jobs with SKIP LOCKED (a job that is busy receiving an
-    event is left to that event, which refreshes its expiry), then updates them, appends their
-    ``system`` events and writes their ``jobs.failed`` outbox rows set-based, in one transaction.
+    event is left to that event, which refreshes its expiry), then updates them and appends
+    their ``system`` events set-based, in one transaction; the relay fans the events out.
     Two runs at once never expire a job twice.
     """
     expired = 0
@@ -449,12 +442,35 @@ def _expire_batch(*, batch_size: int) -> int:
         .order_by("expires_at")
         .values_list("pk", flat=True)[:batch_size]
     )
-    if not ids:
-        return 0
-    Job.objects.filter(pk__in=ids).update(
-        status=JobStatus.FAILED,
+    _fail_locked(
+        ids,
         failure_reason=FailureReason.JOB_EXPIRED,
         message=EXPIRED_MESSAGE,
+        source=EventSource.SYSTEM,
+        actor=None,
+        now=now,
+    )
+    return len(ids)
+
+
+def _fail_locked(
+    ids: list[Any],
+    *,
+    failure_reason: FailureReason,
+    message: str,
+    source: EventSource,
+    actor: Actor,
+    now: datetime,
+) -> None:
+    """Fail the active jobs ``ids`` (rows locked by the caller) and log their events, set-based."""
+    if not ids:
+        return
+    from .selectors import job_queryset_all
+
+    Job.objects.filter(pk__in=ids).update(
+        status=JobStatus.FAILED,
+        failure_reason=failure_reason,
+        message=message,
         start_time=Coalesce("start_time", Value(now)),
         end_time=now,
         last_activity_at=now,
@@ -462,58 +478,69 @@ def _expire_batch(*, batch_size: int) -> int:
         updated_at=now,
     )
     last_sequences = dict(
-        JobEvent.objects.filter(job_id__in=ids)
+        JobEvent.objects.filter(job_id__in=ids, kind=JobEventKind.TIMELINE)
         .values("job_id")
         .annotate(last=Max("sequence"))
         .values_list("job_id", "last")
     )
-    events = JobEvent.objects.bulk_create(
+    JobEvent.objects.bulk_create(
         [
             JobEvent(
-                job_id=job_id,
-                sequence=last_sequences.get(job_id, 0) + 1,
+                job_id=job.pk,
+                sequence=last_sequences.get(job.pk, 0) + 1,
                 status=EventStatus.FAILED,
-                failure_reason=FailureReason.JOB_EXPIRED,
-                message=EXPIRED_MESSAGE,
-                source=EventSource.SYSTEM,
-                created_at=now,
+                failure_reason=failure_reason,
+                message=message,
+                source=source,
+                actor=actor,
+                snapshot=_job_payload(job),
             )
-            for job_id in ids
+            for job in job_queryset_all().filter(pk__in=ids).order_by("pk")
         ]
     )
-    _emit_many(ids, "jobs.failed", {e.job_id: e for e in events})
-    return len(ids)
-
-
-def _emit_many(job_ids: list[Any], events_id: str, job_events: dict[Any, JobEvent]) -> None:
-    """The outbox rows of many jobs at once (job rows read in one query)."""
-    from .selectors import job_queryset_all
-    from .serializers import JobEventSerializer, JobSerializer
-
-    jobs = list(job_queryset_all().filter(pk__in=job_ids))
-
-    def data_for(job: Job) -> Callable[[], dict[str, Any]]:
-        def make() -> dict[str, Any]:
-            event = job_events[job.pk]
-            return {**JobSerializer(job).data, "job_event": JobEventSerializer(event).data}
-
-        return make
-
-    emit_many(
-        events_id=events_id,
-        events=[Event(company_id=j.company_id, object_id=j.pk, data=data_for(j)) for j in jobs],
-    )
+    relay_on_commit()
 
 
 def jobs_cancel(
     *, job_ids: list[Any], actor: Actor, source: EventSource, message: str = ""
 ) -> tuple[int, int]:
-    """Cancel many jobs, each in its own transaction; return (canceled, already finished)."""
+    """Cancel many jobs set-based, in batches; return (canceled, already finished).
+
+    Each batch locks its jobs (in pk order: no deadlock with another batch), fails the active
+    ones as ``canceled_by_user`` and logs their events in one transaction. Unknown ids count
+    as neither.
+    """
     canceled = skipped = 0
-    for job_id in job_ids:
-        try:
-            job_cancel(job_id=job_id, actor=actor, source=source, message=message)
-            canceled += 1
-        except JobFinished:
-            skipped += 1
+    ids = list(dict.fromkeys(job_ids))
+    for start in range(0, len(ids), CANCEL_BATCH):
+        done, finished = _cancel_batch(
+            ids[start : start + CANCEL_BATCH],
+            actor=actor,
+            source=source,
+            message=message or f"Canceled by {actor or 'a user'}.",
+        )
+        canceled += done
+        skipped += finished
     return canceled, skipped
+
+
+@transaction.atomic
+def _cancel_batch(
+    ids: list[Any], *, actor: Actor, source: EventSource, message: str
+) -> tuple[int, int]:
+    locked = list(
+        Job.objects.select_for_update()
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .values_list("pk", "status")
+    )
+    active = [pk for pk, status in locked if status in ACTIVE_STATUSES]
+    _fail_locked(
+        active,
+        failure_reason=FailureReason.CANCELED_BY_USER,
+        message=message,
+        source=source,
+        actor=actor,
+        now=timezone.now(),
+    )
+    return len(active), len(locked) - len(active)

@@ -15,8 +15,8 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.models import Job, JobStatus, PushResult
-from webhooks.services import emit
+from config.outbox import publish_on_commit
+from jobs.models import EventSource, Job, JobEvent, JobEventKind, JobStatus, PushResult
 
 from .models import Report, ReportStatus
 
@@ -38,24 +38,32 @@ CHUNK = 2000
 SIGNING_SALT = "jobtrail.reports.download"
 
 
-def report_request(*, job: Job) -> Report:
-    """Mark the job's report as pending and queue its build after the commit (idempotent)."""
-    report, _ = Report.objects.update_or_create(
-        job=job,
-        defaults={"status": ReportStatus.PENDING, "error": "", "build_started_at": None},
+BUILD_TASK = "reports.build_job_report"
+
+
+def reports_request(*, job_ids: list[Any]) -> int:
+    """Mark the jobs' reports pending (one upsert) and queue their builds after the commit.
+
+    Idempotent: a report already pending stays pending; a ready one is rebuilt. A lost build
+    message is queued again by ``reports_queue_pending``. Return how many were requested.
+    """
+    if not job_ids:
+        return 0
+    Report.objects.bulk_create(
+        [Report(job_id=job_id, status=ReportStatus.PENDING) for job_id in job_ids],
+        update_conflicts=True,
+        unique_fields=["job"],
+        update_fields=["status", "error", "build_started_at", "updated_at"],
     )
-    job_id = str(job.pk)
+    for job_id in job_ids:
+        publish_on_commit(BUILD_TASK, (str(job_id),))
+    return len(job_ids)
 
-    def queue() -> None:
-        from .tasks import build_job_report
 
-        try:
-            build_job_report.apply_async((job_id,), retry=False)
-        except Exception as exc:
-            logger.warning("report build for job %s not queued (%s)", job_id, exc)
-
-    transaction.on_commit(queue, robust=True)
-    return report
+def report_request(*, job: Job) -> Report:
+    """Mark one job's report pending and queue its build after the commit (idempotent)."""
+    reports_request(job_ids=[job.pk])
+    return Report.objects.get(job=job)
 
 
 class ReportNotPossible(Exception):
@@ -162,13 +170,15 @@ def report_build(*, job_id: Any) -> Report | None:
             report.ready_at = timezone.now()
             report.build_started_at = None
             report.save()
-            ready = report
-            emit(
-                company_id=job.company_id,
-                events_id="jobs.report.ready",
-                object_id=job.pk,
-                data=lambda: _ready_payload(job, ready),
+            # logged for the relay, which sends jobs.report.ready
+            JobEvent.objects.create(
+                job=job,
+                kind=JobEventKind.REPORT_READY,
+                source=EventSource.SYSTEM,
+                data={"rows": report.row_count, "size_bytes": report.size_bytes},
+                snapshot=_ready_payload(job, report),
             )
+            publish_on_commit("jobs.relay_events")
     if superseded:
         report.file.storage.delete(name)
         return None
@@ -261,9 +271,16 @@ def job_report(job: Job) -> Report | None:
         return None
 
 
-def report_state(report: Report | None) -> dict[str, Any]:
-    """What the job representation shows: ``{status, url}``."""
+def report_state(report: Report | None, *, job: Job | None = None) -> dict[str, Any]:
+    """What the job representation shows: ``{status, url}``.
+
+    A completed ``job`` without a report row yet shows ``pending``: the relay requests its
+    build right after the commit, so the API answer to the completing request and the
+    ``jobs.completed`` webhook (built from the same representation) both say ``pending``.
+    """
     if report is None:
+        if job is not None and job.status in REPORTABLE_STATUSES:
+            return {"status": ReportStatus.PENDING.value, "url": None}
         return {"status": "none", "url": None}
     url = download_url(report) if report.status == ReportStatus.READY else None
     return {"status": report.status, "url": url}

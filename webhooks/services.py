@@ -1,11 +1,10 @@
-"""Webhook endpoints, the outbox (``emit``), delivery outcomes and redelivery."""
+"""Webhook endpoints, the fan-out of logged events, delivery outcomes and redelivery."""
 
 import base64
 import logging
 import random
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -106,77 +105,76 @@ def signature_header(
     )
 
 
-# --- the outbox -------------------------------------------------------------------------------
+# --- the outbox: fan-out of logged events -----------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Event:
-    """One webhook event: ``data`` is called only when an endpoint is subscribed."""
+class Message:
+    """One webhook event for a company's subscribed endpoints (built by the relay).
+
+    ``event_id`` (the ``webhook-id``) is derived from the logged event, so fanning the same
+    event out twice names the same message; ``data`` is called only when an endpoint is
+    subscribed.
+    """
 
     company_id: Any
+    events_id: str
     object_id: Any
+    event_id: str
+    dt: datetime
     data: Callable[[], dict[str, Any]]
+    job_event_id: Any = None
 
 
-def emit(
-    *,
-    company_id: Any,
-    events_id: str,
-    object_id: Any,
-    data: Callable[[], dict[str, Any]],
-) -> list[WebhookDelivery]:
+def deliveries_fan_out(*, messages: list[Message]) -> int:
     """Write one delivery per subscribed active endpoint, in the caller's transaction.
 
-    Sending is queued once the transaction commits; if it rolls back, no row and nothing is sent.
+    One endpoint query and one insert for the whole batch, whatever the number of endpoints.
+    A (job event, endpoint) or (endpoint, webhook-id) pair that exists already is skipped, so
+    running the fan-out again over the same messages inserts nothing. Return how many rows
+    were offered; the caller wakes the sender after its commit.
     """
-    return emit_many(
-        events_id=events_id, events=[Event(company_id=company_id, object_id=object_id, data=data)]
-    )
-
-
-def emit_many(*, events_id: str, events: list[Event]) -> list[WebhookDelivery]:
-    """``emit`` for many events of one kind: one endpoint query, one insert, one queueing."""
-    company_ids = {event.company_id for event in events}
+    company_ids = {message.company_id for message in messages}
     endpoints: dict[Any, list[WebhookEndpoint]] = {}
     for endpoint in WebhookEndpoint.objects.filter(company_id__in=company_ids, is_active=True):
-        if subscribed(endpoint.events, events_id):
-            endpoints.setdefault(endpoint.company_id, []).append(endpoint)
+        endpoints.setdefault(endpoint.company_id, []).append(endpoint)
     if not endpoints:
-        return []
+        return 0
     now = timezone.now()
     rows: list[WebhookDelivery] = []
-    for event in events:
-        subscribers = endpoints.get(event.company_id)
+    for message in messages:
+        subscribers = [
+            endpoint
+            for endpoint in endpoints.get(message.company_id, ())
+            if subscribed(endpoint.events, message.events_id)
+        ]
         if not subscribers:
             continue
         payload = {
             "event": {
-                "dt": now.isoformat(),
-                "events_id": events_id,
-                "object_id": str(event.object_id),
+                "dt": message.dt.isoformat(),
+                "events_id": message.events_id,
+                "object_id": str(message.object_id),
             },
-            "data": event.data(),
+            "data": message.data(),
         }
-        event_id = f"msg_{uuid.uuid4().hex}"
         rows.extend(
             WebhookDelivery(
                 endpoint=endpoint,
-                company_id=event.company_id,
-                event_id=event_id,
-                events_id=events_id,
-                object_id=str(event.object_id),
+                company_id=message.company_id,
+                job_event_id=message.job_event_id,
+                event_id=message.event_id,
+                events_id=message.events_id,
+                object_id=str(message.object_id),
                 payload=payload,
                 next_attempt_at=now,
+                # the sender's wake-up goes out on commit; the dispatcher takes over if lost
                 dispatched_at=now,
             )
             for endpoint in subscribers
         )
-    deliveries = WebhookDelivery.objects.bulk_create(rows)
-    ids = [d.pk for d in deliveries]
-    # robust: a failure after the commit (broker or database gone) must not fail the request
-    # that committed; the rows stay due and the dispatcher queues them.
-    transaction.on_commit(lambda: enqueue(ids), robust=True)
-    return deliveries
+    WebhookDelivery.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    return len(rows)
 
 
 # After a failed publish, skip the broker for a few seconds: requests stay fast during an
