@@ -45,12 +45,11 @@ import http.client
 import json
 import logging
 import os
-import queue
 import socket
 import threading
 import time
 from collections import Counter, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -595,58 +594,35 @@ class _Sending:
 
 
 class _Round:
-    """One batch sender round: lanes per endpoint, sender threads, batched claims and records."""
+    """One batch sender round: lanes per endpoint, sender threads, batched claims and records.
+
+    The sender threads take deliveries from the lanes themselves (in turn, within each
+    endpoint's cap) and put their outcomes aside; this thread (the coordinator) only claims
+    more before the lanes run dry, records outcomes in batches, watches for slow endpoints and
+    gives back claims that cannot start in time. Its database work never holds up the sends.
+    """
 
     def __init__(self, *, senders: int, stop_at: float) -> None:
         self.senders = senders
         self.stop_at = stop_at
-        self.pool = _sender_threads(senders)
+        self.cond = threading.Condition()
+        # guarded by ``cond``:
         self.lanes: dict[Any, deque[Claim]] = {}
         self.turns: deque[Any] = deque()  # endpoints in the order their lanes get a thread
-        self.in_flight: dict[Future[AttemptResult], _Sending] = {}
+        self.in_flight: dict[int, _Sending] = {}
         self.busy: Counter[Any] = Counter()
         self.slow: set[Any] = set()
         self.freed: set[Any] = set()  # slow endpoints with a thread come free since last claim
-        self.done: queue.SimpleQueue[Future[AttemptResult]] = queue.SimpleQueue()
+        self.late: list[Claim] = []
         self.outcomes: list[tuple[Claim, AttemptResult]] = []
+        self.closing = False
+        self.sent = 0
+        # the coordinator's own:
         self.last_flush = time.monotonic()
         self.next_claim = 0.0
-        self.sent = 0
+        self.wakeup_sent = False
 
-    # --- claims -------------------------------------------------------------------------------
-
-    def queued(self) -> int:
-        return sum(len(lane) for lane in self.lanes.values())
-
-    def claim(self) -> None:
-        now = time.monotonic()
-        if now >= self.stop_at:
-            return
-        if self.queued() < BATCH // 2 and now >= self.next_claim:
-            want = BATCH - self.queued()
-            claims = services.deliveries_claim_due(limit=want, skip_endpoints=self.slow)
-            if len(claims) < want:
-                self.next_claim = now + IDLE_CLAIM_EVERY
-            self.add(claims)
-            if len(claims) == want and self.sent == 0:
-                # a backlog: let another worker process share it (one outstanding wake-up)
-                services.wakeup_send()
-        for endpoint in list(self.freed):
-            self.freed.discard(endpoint)
-            room = PER_ENDPOINT - self.busy[endpoint] - len(self.lanes.get(endpoint, ()))
-            if endpoint in self.slow and room > 0:
-                self.add(services.deliveries_claim_due(limit=room, only_endpoints=[endpoint]))
-
-    def add(self, claims: list[Claim]) -> None:
-        for claim in _settle_inactive(claims):
-            endpoint = claim.endpoint.pk
-            lane = self.lanes.get(endpoint)
-            if lane is None:
-                lane = self.lanes[endpoint] = deque()
-                self.turns.append(endpoint)
-            lane.append(claim)
-
-    # --- sends --------------------------------------------------------------------------------
+    # --- the sender threads -------------------------------------------------------------------
 
     def cap(self, endpoint: Any) -> int:
         """How many threads an endpoint may have: all of them alone, half while others wait
@@ -657,123 +633,173 @@ class _Round:
             return max(PER_ENDPOINT, self.senders // 2)
         return self.senders
 
-    def start(self) -> None:
-        """Give free threads to lanes in turn; claims too late to start are given back."""
-        late: list[Claim] = []
-        tried = 0
-        while len(self.in_flight) < self.senders and self.turns and tried < len(self.turns):
+    def _take(self) -> Claim | None:
+        """The next claim to send (lanes in turn, within caps), or None; with ``cond`` held."""
+        for _ in range(len(self.turns)):
             endpoint = self.turns[0]
             self.turns.rotate(-1)
-            lane = self.lanes[endpoint]
             if self.busy[endpoint] >= self.cap(endpoint):
-                tried += 1
                 continue
-            tried = 0
+            lane = self.lanes[endpoint]
             claim = lane.popleft()
             if not lane:
                 del self.lanes[endpoint]
                 self.turns.remove(endpoint)
             now = time.monotonic()
             if now > claim.start_by or now >= self.stop_at:
-                late.append(claim)
+                self.late.append(claim)  # given back by the coordinator
                 continue
-            sending = _Sending(claim=claim, started=now, started_at=timezone.now())
-            future = self.pool.submit(attempt, claim, deadline=claim.attempt_deadline(now))
-            self.in_flight[future] = sending
-            self.busy[endpoint] += 1
-            self.sent += 1
-            future.add_done_callback(self.done.put)
+            return claim
+        return None
+
+    def sender(self) -> None:
+        me = threading.get_ident()
+        while True:
+            with self.cond:
+                claim = self._take()
+                while claim is None:
+                    if self.closing:
+                        return
+                    self.cond.wait(FLUSH_EVERY)
+                    claim = self._take()
+                endpoint = claim.endpoint.pk
+                self.busy[endpoint] += 1
+                self.sent += 1
+                started = time.monotonic()
+                sending = _Sending(claim=claim, started=started, started_at=timezone.now())
+                self.in_flight[me] = sending
+            try:
+                result = attempt(claim, deadline=claim.attempt_deadline(started))
+            except BaseException as exc:  # a bug: recorded, never lost
+                logger.error("webhook send failed", exc_info=exc)
+                result = _interrupted(sending.started_at, started, exc)
+            took = time.monotonic() - started
+            with self.cond:
+                del self.in_flight[me]
+                self.busy[endpoint] -= 1
+                self.outcomes.append((claim, result))
+                if took >= SLOW_AFTER:
+                    self.slow.add(endpoint)
+                elif endpoint in self.slow and result.status_code is not None:
+                    self.slow.discard(endpoint)  # quick again
+                if endpoint in self.slow:
+                    self.freed.add(endpoint)
+                self.cond.notify_all()
+
+    # --- the coordinator ----------------------------------------------------------------------
+
+    def queued(self) -> int:
+        return sum(len(lane) for lane in self.lanes.values())
+
+    def claim(self) -> int | None:
+        """Claim more when the lanes run low; how many, or None when it was not the time."""
+        now = time.monotonic()
+        if now >= self.stop_at:
+            return None
+        with self.cond:
+            queued = self.queued()
+            slow = set(self.slow)
+            freed, self.freed = self.freed, set()
+            room = {e: PER_ENDPOINT - self.busy[e] - len(self.lanes.get(e, ())) for e in freed}
+        claimed: int | None = None
+        if queued < BATCH // 2 and now >= self.next_claim:
+            want = BATCH - queued
+            claims = services.deliveries_claim_due(limit=want, skip_endpoints=slow)
+            if len(claims) < want:
+                self.next_claim = now + IDLE_CLAIM_EVERY
+            elif not self.wakeup_sent:
+                # a backlog: let another worker process share it (one outstanding wake-up)
+                self.wakeup_sent = True
+                services.wakeup_send()
+            self.add(claims)
+            claimed = len(claims)
+        for endpoint, free_threads in room.items():
+            if endpoint in slow and free_threads > 0:
+                claims = services.deliveries_claim_due(
+                    limit=free_threads, only_endpoints=[endpoint]
+                )
+                self.add(claims)
+                claimed = (claimed or 0) + len(claims)
+        return claimed
+
+    def add(self, claims: list[Claim]) -> None:
+        claims = _settle_inactive(claims)
+        if not claims:
+            return
+        with self.cond:
+            for claim in claims:
+                endpoint = claim.endpoint.pk
+                lane = self.lanes.get(endpoint)
+                if lane is None:
+                    lane = self.lanes[endpoint] = deque()
+                    self.turns.append(endpoint)
+                lane.append(claim)
+            self.cond.notify_all()
+
+    def tend(self) -> None:
+        """Mark endpoints slow whose sends run long; give back what must not start any more."""
+        now = time.monotonic()
+        with self.cond:
+            for sending in self.in_flight.values():
+                if now - sending.started >= SLOW_AFTER:
+                    self.slow.add(sending.claim.endpoint.pk)
+            waiting = [e for e in self.lanes if e in self.slow and self.busy[e] >= PER_ENDPOINT]
+            late, self.late = self.late, []
+            for endpoint in waiting:  # a slow endpoint's backlog waits in the table, not here
+                late.extend(self.lanes.pop(endpoint))
+                self.turns.remove(endpoint)
         if late:
             services.deliveries_release(late)
 
-    def give_back_waiting(self, endpoints: Any = None) -> None:
-        """Release queued claims (of ``endpoints``, or all): they were never started."""
-        waiting: list[Claim] = []
-        for endpoint in list(self.lanes):
-            if endpoints is None or endpoint in endpoints:
-                waiting.extend(self.lanes.pop(endpoint))
-                self.turns.remove(endpoint)
-        if waiting:
-            services.deliveries_release(waiting)
-
-    def collect(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for sends to end; note their outcomes and slow endpoints."""
-        try:
-            futures = [self.done.get(timeout=timeout)]
-        except queue.Empty:
-            futures = []
-        while True:
-            try:
-                futures.append(self.done.get_nowait())
-            except queue.Empty:
-                break
-        now = time.monotonic()
-        newly_slow = set()
-        for future in futures:
-            sending = self.in_flight.pop(future)
-            endpoint = sending.claim.endpoint.pk
-            self.busy[endpoint] -= 1
-            exc = future.exception()
-            if exc is not None:
-                logger.error("webhook send failed", exc_info=exc)
-                result = _interrupted(sending.started_at, sending.started, exc)
-            else:
-                result = future.result()
-            self.outcomes.append((sending.claim, result))
-            took = now - sending.started
-            if took >= SLOW_AFTER:
-                newly_slow.add(endpoint)
-            elif endpoint in self.slow and result.status_code is not None:
-                self.slow.discard(endpoint)  # quick again
-            if endpoint in self.slow or endpoint in newly_slow:
-                self.freed.add(endpoint)
-        for sending in self.in_flight.values():  # still running, and already long
-            if now - sending.started >= SLOW_AFTER:
-                newly_slow.add(sending.claim.endpoint.pk)
-        newly_slow -= self.slow
-        if newly_slow:
-            self.slow |= newly_slow
-            self.give_back_waiting(newly_slow)
-
     def flush(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.outcomes and (
-            force or len(self.outcomes) >= FLUSH_SIZE or now - self.last_flush >= FLUSH_EVERY
-        ):
-            outcomes, self.outcomes = self.outcomes, []
+        with self.cond:
+            due = self.outcomes and (
+                force
+                or len(self.outcomes) >= FLUSH_SIZE
+                or time.monotonic() - self.last_flush >= FLUSH_EVERY
+            )
+            outcomes, self.outcomes = (self.outcomes, []) if due else ([], self.outcomes)
+        if outcomes:
             _record(outcomes)
-            self.last_flush = now
+            self.last_flush = time.monotonic()
 
-    # --- the round ----------------------------------------------------------------------------
+    def idle(self) -> bool:
+        with self.cond:
+            return not self.lanes and not self.in_flight
 
     def run(self) -> int:
+        threads = _sender_threads(self.senders)
+        senders = [threads.submit(self.sender) for _ in range(self.senders)]
         try:
             while True:
-                self.claim()
-                self.start()
-                if not self.in_flight:
-                    if not self.lanes and (
-                        time.monotonic() >= self.stop_at or time.monotonic() < self.next_claim
-                    ):
-                        break
-                    if not self.lanes:
-                        continue
-                self.collect(FLUSH_EVERY)
+                claimed = self.claim()
+                self.tend()
                 self.flush()
-        except BaseException:
-            self.finish()
-            raise
-        self.finish()
+                if self.idle():
+                    if time.monotonic() >= self.stop_at or claimed == 0:
+                        break  # out of time, or nothing in progress and nothing due
+                    if claimed is None:
+                        self.next_claim = 0.0  # one more look before the round ends
+                        continue
+                with self.cond:
+                    self.cond.wait(FLUSH_EVERY)
+        finally:
+            self.finish(senders)
         return self.sent
 
-    def finish(self) -> None:
+    def finish(self, senders: list[Future[None]]) -> None:
         """Give back what never started, wait for what did (it ends by its deadline), record."""
+        with self.cond:
+            self.closing = True
+            waiting = [claim for lane in self.lanes.values() for claim in lane] + self.late
+            self.lanes, self.late = {}, []
+            self.turns.clear()
+            self.cond.notify_all()
         try:
-            self.give_back_waiting()
+            services.deliveries_release(waiting)
         except Exception:
             logger.exception("unsent webhook claims not given back; they are retried later")
-        while self.in_flight:
-            self.collect(1.0)
+        wait(senders)
         self.flush(force=True)
 
 
