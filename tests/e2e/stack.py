@@ -159,7 +159,9 @@ class Stack:
             wait_until(lambda: "beat: Starting" in self.log("beat"), 60, "Celery beat")
         return self
 
-    def start_worker(self, *, wait: bool = True) -> None:
+    def start_worker(self, *, wait: bool = True, pool: tuple[str, ...] = ()) -> None:
+        """Start the worker: ``pool`` replaces the default ``--pool threads --concurrency 8``
+        (e.g. ``("--concurrency", "2")``: the Procfile's prefork worker)."""
         offset = len(self.log("worker"))  # the log is appended to across restarts
         self._spawn(
             "worker",
@@ -168,10 +170,7 @@ class Stack:
                 "-A",
                 "config",
                 "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "8",
+                *(pool or ("--pool", "threads", "--concurrency", "8")),
                 "--loglevel",
                 "INFO",
                 "--without-gossip",
