@@ -42,7 +42,9 @@ class FastReceiver:
             "duplicates": sum(n - 1 for n in self.ids.values() if n > 1),
         }
 
-    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
