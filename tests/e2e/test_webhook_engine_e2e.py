@@ -153,6 +153,7 @@ def test_a_backlog_without_a_worker_leaves_a_handful_of_messages_in_the_broker(
         "webhooks.dispatch_due_deliveries",  # beat's, unconsumed (one per beat interval)
         "reports.queue_pending_reports",
         "jobs.expire_stale_jobs",
+        "ops.heartbeat",
     }, queued
 
     stack.start_worker()
