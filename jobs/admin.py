@@ -211,14 +211,14 @@ class JobAdmin(admin.ModelAdmin):
             "job": job,
             "job_status_badge": status_badge(job.status),
             "events": events,
-            "push_counts": {"success": job.push_success, "failed": job.push_failed},  # type: ignore[attr-defined]
+            "push_counts": {"success": job.push_success_count, "failed": job.push_failed_count},
             "push_results_url": f"{push_list}?job__id__exact={job.pk}",
             "push_failed_url": f"{push_list}?job__id__exact={job.pk}&status__exact=failed",
             "deliveries": deliveries,
             "deliveries_url": reverse("admin:webhooks_webhookdelivery_changelist")
             + f"?object_id={job.pk}",
             "report": report,
-            "report_state": report_state(report),
+            "report_state": report_state(report, job=job),
             "can_cancel": self.has_cancel_permission(request) and not job.is_terminal,
             "can_rebuild": self.has_rebuild_permission(request)
             and job.status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS),

@@ -41,3 +41,11 @@ class DuplicateJobCode(JobError):
     code = "job_code_taken"
     status = 409
     title = "Job code already used"
+
+
+class JobNotFound(JobError):
+    """The job does not exist, or belongs to another company (which is the same to a client)."""
+
+    code = "not_found"
+    status = 404
+    title = "Not found"

@@ -12,11 +12,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Value
+from django.db.models import F, Max, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from config.transactions import atomic_service
 from reports.services import report_request
 from webhooks.services import Event, emit, emit_many
 
@@ -26,6 +28,7 @@ from .errors import (
     InvalidFailureReason,
     InvalidTransition,
     JobFinished,
+    JobNotFound,
 )
 from .models import (
     ACTIVE_STATUSES,
@@ -38,6 +41,12 @@ from .models import (
     JobEvent,
     JobStatus,
     PushResult,
+    PushStatus,
+)
+from .representation import (
+    job_event_representation,
+    job_representation,
+    push_result_representation,
 )
 
 # The state machine: (current job status, reported event) -> new job status.
@@ -91,29 +100,31 @@ def _emit(job: Job, events_id: str, **extra: Callable[[], Any]) -> None:
     """Write the job's webhook outbox rows (in the current transaction)."""
 
     def data() -> dict[str, Any]:
-        from .serializers import JobSerializer
-
-        return {**JobSerializer(job).data, **{key: make() for key, make in extra.items()}}
+        return {**job_representation(job), **{key: make() for key, make in extra.items()}}
 
     emit(company_id=job.company_id, events_id=events_id, object_id=job.pk, data=data)
 
 
 def _event_data(event: JobEvent) -> Callable[[], Any]:
-    def make() -> Any:
-        from .serializers import JobEventSerializer
-
-        return JobEventSerializer(event).data
-
-    return make
+    return lambda: job_event_representation(event)
 
 
 def generate_job_code() -> str:
     return "JOB-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
 
 
-def lock_job(job_id: Any) -> Job:
-    """Return the job with its row locked until the surrounding transaction ends."""
-    return Job.objects.select_for_update().get(pk=job_id)
+def lock_job(job_id: Any, *, company: Company | None = None) -> Job:
+    """Return the job (its report joined) with its row locked until the transaction ends.
+
+    With ``company``, another company's job is not found (``JobNotFound``): the API's one read.
+    """
+    jobs = Job.objects.select_for_update(of=("self",)).select_related("report")
+    if company is not None:
+        jobs = jobs.filter(company=company)
+    try:
+        return jobs.get(pk=job_id)
+    except (Job.DoesNotExist, ValueError, TypeError, DjangoValidationError) as exc:
+        raise JobNotFound("No such job.") from exc
 
 
 def _check_counts(*, total_records: int | None, effected_records: int | None) -> None:
@@ -195,7 +206,7 @@ def _append_event(
     )
 
 
-@transaction.atomic
+@atomic_service
 def job_create(
     *,
     company: Company,
@@ -243,7 +254,7 @@ def job_create(
     return job
 
 
-@transaction.atomic
+@atomic_service
 def job_apply_event(
     *,
     job_id: Any,
@@ -254,8 +265,12 @@ def job_apply_event(
     effected_records: int | None = None,
     source: EventSource = EventSource.API,
     actor: Actor = None,
+    company: Company | None = None,
 ) -> JobEvent:
-    """Move a job through the state machine; ``event.job`` is the updated job."""
+    """Move a job through the state machine; ``event.job`` is the updated job.
+
+    ``company``: only that company's job (else ``JobNotFound``).
+    """
     event = EventStatus(status)
     if event not in TRANSITION_EVENTS:
         raise InvalidTransition(
@@ -263,8 +278,8 @@ def job_apply_event(
             + ", ".join(sorted(TRANSITION_EVENTS))
             + ".",
         )
+    job = lock_job(job_id, company=company)  # first: an unknown job is 404 whatever the event
     _check_failure_reason(event=event, failure_reason=failure_reason)
-    job = lock_job(job_id)
     current = JobStatus(job.status)
     if current in TERMINAL_STATUSES:
         raise JobFinished(f"Job {job.code} is already {current}; it cannot become {event}.")
@@ -324,7 +339,12 @@ def job_fail(*, job_id: Any, failure_reason: str, message: str = "", **kwargs: A
 
 
 def job_cancel(
-    *, job_id: Any, actor: Actor, source: EventSource = EventSource.API, message: str = ""
+    *,
+    job_id: Any,
+    actor: Actor,
+    source: EventSource = EventSource.API,
+    message: str = "",
+    company: Company | None = None,
 ) -> JobEvent:
     """Fail the job as ``canceled_by_user``; refused with ``JobFinished`` once it is terminal."""
     return job_fail(
@@ -333,6 +353,7 @@ def job_cancel(
         message=message or f"Canceled by {actor or 'a user'}.",
         source=source,
         actor=actor,
+        company=company,
     )
 
 
@@ -346,7 +367,7 @@ def job_expire(*, job_id: Any) -> JobEvent:
     )
 
 
-@transaction.atomic
+@atomic_service
 def job_record_progress(
     *,
     job_id: Any,
@@ -356,9 +377,10 @@ def job_record_progress(
     metadata: dict[str, Any] | None = None,
     source: EventSource = EventSource.API,
     actor: Actor = None,
+    company: Company | None = None,
 ) -> JobEvent:
     """Record counts, message or metadata on an active job as a ``progress`` event."""
-    job = lock_job(job_id)
+    job = lock_job(job_id, company=company)
     if job.is_terminal:
         raise JobFinished(f"Job {job.code} is already {job.status}; progress is closed.")
     data = _apply_counts(job, total_records=total_records, effected_records=effected_records)
@@ -381,18 +403,20 @@ def job_record_progress(
     return job_event
 
 
-@transaction.atomic
-def push_result_record(*, job_id: Any, data: PushResultData) -> tuple[PushResult, bool]:
+@atomic_service
+def push_result_record(
+    *, job_id: Any, data: PushResultData, company: Company | None = None
+) -> tuple[PushResult, bool]:
     """Store one push result; a repeated ``push_communication_id`` returns the stored one.
 
     Push results may arrive after the job finished (the accounting service reports
     asynchronously): they are kept, a completed job's report is rebuilt to include them, and
     only an active job's expiry clock is reset.
     """
-    job = lock_job(job_id)
+    job = lock_job(job_id, company=company)
     existing = job.push_results.filter(push_communication_id=data.push_communication_id).first()
     if existing is not None:
-        return existing, False
+        return existing, False  # counted when it was first recorded
     result = PushResult.objects.create(
         job=job,
         push_communication_id=data.push_communication_id,
@@ -409,18 +433,23 @@ def push_result_record(*, job_id: Any, data: PushResultData) -> tuple[PushResult
         service_account_ref=data.service_account_ref,
         request_id=data.request_id,
     )
+    counter = "push_success_count" if data.status == PushStatus.SUCCESS else "push_failed_count"
+    changes: dict[str, Any] = {counter: F(counter) + 1}
+    setattr(job, counter, getattr(job, counter) + 1)  # exact: the row is locked
     if not job.is_terminal:
-        _touch(job, timezone.now())
-        job.save(update_fields=["last_activity_at", "expires_at", "updated_at"])
-    elif job.status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS):
+        now = timezone.now()
+        _touch(job, now)
+        job.updated_at = now
+        changes.update(last_activity_at=now, expires_at=job.expires_at, updated_at=now)
+    Job.objects.filter(pk=job.pk).update(**changes)
+    if job.is_terminal and job.status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS):
         report_request(job=job)  # a late result: the report must include it
 
-    def push_data() -> Any:
-        from .serializers import PushResultSerializer
-
-        return PushResultSerializer(result).data
-
-    _emit(job, "jobs.push_results.create", push_result=push_data)
+    _emit(
+        job,
+        "jobs.push_results.create",
+        push_result=lambda: push_result_representation(result),
+    )
     return result, True
 
 
@@ -487,15 +516,12 @@ def _expire_batch(*, batch_size: int) -> int:
 
 def _emit_many(job_ids: list[Any], events_id: str, job_events: dict[Any, JobEvent]) -> None:
     """The outbox rows of many jobs at once (job rows read in one query)."""
-    from .selectors import job_queryset_all
-    from .serializers import JobEventSerializer, JobSerializer
-
-    jobs = list(job_queryset_all().filter(pk__in=job_ids))
+    jobs = list(Job.objects.select_related("report").filter(pk__in=job_ids))
 
     def data_for(job: Job) -> Callable[[], dict[str, Any]]:
         def make() -> dict[str, Any]:
             event = job_events[job.pk]
-            return {**JobSerializer(job).data, "job_event": JobEventSerializer(event).data}
+            return {**job_representation(job), "job_event": job_event_representation(event)}
 
         return make
 

@@ -12,17 +12,24 @@ from django.core import signing
 from django.core.files import File
 from django.db import transaction
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
 
-from jobs.models import Job, JobStatus, PushResult
+from jobs.models import Job, PushResult
+from jobs.representation import job_representation
 from webhooks.services import emit
 
+from .links import (  # noqa: F401 - re-exported: the report's state and link live in .links
+    REPORTABLE_STATUSES,
+    SIGNING_SALT,
+    download_token,
+    download_url,
+    job_report,
+    report_state,
+)
 from .models import Report, ReportStatus
 
 logger = logging.getLogger(__name__)
 
-REPORTABLE_STATUSES = (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS)
 HEADER = [
     "push_communication_id",
     "status",
@@ -35,7 +42,6 @@ HEADER = [
     "validation_errors",
 ]
 CHUNK = 2000
-SIGNING_SALT = "jobtrail.reports.download"
 
 
 def report_request(*, job: Job) -> Report:
@@ -178,11 +184,8 @@ def report_build(*, job_id: Any) -> Report | None:
 
 
 def _ready_payload(job: Job, report: Report) -> dict[str, Any]:
-    from jobs.selectors import job_queryset_all
-    from jobs.serializers import JobSerializer
-
-    data = dict(JobSerializer(job_queryset_all().get(pk=job.pk)).data)
-    data["report"] = report_state(report)
+    job.refresh_from_db()  # the job as it is now (counts included: they live on the row)
+    data = job_representation(job, report=report)
     data["report"].update(rows=report.row_count, size_bytes=report.size_bytes)
     return data
 
@@ -211,24 +214,6 @@ def report_fail(*, job_id: Any, error: str) -> None:
 # --- signed links -----------------------------------------------------------------------------
 
 
-def download_token(report: Report) -> str:
-    return signing.dumps(
-        {
-            "r": report.pk,
-            "c": str(report.job.company_id),
-            "v": report.ready_at and report.ready_at.timestamp(),
-        },
-        salt=SIGNING_SALT,
-        compress=True,
-    )
-
-
-def download_url(report: Report) -> str:
-    """An absolute, signed link that expires after ``JOBTRAIL_REPORT_LINK_TTL`` seconds."""
-    path = reverse("report-download", args=[download_token(report)])
-    return settings.JOBTRAIL_PUBLIC_URL.rstrip("/") + path
-
-
 class LinkInvalid(Exception):
     pass
 
@@ -252,21 +237,6 @@ def report_from_token(token: str) -> Report:
     if report is None or (report.ready_at and report.ready_at.timestamp()) != claims.get("v"):
         raise LinkInvalid  # rebuilt or gone since the link was made
     return report
-
-
-def job_report(job: Job) -> Report | None:
-    try:
-        return job.report
-    except Report.DoesNotExist:
-        return None
-
-
-def report_state(report: Report | None) -> dict[str, Any]:
-    """What the job representation shows: ``{status, url}``."""
-    if report is None:
-        return {"status": "none", "url": None}
-    url = download_url(report) if report.status == ReportStatus.READY else None
-    return {"status": report.status, "url": url}
 
 
 def report_filename(report: Report) -> str:
