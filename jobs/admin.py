@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from config.admin import EstimatedCountPaginator
-from reports.services import ReportNotPossible, job_report, report_rebuild, report_state
+from reports.services import job_report, report_rebuild, report_state
 from webhooks.models import WebhookDelivery
 
 from . import services
@@ -26,6 +26,7 @@ from .admin_filters import (
     TypeFilter,
     exact_filter,
 )
+from .errors import ReportNotPossible
 from .models import (
     TERMINAL_STATUSES,
     Company,

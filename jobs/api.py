@@ -20,7 +20,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from config.problems import ProblemError
 from config.schema import (
     AUTH_ERRORS,
     BAD_REQUEST,
@@ -36,6 +35,7 @@ from reports.services import download_url, job_report
 
 from . import selectors, services
 from .auth import AuthRateThrottle, IsCompanyClient
+from .errors import ReportNotReady
 from .idempotency import idempotent
 from .models import Company, EventSource, Job, PushStatus
 from .representation import (
@@ -531,9 +531,5 @@ class JobReportView(CompanyAPIView):
         report = job_report(job)
         if report is None or report.status != ReportStatus.READY:
             state = report.status if report else f"not built (the job is {job.status})"
-            raise ProblemError(
-                f"The report of {job.code} is {state}; retry later.",
-                status_code=409,
-                code="report_not_ready",
-            )
+            raise ReportNotReady(f"The report of {job.code} is {state}; retry later.")
         return Response(status=status.HTTP_302_FOUND, headers={"Location": download_url(report)})

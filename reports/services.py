@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from jobs.errors import LinkExpired, LinkInvalid, ReportNotPossible
 from jobs.models import Job, PushResult
 from jobs.representation import job_representation
 from webhooks.services import emit
@@ -62,10 +63,6 @@ def report_request(*, job: Job) -> Report:
 
     transaction.on_commit(queue, robust=True)
     return report
-
-
-class ReportNotPossible(Exception):
-    pass
 
 
 def report_rebuild(*, job: Job) -> Report:
@@ -212,14 +209,6 @@ def report_fail(*, job_id: Any, error: str) -> None:
 
 
 # --- signed links -----------------------------------------------------------------------------
-
-
-class LinkInvalid(Exception):
-    pass
-
-
-class LinkExpired(Exception):
-    pass
 
 
 def report_from_token(token: str) -> Report:

@@ -17,6 +17,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from jobs.errors import DeliveryInProgress
 from jobs.models import Company
 
 from .events import subscribed
@@ -476,10 +477,6 @@ def delivery_abandon(*, claim: Claim, reason: str) -> None:
 
 
 # --- redelivery -------------------------------------------------------------------------------
-
-
-class DeliveryInProgress(Exception):
-    """A pending delivery is still being tried on its schedule; it cannot be redelivered."""
 
 
 def _redeliver(deliveries: Any) -> int:
