@@ -294,3 +294,27 @@ def test_the_migration_counts_existing_push_results(tenant: dict[str, Any]) -> N
     other.refresh_from_db()
     assert (job.push_success_count, job.push_failed_count) == (3, 1)
     assert (other.push_success_count, other.push_failed_count) == (0, 0)
+
+
+@pytest.mark.parametrize("endpoints", ENDPOINT_COUNTS)
+@pytest.mark.parametrize("by", ["id", "code"])
+def test_a_seed_000_event_post_is_at_most_8_queries(
+    tenant: dict[str, Any], endpoints: int, by: str
+) -> None:
+    _subscribe(tenant["company"], endpoints)
+    job = JobFactory(company=tenant["company"])
+    ident = str(job.pk) if by == "id" else job.code
+
+    response, captured = _run(
+        lambda: tenant["api"].post(
+            "/api/v1/export-job-events/",
+            {"jobId": ident, "event": "started"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"seed-{ident}",
+        )
+    )
+
+    assert response.status_code == 201, response.content[:300]
+    assert response.json()["status"] == "processing"
+    # by code: one more read (the code is looked up, then the job locked by its id)
+    _within(captured, EVENT_POST_BUDGET + (1 if by == "code" else 0))
