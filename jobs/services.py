@@ -192,11 +192,13 @@ def _append_event(
     failure_reason: str = "",
     message: str = "",
     data: dict[str, Any] | None = None,
+    sequence: int | None = None,
 ) -> JobEvent:
-    last = job.events.aggregate(last=Max("sequence"))["last"] or 0
+    if sequence is None:
+        sequence = (job.events.aggregate(last=Max("sequence"))["last"] or 0) + 1
     return JobEvent.objects.create(
         job=job,
-        sequence=last + 1,
+        sequence=sequence,
         status=status,
         failure_reason=failure_reason,
         message=message,
@@ -249,7 +251,9 @@ def job_create(
                 ) from None
     else:  # pragma: no cover - five 40-bit random codes taken in a row
         raise DuplicateJobCode("Could not generate a unique job code; try again.")
-    event = _append_event(job=job, status=EventStatus.CREATED, source=source, actor=actor)
+    event = _append_event(  # a new job's first event: no need to look for the last one
+        job=job, status=EventStatus.CREATED, source=source, actor=actor, sequence=1
+    )
     _emit(job, "jobs.create", job_event=_event_data(event))
     return job
 
