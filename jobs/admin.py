@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from config.admin import EstimatedCountPaginator
-from reports.services import ReportNotPossible, job_report, report_rebuild, report_state
+from reports.services import job_report, report_rebuild, report_state
 from webhooks.models import WebhookDelivery
 
 from . import services
@@ -26,6 +26,7 @@ from .admin_filters import (
     TypeFilter,
     exact_filter,
 )
+from .errors import ReportNotPossible
 from .models import (
     TERMINAL_STATUSES,
     Company,
@@ -215,7 +216,7 @@ class JobAdmin(admin.ModelAdmin):
             "job": job,
             "job_status_badge": status_badge(job.status),
             "events": events,
-            "push_counts": {"success": job.push_success, "failed": job.push_failed},  # type: ignore[attr-defined]
+            "push_counts": {"success": job.push_success_count, "failed": job.push_failed_count},
             "push_results_url": f"{push_list}?job__id__exact={job.pk}",
             "push_failed_url": f"{push_list}?job__id__exact={job.pk}&status__exact=failed",
             "deliveries": deliveries,

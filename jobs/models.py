@@ -86,6 +86,10 @@ class Job(models.Model):
     expires_after = models.PositiveIntegerField(help_text="Seconds of silence before expiry.")
     # last_activity_at + expires_after while the job is active, else null: indexable for expiry.
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Push results recorded for the job, kept with the job (push_result_record adds to them in
+    # its transaction) so no read of a job ever counts its push results.
+    push_success_count = models.PositiveIntegerField(default=0, editable=False)
+    push_failed_count = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -40,8 +40,9 @@ from config.outbox import publish, publish_on_commit
 from reports.services import reports_request
 from webhooks.services import Message, deliveries_fan_out
 
-from .models import EventStatus, JobEvent, JobEventKind, JobStatus
-from .services import RELAY_TASK, _job_payload
+from .models import EventStatus, Job, JobEvent, JobEventKind, JobStatus
+from .representation import job_event_representation, job_representation
+from .services import RELAY_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -78,21 +79,15 @@ def webhook_id_of(event: JobEvent) -> str:
     return "msg_" + uuid.uuid5(WEBHOOK_ID_NAMESPACE, str(event.pk)).hex
 
 
-def _job_event_payload(event: JobEvent) -> dict[str, Any]:
-    from .serializers import JobEventSerializer
-
-    return dict(JobEventSerializer(event).data)
-
-
 def webhook_data(event: JobEvent) -> dict[str, Any]:
     """The ``data`` of the event's webhook: the job as of the event, plus the event's own part."""
     if event.snapshot is not None:
         data = dict(event.snapshot)
     else:  # logged without a snapshot (by hand): the job as it is now
         logger.warning("job event %s has no snapshot; using the current job", event.pk)
-        data = _job_payload(event.job)
+        data = job_representation(Job.objects.select_related("report").get(pk=event.job_id))
     if event.kind == JobEventKind.TIMELINE:
-        data["job_event"] = _job_event_payload(event)
+        data["job_event"] = job_event_representation(event)
     elif event.kind == JobEventKind.PUSH_RESULT:
         data["push_result"] = event.data
     return data

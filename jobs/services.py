@@ -13,12 +13,14 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Value
+from django.db.models import F, Max, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config.outbox import publish_on_commit
+from config.transactions import atomic_service
 
 from .errors import (
     DuplicateJobCode,
@@ -26,6 +28,7 @@ from .errors import (
     InvalidFailureReason,
     InvalidTransition,
     JobFinished,
+    JobNotFound,
 )
 from .models import (
     ACTIVE_STATUSES,
@@ -39,7 +42,9 @@ from .models import (
     JobEventKind,
     JobStatus,
     PushResult,
+    PushStatus,
 )
+from .representation import UNSET, job_representation, push_result_representation
 
 # The state machine: (current job status, reported event) -> new job status.
 # Pairs not listed are refused; terminal statuses have no way out.
@@ -88,26 +93,22 @@ def relay_on_commit() -> None:
     publish_on_commit(RELAY_TASK)
 
 
-def _job_payload(job: Job) -> dict[str, Any]:
-    """The job as the API shows it: stored with each event as its webhook snapshot."""
-    from .serializers import JobSerializer
-
-    return dict(JobSerializer(job).data)
-
-
-def _push_result_payload(result: PushResult) -> dict[str, Any]:
-    from .serializers import PushResultSerializer
-
-    return dict(PushResultSerializer(result).data)
-
-
 def generate_job_code() -> str:
     return "JOB-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
 
 
-def lock_job(job_id: Any) -> Job:
-    """Return the job with its row locked until the surrounding transaction ends."""
-    return Job.objects.select_for_update().get(pk=job_id)
+def lock_job(job_id: Any, *, company: Company | None = None) -> Job:
+    """Return the job (its report joined) with its row locked until the transaction ends.
+
+    With ``company``, another company's job is not found (``JobNotFound``): the API's one read.
+    """
+    jobs = Job.objects.select_for_update(of=("self",)).select_related("report")
+    if company is not None:
+        jobs = jobs.filter(company=company)
+    try:
+        return jobs.get(pk=job_id)
+    except (Job.DoesNotExist, ValueError, TypeError, DjangoValidationError) as exc:
+        raise JobNotFound("No such job.") from exc
 
 
 def _check_counts(*, total_records: int | None, effected_records: int | None) -> None:
@@ -175,25 +176,31 @@ def _append_event(
     failure_reason: str = "",
     message: str = "",
     data: dict[str, Any] | None = None,
+    sequence: int | None = None,
+    report: Any = UNSET,
 ) -> JobEvent:
-    """Log the next timeline event of ``job`` (already saved), with the job's snapshot."""
-    last = job.events.aggregate(last=Max("sequence"))["last"] or 0
+    """Log the next timeline event of ``job`` (already saved), with the job's snapshot.
+
+    ``job`` is read with its report joined (``lock_job``), so the snapshot costs no query.
+    """
+    if sequence is None:
+        sequence = (job.events.aggregate(last=Max("sequence"))["last"] or 0) + 1
     event = JobEvent.objects.create(
         job=job,
-        sequence=last + 1,
+        sequence=sequence,
         status=status,
         failure_reason=failure_reason,
         message=message,
         data=data or {},
         source=source,
         actor=actor,
-        snapshot=_job_payload(job),
+        snapshot=job_representation(job, report=report),
     )
     relay_on_commit()
     return event
 
 
-@transaction.atomic
+@atomic_service
 def job_create(
     *,
     company: Company,
@@ -236,11 +243,13 @@ def job_create(
                 ) from None
     else:  # pragma: no cover - five 40-bit random codes taken in a row
         raise DuplicateJobCode("Could not generate a unique job code; try again.")
-    _append_event(job=job, status=EventStatus.CREATED, source=source, actor=actor)
+    _append_event(  # a new job's first event, and no report: nothing to look up
+        job=job, status=EventStatus.CREATED, source=source, actor=actor, sequence=1, report=None
+    )
     return job
 
 
-@transaction.atomic
+@atomic_service
 def job_apply_event(
     *,
     job_id: Any,
@@ -251,8 +260,12 @@ def job_apply_event(
     effected_records: int | None = None,
     source: EventSource = EventSource.API,
     actor: Actor = None,
+    company: Company | None = None,
 ) -> JobEvent:
-    """Move a job through the state machine; ``event.job`` is the updated job."""
+    """Move a job through the state machine; ``event.job`` is the updated job.
+
+    ``company``: only that company's job (else ``JobNotFound``).
+    """
     event = EventStatus(status)
     if event not in TRANSITION_EVENTS:
         raise InvalidTransition(
@@ -260,8 +273,8 @@ def job_apply_event(
             + ", ".join(sorted(TRANSITION_EVENTS))
             + ".",
         )
+    job = lock_job(job_id, company=company)  # first: an unknown job is 404 whatever the event
     _check_failure_reason(event=event, failure_reason=failure_reason)
-    job = lock_job(job_id)
     current = JobStatus(job.status)
     if current in TERMINAL_STATUSES:
         raise JobFinished(f"Job {job.code} is already {current}; it cannot become {event}.")
@@ -318,7 +331,12 @@ def job_fail(*, job_id: Any, failure_reason: str, message: str = "", **kwargs: A
 
 
 def job_cancel(
-    *, job_id: Any, actor: Actor, source: EventSource = EventSource.API, message: str = ""
+    *,
+    job_id: Any,
+    actor: Actor,
+    source: EventSource = EventSource.API,
+    message: str = "",
+    company: Company | None = None,
 ) -> JobEvent:
     """Fail the job as ``canceled_by_user``; refused with ``JobFinished`` once it is terminal."""
     return job_fail(
@@ -327,6 +345,7 @@ def job_cancel(
         message=message or f"Canceled by {actor or 'a user'}.",
         source=source,
         actor=actor,
+        company=company,
     )
 
 
@@ -340,7 +359,7 @@ def job_expire(*, job_id: Any) -> JobEvent:
     )
 
 
-@transaction.atomic
+@atomic_service
 def job_record_progress(
     *,
     job_id: Any,
@@ -350,9 +369,10 @@ def job_record_progress(
     metadata: dict[str, Any] | None = None,
     source: EventSource = EventSource.API,
     actor: Actor = None,
+    company: Company | None = None,
 ) -> JobEvent:
     """Record counts, message or metadata on an active job as a ``progress`` event."""
-    job = lock_job(job_id)
+    job = lock_job(job_id, company=company)
     if job.is_terminal:
         raise JobFinished(f"Job {job.code} is already {job.status}; progress is closed.")
     data = _apply_counts(job, total_records=total_records, effected_records=effected_records)
@@ -374,8 +394,10 @@ def job_record_progress(
     return job_event
 
 
-@transaction.atomic
-def push_result_record(*, job_id: Any, data: PushResultData) -> tuple[PushResult, bool]:
+@atomic_service
+def push_result_record(
+    *, job_id: Any, data: PushResultData, company: Company | None = None
+) -> tuple[PushResult, bool]:
     """Store one push result; a repeated ``push_communication_id`` returns the stored one.
 
     Push results may arrive after the job finished (the accounting service reports
@@ -383,10 +405,10 @@ def push_result_record(*, job_id: Any, data: PushResultData) -> tuple[PushResult
     relay requests it), and only an active job's expiry clock is reset. The result is logged as
     an unnumbered ``push_result`` event (not on the timeline) for the relay.
     """
-    job = lock_job(job_id)
+    job = lock_job(job_id, company=company)
     existing = job.push_results.filter(push_communication_id=data.push_communication_id).first()
     if existing is not None:
-        return existing, False
+        return existing, False  # counted when it was first recorded
     result = PushResult.objects.create(
         job=job,
         push_communication_id=data.push_communication_id,
@@ -403,15 +425,22 @@ def push_result_record(*, job_id: Any, data: PushResultData) -> tuple[PushResult
         service_account_ref=data.service_account_ref,
         request_id=data.request_id,
     )
+    counter = "push_success_count" if data.status == PushStatus.SUCCESS else "push_failed_count"
+    changes: dict[str, Any] = {counter: F(counter) + 1}
+    setattr(job, counter, getattr(job, counter) + 1)  # exact: the row is locked
     if not job.is_terminal:
-        _touch(job, timezone.now())
-        job.save(update_fields=["last_activity_at", "expires_at", "updated_at"])
+        now = timezone.now()
+        _touch(job, now)
+        job.updated_at = now
+        changes.update(last_activity_at=now, expires_at=job.expires_at, updated_at=now)
+    Job.objects.filter(pk=job.pk).update(**changes)
+    # a late result of a completed job: the relay requests the report again (snapshot status)
     JobEvent.objects.create(
         job=job,
         kind=JobEventKind.PUSH_RESULT,
-        data=_push_result_payload(result),
+        data=push_result_representation(result),
         source=EventSource.API,
-        snapshot=_job_payload(job),
+        snapshot=job_representation(job),
     )
     relay_on_commit()
     return result, True
@@ -465,8 +494,6 @@ def _fail_locked(
     """Fail the active jobs ``ids`` (rows locked by the caller) and log their events, set-based."""
     if not ids:
         return
-    from .selectors import job_queryset_all
-
     Job.objects.filter(pk__in=ids).update(
         status=JobStatus.FAILED,
         failure_reason=failure_reason,
@@ -493,9 +520,9 @@ def _fail_locked(
                 message=message,
                 source=source,
                 actor=actor,
-                snapshot=_job_payload(job),
+                snapshot=job_representation(job),
             )
-            for job in job_queryset_all().filter(pk__in=ids).order_by("pk")
+            for job in Job.objects.select_related("report").filter(pk__in=ids).order_by("pk")
         ]
     )
     relay_on_commit()

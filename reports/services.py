@@ -12,17 +12,25 @@ from django.core import signing
 from django.core.files import File
 from django.db import transaction
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
 
 from config.outbox import publish_on_commit
-from jobs.models import EventSource, Job, JobEvent, JobEventKind, JobStatus, PushResult
+from jobs.errors import LinkExpired, LinkInvalid, ReportNotPossible
+from jobs.models import EventSource, Job, JobEvent, JobEventKind, PushResult
+from jobs.representation import job_representation
 
+from .links import (  # noqa: F401 - re-exported: the report's state and link live in .links
+    REPORTABLE_STATUSES,
+    SIGNING_SALT,
+    download_token,
+    download_url,
+    job_report,
+    report_state,
+)
 from .models import Report, ReportStatus
 
 logger = logging.getLogger(__name__)
 
-REPORTABLE_STATUSES = (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS)
 HEADER = [
     "push_communication_id",
     "status",
@@ -35,7 +43,6 @@ HEADER = [
     "validation_errors",
 ]
 CHUNK = 2000
-SIGNING_SALT = "jobtrail.reports.download"
 
 
 BUILD_TASK = "reports.build_job_report"
@@ -64,10 +71,6 @@ def report_request(*, job: Job) -> Report:
     """Mark one job's report pending and queue its build after the commit (idempotent)."""
     reports_request(job_ids=[job.pk])
     return Report.objects.get(job=job)
-
-
-class ReportNotPossible(Exception):
-    pass
 
 
 def report_rebuild(*, job: Job) -> Report:
@@ -188,11 +191,8 @@ def report_build(*, job_id: Any) -> Report | None:
 
 
 def _ready_payload(job: Job, report: Report) -> dict[str, Any]:
-    from jobs.selectors import job_queryset_all
-    from jobs.serializers import JobSerializer
-
-    data = dict(JobSerializer(job_queryset_all().get(pk=job.pk)).data)
-    data["report"] = report_state(report)
+    job.refresh_from_db()  # the job as it is now (counts included: they live on the row)
+    data = job_representation(job, report=report)
     data["report"].update(rows=report.row_count, size_bytes=report.size_bytes)
     return data
 
@@ -221,32 +221,6 @@ def report_fail(*, job_id: Any, error: str) -> None:
 # --- signed links -----------------------------------------------------------------------------
 
 
-def download_token(report: Report) -> str:
-    return signing.dumps(
-        {
-            "r": report.pk,
-            "c": str(report.job.company_id),
-            "v": report.ready_at and report.ready_at.timestamp(),
-        },
-        salt=SIGNING_SALT,
-        compress=True,
-    )
-
-
-def download_url(report: Report) -> str:
-    """An absolute, signed link that expires after ``JOBTRAIL_REPORT_LINK_TTL`` seconds."""
-    path = reverse("report-download", args=[download_token(report)])
-    return settings.JOBTRAIL_PUBLIC_URL.rstrip("/") + path
-
-
-class LinkInvalid(Exception):
-    pass
-
-
-class LinkExpired(Exception):
-    pass
-
-
 def report_from_token(token: str) -> Report:
     try:
         claims = signing.loads(token, salt=SIGNING_SALT, max_age=settings.JOBTRAIL_REPORT_LINK_TTL)
@@ -262,28 +236,6 @@ def report_from_token(token: str) -> Report:
     if report is None or (report.ready_at and report.ready_at.timestamp()) != claims.get("v"):
         raise LinkInvalid  # rebuilt or gone since the link was made
     return report
-
-
-def job_report(job: Job) -> Report | None:
-    try:
-        return job.report
-    except Report.DoesNotExist:
-        return None
-
-
-def report_state(report: Report | None, *, job: Job | None = None) -> dict[str, Any]:
-    """What the job representation shows: ``{status, url}``.
-
-    A completed ``job`` without a report row yet shows ``pending``: the relay requests its
-    build right after the commit, so the API answer to the completing request and the
-    ``jobs.completed`` webhook (built from the same representation) both say ``pending``.
-    """
-    if report is None:
-        if job is not None and job.status in REPORTABLE_STATUSES:
-            return {"status": ReportStatus.PENDING.value, "url": None}
-        return {"status": "none", "url": None}
-    url = download_url(report) if report.status == ReportStatus.READY else None
-    return {"status": report.status, "url": url}
 
 
 def report_filename(report: Report) -> str:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from config import leases
+from jobs.errors import DeliveryInProgress
 from jobs.models import Company
 
 from .events import subscribed
@@ -565,10 +566,6 @@ def delivery_abandon(*, claim: Claim, reason: str) -> None:
 
 
 # --- redelivery -------------------------------------------------------------------------------
-
-
-class DeliveryInProgress(Exception):
-    """A pending delivery is still being tried on its schedule; it cannot be redelivered."""
 
 
 def _redeliver(deliveries: Any) -> int:
