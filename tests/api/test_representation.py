@@ -1,5 +1,6 @@
 """One representation: the API answer, the webhook payload and the serializers' fields agree."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,7 +54,9 @@ def test_the_representations_are_what_the_serializer_fields_make(
     assert push_result_representation(result) == _by_fields(PushResultSerializer, result)
 
 
-def test_the_completed_webhook_and_the_api_answer_agree(company: Company, api: APIClient) -> None:
+def test_the_completed_webhook_and_the_api_answer_agree(
+    company: Company, api: APIClient, relay: Callable[[], int]
+) -> None:
     WebhookEndpoint.objects.create(
         company=company, url="https://example.com/h", events=["jobs.completed"], secret="whsec_x"
     )
@@ -62,6 +65,7 @@ def test_the_completed_webhook_and_the_api_answer_agree(company: Company, api: A
     answer = api.post(f"/api/v1/jobs/{job.pk}/events/", {"status": "completed"}, format="json")
 
     assert answer.status_code == 201
+    relay()  # the worker fans the event out
     [delivery] = WebhookDelivery.objects.filter(events_id="jobs.completed")
     payload = dict(delivery.payload["data"])
     event = payload.pop("job_event")
