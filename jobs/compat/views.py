@@ -230,7 +230,7 @@ class ExportJobStatusView(CompanyAPIView):
                     message="Invalid jobCode",
                 )
             )
-        report_url = report_state(job_report(job))["url"]
+        report_url = report_state(job_report(job), job=job)["url"]
         return polled(Response(adapters.export_job_status(job, file_path=report_url)), job)
 
 
