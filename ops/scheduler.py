@@ -4,11 +4,12 @@ django-celery-beat writes ``last_run_at`` only when it syncs (every few minutes)
 tell a dead beat within a minute; this scheduler records its own heartbeat every
 ``JOBTRAIL_HEARTBEAT_INTERVAL`` seconds from beat's loop.
 
-The sweeps (``config.periodic.BEAT_SWEEPS``: the webhook dispatcher) run here, in beat, instead of
-being published for a worker: a sweep only looks for lost work and sends at most one wake-up, so
-while no worker consumes, the broker does not fill with one sweep message per round (60 in five
-minutes at the dispatcher's 5 s), and the wake-up still goes out. Their schedule stays in the
-database like every periodic task's (staff can pause or re-time them in the admin).
+The sweeps (``config.periodic.BEAT_SWEEPS``: the webhook dispatcher and the relay sweep) run
+here, in beat, instead of being published for a worker: a sweep only looks for lost work and
+sends at most one wake-up, so while no worker consumes, the broker does not fill with one sweep
+message per round (60 in five minutes at the dispatcher's 5 s), and the wake-up still goes out.
+Their schedule stays in the database like every periodic task's (staff can pause or re-time
+them in the admin).
 
 Select it with ``CELERY_BEAT_SCHEDULER`` (the default in settings).
 """
@@ -21,6 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django_celery_beat.schedulers import DatabaseScheduler
+from kombu.utils.imports import symbol_by_name
 
 from config.periodic import BEAT_SWEEPS
 
@@ -40,21 +42,19 @@ class HeartbeatScheduler(DatabaseScheduler):
             self._heartbeat_due = time.monotonic() + every
         return min(interval, every)
 
-    def setup_schedule(self) -> None:
-        self.app.loader.import_default_modules()  # the tasks' modules: beat runs the sweeps
-        super().setup_schedule()
-
     def apply_async(
         self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any
     ) -> Any:
-        task = self.app.tasks.get(entry.task) if entry.task in BEAT_SWEEPS else None
-        if task is None:
+        if entry.task not in BEAT_SWEEPS:
             return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        task = symbol_by_name(BEAT_SWEEPS[entry.task])
         entry = self.reserve(entry) if advance else entry
         try:
             close_old_connections()
             # runs the task here; an error is logged by Celery's tracer and kept in the result
-            return task.apply(entry.args, entry.kwargs)
+            result = task.apply(entry.args, entry.kwargs)
+            logger.info("ran %s in beat: %s", entry.task, result.state)
+            return result
         finally:
             self._tasks_since_sync += 1
             if self.should_sync():
