@@ -11,7 +11,7 @@ help:
 	@echo "make run     - web + Celery worker + Celery beat on http://127.0.0.1:$(PORT)/"
 	@echo "make test    - the whole test suite (DATABASE_URL / CELERY_BROKER_URL when set)"
 	@echo "make test-production - the deployed shape under broker, worker and database failures"
-	@echo "make check   - ruff and mypy"
+	@echo "make check   - ruff, import-linter contracts and mypy"
 
 $(VENV)/.runtime: requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -71,6 +71,7 @@ bench: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy config jobs webhooks reports ops

@@ -11,7 +11,13 @@ from django.conf import settings
 # Periodic tasks that beat runs itself instead of queueing for a worker (ops/scheduler.py): they
 # only look for lost work and send at most one wake-up, so a stopped worker does not make the
 # broker fill with one of their messages per round.
-BEAT_SWEEPS = {"webhooks.dispatch_due_deliveries": "webhooks.tasks.dispatch_due_deliveries"}
+# Task name -> the task object's dotted path, resolved when first run: importing every task
+# module up front in beat (``import_default_modules``) sets Django up after Celery redirected
+# stderr, and Django's logging handler then writes into the redirect: beat's log goes silent.
+BEAT_SWEEPS = {
+    "webhooks.dispatch_due_deliveries": "webhooks.tasks.dispatch_due_deliveries",
+    "jobs.sweep_unrelayed_events": "jobs.tasks.sweep_unrelayed_events",
+}
 
 
 def periodic_tasks() -> list[dict[str, Any]]:
@@ -20,6 +26,12 @@ def periodic_tasks() -> list[dict[str, Any]]:
             "name": "Worker heartbeat",
             "task": "ops.heartbeat",
             "every": settings.JOBTRAIL_HEARTBEAT_INTERVAL,
+        },
+        {
+            # lost wake-ups of the job event relay (cheap: a partial index of unrelayed events)
+            "name": "Relay waiting job events",
+            "task": "jobs.sweep_unrelayed_events",
+            "every": 5,
         },
         {
             "name": "Expire stale jobs",

@@ -195,9 +195,9 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 # (see below). Time limits are enforced by the prefork pool (the default), not by --pool threads.
 CELERY_TASK_TIME_LIMIT = env.int("JOBTRAIL_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
-# The longest countdown a task is queued with: webhook retries due within 300 s
-# (webhooks.services.SHORT_RETRY; reports retry after 30 s). Longer waits are rows the
-# dispatcher queues when due, never broker messages. tests/ops/test_deploy.py checks it.
+# The longest countdown a task is queued with (reports retry after 30 s). Webhook retries are
+# rows due at their time that the batch sender takes, never broker messages; other long waits are
+# rows the dispatcher queues when due. tests/ops/test_deploy.py checks it.
 JOBTRAIL_LONGEST_COUNTDOWN = 300
 JOBTRAIL_BROKER_VISIBILITY_TIMEOUT = env.int("JOBTRAIL_BROKER_VISIBILITY_TIMEOUT", default=3600)
 if JOBTRAIL_BROKER_VISIBILITY_TIMEOUT <= JOBTRAIL_LONGEST_COUNTDOWN + CELERY_TASK_TIME_LIMIT:
@@ -275,8 +275,10 @@ JOBTRAIL_WEBHOOK_TIMEOUT = env.float("JOBTRAIL_WEBHOOK_TIMEOUT", default=15.0)
 # is taken again once the lease ends, at the next dispatcher run.
 JOBTRAIL_WEBHOOK_LEASE = JOBTRAIL_WEBHOOK_TIMEOUT + 15
 JOBTRAIL_WEBHOOK_SEND_TIME_LIMITS = (JOBTRAIL_WEBHOOK_TIMEOUT + 5, JOBTRAIL_WEBHOOK_TIMEOUT + 10)
-# The batch sender (webhooks.send_due_deliveries) claims for this long with this many threads;
-# its last sends end by ROUND + D, so its limits are ROUND + D + 10 (soft) and ROUND + D + 20.
+# The batch sender (webhooks.send_due_deliveries) claims for this long with this many threads
+# per worker process; a claim it has not started within LEASE - D - 5 s (or by the end of the
+# round) is given back unsent, so its last sends end by ROUND + D: its limits are ROUND + D + 10
+# (soft) and ROUND + D + 20.
 JOBTRAIL_WEBHOOK_ROUND_SECONDS = env.float("JOBTRAIL_WEBHOOK_ROUND_SECONDS", default=30.0)
 JOBTRAIL_WEBHOOK_SENDERS = env.int("JOBTRAIL_WEBHOOK_SENDERS", default=8)
 JOBTRAIL_WEBHOOK_ROUND_TIME_LIMITS = (

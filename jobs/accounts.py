@@ -7,11 +7,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
 
+from .errors import ApiClientError
 from .models import Company, CompanyMember
-
-
-class ApiClientError(Exception):
-    pass
 
 
 @dataclass(frozen=True)

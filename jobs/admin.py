@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from config.admin import EstimatedCountPaginator
-from reports.services import ReportNotPossible, job_report, report_rebuild, report_state
+from reports.services import job_report, report_rebuild, report_state
 from webhooks.models import WebhookDelivery
 
 from . import services
@@ -26,6 +26,7 @@ from .admin_filters import (
     TypeFilter,
     exact_filter,
 )
+from .errors import ReportNotPossible
 from .models import (
     TERMINAL_STATUSES,
     Company,
@@ -199,7 +200,11 @@ class JobAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, context)
 
     def _job_page_context(self, request: HttpRequest, job: Job) -> dict[str, Any]:
-        events = list(job.events.select_related("actor").order_by("sequence"))
+        # the timeline: numbered events only (push results and report readiness are logged
+        # unnumbered for the relay; the page shows them as push results and the report)
+        events = list(
+            job.events.filter(sequence__isnull=False).select_related("actor").order_by("sequence")
+        )
         deliveries = list(
             WebhookDelivery.objects.filter(object_id=str(job.pk))
             .select_related("endpoint")
@@ -211,14 +216,14 @@ class JobAdmin(admin.ModelAdmin):
             "job": job,
             "job_status_badge": status_badge(job.status),
             "events": events,
-            "push_counts": {"success": job.push_success, "failed": job.push_failed},  # type: ignore[attr-defined]
+            "push_counts": {"success": job.push_success_count, "failed": job.push_failed_count},
             "push_results_url": f"{push_list}?job__id__exact={job.pk}",
             "push_failed_url": f"{push_list}?job__id__exact={job.pk}&status__exact=failed",
             "deliveries": deliveries,
             "deliveries_url": reverse("admin:webhooks_webhookdelivery_changelist")
             + f"?object_id={job.pk}",
             "report": report,
-            "report_state": report_state(report),
+            "report_state": report_state(report, job=job),
             "can_cancel": self.has_cancel_permission(request) and not job.is_terminal,
             "can_rebuild": self.has_rebuild_permission(request)
             and job.status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS),

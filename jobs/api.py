@@ -5,7 +5,6 @@ from typing import Any, cast
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -14,14 +13,13 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework import status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, ParseError, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from config.problems import ProblemError
 from config.schema import (
     AUTH_ERRORS,
     BAD_REQUEST,
@@ -31,13 +29,21 @@ from config.schema import (
     error,
     problem_example,
 )
+from config.transactions import request_transaction
+from reports.links import download_url, job_report, report_state
 from reports.models import ReportStatus
-from reports.services import download_url, job_report
 
 from . import selectors, services
 from .auth import AuthRateThrottle, IsCompanyClient
+from .errors import ReportNotReady
 from .idempotency import idempotent
 from .models import Company, EventSource, Job, PushStatus
+from .representation import (
+    UNSET,
+    job_event_representation,
+    job_representation,
+    push_result_representation,
+)
 from .serializers import (
     CancelInput,
     EventCreateInput,
@@ -154,11 +160,28 @@ class CompanyAPIView(APIView):
     def get_job(self, job_id: Any) -> Job:
         return selectors.job_get(company=self.company, job_id=job_id)
 
-    def job_response(self, job_id: Any, *, status_code: int = 200, **headers: str) -> Response:
-        job = self.get_job(job_id)
-        return polled(
-            Response(JobSerializer(job).data, status=status_code, headers=headers or None), job
-        )
+    def job_response(
+        self, job: Job, *, status_code: int = 200, report: Any = UNSET, **headers: str
+    ) -> Response:
+        """Answer ``job`` as it is in memory (a service returns it updated: no second read)."""
+        body = job_representation(job, report=report)
+        return polled(Response(body, status=status_code, headers=headers or None), job)
+
+    def valid_for_job(self, serializer_class: type, job_id: Any) -> dict[str, Any]:
+        """The validated body; an unknown job answers 404 before a bad body's 400.
+
+        The job itself is read (and locked) once, by the service: this looks it up only when
+        the body is refused, to keep the answer an unknown job has always had.
+        """
+        try:
+            serializer = serializer_class(data=self.request.data)
+            if serializer.is_valid():
+                return dict(serializer.validated_data)
+        except ParseError:
+            self.get_job(job_id)
+            raise
+        self.get_job(job_id)
+        raise ValidationError(serializer.errors)
 
 
 def polled(response: Response, job: Job) -> Response:
@@ -257,7 +280,9 @@ class JobCollectionView(CompanyAPIView):
         data = _valid(JobCreateInput, request.data)
         job = services.job_create(company=self.company, actor=self.actor, **data)
         location = request.build_absolute_uri(reverse("api-v1:job-detail", args=[job.pk]))
-        return self.job_response(job.pk, status_code=status.HTTP_201_CREATED, Location=location)
+        return self.job_response(
+            job, status_code=status.HTTP_201_CREATED, report=None, Location=location
+        )
 
 
 class JobDetailView(CompanyAPIView):
@@ -270,7 +295,7 @@ class JobDetailView(CompanyAPIView):
         responses={200: JobSerializer, **NOT_FOUND, **AUTH_ERRORS},
     )
     def get(self, request: Request, job_id: Any) -> Response:
-        return self.job_response(job_id)
+        return self.job_response(self.get_job(job_id))
 
     @extend_schema(
         tags=["jobs"],
@@ -287,14 +312,17 @@ class JobDetailView(CompanyAPIView):
         ],
         responses={200: JobSerializer, **BAD_REQUEST, **CONFLICT, **NOT_FOUND, **AUTH_ERRORS},
     )
-    @transaction.atomic  # the answer is read before the commit (see jobs.idempotency)
     def patch(self, request: Request, job_id: Any) -> Response:
-        job = self.get_job(job_id)
-        data = _valid(JobProgressInput, request.data)
-        services.job_record_progress(
-            job_id=job.pk, source=EventSource.API, actor=self.actor, **data
-        )
-        return self.job_response(job.pk)
+        data = self.valid_for_job(JobProgressInput, job_id)
+        with request_transaction():  # the answer is built before the commit
+            event = services.job_record_progress(
+                job_id=job_id,
+                company=self.company,
+                source=EventSource.API,
+                actor=self.actor,
+                **data,
+            )
+            return self.job_response(event.job)
 
 
 class JobEventsView(CompanyAPIView):
@@ -342,13 +370,12 @@ class JobEventsView(CompanyAPIView):
     )
     @idempotent
     def post(self, request: Request, job_id: Any) -> Response:
-        job = self.get_job(job_id)
-        data = _valid(EventCreateInput, request.data)
+        data = self.valid_for_job(EventCreateInput, job_id)
         event = services.job_apply_event(
-            job_id=job.pk, source=EventSource.API, actor=self.actor, **data
+            job_id=job_id, company=self.company, source=EventSource.API, actor=self.actor, **data
         )
-        event.job = self.get_job(job.pk)
-        return Response(JobEventCreatedSerializer(event).data, status=status.HTTP_201_CREATED)
+        body = {**job_event_representation(event), "job": job_representation(event.job)}
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class JobCancelView(CompanyAPIView):
@@ -386,15 +413,15 @@ class JobCancelView(CompanyAPIView):
     )
     @idempotent
     def post(self, request: Request, job_id: Any) -> Response:
-        job = self.get_job(job_id)
-        data = _valid(CancelInput, request.data)
-        services.job_cancel(
-            job_id=job.pk,
+        data = self.valid_for_job(CancelInput, job_id)
+        event = services.job_cancel(
+            job_id=job_id,
+            company=self.company,
             actor=self.actor,
             source=EventSource.API,
             **data,
         )
-        return self.job_response(job.pk)
+        return self.job_response(event.job)
 
 
 PUSH_SUCCESS_EXAMPLE = {
@@ -451,12 +478,12 @@ class JobPushResultsView(CompanyAPIView):
     )
     @idempotent
     def post(self, request: Request, job_id: Any) -> Response:
-        job = self.get_job(job_id)
-        payload = _valid(PushEventInput, request.data)
+        payload = self.valid_for_job(PushEventInput, job_id)
         data = payload["data"]
         validation = data.get("validation") or {}
         result, created = services.push_result_record(
-            job_id=job.pk,
+            job_id=job_id,
+            company=self.company,
             data=services.PushResultData(
                 push_communication_id=data["pushCommunicationId"],
                 status=PushStatus(data["status"]),
@@ -474,7 +501,7 @@ class JobPushResultsView(CompanyAPIView):
             ),
         )
         return Response(
-            PushResultSerializer(result).data,
+            push_result_representation(result),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
@@ -503,10 +530,8 @@ class JobReportView(CompanyAPIView):
         job = self.get_job(job_id)
         report = job_report(job)
         if report is None or report.status != ReportStatus.READY:
-            state = report.status if report else f"not built (the job is {job.status})"
-            raise ProblemError(
-                f"The report of {job.code} is {state}; retry later.",
-                status_code=409,
-                code="report_not_ready",
-            )
+            state = report_state(report, job=job)["status"]  # pending until the relay asks
+            if state == "none":
+                state = f"not built (the job is {job.status})"
+            raise ReportNotReady(f"The report of {job.code} is {state}; retry later.")
         return Response(status=status.HTTP_302_FOUND, headers={"Location": download_url(report)})

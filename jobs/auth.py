@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -14,12 +15,13 @@ from rest_framework_simplejwt.serializers import (
     TokenObtainPairSerializer,
     TokenRefreshSerializer,
 )
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import Token
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from config.problems import ProblemError
 
 from .accounts import company_for_user
-from .models import CompanyMember
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
@@ -68,11 +70,36 @@ class CompanyTokenRefreshSerializer(TokenRefreshSerializer):
 
 
 class CompanyJWTAuthentication(JWTAuthentication):
-    """JWT bearer auth that also loads the user's company (one extra query)."""
+    """JWT bearer auth: the user, its membership and its company in one query.
+
+    simplejwt's checks are kept (unknown user, inactive user, revoked token), read from the same
+    row, so a deactivated user or a user moved to another company is refused on the next
+    request; a token whose ``company_id`` claim is not the user's company is refused.
+    """
 
     def get_user(self, validated_token: Token) -> Any:
-        user: Any = super().get_user(validated_token)
-        membership = CompanyMember.objects.select_related("company").filter(user=user).first()
+        try:
+            user_id = validated_token[jwt_settings.USER_ID_CLAIM]
+        except KeyError as exc:
+            raise InvalidToken(
+                str(_("Token contained no recognizable user identification"))
+            ) from exc
+        user: Any = (
+            self.user_model.objects.select_related("company_membership__company")
+            .filter(**{jwt_settings.USER_ID_FIELD: user_id})
+            .first()
+        )
+        if user is None:
+            raise AuthenticationFailed(_("User not found"), code="user_not_found")
+        if jwt_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
+            raise AuthenticationFailed(_("User is inactive"), code="user_inactive")
+        if jwt_settings.CHECK_REVOKE_TOKEN and validated_token.get(
+            jwt_settings.REVOKE_TOKEN_CLAIM
+        ) != get_md5_hash_password(user.password):
+            raise AuthenticationFailed(
+                _("The user's password has been changed."), code="password_changed"
+            )
+        membership = getattr(user, "company_membership", None)
         claimed = validated_token.get("company_id")
         if membership is not None and claimed and claimed != str(membership.company_id):
             raise InvalidToken("The token was issued for another company.")

@@ -1,4 +1,10 @@
-"""Domain errors raised by the job services; the API turns each into a problem document."""
+"""The domain errors of every app's services: one vocabulary, turned into problems in one place.
+
+Each error carries a stable ``code``, the HTTP ``status`` it maps to and a ``title``;
+``config.problems.exception_handler`` answers any of them as an RFC 9457 problem document, so
+views neither catch nor translate them. Services of ``jobs``, ``webhooks`` and ``reports`` raise
+these (this module imports nothing of theirs, so every app may import it).
+"""
 
 from typing import ClassVar
 
@@ -9,11 +15,16 @@ class JobError(Exception):
     code: ClassVar[str] = "job_error"
     status: ClassVar[int] = 400
     title: ClassVar[str] = "Job error"
+    default_detail: ClassVar[str] = "The request cannot be carried out."
 
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
+    def __init__(self, detail: str | None = None, *, field: str | None = None) -> None:
+        detail = detail or self.default_detail
         super().__init__(detail)
         self.detail = detail
         self.field = field
+
+
+# --- jobs ---------------------------------------------------------------------------------------
 
 
 class InvalidTransition(JobError):
@@ -41,3 +52,64 @@ class DuplicateJobCode(JobError):
     code = "job_code_taken"
     status = 409
     title = "Job code already used"
+
+
+class JobNotFound(JobError):
+    """The job does not exist, or belongs to another company (which is the same to a client)."""
+
+    code = "not_found"
+    status = 404
+    title = "Not found"
+    default_detail = "No such job."
+
+
+class ApiClientError(JobError):
+    """An API client cannot be created or re-keyed as asked (``manage.py create_api_client``)."""
+
+    code = "api_client_error"
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+
+class DeliveryInProgress(JobError):
+    """A pending delivery is still being tried on its schedule; it cannot be redelivered."""
+
+    code = "delivery_pending"
+    status = 409
+    title = "Conflict"
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+
+class ReportNotPossible(JobError):
+    """Only a completed job has a report (a rebuild of another job's report is refused)."""
+
+    code = "report_not_possible"
+    status = 409
+    title = "Conflict"
+
+
+class ReportNotReady(JobError):
+    code = "report_not_ready"
+    status = 409
+    title = "Conflict"
+
+
+class LinkInvalid(JobError):
+    """A report link that was tampered with, or whose report was rebuilt or is gone."""
+
+    code = "not_found"
+    status = 404
+    title = "Not found"
+    default_detail = "No such report."
+
+
+class LinkExpired(JobError):
+    code = "link_expired"
+    status = 410
+    title = "Gone"
+    default_detail = (
+        "This download link has expired; ask the API for a new one (GET /api/v1/jobs/{id}/report/)."
+    )

@@ -1,14 +1,18 @@
 """``Idempotency-Key`` on POST: the same key and body replay the first answer.
 
-The first request claims the key (a committed row) before it runs, so a concurrent duplicate
-gets 409 instead of running twice; a different body under the same key gets 422.
+The decorated handler runs in one transaction (with or without a key), and the key is claimed
+by the last statement of that transaction: one ``INSERT … ON CONFLICT DO NOTHING`` that stores
+the answer with it. So the work, the claim and the stored answer commit together or not at all,
+nothing runs after the commit (it cannot turn a committed write into a 5xx or lose its replay),
+and a keyed request costs one query more than an unkeyed one.
 
-The decorated handler runs in one transaction that also stores its answer under the key (with
-or without a key, the answer is built before the commit): a write that committed has its answer
-stored, so nothing after the commit can turn it into a 5xx or lose the replay. When the write
-fails (5xx, e.g. the database went away) nothing committed and the key is freed; if even that
-is impossible, the unanswered key frees itself after ``IN_PROGRESS_TIMEOUT`` (until then a
-retry with the key answers 409 ``idempotency_request_in_progress``).
+When the key is already taken the request's work is rolled back and the stored answer decides:
+the same body replays it, another body answers 422. Two requests with one key at once cannot
+both commit: the second one's insert waits for the first transaction (the unique index), then
+finds its answer and replays it. An error answer (4xx) is stored under the key in a transaction
+of its own once the failed one rolled back; a 5xx stores nothing (a retry runs again). A key past
+``JOBTRAIL_IDEMPOTENCY_TTL``, or one left without an answer for ``IN_PROGRESS_TIMEOUT`` (rows
+written before answers were stored with their claim), counts as unused.
 """
 
 import functools
@@ -17,17 +21,18 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Q
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.problems import ProblemError
+from config.transactions import request_transaction
 
 from .models import IdempotencyKey
 
@@ -49,20 +54,66 @@ def request_fingerprint(request: Request) -> str:
     return digest.hexdigest()
 
 
-def _claim(*, user: Any, key: str, fingerprint: str) -> tuple[IdempotencyKey, bool]:
+class _KeyTaken(Exception):
+    """The key already has an answer: roll this request's work back and answer from it."""
+
+
+def _field(name: str) -> "Field[Any, Any]":
+    return cast("Field[Any, Any]", IdempotencyKey._meta.get_field(name))
+
+
+def _insert_sql() -> str:
+    meta = IdempotencyKey._meta
+    columns = [
+        str(_field(name).column)
+        for name in (
+            "user",
+            "key",
+            "request_fingerprint",
+            "response_status",
+            "response_body",
+            "response_headers",
+            "created_at",
+        )
+    ]
+    quote = connection.ops.quote_name
+    user_column, key_column = columns[0], columns[1]
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(c) for c in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({quote(user_column)}, {quote(key_column)}) DO NOTHING"
+    )
+
+
+def _claim_with_answer(*, user: Any, key: str, fingerprint: str, response: Response) -> bool:
+    """Store ``response`` under the key unless the key is taken; True if it was stored.
+
+    One ``INSERT … ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite): the claim and the answer.
+    """
+    headers = {name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)}
+    if response.content_type:
+        headers["Content-Type"] = response.content_type
+    body = json.loads(JSONRenderer().render(response.data) or b"null")
+    field = _field
+    values = [
+        user.pk,
+        key,
+        fingerprint,
+        response.status_code,
+        field("response_body").get_db_prep_save(body, connection),
+        field("response_headers").get_db_prep_save(headers, connection),
+        field("created_at").get_db_prep_save(timezone.now(), connection),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(), values)
+        return bool(cursor.rowcount == 1)
+
+
+def _stale(record: IdempotencyKey) -> bool:
     now = timezone.now()
-    expired = Q(created_at__lt=now - timedelta(seconds=settings.JOBTRAIL_IDEMPOTENCY_TTL))
-    # a first request that never answered (its process was killed) frees the key
-    abandoned = Q(response_status__isnull=True, created_at__lt=now - IN_PROGRESS_TIMEOUT)
-    IdempotencyKey.objects.filter(expired | abandoned, user=user, key=key).delete()
-    try:
-        with transaction.atomic():
-            record = IdempotencyKey.objects.create(
-                user=user, key=key, request_fingerprint=fingerprint
-            )
-        return record, True
-    except IntegrityError:
-        return IdempotencyKey.objects.get(user=user, key=key), False
+    if record.created_at < now - timedelta(seconds=settings.JOBTRAIL_IDEMPOTENCY_TTL):
+        return True
+    return record.response_status is None and record.created_at < now - IN_PROGRESS_TIMEOUT
 
 
 def _replay(record: IdempotencyKey) -> Response:
@@ -77,22 +128,29 @@ def _replay(record: IdempotencyKey) -> Response:
     )
 
 
-def _store(record: IdempotencyKey, response: Response) -> None:
-    record.response_status = response.status_code
-    record.response_body = json.loads(JSONRenderer().render(response.data) or b"null")
-    headers = {name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)}
-    if response.content_type:
-        headers["Content-Type"] = response.content_type
-    record.response_headers = headers
-    record.save(update_fields=["response_status", "response_body", "response_headers"])
+def _answer_from(record: IdempotencyKey, fingerprint: str) -> Response:
+    if record.request_fingerprint != fingerprint:
+        raise ProblemError(
+            "This Idempotency-Key was used with a different request; use a new key.",
+            status_code=422,
+            code="idempotency_key_reused",
+        )
+    if record.response_status is None:
+        raise ProblemError(
+            "A request with this Idempotency-Key is still being processed.",
+            status_code=409,
+            code="idempotency_request_in_progress",
+        )
+    return _replay(record)
 
 
-def _free(record: IdempotencyKey) -> None:
-    """Release a key whose request failed (never one that has an answer stored)."""
-    try:
-        IdempotencyKey.objects.filter(pk=record.pk, response_status__isnull=True).delete()
-    except DatabaseError as exc:
-        logger.warning("idempotency key %s not freed (%s); it expires on its own", record.pk, exc)
+def _taken(*, user: Any, key: str) -> IdempotencyKey | None:
+    """The key's live record, or None once a stale one is deleted (the request runs again)."""
+    record = IdempotencyKey.objects.filter(user=user, key=key).first()
+    if record is not None and _stale(record):
+        IdempotencyKey.objects.filter(pk=record.pk, created_at=record.created_at).delete()
+        return None
+    return record
 
 
 def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
@@ -105,7 +163,7 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
     def wrapper(view: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
         key = request.headers.get(HEADER)
         if key is None:
-            with transaction.atomic():
+            with request_transaction():
                 return handler(view, request, *args, **kwargs)
         if not key.strip() or len(key) > 255:
             raise ProblemError(
@@ -114,47 +172,45 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
                 code="invalid_idempotency_key",
             )
         fingerprint = request_fingerprint(request)
-        record, created = _claim(user=request.user, key=key, fingerprint=fingerprint)
-        if not created:
-            if record.request_fingerprint != fingerprint:
-                raise ProblemError(
-                    "This Idempotency-Key was used with a different request; use a new key.",
-                    status_code=422,
-                    code="idempotency_key_reused",
-                )
-            if record.response_status is None:
-                raise ProblemError(
-                    "A request with this Idempotency-Key is still being processed.",
-                    status_code=409,
-                    code="idempotency_request_in_progress",
-                )
-            return _replay(record)
-        try:
-            with transaction.atomic():
-                response = handler(view, request, *args, **kwargs)
-                if response.status_code < 500:
-                    _store(record, response)  # commits with the handler's writes
-            return response
-        except Exception as exc:
-            failure: Exception = exc
-        except BaseException:  # the worker is being stopped: nothing committed
-            _free(record)
-            raise
-        # Nothing committed. Answer the error; keep a 4xx answer under the key, free it on 5xx.
-        try:
+        user = request.user
+        for _run in range(2):  # a second run only after a stale record was deleted
+            try:
+                with request_transaction():
+                    response = handler(view, request, *args, **kwargs)
+                    if response.status_code < 500 and not _claim_with_answer(
+                        user=user, key=key, fingerprint=fingerprint, response=response
+                    ):
+                        raise _KeyTaken
+                return response
+            except _KeyTaken:
+                record = _taken(user=user, key=key)
+                if record is not None:
+                    return _answer_from(record, fingerprint)
+                continue
+            except Exception as exc:
+                failure: Exception = exc
+            # Nothing committed. Answer the error; keep a 4xx answer under the key.
             response = view.handle_exception(failure)  # re-raises what it cannot answer
-        except BaseException:
-            _free(record)
-            raise
-        if response.status_code >= 500:
-            _free(record)
-            return response
-        try:
-            _store(record, response)
-        except DatabaseError as exc:
-            logger.warning("answer of idempotency key %s not stored (%s)", record.pk, exc)
-            _free(record)
-        return response
+            if response.status_code >= 500:
+                return response
+            try:
+                with transaction.atomic():
+                    stored = _claim_with_answer(
+                        user=user, key=key, fingerprint=fingerprint, response=response
+                    )
+            except DatabaseError as exc:
+                logger.warning("answer of idempotency key %r not stored (%s)", key, exc)
+                return response
+            if stored:
+                return response
+            record = _taken(user=user, key=key)
+            if record is not None:
+                return _answer_from(record, fingerprint)
+        raise ProblemError(  # pragma: no cover - the key went stale twice within one request
+            "A request with this Idempotency-Key is still being processed.",
+            status_code=409,
+            code="idempotency_request_in_progress",
+        )
 
     return wrapper
 

@@ -86,6 +86,10 @@ class Job(models.Model):
     expires_after = models.PositiveIntegerField(help_text="Seconds of silence before expiry.")
     # last_activity_at + expires_after while the job is active, else null: indexable for expiry.
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Push results recorded for the job, kept with the job (push_result_record adds to them in
+    # its transaction) so no read of a job ever counts its push results.
+    push_success_count = models.PositiveIntegerField(default=0, editable=False)
+    push_failed_count = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -156,12 +160,29 @@ class EventSource(models.TextChoices):
     SYSTEM = "system"
 
 
+class JobEventKind(models.TextChoices):
+    """What a ``JobEvent`` records. Only ``timeline`` entries are numbered and shown."""
+
+    TIMELINE = "timeline"  # a status change, progress or creation: the job's timeline
+    PUSH_RESULT = "push_result"  # a push result was stored (``data`` is its representation)
+    REPORT_READY = "report_ready"  # the job's report was built
+
+
 class JobEvent(models.Model):
-    """One entry of a job's append-only timeline."""
+    """One entry of a job's append-only event log, which is also the outbox.
+
+    The job change and its event commit together; the relay (``jobs.relay``) turns each event
+    into its effects (webhook deliveries, report builds) in the worker and sets ``relayed_at``.
+    Timeline entries carry a ``sequence``; push results and report readiness are logged as
+    unnumbered events of their own ``kind`` that the timeline does not show.
+    """
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
-    sequence = models.PositiveIntegerField()
-    status = models.CharField(max_length=32, choices=EventStatus.choices)
+    kind = models.CharField(
+        max_length=16, choices=JobEventKind.choices, default=JobEventKind.TIMELINE
+    )
+    sequence = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=32, choices=EventStatus.choices, blank=True)
     failure_reason = models.CharField(
         max_length=64, choices=FailureReason.choices, blank=True, default=""
     )
@@ -177,11 +198,28 @@ class JobEvent(models.Model):
         related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # The job's representation as of this event, written with it: the webhook payload is built
+    # from it, so it shows the job as the event left it however late the relay runs. Cleared
+    # once relayed (the deliveries hold their own payloads).
+    snapshot = models.JSONField(null=True, blank=True)
+    # null until the relay has turned the event into its effects
+    relayed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["job", "sequence"]
         constraints = [
             models.UniqueConstraint(fields=["job", "sequence"], name="job_event_sequence_unique"),
+            models.CheckConstraint(
+                condition=(Q(kind="timeline") & Q(sequence__isnull=False))
+                | (~Q(kind="timeline") & Q(sequence__isnull=True)),
+                name="job_event_sequence_iff_timeline",
+            ),
+        ]
+        indexes = [
+            # the relay's claim (ORDER BY id) and the sweep: only unrelayed rows are indexed
+            models.Index(
+                fields=["id"], name="job_event_unrelayed", condition=Q(relayed_at__isnull=True)
+            ),
         ]
 
     def __str__(self) -> str:

@@ -3,30 +3,19 @@
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
 from django.http import Http404
 
-from .models import Company, Job, JobEvent, PushResult, PushStatus
-
-
-def _push_count(status: PushStatus) -> Coalesce:
-    counted = (
-        PushResult.objects.filter(job=OuterRef("pk"), status=status)
-        .order_by()
-        .values("job")
-        .annotate(n=Count("*"))
-        .values("n")
-    )
-    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+from .models import Company, Job, JobEvent, JobEventKind, PushResult, PushStatus
 
 
 def job_queryset_all() -> QuerySet[Job]:
-    """Every company's jobs, with push result counts (for staff and system work)."""
-    return Job.objects.select_related("report").annotate(
-        push_success=_push_count(PushStatus.SUCCESS),
-        push_failed=_push_count(PushStatus.FAILED),
-    )
+    """Every company's jobs with their reports joined: one query reads all a job shows.
+
+    Push result counts are columns of the job row; nothing here reads push results.
+    """
+    return Job.objects.select_related("report")
 
 
 def job_queryset(*, company: Company) -> QuerySet[Job]:
@@ -36,7 +25,7 @@ def job_queryset(*, company: Company) -> QuerySet[Job]:
 def job_get(*, company: Company, job_id: Any) -> Job:
     try:
         return job_queryset(company=company).get(pk=job_id)
-    except (Job.DoesNotExist, ValueError, TypeError) as exc:
+    except (Job.DoesNotExist, ValueError, TypeError, DjangoValidationError) as exc:
         raise Http404("No such job.") from exc
 
 
@@ -68,20 +57,21 @@ def job_list(
 
 
 def job_push_counts(job: Job) -> dict[str, int]:
-    """Push result counts, from the selector's annotations when present."""
-    if hasattr(job, "push_success"):
-        return {"success": job.push_success, "failed": getattr(job, "push_failed", 0)}
-    counts = dict(
-        job.push_results.order_by()
-        .values_list("status")
-        .annotate(n=Count("*"))
-        .values_list("status", "n")
-    )
-    return {"success": counts.get("success", 0), "failed": counts.get("failed", 0)}
+    """Push result counts (kept on the job row)."""
+    return {"success": job.push_success_count, "failed": job.push_failed_count}
 
 
 def job_event_list(*, job: Job) -> QuerySet[JobEvent]:
-    return job.events.select_related("actor").order_by("sequence")
+    """The job's timeline: its numbered events (``kind=timeline``; see ``JobEvent``).
+
+    ``sequence IS NOT NULL`` (implied by the kind) lets the (job, sequence) index skip the
+    unnumbered push-result and report events, however many a job holds.
+    """
+    return (
+        job.events.filter(kind=JobEventKind.TIMELINE, sequence__isnull=False)
+        .select_related("actor")
+        .order_by("sequence")
+    )
 
 
 def push_result_list(*, job: Job, status: str | None = None) -> QuerySet[PushResult]:

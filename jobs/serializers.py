@@ -9,6 +9,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import EventStatus, FailureReason, Job, JobEvent, JobStatus, PushResult, PushStatus
+from .representation import (
+    job_event_representation,
+    job_representation,
+    push_counts,
+    push_result_representation,
+)
 
 INT_MAX = 2_147_483_647  # the database's integer range
 METADATA_MAX_BYTES = 16 * 1024
@@ -216,15 +222,15 @@ class JobSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(PushCountsSerializer)
     def get_push_results(self, job: Job) -> dict[str, int]:
-        from .selectors import job_push_counts
-
-        return job_push_counts(job)
+        return push_counts(job)
 
     @extend_schema_field(ReportStateSerializer)
     def get_report(self, job: Job) -> dict[str, Any]:
-        from reports.services import job_report, report_state
+        return job_representation(job)["report"]
 
-        return report_state(job_report(job))
+    def to_representation(self, instance: Job) -> dict[str, Any]:
+        # The fields above describe the schema; the JSON itself is jobs.representation's.
+        return job_representation(instance)
 
 
 class JobEventSerializer(serializers.ModelSerializer):
@@ -251,7 +257,10 @@ class JobEventSerializer(serializers.ModelSerializer):
         return event.failure_reason or None
 
     def get_actor(self, event: JobEvent) -> str | None:
-        return event.actor.get_username() if event.actor_id and event.actor else None
+        return job_event_representation(event)["actor"]
+
+    def to_representation(self, instance: JobEvent) -> dict[str, Any]:
+        return job_event_representation(instance)
 
 
 class JobEventCreatedSerializer(JobEventSerializer):
@@ -260,6 +269,9 @@ class JobEventCreatedSerializer(JobEventSerializer):
     class Meta(JobEventSerializer.Meta):
         fields = [*JobEventSerializer.Meta.fields, "job"]
         read_only_fields = fields
+
+    def to_representation(self, instance: JobEvent) -> dict[str, Any]:
+        return {**job_event_representation(instance), "job": job_representation(instance.job)}
 
 
 class PushResultSerializer(serializers.ModelSerializer):
@@ -285,6 +297,9 @@ class PushResultSerializer(serializers.ModelSerializer):
             "received_at",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: PushResult) -> dict[str, Any]:
+        return push_result_representation(instance)
 
 
 # --- the push status webhook of the accounting data service (seed 001) ------------------------

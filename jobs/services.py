@@ -1,24 +1,26 @@
 """Every change to a job goes through here.
 
-Each service takes the job's row lock, checks ``TRANSITIONS``, updates the job, appends the
-next ``JobEvent`` and writes the webhook outbox, all in one transaction.
+Each service takes the job's row lock, checks ``TRANSITIONS``, updates the job and appends its
+``JobEvent``, in one transaction, and nothing else: the event log is the outbox. After the
+commit one wake-up is published for the relay (``jobs.relay``), which turns the new events into
+webhook deliveries and report builds in the worker; the relay sweep covers a lost wake-up.
 """
 
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Value
+from django.db.models import F, Max, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from reports.services import report_request
-from webhooks.services import Event, emit, emit_many
+from config.outbox import publish_on_commit
+from config.transactions import atomic_service
 
 from .errors import (
     DuplicateJobCode,
@@ -26,6 +28,7 @@ from .errors import (
     InvalidFailureReason,
     InvalidTransition,
     JobFinished,
+    JobNotFound,
 )
 from .models import (
     ACTIVE_STATUSES,
@@ -36,9 +39,12 @@ from .models import (
     FailureReason,
     Job,
     JobEvent,
+    JobEventKind,
     JobStatus,
     PushResult,
+    PushStatus,
 )
+from .representation import UNSET, job_representation, push_result_representation
 
 # The state machine: (current job status, reported event) -> new job status.
 # Pairs not listed are refused; terminal statuses have no way out.
@@ -78,42 +84,31 @@ class PushResultData:
     request_id: str = ""
 
 
-# The webhook event each reported status fires.
-EVENT_WEBHOOKS: dict[EventStatus, str] = {
-    EventStatus.STARTED: "jobs.started",
-    EventStatus.COMPLETED: "jobs.completed",
-    EventStatus.COMPLETED_WITH_ERRORS: "jobs.completed_with_errors",
-    EventStatus.FAILED: "jobs.failed",
-}
+RELAY_TASK = "jobs.relay_events"
+CANCEL_BATCH = 500
 
 
-def _emit(job: Job, events_id: str, **extra: Callable[[], Any]) -> None:
-    """Write the job's webhook outbox rows (in the current transaction)."""
-
-    def data() -> dict[str, Any]:
-        from .serializers import JobSerializer
-
-        return {**JobSerializer(job).data, **{key: make() for key, make in extra.items()}}
-
-    emit(company_id=job.company_id, events_id=events_id, object_id=job.pk, data=data)
-
-
-def _event_data(event: JobEvent) -> Callable[[], Any]:
-    def make() -> Any:
-        from .serializers import JobEventSerializer
-
-        return JobEventSerializer(event).data
-
-    return make
+def relay_on_commit() -> None:
+    """Wake the relay once the current transaction commits (once per transaction)."""
+    publish_on_commit(RELAY_TASK)
 
 
 def generate_job_code() -> str:
     return "JOB-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
 
 
-def lock_job(job_id: Any) -> Job:
-    """Return the job with its row locked until the surrounding transaction ends."""
-    return Job.objects.select_for_update().get(pk=job_id)
+def lock_job(job_id: Any, *, company: Company | None = None) -> Job:
+    """Return the job (its report joined) with its row locked until the transaction ends.
+
+    With ``company``, another company's job is not found (``JobNotFound``): the API's one read.
+    """
+    jobs = Job.objects.select_for_update(of=("self",)).select_related("report")
+    if company is not None:
+        jobs = jobs.filter(company=company)
+    try:
+        return jobs.get(pk=job_id)
+    except (Job.DoesNotExist, ValueError, TypeError, DjangoValidationError) as exc:
+        raise JobNotFound("No such job.") from exc
 
 
 def _check_counts(*, total_records: int | None, effected_records: int | None) -> None:
@@ -181,21 +176,31 @@ def _append_event(
     failure_reason: str = "",
     message: str = "",
     data: dict[str, Any] | None = None,
+    sequence: int | None = None,
+    report: Any = UNSET,
 ) -> JobEvent:
-    last = job.events.aggregate(last=Max("sequence"))["last"] or 0
-    return JobEvent.objects.create(
+    """Log the next timeline event of ``job`` (already saved), with the job's snapshot.
+
+    ``job`` is read with its report joined (``lock_job``), so the snapshot costs no query.
+    """
+    if sequence is None:
+        sequence = (job.events.aggregate(last=Max("sequence"))["last"] or 0) + 1
+    event = JobEvent.objects.create(
         job=job,
-        sequence=last + 1,
+        sequence=sequence,
         status=status,
         failure_reason=failure_reason,
         message=message,
         data=data or {},
         source=source,
         actor=actor,
+        snapshot=job_representation(job, report=report),
     )
+    relay_on_commit()
+    return event
 
 
-@transaction.atomic
+@atomic_service
 def job_create(
     *,
     company: Company,
@@ -238,12 +243,13 @@ def job_create(
                 ) from None
     else:  # pragma: no cover - five 40-bit random codes taken in a row
         raise DuplicateJobCode("Could not generate a unique job code; try again.")
-    event = _append_event(job=job, status=EventStatus.CREATED, source=source, actor=actor)
-    _emit(job, "jobs.create", job_event=_event_data(event))
+    _append_event(  # a new job's first event, and no report: nothing to look up
+        job=job, status=EventStatus.CREATED, source=source, actor=actor, sequence=1, report=None
+    )
     return job
 
 
-@transaction.atomic
+@atomic_service
 def job_apply_event(
     *,
     job_id: Any,
@@ -254,8 +260,12 @@ def job_apply_event(
     effected_records: int | None = None,
     source: EventSource = EventSource.API,
     actor: Actor = None,
+    company: Company | None = None,
 ) -> JobEvent:
-    """Move a job through the state machine; ``event.job`` is the updated job."""
+    """Move a job through the state machine; ``event.job`` is the updated job.
+
+    ``company``: only that company's job (else ``JobNotFound``).
+    """
     event = EventStatus(status)
     if event not in TRANSITION_EVENTS:
         raise InvalidTransition(
@@ -263,8 +273,8 @@ def job_apply_event(
             + ", ".join(sorted(TRANSITION_EVENTS))
             + ".",
         )
+    job = lock_job(job_id, company=company)  # first: an unknown job is 404 whatever the event
     _check_failure_reason(event=event, failure_reason=failure_reason)
-    job = lock_job(job_id)
     current = JobStatus(job.status)
     if current in TERMINAL_STATUSES:
         raise JobFinished(f"Job {job.code} is already {current}; it cannot become {event}.")
@@ -293,9 +303,6 @@ def job_apply_event(
         actor=actor,
     )
     job_event.job = job
-    _emit(job, EVENT_WEBHOOKS[event], job_event=_event_data(job_event))
-    if new_status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS):
-        report_request(job=job)
     return job_event
 
 
@@ -324,7 +331,12 @@ def job_fail(*, job_id: Any, failure_reason: str, message: str = "", **kwargs: A
 
 
 def job_cancel(
-    *, job_id: Any, actor: Actor, source: EventSource = EventSource.API, message: str = ""
+    *,
+    job_id: Any,
+    actor: Actor,
+    source: EventSource = EventSource.API,
+    message: str = "",
+    company: Company | None = None,
 ) -> JobEvent:
     """Fail the job as ``canceled_by_user``; refused with ``JobFinished`` once it is terminal."""
     return job_fail(
@@ -333,6 +345,7 @@ def job_cancel(
         message=message or f"Canceled by {actor or 'a user'}.",
         source=source,
         actor=actor,
+        company=company,
     )
 
 
@@ -346,7 +359,7 @@ def job_expire(*, job_id: Any) -> JobEvent:
     )
 
 
-@transaction.atomic
+@atomic_service
 def job_record_progress(
     *,
     job_id: Any,
@@ -356,9 +369,10 @@ def job_record_progress(
     metadata: dict[str, Any] | None = None,
     source: EventSource = EventSource.API,
     actor: Actor = None,
+    company: Company | None = None,
 ) -> JobEvent:
     """Record counts, message or metadata on an active job as a ``progress`` event."""
-    job = lock_job(job_id)
+    job = lock_job(job_id, company=company)
     if job.is_terminal:
         raise JobFinished(f"Job {job.code} is already {job.status}; progress is closed.")
     data = _apply_counts(job, total_records=total_records, effected_records=effected_records)
@@ -377,22 +391,24 @@ def job_record_progress(
         actor=actor,
     )
     job_event.job = job
-    _emit(job, "jobs.update", job_event=_event_data(job_event))
     return job_event
 
 
-@transaction.atomic
-def push_result_record(*, job_id: Any, data: PushResultData) -> tuple[PushResult, bool]:
+@atomic_service
+def push_result_record(
+    *, job_id: Any, data: PushResultData, company: Company | None = None
+) -> tuple[PushResult, bool]:
     """Store one push result; a repeated ``push_communication_id`` returns the stored one.
 
     Push results may arrive after the job finished (the accounting service reports
-    asynchronously): they are kept, a completed job's report is rebuilt to include them, and
-    only an active job's expiry clock is reset.
+    asynchronously): they are kept, a completed job's report is rebuilt to include them (the
+    relay requests it), and only an active job's expiry clock is reset. The result is logged as
+    an unnumbered ``push_result`` event (not on the timeline) for the relay.
     """
-    job = lock_job(job_id)
+    job = lock_job(job_id, company=company)
     existing = job.push_results.filter(push_communication_id=data.push_communication_id).first()
     if existing is not None:
-        return existing, False
+        return existing, False  # counted when it was first recorded
     result = PushResult.objects.create(
         job=job,
         push_communication_id=data.push_communication_id,
@@ -409,18 +425,24 @@ def push_result_record(*, job_id: Any, data: PushResultData) -> tuple[PushResult
         service_account_ref=data.service_account_ref,
         request_id=data.request_id,
     )
+    counter = "push_success_count" if data.status == PushStatus.SUCCESS else "push_failed_count"
+    changes: dict[str, Any] = {counter: F(counter) + 1}
+    setattr(job, counter, getattr(job, counter) + 1)  # exact: the row is locked
     if not job.is_terminal:
-        _touch(job, timezone.now())
-        job.save(update_fields=["last_activity_at", "expires_at", "updated_at"])
-    elif job.status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS):
-        report_request(job=job)  # a late result: the report must include it
-
-    def push_data() -> Any:
-        from .serializers import PushResultSerializer
-
-        return PushResultSerializer(result).data
-
-    _emit(job, "jobs.push_results.create", push_result=push_data)
+        now = timezone.now()
+        _touch(job, now)
+        job.updated_at = now
+        changes.update(last_activity_at=now, expires_at=job.expires_at, updated_at=now)
+    Job.objects.filter(pk=job.pk).update(**changes)
+    # a late result of a completed job: the relay requests the report again (snapshot status)
+    JobEvent.objects.create(
+        job=job,
+        kind=JobEventKind.PUSH_RESULT,
+        data=push_result_representation(result),
+        source=EventSource.API,
+        snapshot=job_representation(job),
+    )
+    relay_on_commit()
     return result, True
 
 
@@ -428,8 +450,8 @@ def jobs_expire_stale(*, batch_size: int = 500) -> int:
     """Fail every active job whose ``expires_at`` has passed as ``job_expired``; return how many.
 
     Works in batches: each locks its jobs with SKIP LOCKED (a job that is busy receiving an
-    event is left to that event, which refreshes its expiry), then updates them, appends their
-    ``system`` events and writes their ``jobs.failed`` outbox rows set-based, in one transaction.
+    event is left to that event, which refreshes its expiry), then updates them and appends
+    their ``system`` events set-based, in one transaction; the relay fans the events out.
     Two runs at once never expire a job twice.
     """
     expired = 0
@@ -449,12 +471,33 @@ def _expire_batch(*, batch_size: int) -> int:
         .order_by("expires_at")
         .values_list("pk", flat=True)[:batch_size]
     )
-    if not ids:
-        return 0
-    Job.objects.filter(pk__in=ids).update(
-        status=JobStatus.FAILED,
+    _fail_locked(
+        ids,
         failure_reason=FailureReason.JOB_EXPIRED,
         message=EXPIRED_MESSAGE,
+        source=EventSource.SYSTEM,
+        actor=None,
+        now=now,
+    )
+    return len(ids)
+
+
+def _fail_locked(
+    ids: list[Any],
+    *,
+    failure_reason: FailureReason,
+    message: str,
+    source: EventSource,
+    actor: Actor,
+    now: datetime,
+) -> None:
+    """Fail the active jobs ``ids`` (rows locked by the caller) and log their events, set-based."""
+    if not ids:
+        return
+    Job.objects.filter(pk__in=ids).update(
+        status=JobStatus.FAILED,
+        failure_reason=failure_reason,
+        message=message,
         start_time=Coalesce("start_time", Value(now)),
         end_time=now,
         last_activity_at=now,
@@ -462,58 +505,69 @@ def _expire_batch(*, batch_size: int) -> int:
         updated_at=now,
     )
     last_sequences = dict(
-        JobEvent.objects.filter(job_id__in=ids)
+        JobEvent.objects.filter(job_id__in=ids, kind=JobEventKind.TIMELINE)
         .values("job_id")
         .annotate(last=Max("sequence"))
         .values_list("job_id", "last")
     )
-    events = JobEvent.objects.bulk_create(
+    JobEvent.objects.bulk_create(
         [
             JobEvent(
-                job_id=job_id,
-                sequence=last_sequences.get(job_id, 0) + 1,
+                job_id=job.pk,
+                sequence=last_sequences.get(job.pk, 0) + 1,
                 status=EventStatus.FAILED,
-                failure_reason=FailureReason.JOB_EXPIRED,
-                message=EXPIRED_MESSAGE,
-                source=EventSource.SYSTEM,
-                created_at=now,
+                failure_reason=failure_reason,
+                message=message,
+                source=source,
+                actor=actor,
+                snapshot=job_representation(job),
             )
-            for job_id in ids
+            for job in Job.objects.select_related("report").filter(pk__in=ids).order_by("pk")
         ]
     )
-    _emit_many(ids, "jobs.failed", {e.job_id: e for e in events})
-    return len(ids)
-
-
-def _emit_many(job_ids: list[Any], events_id: str, job_events: dict[Any, JobEvent]) -> None:
-    """The outbox rows of many jobs at once (job rows read in one query)."""
-    from .selectors import job_queryset_all
-    from .serializers import JobEventSerializer, JobSerializer
-
-    jobs = list(job_queryset_all().filter(pk__in=job_ids))
-
-    def data_for(job: Job) -> Callable[[], dict[str, Any]]:
-        def make() -> dict[str, Any]:
-            event = job_events[job.pk]
-            return {**JobSerializer(job).data, "job_event": JobEventSerializer(event).data}
-
-        return make
-
-    emit_many(
-        events_id=events_id,
-        events=[Event(company_id=j.company_id, object_id=j.pk, data=data_for(j)) for j in jobs],
-    )
+    relay_on_commit()
 
 
 def jobs_cancel(
     *, job_ids: list[Any], actor: Actor, source: EventSource, message: str = ""
 ) -> tuple[int, int]:
-    """Cancel many jobs, each in its own transaction; return (canceled, already finished)."""
+    """Cancel many jobs set-based, in batches; return (canceled, already finished).
+
+    Each batch locks its jobs (in pk order: no deadlock with another batch), fails the active
+    ones as ``canceled_by_user`` and logs their events in one transaction. Unknown ids count
+    as neither.
+    """
     canceled = skipped = 0
-    for job_id in job_ids:
-        try:
-            job_cancel(job_id=job_id, actor=actor, source=source, message=message)
-            canceled += 1
-        except JobFinished:
-            skipped += 1
+    ids = list(dict.fromkeys(job_ids))
+    for start in range(0, len(ids), CANCEL_BATCH):
+        done, finished = _cancel_batch(
+            ids[start : start + CANCEL_BATCH],
+            actor=actor,
+            source=source,
+            message=message or f"Canceled by {actor or 'a user'}.",
+        )
+        canceled += done
+        skipped += finished
     return canceled, skipped
+
+
+@transaction.atomic
+def _cancel_batch(
+    ids: list[Any], *, actor: Actor, source: EventSource, message: str
+) -> tuple[int, int]:
+    locked = list(
+        Job.objects.select_for_update()
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .values_list("pk", "status")
+    )
+    active = [pk for pk, status in locked if status in ACTIVE_STATUSES]
+    _fail_locked(
+        active,
+        failure_reason=FailureReason.CANCELED_BY_USER,
+        message=message,
+        source=source,
+        actor=actor,
+        now=timezone.now(),
+    )
+    return len(active), len(locked) - len(active)

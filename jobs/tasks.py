@@ -4,6 +4,7 @@ import logging
 
 from celery import shared_task
 
+from . import relay
 from .idempotency import idempotency_keys_purge
 from .services import jobs_expire_stale
 
@@ -24,3 +25,26 @@ def expire_stale_jobs() -> int:
     if expired:
         logger.info("expired %d stale jobs", expired)
     return expired
+
+
+@shared_task(
+    name="jobs.relay_events",
+    # a wake-up: one lost with a killed worker is replaced by the sweep, never redelivered
+    acks_late=False,
+    ignore_result=True,
+)
+def relay_events() -> int:
+    """Turn new job events into webhook deliveries and report builds (``jobs.relay``)."""
+    relayed = relay.events_relay()
+    if relayed:
+        logger.info("relayed %d job events", relayed)
+    return relayed
+
+
+@shared_task(name="jobs.sweep_unrelayed_events", ignore_result=True)
+def sweep_unrelayed_events() -> bool:
+    """Wake the relay when an event waits whose wake-up was lost."""
+    woken = relay.relay_sweep()
+    if woken:
+        logger.info("woke the relay for waiting job events")
+    return woken

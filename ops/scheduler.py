@@ -4,11 +4,12 @@ django-celery-beat writes ``last_run_at`` only when it syncs (every few minutes)
 tell a dead beat within a minute; this scheduler records its own heartbeat every
 ``JOBTRAIL_HEARTBEAT_INTERVAL`` seconds from beat's loop.
 
-The sweeps (``config.periodic.BEAT_SWEEPS``: the webhook dispatcher) run here, in beat, instead of
-being published for a worker: a sweep only looks for lost work and sends at most one wake-up, so
-while no worker consumes, the broker does not fill with one sweep message per round (60 in five
-minutes at the dispatcher's 5 s), and the wake-up still goes out. Their schedule stays in the
-database like every periodic task's (staff can pause or re-time them in the admin).
+The sweeps (``config.periodic.BEAT_SWEEPS``: the webhook dispatcher and the relay sweep) run
+here, in beat, instead of being published for a worker: a sweep only looks for lost work and
+sends at most one wake-up, so while no worker consumes, the broker does not fill with one sweep
+message per round (60 in five minutes at the dispatcher's 5 s), and the wake-up still goes out.
+Their schedule stays in the database like every periodic task's (staff can pause or re-time
+them in the admin).
 
 Select it with ``CELERY_BEAT_SCHEDULER`` (the default in settings).
 """

@@ -12,17 +12,25 @@ from django.core import signing
 from django.core.files import File
 from django.db import transaction
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
 
-from jobs.models import Job, JobStatus, PushResult
-from webhooks.services import emit
+from config.outbox import publish_on_commit
+from jobs.errors import LinkExpired, LinkInvalid, ReportNotPossible
+from jobs.models import EventSource, Job, JobEvent, JobEventKind, PushResult
+from jobs.representation import job_representation
 
+from .links import (  # noqa: F401 - re-exported: the report's state and link live in .links
+    REPORTABLE_STATUSES,
+    SIGNING_SALT,
+    download_token,
+    download_url,
+    job_report,
+    report_state,
+)
 from .models import Report, ReportStatus
 
 logger = logging.getLogger(__name__)
 
-REPORTABLE_STATUSES = (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS)
 HEADER = [
     "push_communication_id",
     "status",
@@ -35,31 +43,34 @@ HEADER = [
     "validation_errors",
 ]
 CHUNK = 2000
-SIGNING_SALT = "jobtrail.reports.download"
+
+
+BUILD_TASK = "reports.build_job_report"
+
+
+def reports_request(*, job_ids: list[Any]) -> int:
+    """Mark the jobs' reports pending (one upsert) and queue their builds after the commit.
+
+    Idempotent: a report already pending stays pending; a ready one is rebuilt. A lost build
+    message is queued again by ``reports_queue_pending``. Return how many were requested.
+    """
+    if not job_ids:
+        return 0
+    Report.objects.bulk_create(
+        [Report(job_id=job_id, status=ReportStatus.PENDING) for job_id in job_ids],
+        update_conflicts=True,
+        unique_fields=["job"],
+        update_fields=["status", "error", "build_started_at", "updated_at"],
+    )
+    for job_id in job_ids:
+        publish_on_commit(BUILD_TASK, (str(job_id),))
+    return len(job_ids)
 
 
 def report_request(*, job: Job) -> Report:
-    """Mark the job's report as pending and queue its build after the commit (idempotent)."""
-    report, _ = Report.objects.update_or_create(
-        job=job,
-        defaults={"status": ReportStatus.PENDING, "error": "", "build_started_at": None},
-    )
-    job_id = str(job.pk)
-
-    def queue() -> None:
-        from .tasks import build_job_report
-
-        try:
-            build_job_report.apply_async((job_id,), retry=False)
-        except Exception as exc:
-            logger.warning("report build for job %s not queued (%s)", job_id, exc)
-
-    transaction.on_commit(queue, robust=True)
-    return report
-
-
-class ReportNotPossible(Exception):
-    pass
+    """Mark one job's report pending and queue its build after the commit (idempotent)."""
+    reports_request(job_ids=[job.pk])
+    return Report.objects.get(job=job)
 
 
 def report_rebuild(*, job: Job) -> Report:
@@ -162,13 +173,15 @@ def report_build(*, job_id: Any) -> Report | None:
             report.ready_at = timezone.now()
             report.build_started_at = None
             report.save()
-            ready = report
-            emit(
-                company_id=job.company_id,
-                events_id="jobs.report.ready",
-                object_id=job.pk,
-                data=lambda: _ready_payload(job, ready),
+            # logged for the relay, which sends jobs.report.ready
+            JobEvent.objects.create(
+                job=job,
+                kind=JobEventKind.REPORT_READY,
+                source=EventSource.SYSTEM,
+                data={"rows": report.row_count, "size_bytes": report.size_bytes},
+                snapshot=_ready_payload(job, report),
             )
+            publish_on_commit("jobs.relay_events")
     if superseded:
         report.file.storage.delete(name)
         return None
@@ -178,11 +191,8 @@ def report_build(*, job_id: Any) -> Report | None:
 
 
 def _ready_payload(job: Job, report: Report) -> dict[str, Any]:
-    from jobs.selectors import job_queryset_all
-    from jobs.serializers import JobSerializer
-
-    data = dict(JobSerializer(job_queryset_all().get(pk=job.pk)).data)
-    data["report"] = report_state(report)
+    job.refresh_from_db()  # the job as it is now (counts included: they live on the row)
+    data = job_representation(job, report=report)
     data["report"].update(rows=report.row_count, size_bytes=report.size_bytes)
     return data
 
@@ -211,32 +221,6 @@ def report_fail(*, job_id: Any, error: str) -> None:
 # --- signed links -----------------------------------------------------------------------------
 
 
-def download_token(report: Report) -> str:
-    return signing.dumps(
-        {
-            "r": report.pk,
-            "c": str(report.job.company_id),
-            "v": report.ready_at and report.ready_at.timestamp(),
-        },
-        salt=SIGNING_SALT,
-        compress=True,
-    )
-
-
-def download_url(report: Report) -> str:
-    """An absolute, signed link that expires after ``JOBTRAIL_REPORT_LINK_TTL`` seconds."""
-    path = reverse("report-download", args=[download_token(report)])
-    return settings.JOBTRAIL_PUBLIC_URL.rstrip("/") + path
-
-
-class LinkInvalid(Exception):
-    pass
-
-
-class LinkExpired(Exception):
-    pass
-
-
 def report_from_token(token: str) -> Report:
     try:
         claims = signing.loads(token, salt=SIGNING_SALT, max_age=settings.JOBTRAIL_REPORT_LINK_TTL)
@@ -252,21 +236,6 @@ def report_from_token(token: str) -> Report:
     if report is None or (report.ready_at and report.ready_at.timestamp()) != claims.get("v"):
         raise LinkInvalid  # rebuilt or gone since the link was made
     return report
-
-
-def job_report(job: Job) -> Report | None:
-    try:
-        return job.report
-    except Report.DoesNotExist:
-        return None
-
-
-def report_state(report: Report | None) -> dict[str, Any]:
-    """What the job representation shows: ``{status, url}``."""
-    if report is None:
-        return {"status": "none", "url": None}
-    url = download_url(report) if report.status == ReportStatus.READY else None
-    return {"status": report.status, "url": url}
 
 
 def report_filename(report: Report) -> str:

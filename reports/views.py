@@ -44,17 +44,7 @@ class ReportDownloadView(APIView):
         },
     )
     def get(self, request: Request, token: str) -> Any:
-        try:
-            report = services.report_from_token(token)
-        except services.LinkExpired:
-            raise ProblemError(
-                "This download link has expired; ask the API for a new one "
-                "(GET /api/v1/jobs/{id}/report/).",
-                status_code=410,
-                code="link_expired",
-            ) from None
-        except services.LinkInvalid:
-            raise ProblemError("No such report.", status_code=404, code="not_found") from None
+        report = services.report_from_token(token)  # LinkExpired: 410, LinkInvalid: 404
         company = _bearer_company(request)
         if company is not None and company.pk != report.job.company_id:
             raise ProblemError("No such report.", status_code=404, code="not_found")

@@ -1,6 +1,6 @@
 """Shared fixtures: API clients with bearer tokens, each in its own company."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ from jobs.auth import CompanyTokenObtainPairSerializer
 from jobs.models import Company
 from tests.factories import ApiClientFactory, CompanyFactory
 from tests.receiver import Receiver, running_receiver
+from tests.relay import run_relay
 
 
 @pytest.fixture(autouse=True)
@@ -61,3 +62,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     report = outcome.get_result()
     if report.when == "call":
         item.rep_call = report  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def relay() -> Callable[[], int]:
+    """Run the job event relay now, in this process (what the worker does after a change)."""
+    return run_relay

@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 
 from jobs import services
 from jobs.models import Company, CompanyMember, Job, JobStatus
+from tests.relay import run_relay
 
 
 class CompanyFactory(factory.django.DjangoModelFactory):
@@ -52,7 +53,7 @@ class JobFactory(factory.django.DjangoModelFactory):
 
 
 def job_in_status(status: JobStatus | str, **kwargs: Any) -> Job:
-    """Make a job and drive it through the services into ``status``."""
+    """Make a job, drive it through the services into ``status`` and relay its events."""
     job = JobFactory(**kwargs)
     if status == JobStatus.PROCESSING:
         services.job_start(job_id=job.pk)
@@ -62,6 +63,7 @@ def job_in_status(status: JobStatus | str, **kwargs: Any) -> Job:
         services.job_complete_with_errors(job_id=job.pk)
     elif status == JobStatus.FAILED:
         services.job_fail(job_id=job.pk, failure_reason="service_timeout")
+    run_relay()  # what the worker does next: webhooks fanned out, the report requested
     job.refresh_from_db()
     assert job.status == status
     return job

@@ -9,7 +9,6 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.problems import ProblemError
 from config.schema import AUTH_ERRORS, BAD_REQUEST, IDEMPOTENCY_ERRORS, error, problem_example
 from jobs.api import CompanyAPIView, Cursor, _valid
 from jobs.idempotency import idempotent
@@ -250,10 +249,7 @@ class DeliveryRedeliverView(CompanyAPIView):
     @idempotent
     def post(self, request: Request, delivery_id: Any) -> Response:
         delivery = selectors.delivery_get(company=self.company, delivery_id=delivery_id)
-        try:
-            delivery = services.delivery_redeliver(delivery=delivery)
-        except services.DeliveryInProgress as exc:
-            raise ProblemError(str(exc), status_code=409, code="delivery_pending") from exc
+        delivery = services.delivery_redeliver(delivery=delivery)  # DeliveryInProgress: 409
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 
 

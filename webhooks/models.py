@@ -47,6 +47,16 @@ class WebhookDelivery(models.Model):
         WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
     )
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    # The logged event this delivery reports (null for rows older than the event log relay).
+    # Unique with the endpoint: the relay's fan-out inserts each pair once, however often it runs.
+    job_event = models.ForeignKey(
+        "jobs.JobEvent",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+        db_index=False,  # webhook_delivery_job_event_unique starts with it
+    )
     event_id = models.CharField(
         max_length=64, help_text="Sent as webhook-id; stable across retries."
     )
@@ -79,6 +89,9 @@ class WebhookDelivery(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["endpoint", "event_id"], name="webhook_delivery_event_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["job_event", "endpoint"], name="webhook_delivery_job_event_unique"
             ),
         ]
         indexes = [

@@ -1,26 +1,60 @@
-"""Send claimed deliveries over HTTP: signed, pinned to the checked address, no redirects.
+"""The delivery engine: claimed deliveries go out signed, over kept-alive pinned connections.
 
-Every attempt ends by a hard deadline (``JOBTRAIL_WEBHOOK_TIMEOUT`` from its claim) covering the
-DNS and SSRF check, connect, TLS, sending and the whole answer: urllib3's read timeout is per
-read, so a receiver dripping a byte every second would otherwise hold the sender for ever. Each
-phase gets the time that is left as its socket timeout, and a watchdog shuts the connection's
-socket down at the deadline, which ends whatever read or write is blocked on it.
+Shape. ``send_due`` (the task ``webhooks.send_due_deliveries``) runs in a worker process for a
+round: its thread (the coordinator) claims due deliveries in batches (``deliveries_claim_due``:
+two queries per batch), hands them to a few sender threads, and writes what came back in
+batches (``deliveries_record_attempts``: one INSERT of attempts, one UPDATE per distinct
+outcome). The sender threads only do HTTP; they never touch the database, so a batch costs the
+same few queries whether it holds 1 delivery or 200, and the coordinator's one connection lives
+for the whole round (Celery's Django fixup closes connections around every task: one task is
+many thousands of deliveries).
+
+Threads, not asyncio. The work per attempt is short CPU bursts (JSON, HMAC, http.client) around
+blocking socket waits, which the GIL releases; threads keep the attempt code plain, synchronous,
+and the same for the per-delivery task and the batch, and they reuse urllib3's connection
+classes (TLS, SNI, hostname checks) and the socket-level deadline watchdog below as they are.
+An asyncio engine would need a second HTTP client stack (aiohttp/httpx) for the same sends and
+an event loop inside prefork children, for no gain on a bounded number of concurrent sends
+(JOBTRAIL_WEBHOOK_SENDERS per process): throughput comes from kept-alive connections and
+batched database work, not from thousands of sockets in flight.
+
+Connections. Each process keeps idle HTTP/1.1 connections per (scheme, host, port, checked
+address) and reuses them across attempts and rounds. The URL is resolved and SSRF-checked when
+first used and again every ``TARGET_RECHECK`` seconds; a connection always goes to the address
+that was checked (no second lookup an attacker could rebind), with the URL's host as the TLS
+server name and certificate hostname. Redirects are never followed, at most 16 KiB of an answer
+is read, and a connection is kept only when its answer was read to the end, in time.
+
+Deadline. Every attempt ends by a hard deadline (``JOBTRAIL_WEBHOOK_TIMEOUT`` from its start)
+covering the DNS and SSRF check, connect, TLS, sending and the whole answer: urllib3's read
+timeout is per read, so a receiver dripping a byte every second would otherwise hold the sender
+for ever. Each phase gets the time that is left as its socket timeout, and one watchdog thread
+per process shuts the connection's socket down at the deadline, which ends whatever read or
+write is blocked on it. A connection whose attempt hit the deadline is closed, never reused.
+
+Fairness. Deliveries wait in one lane per endpoint; free sender threads take lanes in turn, so
+a big backlog for one endpoint does not starve another. An endpoint whose attempt runs longer
+than ``SLOW_AFTER`` is slow: it gets at most ``PER_ENDPOINT`` threads, its waiting deliveries
+are given back unsent, and it is claimed for separately, only as its threads come free. A
+hanging receiver therefore holds ``PER_ENDPOINT`` threads per process; the others keep sending.
 """
 
 import contextlib
+import heapq
 import http.client
 import json
 import logging
+import os
 import socket
 import threading
 import time
-from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
@@ -31,82 +65,374 @@ from .ssrf import Target, UnsafeTarget, check_url
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "Jobtrail-Webhooks/1.0"
-# A batch sender gives one endpoint at most this many of its threads while other endpoints'
-# deliveries are due (one slow receiver cannot take every thread).
+# While other endpoints' deliveries wait, a slow endpoint gets at most this many sender threads
+# of a process (one hanging receiver cannot take every thread).
 PER_ENDPOINT = 2
-
+# An endpoint is slow once one of its attempts has run this long (or ended by the deadline).
+SLOW_AFTER = 1.0
+# A URL's resolution and SSRF check are trusted this long; then they are done again.
+TARGET_RECHECK = 60.0
+# Idle connections kept per (scheme, host, port, address).
+IDLE_PER_ORIGIN = 16
+# The coordinator claims up to this many deliveries per batch...
+BATCH = 200
+# ...and records outcomes when this many wait, or after FLUSH_EVERY seconds.
+FLUSH_SIZE = 200
+FLUSH_EVERY = 0.05
+# When a claim finds nothing due, the next one waits this long (a round keeps sending as long as
+# deliveries come due; an empty table is not asked again and again).
+IDLE_CLAIM_EVERY = 0.2
 
 # What a receiver can make a send raise. Anything else (Celery's SoftTimeLimitExceeded, a bug)
-# propagates: ``deliver_claimed`` records the attempt as interrupted and re-raises it.
+# propagates: it is recorded as an interrupted attempt and re-raised.
 NETWORK_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError)
+# What a kept-alive connection the receiver closed while it was idle raises on reuse.
+STALE_CONNECTION = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ConnectionAbortedError,
+)
 
 
 class AttemptTimeout(Exception):
     """The attempt's deadline passed; the message says in which phase."""
 
 
-class _Watchdog:
-    """Shut a connection's socket down at the deadline, whatever is blocked on it.
+# --- the deadline watchdog --------------------------------------------------------------------
 
-    It holds a duplicate of the TCP socket (taken right after connect, before TLS wraps it), so
-    shutting down reaches the connection however it is wrapped, and the descriptor it acts on
-    is its own (never one the system has reused for another connection).
-    """
+
+class _Watch:
+    """One attempt's deadline: shuts its connection's socket down if the deadline passes."""
+
+    __slots__ = ("_conn", "_done", "_lock", "deadline", "fired")
 
     def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
         self.fired = False
+        self._conn: _PinnedConnection | None = None
+        self._done = False
         self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._closed = False
-        self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
 
-    def watch(self, sock: socket.socket) -> None:
+    def __lt__(self, other: "_Watch") -> bool:
+        return self.deadline < other.deadline
+
+    def attach(self, conn: "_PinnedConnection") -> None:
         with self._lock:
-            if self._closed:
+            if self._done:
                 return
-            self._sock = sock.dup()
+            self._conn = conn
             if self.fired:
-                self._shutdown()
+                conn.shut_down()
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self._lock:
-            if self._closed:
+            if self._done:
                 return
             self.fired = True
-            self._shutdown()
-
-    def _shutdown(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(OSError):  # already closed by the peer
-                self._sock.shutdown(socket.SHUT_RDWR)
+            if self._conn is not None:
+                self._conn.shut_down()
 
     def close(self) -> None:
-        self._timer.cancel()
+        """The attempt is over: the watchdog leaves its connection alone from now on."""
         with self._lock:
-            self._closed = True
-            if self._sock is not None:
-                self._sock.close()
-                self._sock = None
+            self._done = True
+            self._conn = None
 
 
-class _WatchedHTTPConnection(HTTPConnection):
-    watchdog: _Watchdog
+class _Watchdog:
+    """One thread per process that fires the attempts' deadlines (no thread per attempt)."""
+
+    GRANULARITY = 0.05  # deadlines fire at most this late; the thread wakes at most 20 times/s
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[_Watch] = []
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: float) -> _Watch:
+        watch = _Watch(deadline)
+        with self._cond:
+            heapq.heappush(self._heap, watch)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="webhook-watchdog", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0] is watch:
+                self._cond.notify()
+        return watch
+
+    def _run(self) -> None:
+        while True:
+            due: list[_Watch] = []
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                now = time.monotonic()
+                while self._heap and self._heap[0].deadline <= now:
+                    due.append(heapq.heappop(self._heap))
+                if not due:
+                    wait = max(self._heap[0].deadline - now, self.GRANULARITY)
+                    self._cond.wait(wait)
+            for watch in due:
+                watch.fire()
+
+
+# --- pinned, kept-alive connections -----------------------------------------------------------
+
+
+class _PinnedConnection:
+    """Mixin: keeps a duplicate of the TCP socket for the watchdog; attaches the watch on connect.
+
+    The duplicate is taken right after connect, before TLS wraps the socket, so shutting it down
+    reaches the connection however it is wrapped, and the descriptor it acts on is its own for
+    the connection's whole life (never one the system has reused for another connection).
+    """
+
+    watch: _Watch | None = None
+    _watch_sock: socket.socket | None = None
+    last_used: float = 0.0
 
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        self.watchdog.watch(sock)
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        self._watch_sock = sock.dup()
+        if self.watch is not None:
+            self.watch.attach(self)
         return sock
 
+    def shut_down(self) -> None:
+        sock = self._watch_sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closed already
+                sock.shutdown(socket.SHUT_RDWR)
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    watchdog: _Watchdog
+    def discard(self) -> None:
+        """Close the connection for good (``close``, which http.client also calls when an
+        answer ends the connection, leaves the duplicate: the answer may still be read)."""
+        self.close()  # type: ignore[attr-defined]
+        sock, self._watch_sock = self._watch_sock, None
+        if sock is not None:
+            sock.close()
 
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        self.watchdog.watch(sock)
-        return sock
+
+class _PinnedHTTPConnection(_PinnedConnection, HTTPConnection):
+    pass
+
+
+class _PinnedHTTPSConnection(_PinnedConnection, HTTPSConnection):
+    pass
+
+
+Conn = _PinnedHTTPConnection | _PinnedHTTPSConnection
+
+
+@dataclass
+class _Origin:
+    """Idle connections to one checked address of one (scheme, host, port)."""
+
+    scheme: str
+    host: str
+    port: int
+    address: str
+    idle: list[Conn] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self) -> Conn | None:
+        """A kept-alive connection the receiver has not closed meanwhile, or None."""
+        while True:
+            with self.lock:
+                if not self.idle:
+                    return None
+                conn = self.idle.pop()  # the most recently used: least likely to be closed
+            if conn.is_connected:  # readable while idle means closed by the receiver
+                return conn
+            conn.discard()
+
+    def new(self) -> Conn:
+        if self.scheme == "https":
+            return _PinnedHTTPSConnection(
+                self.address,
+                self.port,
+                server_hostname=self.host,
+                assert_hostname=self.host,
+                cert_reqs="CERT_REQUIRED",
+            )
+        return _PinnedHTTPConnection(self.address, self.port)
+
+    def give_back(self, conn: Conn) -> None:
+        conn.watch = None
+        conn.last_used = time.monotonic()
+        with self.lock:
+            if len(self.idle) < IDLE_PER_ORIGIN:
+                self.idle.append(conn)
+                return
+        conn.discard()
+
+    def close(self) -> None:
+        with self.lock:
+            idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.discard()
+
+
+@dataclass(frozen=True)
+class _Checked:
+    target: Target
+    at: float
+
+
+class Transport:
+    """A process's webhook HTTP client: checked targets and kept-alive connections."""
+
+    def __init__(self) -> None:
+        self.watchdog = _Watchdog()
+        self._lock = threading.Lock()
+        self._targets: dict[tuple[str, bool, bool], _Checked] = {}
+        self._origins: dict[tuple[str, str, int, str], _Origin] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            origins, self._origins = list(self._origins.values()), {}
+            self._targets = {}
+        for origin in origins:
+            origin.close()
+
+    # --- resolution and SSRF check ------------------------------------------------------------
+
+    def target(self, url: str, deadline: float) -> Target:
+        """The URL's checked target, checked again once older than ``TARGET_RECHECK``."""
+        key = (url, bool(settings.DEBUG), bool(settings.JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS))
+        checked = self._targets.get(key)
+        now = time.monotonic()
+        if checked is not None and now - checked.at < TARGET_RECHECK:
+            return checked.target
+        target = _check_within(url, deadline)
+        with self._lock:
+            if checked is not None and checked.target.addresses != target.addresses:
+                # the name points elsewhere now: drop the connections to the old addresses
+                gone = {a for a in checked.target.addresses if a not in target.addresses}
+                stale = [k for k in self._origins if k[1] == target.host and k[3] in gone]
+                for origin_key in stale:
+                    self._origins.pop(origin_key).close()
+            self._targets[key] = _Checked(target=target, at=now)
+        return target
+
+    def origin(self, target: Target) -> _Origin:
+        key = (target.scheme, target.host, target.port, target.addresses[0])
+        origin = self._origins.get(key)
+        if origin is None:
+            with self._lock:
+                origin = self._origins.setdefault(key, _Origin(*key))
+        return origin
+
+    # --- one POST -----------------------------------------------------------------------------
+
+    def post(
+        self, target: Target, *, body: bytes, headers: dict[str, str], deadline: float
+    ) -> tuple[int, str, str | None]:
+        """POST to the checked address; (status, first 16 KiB of the answer, Retry-After).
+
+        A kept-alive connection the receiver closed just as it was reused fails before any
+        answer: the request is then sent once more on a new connection, within the deadline.
+        """
+        origin = self.origin(target)
+        conn = origin.take()
+        if conn is not None:
+            try:
+                return self._exchange(origin, conn, target, body, headers, deadline)
+            except STALE_CONNECTION:
+                if time.monotonic() >= deadline:
+                    raise
+        return self._exchange(origin, origin.new(), target, body, headers, deadline)
+
+    def _exchange(
+        self,
+        origin: _Origin,
+        conn: Conn,
+        target: Target,
+        body: bytes,
+        headers: dict[str, str],
+        deadline: float,
+    ) -> tuple[int, str, str | None]:
+        watch = self.watchdog.watch(deadline)
+        conn.watch = watch
+        if conn.sock is not None:  # kept alive: the watch covers it from now on
+            watch.attach(conn)
+        keep = False
+        phase = "connecting" if conn.sock is None else "sending"
+        try:
+            conn.timeout = _remaining(deadline, phase)  # request() applies it to the socket
+            conn.request(
+                "POST",
+                target.path,
+                body=body,
+                headers={**headers, "Host": _host_header(target)},
+                preload_content=False,  # read at most RESPONSE_BODY_LIMIT below
+            )
+            phase = "waiting for the answer"
+            conn.timeout = _remaining(deadline, phase)  # getresponse() applies it to the socket
+            response = conn.getresponse()
+            phase = "reading the answer"
+            if conn.sock is not None:  # None when the answer closes the connection
+                conn.sock.settimeout(_remaining(deadline, phase))
+            content = response.read(services.RESPONSE_BODY_LIMIT, decode_content=True)
+            # the answer was read to its end (and in time): the connection may carry the next
+            complete = len(content) < services.RESPONSE_BODY_LIMIT or response.read(1) == b""
+            if watch.fired:  # cut short by the deadline: the answer is not complete
+                raise AttemptTimeout(phase)
+            keep = complete and conn.sock is not None
+            text = content.decode("utf-8", errors="replace")
+            return response.status, text, response.headers.get("Retry-After")
+        except NETWORK_ERRORS as exc:
+            if watch.fired or time.monotonic() >= deadline:
+                raise AttemptTimeout(phase) from exc
+            raise
+        finally:
+            watch.close()
+            if keep and not watch.fired:
+                origin.give_back(conn)
+            else:
+                conn.discard()
+
+
+def _host_header(target: Target) -> str:
+    default_port = 443 if target.scheme == "https" else 80
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    return host if target.port == default_port else f"{host}:{target.port}"
+
+
+_transport: Transport | None = None
+_transport_lock = threading.Lock()
+
+
+def transport() -> Transport:
+    """This process's transport (a prefork child gets its own: connections are not shared)."""
+    global _transport
+    if _transport is None:
+        with _transport_lock:
+            if _transport is None:
+                _transport = Transport()
+    return _transport
+
+
+def reset_connections() -> None:
+    """Close every kept-alive connection and forget every checked target."""
+    global _transport
+    with _transport_lock:
+        old, _transport = _transport, None
+    if old is not None:
+        old.close()
+
+
+def _forget_after_fork() -> None:
+    global _transport, _executor, _coordinating
+    _transport = None  # the parent's sockets and threads are not ours
+    _executor = None
+    _coordinating = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _remaining(deadline: float, phase: str) -> float:
@@ -136,60 +462,10 @@ def _check_within(url: str, deadline: float) -> Target:
     return outcome[0]
 
 
-def _post(
-    target: Target, *, body: bytes, headers: dict[str, str], deadline: float
-) -> tuple[int, str, str | None]:
-    """POST to the checked address; (status, first 16 KiB of the answer, Retry-After)."""
-    address = target.addresses[0]
-    timeout = _remaining(deadline, "connecting")
-    watchdog = _Watchdog(deadline)
-    conn: _WatchedHTTPConnection | _WatchedHTTPSConnection
-    if target.scheme == "https":
-        conn = _WatchedHTTPSConnection(
-            address,
-            target.port,
-            timeout=timeout,
-            server_hostname=target.host,
-            assert_hostname=target.host,
-            cert_reqs="CERT_REQUIRED",
-        )
-    else:
-        conn = _WatchedHTTPConnection(address, target.port, timeout=timeout)
-    conn.watchdog = watchdog
-    default_port = 443 if target.scheme == "https" else 80
-    host = target.host if target.port == default_port else f"{target.host}:{target.port}"
-    if ":" in target.host and target.port == default_port:
-        host = f"[{target.host}]"
-    phase = "connecting"
-    try:
-        conn.request(
-            "POST",
-            target.path,
-            body=body,
-            headers={**headers, "Host": host},
-            preload_content=False,  # read at most RESPONSE_BODY_LIMIT below
-        )
-        phase = "waiting for the answer"
-        conn.timeout = _remaining(deadline, phase)  # getresponse() applies it to the socket
-        response = conn.getresponse()
-        phase = "reading the answer"
-        if conn.sock is not None:  # None when the answer closes the connection
-            conn.sock.settimeout(_remaining(deadline, phase))
-        content = response.read(services.RESPONSE_BODY_LIMIT, decode_content=True)
-        if watchdog.fired:  # cut short by the deadline: the answer is not complete
-            raise AttemptTimeout(phase)
-        text = content.decode("utf-8", errors="replace")
-        return response.status, text, response.headers.get("Retry-After")
-    except NETWORK_ERRORS as exc:
-        if watchdog.fired or time.monotonic() >= deadline:
-            raise AttemptTimeout(phase) from exc
-        raise
-    finally:
-        watchdog.close()
-        conn.close()
+# --- one attempt ------------------------------------------------------------------------------
 
 
-def _attempt(claim: Claim) -> AttemptResult:
+def attempt(claim: Claim, *, deadline: float) -> AttemptResult:
     """Make the HTTP attempt; network failures and timeouts become the result's error."""
     endpoint = claim.endpoint
     delivery = claim.delivery
@@ -211,9 +487,10 @@ def _attempt(claim: Claim) -> AttemptResult:
         return AttemptResult(started_at=now, duration_ms=duration_ms, error=error[:2000])
 
     try:
-        target = _check_within(endpoint.url, claim.deadline)
-        status, text, retry_after = _post(
-            target, body=body.encode(), headers=headers, deadline=claim.deadline
+        client = transport()
+        target = client.target(endpoint.url, deadline)
+        status, text, retry_after = client.post(
+            target, body=body.encode(), headers=headers, deadline=deadline
         )
     except AttemptTimeout as exc:
         return failed(
@@ -233,42 +510,57 @@ def _attempt(claim: Claim) -> AttemptResult:
     )
 
 
+def _interrupted(started_at: Any, started: float, exc: BaseException) -> AttemptResult:
+    return AttemptResult(
+        started_at=started_at,
+        duration_ms=int((time.monotonic() - started) * 1000),
+        error=f"The attempt was interrupted ({type(exc).__name__}: {exc})."[:2000],
+    )
+
+
+def _record(outcomes: list[tuple[Claim, AttemptResult]]) -> None:
+    try:
+        services.deliveries_record_attempts(outcomes)
+    except Exception:
+        logger.exception(
+            "%d webhook attempts not recorded; their deliveries are retried when their leases end",
+            len(outcomes),
+        )
+
+
+def _settle_inactive(claims: list[Claim]) -> list[Claim]:
+    """Defer (paused) or abandon (disabled by a 410) claims of inactive endpoints; the rest."""
+    active = [c for c in claims if c.endpoint.is_active]
+    if len(active) == len(claims):
+        return claims
+    paused = [c for c in claims if not c.endpoint.is_active and not c.endpoint.disabled_reason]
+    services.deliveries_defer(paused)
+    disabled: dict[str, list[Claim]] = {}
+    for c in claims:
+        if not c.endpoint.is_active and c.endpoint.disabled_reason:
+            disabled.setdefault(c.endpoint.disabled_reason, []).append(c)
+    for reason, group in disabled.items():
+        services.deliveries_abandon(group, reason=reason)
+    return active
+
+
 def deliver_claimed(claim: Claim) -> None:
-    """Make the claimed attempt and record it, whatever interrupts it.
+    """Make the claimed attempt now, in this thread, and record it, whatever interrupts it.
 
     An exception in the middle (the task's soft time limit, a bug) still records the attempt
     (with what was known) before it propagates, so the delivery is retried on its schedule
     instead of waiting, unlogged, for its lease to end.
     """
-    endpoint = claim.endpoint
-    if not endpoint.is_active:
-        if endpoint.disabled_reason:  # disabled by the receiver (410): give up
-            services.delivery_abandon(claim=claim, reason=endpoint.disabled_reason)
-        else:  # paused by the client: hold it until the endpoint is active again
-            services.delivery_defer(claim=claim)
+    if not _settle_inactive([claim]):
         return
     started_at = timezone.now()
     started = time.monotonic()
-    result: AttemptResult | None = None
     try:
-        result = _attempt(claim)
-        services.delivery_record_attempt(claim=claim, result=result)
+        result = attempt(claim, deadline=claim.attempt_deadline(started))
     except BaseException as exc:
-        if result is None:
-            result = AttemptResult(
-                started_at=started_at,
-                duration_ms=int((time.monotonic() - started) * 1000),
-                error=f"The attempt was interrupted ({type(exc).__name__}: {exc})."[:2000],
-            )
-        try:
-            services.delivery_record_attempt(claim=claim, result=result)
-        except Exception:
-            logger.exception(
-                "attempt %s of delivery %s not recorded; it is retried when its lease ends",
-                claim.number,
-                claim.delivery.pk,
-            )
+        _record([(claim, _interrupted(started_at, started, exc))])
         raise
+    services.deliveries_record_attempts([(claim, result)])
 
 
 def deliver(delivery_id: Any) -> None:
@@ -278,47 +570,254 @@ def deliver(delivery_id: Any) -> None:
         deliver_claimed(claim)
 
 
-def _deliver_in_thread(claim: Claim) -> None:
-    try:
-        deliver_claimed(claim)
-    finally:
-        connection.close()  # this thread's own connection
+# --- the batch sender -------------------------------------------------------------------------
+
+_executor: ThreadPoolExecutor | None = None
+_coordinating = threading.Lock()  # one batch sender per process at a time
+
+
+def _sender_threads(count: int) -> ThreadPoolExecutor:
+    """The process's sender threads, kept across rounds."""
+    global _executor
+    if _executor is None or _executor._max_workers != count:
+        if _executor is not None:
+            _executor.shutdown(wait=False)
+        _executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="webhook-sender")
+    return _executor
+
+
+@dataclass
+class _Sending:
+    claim: Claim
+    started: float
+    started_at: Any
+
+
+class _Round:
+    """One batch sender round: lanes per endpoint, sender threads, batched claims and records.
+
+    The sender threads take deliveries from the lanes themselves (in turn, within each
+    endpoint's cap) and put their outcomes aside; this thread (the coordinator) only claims
+    more before the lanes run dry, records outcomes in batches, watches for slow endpoints and
+    gives back claims that cannot start in time. Its database work never holds up the sends.
+    """
+
+    def __init__(self, *, senders: int, stop_at: float) -> None:
+        self.senders = senders
+        self.stop_at = stop_at
+        self.cond = threading.Condition()
+        # guarded by ``cond``:
+        self.lanes: dict[Any, deque[Claim]] = {}
+        self.turns: deque[Any] = deque()  # endpoints in the order their lanes get a thread
+        self.in_flight: dict[int, _Sending] = {}
+        self.busy: Counter[Any] = Counter()
+        self.slow: set[Any] = set()
+        self.freed: set[Any] = set()  # slow endpoints with a thread come free since last claim
+        self.late: list[Claim] = []
+        self.outcomes: list[tuple[Claim, AttemptResult]] = []
+        self.closing = False
+        self.sent = 0
+        # the coordinator's own:
+        self.last_flush = time.monotonic()
+        self.next_claim = 0.0
+        self.wakeup_sent = False
+
+    # --- the sender threads -------------------------------------------------------------------
+
+    def cap(self, endpoint: Any) -> int:
+        """How many threads an endpoint may have: all of them alone, half while others wait
+        (until it proves slow or quick), PER_ENDPOINT once slow."""
+        if endpoint in self.slow:
+            return PER_ENDPOINT
+        if len(self.lanes) > 1:
+            return max(PER_ENDPOINT, self.senders // 2)
+        return self.senders
+
+    def _take(self) -> Claim | None:
+        """The next claim to send (lanes in turn, within caps), or None; with ``cond`` held."""
+        for _ in range(len(self.turns)):
+            endpoint = self.turns[0]
+            self.turns.rotate(-1)
+            if self.busy[endpoint] >= self.cap(endpoint):
+                continue
+            lane = self.lanes[endpoint]
+            claim = lane.popleft()
+            if not lane:
+                del self.lanes[endpoint]
+                self.turns.remove(endpoint)
+            now = time.monotonic()
+            if now > claim.start_by or now >= self.stop_at:
+                self.late.append(claim)  # given back by the coordinator
+                continue
+            return claim
+        return None
+
+    def sender(self) -> None:
+        me = threading.get_ident()
+        while True:
+            with self.cond:
+                claim = self._take()
+                while claim is None:
+                    if self.closing:
+                        return
+                    self.cond.wait(FLUSH_EVERY)
+                    claim = self._take()
+                endpoint = claim.endpoint.pk
+                self.busy[endpoint] += 1
+                self.sent += 1
+                started = time.monotonic()
+                sending = _Sending(claim=claim, started=started, started_at=timezone.now())
+                self.in_flight[me] = sending
+            try:
+                result = attempt(claim, deadline=claim.attempt_deadline(started))
+            except BaseException as exc:  # a bug: recorded, never lost
+                logger.error("webhook send failed", exc_info=exc)
+                result = _interrupted(sending.started_at, started, exc)
+            took = time.monotonic() - started
+            with self.cond:
+                del self.in_flight[me]
+                self.busy[endpoint] -= 1
+                self.outcomes.append((claim, result))
+                if took >= SLOW_AFTER:
+                    self.slow.add(endpoint)
+                elif endpoint in self.slow and result.status_code is not None:
+                    self.slow.discard(endpoint)  # quick again
+                if endpoint in self.slow:
+                    self.freed.add(endpoint)
+                self.cond.notify_all()
+
+    # --- the coordinator ----------------------------------------------------------------------
+
+    def queued(self) -> int:
+        return sum(len(lane) for lane in self.lanes.values())
+
+    def claim(self) -> int | None:
+        """Claim more when the lanes run low; how many, or None when it was not the time."""
+        now = time.monotonic()
+        if now >= self.stop_at:
+            return None
+        with self.cond:
+            queued = self.queued()
+            slow = set(self.slow)
+            freed, self.freed = self.freed, set()
+            room = {e: PER_ENDPOINT - self.busy[e] - len(self.lanes.get(e, ())) for e in freed}
+        claimed: int | None = None
+        if queued < BATCH // 2 and now >= self.next_claim:
+            want = BATCH - queued
+            claims = services.deliveries_claim_due(limit=want, skip_endpoints=slow)
+            if len(claims) < want:
+                self.next_claim = now + IDLE_CLAIM_EVERY
+            elif not self.wakeup_sent:
+                # a backlog: let another worker process share it (one outstanding wake-up)
+                self.wakeup_sent = True
+                services.wakeup_send()
+            self.add(claims)
+            claimed = len(claims)
+        for endpoint, free_threads in room.items():
+            if endpoint in slow and free_threads > 0:
+                claims = services.deliveries_claim_due(
+                    limit=free_threads, only_endpoints=[endpoint]
+                )
+                self.add(claims)
+                claimed = (claimed or 0) + len(claims)
+        return claimed
+
+    def add(self, claims: list[Claim]) -> None:
+        claims = _settle_inactive(claims)
+        if not claims:
+            return
+        with self.cond:
+            for claim in claims:
+                endpoint = claim.endpoint.pk
+                lane = self.lanes.get(endpoint)
+                if lane is None:
+                    lane = self.lanes[endpoint] = deque()
+                    self.turns.append(endpoint)
+                lane.append(claim)
+            self.cond.notify_all()
+
+    def tend(self) -> None:
+        """Mark endpoints slow whose sends run long; give back what must not start any more."""
+        now = time.monotonic()
+        with self.cond:
+            for sending in self.in_flight.values():
+                if now - sending.started >= SLOW_AFTER:
+                    self.slow.add(sending.claim.endpoint.pk)
+            waiting = [e for e in self.lanes if e in self.slow and self.busy[e] >= PER_ENDPOINT]
+            late, self.late = self.late, []
+            for endpoint in waiting:  # a slow endpoint's backlog waits in the table, not here
+                late.extend(self.lanes.pop(endpoint))
+                self.turns.remove(endpoint)
+        if late:
+            services.deliveries_release(late)
+
+    def flush(self, *, force: bool = False) -> None:
+        with self.cond:
+            due = self.outcomes and (
+                force
+                or len(self.outcomes) >= FLUSH_SIZE
+                or time.monotonic() - self.last_flush >= FLUSH_EVERY
+            )
+            outcomes, self.outcomes = (self.outcomes, []) if due else ([], self.outcomes)
+        if outcomes:
+            _record(outcomes)
+            self.last_flush = time.monotonic()
+
+    def idle(self) -> bool:
+        with self.cond:
+            return not self.lanes and not self.in_flight
+
+    def run(self) -> int:
+        threads = _sender_threads(self.senders)
+        senders = [threads.submit(self.sender) for _ in range(self.senders)]
+        try:
+            while True:
+                claimed = self.claim()
+                self.tend()
+                self.flush()
+                if self.idle():
+                    if time.monotonic() >= self.stop_at or claimed == 0:
+                        break  # out of time, or nothing in progress and nothing due
+                    if claimed is None:
+                        self.next_claim = 0.0  # one more look before the round ends
+                        continue
+                with self.cond:
+                    self.cond.wait(FLUSH_EVERY)
+        finally:
+            self.finish(senders)
+        return self.sent
+
+    def finish(self, senders: list[Future[None]]) -> None:
+        """Give back what never started, wait for what did (it ends by its deadline), record."""
+        with self.cond:
+            self.closing = True
+            waiting = [claim for lane in self.lanes.values() for claim in lane] + self.late
+            self.lanes, self.late = {}, []
+            self.turns.clear()
+            self.cond.notify_all()
+        try:
+            services.deliveries_release(waiting)
+        except Exception:
+            logger.exception("unsent webhook claims not given back; they are retried later")
+        wait(senders)
+        self.flush(force=True)
 
 
 def send_due(*, budget: float) -> int:
-    """Send due deliveries with a few threads for ``budget`` seconds; return how many were sent.
+    """Send due deliveries for ``budget`` seconds with the process's sender threads.
 
-    A delivery is claimed only when a thread is free to send it at once, so its lease (longer
-    than the send deadline) runs while it is sent, never while it waits. While other endpoints'
-    deliveries are due an endpoint gets at most ``PER_ENDPOINT`` threads; alone, it gets them
-    all. When the budget is used up and deliveries are still due, another wake-up is queued
-    (behind the messages already waiting), so one backlog does not hold a worker process.
+    Returns how many attempts were made. A round ends when nothing is due any more (after one
+    more look ``IDLE_CLAIM_EVERY`` later) or when its budget is used up; then, if deliveries are
+    still due, another wake-up is queued (behind the messages already waiting), so one backlog
+    does not hold a worker process for ever.
     """
-    senders = max(int(settings.JOBTRAIL_WEBHOOK_SENDERS), 1)
-    stop_at = time.monotonic() + budget
-    in_flight: dict[Future[None], Any] = {}
-    busy: Counter[Any] = Counter()
-    sent = 0
-    with ThreadPoolExecutor(max_workers=senders, thread_name_prefix="webhook-sender") as pool:
-        while True:
-            free = senders - len(in_flight)
-            if free and time.monotonic() < stop_at:
-                crowded = [endpoint for endpoint, n in busy.items() if n >= PER_ENDPOINT]
-                claims = services.deliveries_claim_due(limit=free, skip_endpoints=crowded)
-                if crowded and len(claims) < free:  # nobody else waits: use the free threads
-                    claims += services.deliveries_claim_due(limit=free - len(claims))
-                for claim in claims:
-                    in_flight[pool.submit(_deliver_in_thread, claim)] = claim.endpoint.pk
-                    busy[claim.endpoint.pk] += 1
-                sent += len(claims)
-            if not in_flight:
-                break
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                endpoint_id = in_flight.pop(future)
-                busy[endpoint_id] -= 1
-                if future.exception() is not None:
-                    logger.error("webhook send failed", exc_info=future.exception())
-    if time.monotonic() >= stop_at and services.due_deliveries_exist():
+    if not _coordinating.acquire(blocking=False):
+        return 0  # this process is sending already (a threads pool ran two wake-ups at once)
+    try:
+        senders = max(int(settings.JOBTRAIL_WEBHOOK_SENDERS), 1)
+        sent = _Round(senders=senders, stop_at=time.monotonic() + budget).run()
+    finally:
+        _coordinating.release()
+    if services.due_deliveries_exist():
         services.wakeup_send()
     return sent

@@ -1,12 +1,11 @@
-"""Webhook endpoints, the outbox (``emit``), delivery outcomes and redelivery."""
+"""Webhook endpoints, the fan-out of logged events, delivery outcomes and redelivery."""
 
 import base64
 import logging
 import random
 import secrets
 import time
-import uuid
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +16,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from config import leases
+from jobs.errors import DeliveryInProgress
 from jobs.models import Company
 
 from .events import subscribed
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 SECRET_OVERLAP = timedelta(hours=24)
 RESPONSE_BODY_LIMIT = 16 * 1024
 RETRY_AFTER_BOUNDS = (1, 24 * 3600)
-SHORT_RETRY = 300  # retries due within this many seconds are queued with a countdown
 # A due delivery whose message was queued longer ago than this (or never) is taken by the batch
 # sender; taking one whose message still waits is harmless (the claim makes the message a no-op).
 REDISPATCH_AFTER = timedelta(seconds=30)
@@ -106,77 +106,76 @@ def signature_header(
     )
 
 
-# --- the outbox -------------------------------------------------------------------------------
+# --- the outbox: fan-out of logged events -----------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Event:
-    """One webhook event: ``data`` is called only when an endpoint is subscribed."""
+class Message:
+    """One webhook event for a company's subscribed endpoints (built by the relay).
+
+    ``event_id`` (the ``webhook-id``) is derived from the logged event, so fanning the same
+    event out twice names the same message; ``data`` is called only when an endpoint is
+    subscribed.
+    """
 
     company_id: Any
+    events_id: str
     object_id: Any
+    event_id: str
+    dt: datetime
     data: Callable[[], dict[str, Any]]
+    job_event_id: Any = None
 
 
-def emit(
-    *,
-    company_id: Any,
-    events_id: str,
-    object_id: Any,
-    data: Callable[[], dict[str, Any]],
-) -> list[WebhookDelivery]:
+def deliveries_fan_out(*, messages: list[Message]) -> int:
     """Write one delivery per subscribed active endpoint, in the caller's transaction.
 
-    Sending is queued once the transaction commits; if it rolls back, no row and nothing is sent.
+    One endpoint query and one insert for the whole batch, whatever the number of endpoints.
+    A (job event, endpoint) or (endpoint, webhook-id) pair that exists already is skipped, so
+    running the fan-out again over the same messages inserts nothing. Return how many rows
+    were offered; the caller wakes the sender after its commit.
     """
-    return emit_many(
-        events_id=events_id, events=[Event(company_id=company_id, object_id=object_id, data=data)]
-    )
-
-
-def emit_many(*, events_id: str, events: list[Event]) -> list[WebhookDelivery]:
-    """``emit`` for many events of one kind: one endpoint query, one insert, one queueing."""
-    company_ids = {event.company_id for event in events}
+    company_ids = {message.company_id for message in messages}
     endpoints: dict[Any, list[WebhookEndpoint]] = {}
     for endpoint in WebhookEndpoint.objects.filter(company_id__in=company_ids, is_active=True):
-        if subscribed(endpoint.events, events_id):
-            endpoints.setdefault(endpoint.company_id, []).append(endpoint)
+        endpoints.setdefault(endpoint.company_id, []).append(endpoint)
     if not endpoints:
-        return []
+        return 0
     now = timezone.now()
     rows: list[WebhookDelivery] = []
-    for event in events:
-        subscribers = endpoints.get(event.company_id)
+    for message in messages:
+        subscribers = [
+            endpoint
+            for endpoint in endpoints.get(message.company_id, ())
+            if subscribed(endpoint.events, message.events_id)
+        ]
         if not subscribers:
             continue
         payload = {
             "event": {
-                "dt": now.isoformat(),
-                "events_id": events_id,
-                "object_id": str(event.object_id),
+                "dt": message.dt.isoformat(),
+                "events_id": message.events_id,
+                "object_id": str(message.object_id),
             },
-            "data": event.data(),
+            "data": message.data(),
         }
-        event_id = f"msg_{uuid.uuid4().hex}"
         rows.extend(
             WebhookDelivery(
                 endpoint=endpoint,
-                company_id=event.company_id,
-                event_id=event_id,
-                events_id=events_id,
-                object_id=str(event.object_id),
+                company_id=message.company_id,
+                job_event_id=message.job_event_id,
+                event_id=message.event_id,
+                events_id=message.events_id,
+                object_id=str(message.object_id),
                 payload=payload,
                 next_attempt_at=now,
+                # the sender's wake-up goes out on commit; the dispatcher takes over if lost
                 dispatched_at=now,
             )
             for endpoint in subscribers
         )
-    deliveries = WebhookDelivery.objects.bulk_create(rows)
-    ids = [d.pk for d in deliveries]
-    # robust: a failure after the commit (broker or database gone) must not fail the request
-    # that committed; the rows stay due and the dispatcher queues them.
-    transaction.on_commit(lambda: enqueue(ids), robust=True)
-    return deliveries
+    WebhookDelivery.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    return len(rows)
 
 
 # After a failed publish, skip the broker for a few seconds: requests stay fast during an
@@ -291,9 +290,21 @@ class Claim:
     number: int
     trigger: str
     lease_until: datetime
-    # time.monotonic() by which the attempt's HTTP exchange must be over: the claim time plus
-    # JOBTRAIL_WEBHOOK_TIMEOUT, so at least LEASE - TIMEOUT before the lease ends
+    # time.monotonic() by which the attempt's HTTP exchange must be over when it starts at once:
+    # the claim time plus JOBTRAIL_WEBHOOK_TIMEOUT, so at least LEASE - TIMEOUT before the lease
+    # ends. The batch sender starts an attempt later than its claim only while ``start_by`` has
+    # not passed, and then gives it TIMEOUT from its start (see ``attempt_deadline``).
     deadline: float
+    # time.monotonic() after which the attempt may no longer start: it could not end (TIMEOUT)
+    # and be recorded (START_MARGIN) within the lease
+    start_by: float
+
+    def attempt_deadline(self, started: float) -> float:
+        return min(started, self.start_by) + float(settings.JOBTRAIL_WEBHOOK_TIMEOUT)
+
+
+# Time kept at the end of a lease for recording the attempt after its deadline.
+START_MARGIN = 5.0
 
 
 def attempt_lease() -> timedelta:
@@ -301,65 +312,66 @@ def attempt_lease() -> timedelta:
     return timedelta(seconds=float(settings.JOBTRAIL_WEBHOOK_LEASE))
 
 
-def _claim_rows(rows: list[WebhookDelivery], *, now: datetime, deadline: float) -> list[Claim]:
-    """Hold ``rows`` (locked by the caller) for one attempt each."""
-    if not rows:
-        return []
-    lease_until = now + attempt_lease()
-    WebhookDelivery.objects.filter(pk__in=[row.pk for row in rows]).update(
-        locked_until=lease_until, attempts=F("attempts") + 1, updated_at=now
-    )
-    claims = []
-    for row in rows:
-        row.locked_until = lease_until
-        row.attempts += 1
-        claims.append(
-            Claim(
-                delivery=row,
-                endpoint=row.endpoint,
-                number=row.attempts,
-                trigger=row.next_trigger,
-                lease_until=lease_until,
-                deadline=deadline,
-            )
+def _claims(claimed: leases.Claimed[WebhookDelivery]) -> list[Claim]:
+    claimed_at = time.monotonic()
+    timeout = float(settings.JOBTRAIL_WEBHOOK_TIMEOUT)
+    start_by = claimed_at + attempt_lease().total_seconds() - timeout - START_MARGIN
+    rows = sorted(claimed.rows, key=lambda row: (row.next_attempt_at, row.created_at))
+    return [
+        Claim(
+            delivery=row,
+            endpoint=row.endpoint,
+            number=row.attempts,
+            trigger=row.next_trigger,
+            lease_until=claimed.until,
+            deadline=claimed_at + timeout,
+            start_by=start_by,
         )
-    return claims
+        for row in rows
+    ]
+
+
+def _claim(queryset: Any, *, limit: int) -> list[Claim]:
+    now = timezone.now()
+    return _claims(
+        leases.claim(
+            queryset.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now),
+            duration=attempt_lease(),
+            limit=limit,
+            order_by=("next_attempt_at",),
+            values={"updated_at": now},
+            increment=("attempts",),
+            select_related=("endpoint",),
+            now=now,
+        )
+    )
 
 
 def delivery_claim(*, delivery_id: Any) -> Claim | None:
     """Take a due pending delivery for one attempt; None if it is not due or someone has it."""
-    now = timezone.now()
-    deadline = time.monotonic() + float(settings.JOBTRAIL_WEBHOOK_TIMEOUT)
-    with transaction.atomic():
-        # of=("self",): lock the delivery row only, not its endpoint (shared by all its
-        # deliveries: locking it would make concurrent claims skip each other).
-        rows = list(
-            _unclaimed_due(now)
-            .select_for_update(skip_locked=True, of=("self",))
-            .filter(pk=delivery_id)
-            .select_related("endpoint")
-        )
-        claims = _claim_rows(rows, now=now, deadline=deadline)
+    claims = _claim(WebhookDelivery.objects.filter(pk=delivery_id), limit=1)
     return claims[0] if claims else None
 
 
-def deliveries_claim_due(*, limit: int, skip_endpoints: Collection[Any] = ()) -> list[Claim]:
+def deliveries_claim_due(
+    *,
+    limit: int,
+    skip_endpoints: Collection[Any] = (),
+    only_endpoints: Collection[Any] | None = None,
+) -> list[Claim]:
     """Take up to ``limit`` due deliveries (oldest first) that nobody holds, for one attempt each.
 
-    Rows another transaction is claiming are skipped, not waited for (SKIP LOCKED), so senders
-    running at once take disjoint batches. ``skip_endpoints``: leave those endpoints' rows.
+    Two queries whatever ``limit`` (``config.leases.claim``: one UPDATE ... RETURNING over rows
+    locked with SKIP LOCKED, then their endpoints), so senders running at once take disjoint
+    batches without waiting for each other. ``skip_endpoints``: leave those endpoints' rows;
+    ``only_endpoints``: take only theirs.
     """
-    now = timezone.now()
-    deadline = time.monotonic() + float(settings.JOBTRAIL_WEBHOOK_TIMEOUT)
-    with transaction.atomic():
-        rows = list(
-            _unclaimed_due(now)
-            .select_for_update(skip_locked=True, of=("self",))
-            .exclude(endpoint_id__in=list(skip_endpoints))
-            .select_related("endpoint")
-            .order_by("next_attempt_at")[:limit]
-        )
-        return _claim_rows(rows, now=now, deadline=deadline)
+    deliveries = WebhookDelivery.objects.all()
+    if skip_endpoints:
+        deliveries = deliveries.exclude(endpoint_id__in=list(skip_endpoints))
+    if only_endpoints is not None:
+        deliveries = deliveries.filter(endpoint_id__in=list(only_endpoints))
+    return _claim(deliveries, limit=limit)
 
 
 @dataclass(frozen=True)
@@ -384,102 +396,176 @@ def _retry_delay(number: int, retry_after: str | None) -> float | None:
     return base * random.uniform(0.8, 1.2)
 
 
-@transaction.atomic
-def delivery_record_attempt(*, claim: Claim, result: AttemptResult) -> WebhookDelivery:
-    """Log the attempt and decide: delivered, retry later, or failed."""
-    delivery = WebhookDelivery.objects.select_for_update().get(pk=claim.delivery.pk)
-    WebhookAttempt.objects.create(
-        delivery=delivery,
-        number=claim.number,
-        trigger=claim.trigger,
-        started_at=result.started_at,
-        duration_ms=result.duration_ms,
-        status_code=result.status_code,
-        response_body=result.response_body[:RESPONSE_BODY_LIMIT],
-        error=result.error,
-    )
-    if delivery.status != DeliveryStatus.PENDING or delivery.locked_until != claim.lease_until:
-        # The lease ran out and another sender (or a redelivery) owns the delivery now: log
-        # what happened, leave its state to the owner.
-        logger.warning(
-            "attempt %s of delivery %s finished after its lease", claim.number, delivery.pk
-        )
-        return delivery
+GONE_REASON = "The receiver answered 410 Gone; the endpoint was disabled."
+
+
+def _outcome(claim: Claim, result: AttemptResult, now: datetime) -> dict[str, Any]:
+    """The delivery's new state after the attempt: delivered, retry later, or failed.
+
+    A retry is a row due at its time, never a broker message: a running batch sender takes it
+    when it is due, else the dispatcher wakes one (``dispatched_at`` is cleared for that).
+    """
     code = result.status_code
-    delivery.last_status_code = code
-    delivery.last_error = result.error
-    delivery.locked_until = None
-    delivery.next_trigger = AttemptTrigger.SCHEDULED
-    countdown: float | None = None
+    fields: dict[str, Any] = {
+        "last_status_code": code,
+        "last_error": result.error,
+        "locked_until": None,
+        "next_trigger": AttemptTrigger.SCHEDULED,
+        "status": DeliveryStatus.FAILED,
+        "next_attempt_at": None,
+        "dispatched_at": None,
+        "updated_at": now,
+    }
     if code is not None and 200 <= code < 300:
-        delivery.status = DeliveryStatus.DELIVERED
-        delivery.delivered_at = timezone.now()
-        delivery.next_attempt_at = None
+        fields.update(status=DeliveryStatus.DELIVERED, delivered_at=now)
     elif code == 410:
-        delivery.status = DeliveryStatus.FAILED
-        delivery.next_attempt_at = None
-        WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(
-            is_active=False,
-            disabled_reason="The receiver answered 410 Gone; the endpoint was disabled.",
-            updated_at=timezone.now(),
-        )
+        pass  # failed; the endpoint is disabled
     elif code is not None and 300 <= code < 400:
-        delivery.status = DeliveryStatus.FAILED
-        delivery.next_attempt_at = None
-        delivery.last_error = "The receiver answered a redirect; redirects are not followed."
+        fields["last_error"] = "The receiver answered a redirect; redirects are not followed."
     elif claim.trigger == AttemptTrigger.MANUAL:
-        delivery.status = DeliveryStatus.FAILED  # a manual redelivery is one attempt
-        delivery.next_attempt_at = None
+        pass  # a manual redelivery is one attempt
     else:
         delay = _retry_delay(claim.number, result.retry_after)
-        if delay is None:
-            delivery.status = DeliveryStatus.FAILED
-            delivery.next_attempt_at = None
+        if delay is not None:
+            fields.update(
+                status=DeliveryStatus.PENDING, next_attempt_at=now + timedelta(seconds=delay)
+            )
+    return fields
+
+
+@transaction.atomic
+def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) -> None:
+    """Log the attempts and decide each delivery's fate, in a few queries for the whole batch.
+
+    Every attempt is logged (one INSERT). Deliveries still held by the claim (locked, one
+    SELECT) get their new state: rows with the same outcome share one UPDATE (a batch of
+    successes is one UPDATE), the odd ones (retries: each has its own time) one bulk UPDATE. A
+    delivery whose lease ran out and went to another sender (or a redelivery) keeps the newer
+    owner's state.
+    """
+    if not outcomes:
+        return
+    now = timezone.now()
+    WebhookAttempt.objects.bulk_create(
+        WebhookAttempt(
+            delivery_id=claim.delivery.pk,
+            number=claim.number,
+            trigger=claim.trigger,
+            started_at=result.started_at,
+            duration_ms=result.duration_ms,
+            status_code=result.status_code,
+            response_body=result.response_body[:RESPONSE_BODY_LIMIT],
+            error=result.error,
+        )
+        for claim, result in outcomes
+    )
+    mine = leases.held(
+        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING),
+        {claim.delivery.pk: claim.lease_until for claim, _ in outcomes},
+        lock=True,
+    )
+    groups: dict[tuple[tuple[str, Any], ...], list[Any]] = {}
+    gone: set[Any] = set()
+    for claim, result in outcomes:
+        if claim.delivery.pk not in mine:
+            logger.warning(
+                "attempt %s of delivery %s finished after its lease",
+                claim.number,
+                claim.delivery.pk,
+            )
+            continue
+        fields = _outcome(claim, result, now)
+        groups.setdefault(tuple(sorted(fields.items())), []).append(claim.delivery.pk)
+        if result.status_code == 410:
+            gone.add(claim.endpoint.pk)
+    singles: dict[tuple[str, ...], list[WebhookDelivery]] = {}
+    for key, pks in groups.items():
+        fields = dict(key)
+        if len(pks) > 1:
+            WebhookDelivery.objects.filter(pk__in=pks).update(**fields)
         else:
-            delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-            if delay <= SHORT_RETRY:
-                delivery.dispatched_at = delivery.next_attempt_at
-                countdown = delay
-            else:
-                delivery.dispatched_at = None
-    delivery.save()
-    if countdown is not None:
-        delivery_id = delivery.pk
-        transaction.on_commit(lambda: enqueue([delivery_id], countdown=countdown), robust=True)
-    return delivery
+            singles.setdefault(tuple(fields), []).append(WebhookDelivery(pk=pks[0], **fields))
+    for names, rows in singles.items():
+        if len(rows) == 1:
+            WebhookDelivery.objects.filter(pk=rows[0].pk).update(
+                **{name: getattr(rows[0], name) for name in names}
+            )
+        else:
+            WebhookDelivery.objects.bulk_update(rows, list(names))
+    if gone:
+        WebhookEndpoint.objects.filter(pk__in=gone).update(
+            is_active=False, disabled_reason=GONE_REASON, updated_at=now
+        )
+
+
+def delivery_record_attempt(*, claim: Claim, result: AttemptResult) -> WebhookDelivery:
+    """Log one attempt and decide (``deliveries_record_attempts`` for one)."""
+    deliveries_record_attempts([(claim, result)])
+    return WebhookDelivery.objects.get(pk=claim.delivery.pk)
 
 
 PAUSED_RECHECK = timedelta(minutes=5)
 
 
+def _by_lease(claims: Iterable[Claim]) -> dict[datetime, list[Any]]:
+    groups: dict[datetime, list[Any]] = {}
+    for claim in claims:
+        groups.setdefault(claim.lease_until, []).append(claim.delivery.pk)
+    return groups
+
+
+def deliveries_release(claims: Iterable[Claim]) -> None:
+    """Give claimed deliveries back untried (the attempt was never started): due as before."""
+    for until, pks in _by_lease(claims).items():
+        leases.release(
+            WebhookDelivery.objects.all(),
+            pks,
+            until=until,
+            attempts=F("attempts") - 1,
+            dispatched_at=None,
+        )
+
+
+def deliveries_defer(claims: Iterable[Claim]) -> None:
+    """Put claimed deliveries back, untried, for later (their endpoint is paused)."""
+    now = timezone.now()
+    for until, pks in _by_lease(claims).items():
+        leases.release(
+            WebhookDelivery.objects.all(),
+            pks,
+            until=until,
+            next_attempt_at=now + PAUSED_RECHECK,
+            dispatched_at=None,
+            attempts=F("attempts") - 1,
+            updated_at=now,
+        )
+
+
+def deliveries_abandon(claims: Iterable[Claim], *, reason: str) -> None:
+    """Fail claimed deliveries without an attempt (their endpoint is gone or disabled)."""
+    now = timezone.now()
+    for until, pks in _by_lease(claims).items():
+        leases.release(
+            WebhookDelivery.objects.all(),
+            pks,
+            until=until,
+            status=DeliveryStatus.FAILED,
+            next_attempt_at=None,
+            last_error=reason,
+            attempts=F("attempts") - 1,
+            updated_at=now,
+        )
+
+
 def delivery_defer(*, claim: Claim) -> None:
-    """Put a claimed delivery back, untried, for later (its endpoint is paused)."""
-    WebhookDelivery.objects.filter(pk=claim.delivery.pk, locked_until=claim.lease_until).update(
-        next_attempt_at=timezone.now() + PAUSED_RECHECK,
-        locked_until=None,
-        dispatched_at=None,
-        attempts=claim.number - 1,
-        updated_at=timezone.now(),
-    )
+    deliveries_defer([claim])
 
 
 def delivery_abandon(*, claim: Claim, reason: str) -> None:
-    """Fail a claimed delivery without an attempt (its endpoint is gone or disabled)."""
-    WebhookDelivery.objects.filter(pk=claim.delivery.pk).update(
-        status=DeliveryStatus.FAILED,
-        next_attempt_at=None,
-        locked_until=None,
-        last_error=reason,
-        attempts=claim.number - 1,
-        updated_at=timezone.now(),
-    )
+    deliveries_abandon([claim], reason=reason)
 
 
 # --- redelivery -------------------------------------------------------------------------------
-
-
-class DeliveryInProgress(Exception):
-    """A pending delivery is still being tried on its schedule; it cannot be redelivered."""
 
 
 def _redeliver(deliveries: Any) -> int:

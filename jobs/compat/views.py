@@ -21,9 +21,9 @@ from config.schema import (
 )
 from jobs import selectors, services
 from jobs.api import CompanyAPIView, _valid, polled
-from jobs.errors import InvalidTransition, JobError
+from jobs.errors import InvalidTransition, JobError, JobNotFound
 from jobs.idempotency import idempotent
-from jobs.models import EventSource, Job
+from jobs.models import EventSource, JobEvent
 from reports.services import job_report, report_state
 
 from . import adapters
@@ -37,16 +37,6 @@ from .serializers import (
 
 INVALID_STATUS_CHANGE = "INVALID_EXPORT_JOB_STATUS_CHANGE"
 SEED_FIELDS = {"failure_reason": "failureReason"}
-
-
-def _job_by_id_or_code(view: CompanyAPIView, ident: str) -> Job:
-    try:
-        return view.get_job(uuid.UUID(ident))
-    except (ValueError, Http404):  # not an id (of this company's jobs): maybe a code
-        job = selectors.job_get_by_code(company=view.company, code=ident)
-        if job is None:
-            raise Http404("No such job.") from None
-        return job
 
 
 class ExportJobEventsView(CompanyAPIView):
@@ -106,7 +96,6 @@ class ExportJobEventsView(CompanyAPIView):
     @idempotent
     def post(self, request: Request) -> Response:
         data = _valid(ExportJobEventInput, request.data)
-        job = _job_by_id_or_code(self, data["jobId"])
         if data.get("failureReasonType"):
             reason, message, reason_field = (
                 data["failureReasonType"],
@@ -116,8 +105,8 @@ class ExportJobEventsView(CompanyAPIView):
         else:
             reason, message, reason_field = data.get("failureReason") or "", "", "failureReason"
         try:
-            event = services.job_apply_event(
-                job_id=job.pk,
+            event = self._apply_event(
+                data["jobId"],
                 status=data["event"],
                 failure_reason=reason,
                 message=message,
@@ -144,6 +133,7 @@ class ExportJobEventsView(CompanyAPIView):
                 title=exc.title,
                 errors=[{"field": field or "", "message": detail}],
             ) from exc
+        job = event.job
         body = {
             "jobId": job.pk,
             "jobCode": job.code,
@@ -155,6 +145,26 @@ class ExportJobEventsView(CompanyAPIView):
             "createdAt": event.created_at,
         }
         return Response(ExportJobEventOutput(body).data, status=status.HTTP_201_CREATED)
+
+    def _apply_event(self, ident: str, **event: Any) -> JobEvent:
+        """Apply the event to the job ``ident`` names (its id, else its code): one job read.
+
+        The service reads (and locks) the job by id; only an ident that is no id of this
+        company's jobs is looked up as a code.
+        """
+        try:
+            job_id = uuid.UUID(ident)
+        except ValueError:
+            pass
+        else:
+            try:
+                return services.job_apply_event(job_id=job_id, company=self.company, **event)
+            except JobNotFound:
+                pass
+        job = selectors.job_get_by_code(company=self.company, code=ident)
+        if job is None:
+            raise Http404("No such job.")
+        return services.job_apply_event(job_id=job.pk, company=self.company, **event)
 
 
 class ExportJobStatusView(CompanyAPIView):
@@ -220,7 +230,7 @@ class ExportJobStatusView(CompanyAPIView):
                     message="Invalid jobCode",
                 )
             )
-        report_url = report_state(job_report(job))["url"]
+        report_url = report_state(job_report(job), job=job)["url"]
         return polled(Response(adapters.export_job_status(job, file_path=report_url)), job)
 
 

@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from jobs.models import EventSource, Job, JobEvent, JobStatus
 from tests.factories import CompanyFactory, JobFactory, job_in_status
 from tests.receiver import Receiver, Reply, running_receiver
+from tests.relay import run_relay
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
 from webhooks.sending import deliver
 from webhooks.services import endpoint_create
@@ -410,6 +411,7 @@ def failed_delivery(receiver: Receiver) -> WebhookDelivery:
     company = CompanyFactory(name="Hooked")
     endpoint_create(company=company, url=receiver.url + "/hook", events=["*"])
     job = JobFactory(company=company)
+    run_relay()  # what the worker does after the change: fan the created event out
     delivery = WebhookDelivery.objects.get(object_id=str(job.pk))
     assert delivery.events_id == "jobs.create"
     deliver(delivery.pk)
@@ -494,8 +496,10 @@ def test_dashboard_chart_cards_and_legend(admin_page: Page, live_server: Any) ->
     job_in_status(JobStatus.FAILED, company=company)
     stuck = processing[0]
     Job.objects.filter(pk=stuck.pk).update(last_activity_at=timezone.now() - timedelta(hours=3))
+    run_relay()  # the jobs above were relayed before the endpoint existed: no deliveries
     endpoint_create(company=company, url="http://127.0.0.1:9/hook", events=["jobs.create"])
     hooked = JobFactory(company=company)  # pending; its delivery fails (nothing on port 9)
+    run_relay()
     delivery = WebhookDelivery.objects.get(object_id=str(hooked.pk))
     deliver(delivery.pk)
     WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.FAILED)

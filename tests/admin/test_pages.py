@@ -11,6 +11,7 @@ from jobs import services
 from jobs.models import Job, JobStatus
 from reports.services import report_build
 from tests.factories import CompanyFactory, JobFactory, job_in_status
+from tests.relay import run_relay
 from webhooks.models import WebhookDelivery
 from webhooks.sending import deliver
 from webhooks.services import endpoint_create
@@ -39,7 +40,9 @@ def lived_in() -> Job:
         ),
     )
     services.job_complete_with_errors(job_id=job.pk)
+    run_relay()  # the worker: deliveries fanned out, the report requested
     report_build(job_id=job.pk)
+    run_relay()
     deliver(WebhookDelivery.objects.first().pk)  # type: ignore[union-attr]  # port 9: fails
     job_in_status(JobStatus.FAILED, company=company)
     JobFactory(company=company)

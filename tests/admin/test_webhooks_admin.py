@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from jobs import services as jobs
 from tests.factories import CompanyFactory, JobFactory, UserFactory
+from tests.relay import run_relay
 from webhooks.models import WebhookDelivery
 from webhooks.services import endpoint_create
 
@@ -40,6 +41,7 @@ def test_redeliver_everything_failed_since(staff: Client) -> None:
     endpoint = endpoint_create(company=company, url="http://127.0.0.1:9/h", events=["*"])
     for _ in range(3):
         JobFactory(company=company)
+    run_relay()
     old, recent, other = WebhookDelivery.objects.order_by("created_at")
     WebhookDelivery.objects.update(status="failed")
     WebhookDelivery.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=5))
@@ -64,6 +66,7 @@ def test_redeliver_button_needs_post_and_permission(staff: Client) -> None:
     company = CompanyFactory()
     endpoint_create(company=company, url="http://127.0.0.1:9/h", events=["*"])
     JobFactory(company=company)
+    run_relay()
     delivery = WebhookDelivery.objects.get()
     url = reverse("admin:webhooks_webhookdelivery_redeliver", args=[delivery.pk])
     assert staff.get(url).status_code == 405

@@ -28,6 +28,7 @@ from jobs.models import Company, IdempotencyKey, Job, JobEvent, JobStatus
 from tests.conftest import bearer_client
 from tests.e2e.stack import free_port
 from tests.factories import ApiClientFactory, CompanyFactory, JobFactory
+from tests.relay import run_relay
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 PROBLEM = "application/problem+json"
@@ -539,6 +540,7 @@ def write_data(transactional_db: None) -> dict[str, Any]:
     client.raise_request_exception = False
     # a failed delivery, so redeliveries have something to do
     client.post(f"/api/v1/jobs/{job.pk}/events/", {"status": "started"}, format="json")
+    run_relay()
     delivery = WebhookDelivery.objects.filter(endpoint=endpoint).first()
     assert delivery is not None
     WebhookDelivery.objects.filter(pk=delivery.pk).update(status="failed")

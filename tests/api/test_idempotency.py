@@ -387,3 +387,65 @@ def test_a_key_whose_first_request_never_answered_is_freed(api, company) -> None
     )  # as if the process died before answering
     retry = api.post("/api/v1/jobs/", {"type": "export"}, format="json", HTTP_IDEMPOTENCY_KEY="k-x")
     assert retry.status_code == 201
+
+
+# --- concurrent duplicates (PostgreSQL) ---------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["create", "event"])
+def test_concurrent_requests_with_one_key_commit_once_and_answer_alike(
+    company: Company, path: str
+) -> None:
+    """The key's INSERT is the last statement of each request's transaction: the losers wait on
+    the unique index, roll their own work back and replay the winner's answer."""
+    import threading
+
+    from django.db import connection
+
+    from tests.conftest import bearer_client
+    from tests.factories import ApiClientFactory
+
+    user = ApiClientFactory(company=company)
+    job = JobFactory(company=company)
+    url, body = (
+        (JOBS_URL, {"type": "export"})
+        if path == "create"
+        else (f"{JOBS_URL}{job.pk}/events/", {"status": "started"})
+    )
+    threads_count = 6
+    barrier = threading.Barrier(threads_count)
+    answers: list[Any] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        client = bearer_client(user)
+        try:
+            barrier.wait()
+            response = post(client, url, body, "same-key")
+            with lock:
+                answers.append(response)
+        except BaseException as exc:
+            with lock:
+                errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(threads_count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert not errors, errors
+    assert len(answers) == threads_count
+    assert {a.status_code for a in answers} == {201}
+    assert len({json.dumps(a.json(), sort_keys=True) for a in answers}) == 1
+    assert sum(1 for a in answers if not a.has_header(REPLAYED)) == 1
+    if path == "create":
+        assert Job.objects.filter(company=company).count() == 2  # the fixture's job and one
+    else:
+        assert JobEvent.objects.filter(job=job, status="started").count() == 1
+    assert IdempotencyKey.objects.filter(key="same-key").count() == 1

@@ -106,12 +106,15 @@ class Stack:
             wait_until(lambda: "beat: Starting" in self.log("beat"), 60, "Celery beat")
         return self
 
-    def start_worker(self, *, wait: bool = True) -> None:
+    def start_worker(self, *, wait: bool = True, pool: tuple[str, ...] = ()) -> None:
+        """Start the worker: ``pool`` replaces the default ``--pool threads --concurrency 8``
+        (e.g. ``("--concurrency", "2")``: the Procfile's prefork worker)."""
         offset = len(self.log("worker"))  # the log is appended to across restarts
         # fmt: off
         self.processes.spawn("worker", [
-            str(BIN / "celery"), "-A", "config", "worker", "--pool", "threads",
-            "--concurrency", "8", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+            str(BIN / "celery"), "-A", "config", "worker",
+            *(pool or ("--pool", "threads", "--concurrency", "8")),
+            "--loglevel", "INFO", "--without-gossip", "--without-mingle",
             "--hostname", f"e2e-{self.redis_port}@%h",
         ], env=self.env())
         # fmt: on

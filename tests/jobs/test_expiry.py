@@ -10,6 +10,7 @@ from django.utils import timezone
 from jobs import services
 from jobs.models import Job, JobEvent, JobStatus
 from tests.factories import CompanyFactory, JobFactory, job_in_status
+from tests.relay import run_relay
 from webhooks.models import WebhookDelivery
 from webhooks.services import endpoint_create
 
@@ -33,6 +34,7 @@ def test_stale_active_jobs_expire_with_a_system_event_and_webhook() -> None:
     Job.objects.filter(pk=finished.pk).update(expires_at=timezone.now() - timedelta(days=1))
 
     assert services.jobs_expire_stale() == 2
+    assert run_relay() == 2  # the two expiry events: the rest was relayed by job_in_status
 
     for job in (pending, processing):
         job.refresh_from_db()

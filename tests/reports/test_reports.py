@@ -15,6 +15,7 @@ from jobs.models import Job, JobStatus, PushResult
 from reports import services
 from reports.models import Report
 from tests.factories import job_in_status
+from tests.relay import run_relay
 from webhooks.models import WebhookDelivery
 from webhooks.services import endpoint_create
 
@@ -58,15 +59,20 @@ def _finished_job_with_pushes(**kwargs) -> Job:
     _push(job, 1)
     _push(job, 2, failed=True, errors=TRICKY)
     jobs.job_complete_with_errors(job_id=job.pk)
+    run_relay()
     return job
 
 
 def test_finishing_a_job_requests_its_report(django_capture_on_commit_callbacks) -> None:
     job = job_in_status(JobStatus.PROCESSING)
+    event = jobs.job_complete(job_id=job.pk)
+    # the change itself writes no report row; its answer already says pending
+    assert not Report.objects.filter(job=job).exists()
+    assert services.report_state(None, job=event.job) == {"status": "pending", "url": None}
     with django_capture_on_commit_callbacks() as callbacks:
-        jobs.job_complete(job_id=job.pk)
+        run_relay()  # the relay requests the build
     assert Report.objects.get(job=job).status == "pending"
-    assert len(callbacks) == 1  # the build is queued on commit
+    assert [c.key for c in callbacks] == [("reports.build_job_report", (str(job.pk),))]
 
 
 @pytest.mark.parametrize("terminal", ["failed"])
@@ -110,6 +116,8 @@ def test_report_ready_fires_its_webhook() -> None:
     job = _finished_job_with_pushes()
     endpoint_create(company=job.company, url="http://127.0.0.1:9/", events=["jobs.report.ready"])
     services.report_build(job_id=job.pk)
+    assert not WebhookDelivery.objects.filter(events_id="jobs.report.ready").exists()
+    run_relay()
     [delivery] = WebhookDelivery.objects.filter(events_id="jobs.report.ready")
     report = delivery.payload["data"]["report"]
     assert report["status"] == "ready"
@@ -137,6 +145,7 @@ def test_hundred_thousand_rows_stream_in_flat_memory() -> None:
         batch_size=5000,
     )
     jobs.job_complete(job_id=job.pk)
+    run_relay()
 
     tracemalloc.start()
     try:
@@ -280,6 +289,7 @@ def test_a_report_is_built_once_per_request() -> None:
     first = services.report_build(job_id=job.pk)
     duplicate = services.report_build(job_id=job.pk)  # the same task delivered twice
     assert first is not None and duplicate is None
+    run_relay()
     assert WebhookDelivery.objects.filter(events_id="jobs.report.ready").count() == 1
 
 
@@ -294,6 +304,7 @@ def test_late_push_results_rebuild_the_report(api: APIClient, company) -> None:
     job = _finished_job_with_pushes(company=company)
     services.report_build(job_id=job.pk)
     _push(job, 3, failed=True, errors=[{"field": "late", "message": "arrived after completion"}])
+    run_relay()
     assert Report.objects.get(job=job).status == "pending"
     report = services.report_build(job_id=job.pk)
     assert report is not None and report.row_count == 3

@@ -1,6 +1,7 @@
 from typing import Any
 
 from jobs.models import Company
+from tests.relay import run_relay
 from webhooks import services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -10,4 +11,6 @@ def endpoint_for(company: Company, url: str, events: list[str] | None = None) ->
 
 
 def deliveries(**filters: Any) -> list[WebhookDelivery]:
+    """The deliveries, once the relay has fanned out every job event logged so far."""
+    run_relay()
     return list(WebhookDelivery.objects.filter(**filters).order_by("created_at", "events_id"))

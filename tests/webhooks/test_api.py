@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 from config.periodic import periodic_tasks, register_periodic_tasks
 from tests.factories import JobFactory
 from tests.receiver import Receiver
+from tests.relay import run_relay
 from tests.webhooks.helpers import deliveries
 from webhooks import services
 from webhooks.events import EVENT_TYPES
@@ -184,6 +185,7 @@ def test_deliveries_list_filter_detail_redeliver(
 def test_redeliver_failed_since_endpoint(api: APIClient, company) -> None:
     endpoint = _register(api)
     JobFactory(company=company)
+    run_relay()
     WebhookDelivery.objects.update(status="failed")
     response = api.post(
         f"/api/v1/webhook-endpoints/{endpoint['id']}/redeliver-failed/",
@@ -262,6 +264,7 @@ def test_periodic_tasks_are_registered_idempotently() -> None:
 def test_redelivering_a_pending_delivery_is_409(api: APIClient, company) -> None:
     _register(api)
     JobFactory(company=company)
+    run_relay()
     delivery = WebhookDelivery.objects.get()
     response = api.post(f"/api/v1/webhook-deliveries/{delivery.pk}/redeliver/")
     assert response.status_code == 409

@@ -1,11 +1,12 @@
-"""The outbox: a delivery row per subscribed endpoint, written with the job change."""
+"""The event log is the outbox: the relay writes a delivery per subscribed endpoint."""
 
 import pytest
 from django.db import transaction
 
 from jobs import services as jobs
-from jobs.models import Job
+from jobs.models import Job, JobEvent
 from tests.factories import CompanyFactory, JobFactory
+from tests.relay import run_relay
 from tests.webhooks.helpers import deliveries, endpoint_for
 from webhooks.events import EVENT_TYPES, pattern_matches
 from webhooks.models import WebhookDelivery
@@ -102,13 +103,14 @@ def test_envelope_and_shared_event_id_across_endpoints() -> None:
     assert data["job_event"]["status"] == "started" and data["job_event"]["sequence"] == 2
 
 
-def test_rolled_back_change_leaves_no_delivery_and_sends_nothing(
+def test_rolled_back_change_leaves_no_event_and_sends_nothing(
     django_capture_on_commit_callbacks,
 ) -> None:
     company = CompanyFactory()
     endpoint_for(company, "http://127.0.0.1:9/a")
     job = JobFactory(company=company)
-    before = WebhookDelivery.objects.count()
+    run_relay()
+    before = (JobEvent.objects.count(), WebhookDelivery.objects.count())
 
     with (
         django_capture_on_commit_callbacks() as callbacks,
@@ -116,22 +118,37 @@ def test_rolled_back_change_leaves_no_delivery_and_sends_nothing(
         transaction.atomic(),
     ):
         jobs.job_start(job_id=job.pk)
-        assert WebhookDelivery.objects.count() == before + 1  # written inside
         raise RuntimeError("the caller's transaction fails after the change")
 
-    assert WebhookDelivery.objects.count() == before
     assert callbacks == []
+    run_relay()
+    assert (JobEvent.objects.count(), WebhookDelivery.objects.count()) == before
     job.refresh_from_db()
     assert job.status == "pending"
 
 
-def test_committed_change_queues_sending_on_commit(django_capture_on_commit_callbacks) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_a_change_writes_its_event_only_and_wakes_the_relay_once_on_commit(monkeypatch) -> None:
     company = CompanyFactory()
-    endpoint_for(company, "http://127.0.0.1:9/a")
+    for n in range(5):
+        endpoint_for(company, f"http://127.0.0.1:9/{n}")
     job = JobFactory(company=company)
-    with django_capture_on_commit_callbacks() as callbacks:
+    run_relay()
+    published: list[str] = []
+    monkeypatch.setattr("config.outbox.publish", lambda name, args=(): published.append(name))
+
+    with transaction.atomic():  # two changes in one transaction: one wake-up, after the commit
         jobs.job_start(job_id=job.pk)
-    assert len(callbacks) == 1
+        jobs.job_record_progress(job_id=job.pk, effected_records=1)
+        assert published == []
+    assert published == ["jobs.relay_events"]
+
+    # nothing fanned out by the change itself: only the create event's 5 rows so far
+    assert WebhookDelivery.objects.filter(object_id=str(job.pk)).count() == 5
+    assert JobEvent.objects.filter(job=job, relayed_at__isnull=True).count() == 2
+    run_relay()
+    assert WebhookDelivery.objects.filter(object_id=str(job.pk)).count() == 3 * 5
+    assert published == ["jobs.relay_events", "webhooks.send_due_deliveries"]
 
 
 def test_malformed_endpoint_events_match_nothing_instead_of_failing() -> None:

@@ -1,0 +1,190 @@
+"""The relay: turns logged job events into their effects, in the worker.
+
+The ``JobEvent`` table is the outbox. A job change commits its event and publishes one wake-up
+for ``jobs.relay_events``; the relay then, in ONE transaction per batch:
+
+1. claims the oldest unrelayed events (``relayed_at IS NULL``, ``FOR UPDATE SKIP LOCKED``,
+   ``ORDER BY id``, ``LIMIT n``: a partial index holds only unrelayed rows);
+2. fans each out to its company's subscribed active endpoints (``WebhookDelivery`` rows, unique
+   per (event, endpoint), inserted with ``ON CONFLICT DO NOTHING``), the payload built from the
+   snapshot of the job written with the event;
+3. requests the report builds that completions and late push results call for;
+4. marks the events relayed (and drops their snapshots);
+
+and after the commit wakes the delivery sender and the report builder.
+
+Why this is safe:
+
+- *Out-of-order commits.* There is no high-water mark: the claim takes every committed
+  unrelayed row, so an event whose transaction commits after a later id's was relayed is
+  simply found by the next run.
+- *Never twice.* Claimed rows stay locked until the batch commits; a concurrent relay skips
+  them, and after the commit they are no longer unrelayed. A crash anywhere before the commit
+  rolls the whole batch back (deliveries, report requests, marks): the next run redoes it.
+- *Lost wake-ups.* ``relay_sweep`` (beat, every few seconds) wakes the relay when an event has
+  waited longer than ``SWEEP_AFTER``.
+"""
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from config.outbox import publish, publish_on_commit
+from reports.services import reports_request
+from webhooks.services import Message, deliveries_fan_out
+
+from .models import EventStatus, Job, JobEvent, JobEventKind, JobStatus
+from .representation import job_event_representation, job_representation
+from .services import RELAY_TASK
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+BUDGET = 20.0  # seconds one relay task works before it hands on to a fresh message
+SWEEP_AFTER = timedelta(seconds=5)
+SENDER_TASK = "webhooks.send_due_deliveries"
+REPORTABLE = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS})
+# webhook-id of an event's deliveries: stable (the same on every run), opaque
+WEBHOOK_ID_NAMESPACE = uuid.UUID("8d7e4b1c-51a4-4c43-9c0e-3f7f3b1d6a52")
+
+TIMELINE_WEBHOOKS: dict[str, str] = {
+    EventStatus.CREATED: "jobs.create",
+    EventStatus.PROGRESS: "jobs.update",
+    EventStatus.STARTED: "jobs.started",
+    EventStatus.COMPLETED: "jobs.completed",
+    EventStatus.COMPLETED_WITH_ERRORS: "jobs.completed_with_errors",
+    EventStatus.FAILED: "jobs.failed",
+}
+KIND_WEBHOOKS: dict[str, str] = {
+    JobEventKind.PUSH_RESULT: "jobs.push_results.create",
+    JobEventKind.REPORT_READY: "jobs.report.ready",
+}
+
+
+def events_id_of(event: JobEvent) -> str:
+    """The webhook event id (``jobs.completed``…) a logged event fires."""
+    if event.kind == JobEventKind.TIMELINE:
+        return TIMELINE_WEBHOOKS[event.status]
+    return KIND_WEBHOOKS[event.kind]
+
+
+def webhook_id_of(event: JobEvent) -> str:
+    return "msg_" + uuid.uuid5(WEBHOOK_ID_NAMESPACE, str(event.pk)).hex
+
+
+def webhook_data(event: JobEvent) -> dict[str, Any]:
+    """The ``data`` of the event's webhook: the job as of the event, plus the event's own part."""
+    if event.snapshot is not None:
+        data = dict(event.snapshot)
+    else:  # logged without a snapshot (by hand): the job as it is now
+        logger.warning("job event %s has no snapshot; using the current job", event.pk)
+        data = job_representation(Job.objects.select_related("report").get(pk=event.job_id))
+    if event.kind == JobEventKind.TIMELINE:
+        data["job_event"] = job_event_representation(event)
+    elif event.kind == JobEventKind.PUSH_RESULT:
+        data["push_result"] = event.data
+    return data
+
+
+# --- the steps of one batch (module functions: the crash tests interrupt each) ---------------
+
+
+def _claim(batch_size: int) -> list[JobEvent]:
+    """Lock the oldest unrelayed committed events that no other relay holds."""
+    return list(
+        JobEvent.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(relayed_at__isnull=True)
+        .select_related("actor")
+        .annotate(company_id=F("job__company_id"), job_status=F("job__status"))
+        .order_by("id")[:batch_size]
+    )
+
+
+def _fan_out(events: list[JobEvent]) -> int:
+    return deliveries_fan_out(
+        messages=[
+            Message(
+                company_id=event.company_id,  # type: ignore[attr-defined]
+                events_id=events_id_of(event),
+                object_id=event.job_id,
+                event_id=webhook_id_of(event),
+                dt=event.created_at,
+                data=partial(webhook_data, event),
+                job_event_id=event.pk,
+            )
+            for event in events
+        ]
+    )
+
+
+def _request_reports(events: list[JobEvent]) -> int:
+    """Request the builds: a completion, or a push result that arrived after completion."""
+    job_ids = []
+    for event in events:
+        if event.kind == JobEventKind.TIMELINE:
+            wanted = event.status in REPORTABLE
+        elif event.kind == JobEventKind.PUSH_RESULT:
+            # the job's status when the result was stored (its snapshot): a late result
+            wanted = (event.snapshot or {}).get("status") in REPORTABLE
+        else:
+            wanted = False
+        if wanted:
+            job_ids.append(event.job_id)
+    return reports_request(job_ids=list(dict.fromkeys(job_ids)))
+
+
+def _mark_relayed(events: list[JobEvent]) -> None:
+    JobEvent.objects.filter(pk__in=[event.pk for event in events]).update(
+        relayed_at=timezone.now(), snapshot=None
+    )
+
+
+@transaction.atomic
+def relay_batch(*, batch_size: int = BATCH_SIZE) -> int:
+    """Relay up to ``batch_size`` events in one transaction; return how many."""
+    events = _claim(batch_size)
+    if not events:
+        return 0
+    if _fan_out(events):
+        publish_on_commit(SENDER_TASK)
+    _request_reports(events)
+    _mark_relayed(events)
+    return len(events)
+
+
+def events_relay(*, batch_size: int = BATCH_SIZE, budget: float | None = BUDGET) -> int:
+    """Relay batches until no event waits (or ``budget`` seconds passed); return how many.
+
+    When the budget runs out with events left, a new wake-up is published so the rest is
+    relayed behind the messages already queued.
+    """
+    stop_at = None if budget is None else time.monotonic() + budget
+    relayed = 0
+    while True:
+        count = relay_batch(batch_size=batch_size)
+        relayed += count
+        if count < batch_size:
+            return relayed
+        if stop_at is not None and time.monotonic() >= stop_at:
+            publish(RELAY_TASK)
+            return relayed
+
+
+def events_waiting(*, older_than: timedelta = SWEEP_AFTER) -> bool:
+    """Whether an event has waited for the relay longer than ``older_than``."""
+    cutoff = timezone.now() - older_than
+    return JobEvent.objects.filter(relayed_at__isnull=True, created_at__lte=cutoff).exists()
+
+
+def relay_sweep() -> bool:
+    """Wake the relay if an event waits that its wake-up should have handled; True if woken."""
+    if not events_waiting():
+        return False
+    return publish(RELAY_TASK)

@@ -1,0 +1,60 @@
+"""The report's public face: its state in a job's representation and its signed, expiring link.
+
+Kept apart from ``reports.services`` (which builds reports and fires their webhook with the job's
+representation) so ``jobs.representation`` can show a report without importing the services.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.urls import reverse
+
+from jobs.models import Job, JobStatus
+
+from .models import Report, ReportStatus
+
+SIGNING_SALT = "jobtrail.reports.download"
+# A finished job in one of these statuses always gets a report built.
+REPORTABLE_STATUSES = (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS)
+
+
+def download_token(report: Report) -> str:
+    return signing.dumps(
+        {
+            "r": report.pk,
+            "c": str(report.job.company_id),
+            "v": report.ready_at and report.ready_at.timestamp(),
+        },
+        salt=SIGNING_SALT,
+        compress=True,
+    )
+
+
+def download_url(report: Report) -> str:
+    """An absolute, signed link that expires after ``JOBTRAIL_REPORT_LINK_TTL`` seconds."""
+    path = reverse("report-download", args=[download_token(report)])
+    return settings.JOBTRAIL_PUBLIC_URL.rstrip("/") + path
+
+
+def report_state(report: Report | None, *, job: Job | None = None) -> dict[str, Any]:
+    """What the job representation shows: ``{status, url}``.
+
+    A completed job whose report row is not written yet (its build is requested with the
+    completion, or by the relay right after it) shows ``pending``: the API answer and the
+    webhook payload of the same change agree, whichever side wrote the row first.
+    """
+    if report is None:
+        if job is not None and job.status in REPORTABLE_STATUSES:
+            return {"status": ReportStatus.PENDING.value, "url": None}
+        return {"status": "none", "url": None}
+    url = download_url(report) if report.status == ReportStatus.READY else None
+    return {"status": str(report.status), "url": url}
+
+
+def job_report(job: Job) -> Report | None:
+    """The job's report (from ``select_related("report")`` when the job was read with it)."""
+    try:
+        return job.report
+    except Report.DoesNotExist:
+        return None
