@@ -11,6 +11,7 @@ help:
 	@echo "make run     - web + Celery worker + Celery beat on http://127.0.0.1:$(PORT)/"
 	@echo "make test    - the whole test suite (DATABASE_URL / CELERY_BROKER_URL when set)"
 	@echo "make check   - ruff and mypy"
+	@echo "make bench   - benchmarks vs baselines run alongside (BENCH=http,webhooks,latency,noisy; BENCH_QUICK=1)"
 
 $(VENV)/.runtime: requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'

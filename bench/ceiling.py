@@ -69,6 +69,9 @@ class Row(models.Model):
     class Meta:
         app_label = "ceiling_app"
 
+    def __str__(self) -> str:
+        return str(self.pk)
+
 
 class Insert(APIView):
     def post(self, request: Request) -> Response:

@@ -16,13 +16,15 @@ Control paths (the harness reads them between runs):
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-EVENTS_ID = re.compile(rb'"(?:events_id|type)":\s*"([^"]+)"')
+# The payload is JSON from PostgreSQL's jsonb (keys in any order): look for the key itself.
+EVENTS_ID = re.compile(rb'"events_id":\s*"([^"]+)"')
 OBJECT_ID = re.compile(rb'"object_id":\s*"([^"]+)"')
 NO_CONTENT = b"HTTP/1.1 204 No Content\r\nServer: bench-receiver\r\n\r\n"
 NO_CONTENT_CLOSE = b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
@@ -120,7 +122,7 @@ class Receiver(asyncio.Protocol):
                     self._close()
                 return
             head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
-            method, target, _version = (head[0].split(" ") + ["", "", ""])[:3]
+            method, target, _version = [*head[0].split(" "), "", "", ""][:3]
             headers = {}
             for line in head[1:]:
                 name, _, value = line.partition(":")
@@ -183,10 +185,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--keep-bodies", type=int, default=20_000)
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.host, args.port, args.keep_bodies))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":
