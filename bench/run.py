@@ -503,6 +503,7 @@ class WrkResult:
     requests: int
     errors: int
     wraps: int
+    error_kinds: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -512,6 +513,7 @@ class WrkResult:
             "requests": self.requests,
             "errors": self.errors,
             "wraps": self.wraps,
+            **({"error_kinds": self.error_kinds} if self.errors else {}),
         }
 
 
@@ -549,10 +551,8 @@ def wrk(url: str, token: str, requests_file: Path, duration: float, connections:
     if line is None:
         raise RuntimeError(f"wrk printed no summary:\n{out}")
     data = json.loads(line.removeprefix("WRK_JSON "))
-    errors = sum(
-        data[k]
-        for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
-    )
+    kinds = ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
+    errors = sum(data[k] for k in kinds)
     return WrkResult(
         rps=data["requests"] / (data["duration_us"] / 1e6),
         p50_ms=data["p50_us"] / 1000,
@@ -560,6 +560,7 @@ def wrk(url: str, token: str, requests_file: Path, duration: float, connections:
         requests=data["requests"],
         errors=errors,
         wraps=data["wraps"],
+        error_kinds={k: data[k] for k in kinds if data[k]},
     )
 
 
