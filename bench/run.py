@@ -3,6 +3,7 @@
     make bench                         # every scenario; results in bench/results/
     make bench BENCH=http,webhooks     # some scenarios: http, webhooks, latency, noisy
     make bench BENCH_QUICK=1           # smoke run (tiny sizes, 1 s wrk runs) into var/bench/
+    .venv/bin/python bench/run.py --table   # rewrite bench/results/README.md from the JSON
 
 The machine is shared and noisy, so every figure is compared with a baseline measured in the
 same run, interleaved with it (baseline, target, baseline, target, ...; medians):
@@ -1258,7 +1259,60 @@ def results_table(out: Path) -> str:
                 "",
             )
         )
+    for path in sorted(out.glob("scale-*.json")):
+        parts += scale_table(path)
     return "\n".join(parts) + "\n"
+
+
+def scale_table(path: Path) -> list[str]:
+    d = json.loads(path.read_text())
+    sizes = d["sizes"]
+    parts = [
+        f"\n## At scale: `{path.name}` ({d['when']}, {d['commit']}, took {d['took_s']} s)\n",
+        f"`bench/scale.py`, {sizes['jobs']:,} jobs built set-based "
+        f"(in {d['populate']['took_s']} s).\n",
+        *_header("what", "baseline", "measured", "ratio"),
+    ]
+    if e := d.get("expiry"):
+        parts.append(
+            _row(
+                f"expire {e['stale_jobs']:,} stale jobs among {sizes['jobs']:,}",
+                f"raw SQL UPDATE: {e['raw_update_s']} s",
+                f"{e['expire_s']} s",
+                f"**{_fmt(e['ratio'], X)}**",
+            )
+        )
+    if a := d.get("admin"):
+        for label, view in a["views"].items():
+            parts.append(
+                _row(
+                    f"admin {label}",
+                    f"at {a['jobs_small']:,} jobs: {view['ms_small']} ms",
+                    f"{view['ms']} ms",
+                    f"**{_fmt(view['ratio'], X)}**"
+                    if (view["ratio"] or 0) > 1.5
+                    else _fmt(view["ratio"], X),
+                )
+            )
+    if r := d.get("read"):
+        parts.append(
+            _row(
+                f"GET a job while another holds {r['push_results']:,} push results",
+                f"before those rows: {r['read_ms_before']} ms",
+                f"{r['read_ms']} ms (worst {r['read_ms_worst']} ms)",
+                _fmt(ratio(r["read_ms"], r["read_ms_before"]), X),
+            )
+        )
+    if r := d.get("report"):
+        parts.append(
+            _row(
+                f"CSV report of {r['rows']:,} push results",
+                f"COPY … CSV: {r['copy_rows_per_s']:,} rows/s",
+                f"{r['rows_per_s']:,} rows/s, peak RSS {r['peak_rss_mb']} MB",
+                _fmt(ratio(r["rows_per_s"], r["copy_rows_per_s"]), X),
+            )
+        )
+    return parts
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -1310,6 +1364,9 @@ def bench_environment(config: Config) -> Iterator[Bench]:
 
 def main() -> int:
     config = Config()
+    if "--table" in sys.argv:  # only regenerate README.md from the JSON files (e.g. after scale.py)
+        (config.out / "README.md").write_text(results_table(config.out))
+        return 0
     sys.path.insert(0, str(ROOT))
     preflight(config)
     log(
