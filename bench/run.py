@@ -694,6 +694,7 @@ def scenario_http(bench: Bench) -> dict[str, Any]:
         base_p99 = median([r.p99_ms for r in base_runs])
         p99 = median([r.p99_ms for r in target_runs])
         errors = sum(r.errors for r in target_runs)
+        baseline_errors = sum(r.errors for r in base_runs)
         wraps = sum(r.wraps for r in target_runs) if case.one_shot else 0
         result = {
             "name": case.name,
@@ -706,8 +707,9 @@ def scenario_http(bench: Bench) -> dict[str, Any]:
             "baseline_p99_ms": rnd(base_p99, 2),
             "p99_ms": rnd(p99, 2),
             "p99_ratio": ratio(p99, base_p99),
-            "valid": errors == 0 and wraps == 0,
+            "valid": errors == 0 and wraps == 0 and baseline_errors == 0,
             "errors": errors,
+            "baseline_errors": baseline_errors,
             "wraps": wraps,
             "runs": {
                 "baseline": [r.as_dict() for r in base_runs],
@@ -719,7 +721,11 @@ def scenario_http(bench: Bench) -> dict[str, Any]:
             f"{case.name}: {result['rps']} req/s vs {result['baseline_rps']} "
             f"-> {result['ratio']}x; "
             f"p99 {result['p99_ms']} ms vs {result['baseline_p99_ms']} ms -> {result['p99_ratio']}x"
-            + ("" if result["valid"] else f"  INVALID: {errors} errors, {wraps} wraps")
+            + (
+                ""
+                if result["valid"]
+                else f"  INVALID: {errors} errors, {wraps} wraps, {baseline_errors} baseline errors"
+            )
         )
         bench.procs.stop("web")
     bench.procs.stop("ceiling")

@@ -22,7 +22,12 @@ function init(args)
       table.insert(lines, {method, path, body})
    end
    reqs = {}
-   for i = id, #lines, nthreads do
+   -- a file with fewer lines than threads (a request that can repeat): every thread sends all
+   local first, step = id, nthreads
+   if #lines < nthreads then
+      first, step = 1, 1
+   end
+   for i = first, #lines, step do
       local l = lines[i]
       local headers = {["Authorization"] = "Bearer " .. token}
       local body = nil
