@@ -12,6 +12,7 @@ help:
 	@echo "make test    - the whole test suite (DATABASE_URL / CELERY_BROKER_URL when set)"
 	@echo "make test-production - the deployed shape under broker, worker and database failures"
 	@echo "make check   - ruff, import-linter contracts and mypy"
+	@echo "make bench   - benchmarks vs baselines run alongside (BENCH=http,webhooks,latency,noisy; BENCH_QUICK=1)"
 
 $(VENV)/.runtime: requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'

@@ -1,0 +1,568 @@
+"""One-off measurements at scale (PostgreSQL): what a million jobs do to Jobtrail.
+
+    .venv/bin/python bench/scale.py                       # everything, 1M jobs
+    .venv/bin/python bench/scale.py --jobs 100000 --expire 10000 --push-results 100000
+    .venv/bin/python bench/scale.py --only admin,read      # some parts: expiry, admin, read, report
+
+Builds the data set-based (INSERT ... SELECT FROM generate_series), in databases it creates and
+drops (<BENCH_DB_PREFIX>_scale, _scale_small on BENCH_PG), then measures, each against its
+baseline in the same run:
+
+expiry  ``jobs_expire_stale()`` of --expire stale jobs among --jobs (2 endpoints subscribed per
+        company) vs one raw SQL UPDATE of the same rows;
+admin   every admin job-list view (each filter choice, search by code, every sortable column both
+        ways) and the change page of a job with --events events, at --jobs vs --small jobs
+        (Django's test client as a logged-in superuser, best of 5 after a warm-up);
+read    GET /api/v1/jobs/{id}/ of a job while another job holds --push-results push results
+        (median and worst of 20), vs the same read before those rows existed;
+report  the CSV report of those push results (``report_build`` in a subprocess: rows/s, peak
+        RSS from ``resource.getrusage``) vs PostgreSQL's ``COPY ... CSV`` of the same rows.
+
+Writes bench/results/scale-<label>.json (--label, default "latest"), with how long each part took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432").rstrip("/")
+PREFIX = os.environ.get("BENCH_DB_PREFIX", "jobtrail_bench") + "_scale"
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+COMPANIES = 10
+
+
+def log(message: str) -> None:
+    print(f"[scale {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def env_for(database: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "JOBTRAIL_", "CELERY_", "DATABASE_URL"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings_test",
+        DATABASE_URL=f"{PG}/{database}",
+        CELERY_BROKER_URL=REDIS,
+        JOBTRAIL_API_RATE_LIMIT="1000000000/minute",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def pg_admin(*statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+
+def phase(name: str, database: str, args: argparse.Namespace, *extra: str) -> dict[str, Any]:
+    """Run one part in a fresh process on ``database``; it prints its result as a JSON line."""
+    argv = [sys.executable, __file__, "--phase", name, "--db", database, *extra]
+    for option in ("jobs", "small", "expire", "events", "push_results"):
+        argv += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    started = time.perf_counter()
+    run = subprocess.run(argv, cwd=ROOT, env=env_for(database), capture_output=True, text=True)
+    if run.returncode:
+        raise RuntimeError(f"phase {name} failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}")
+    line = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+    result["took_s"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+# --- inside a phase: Django is set up on one database -------------------------------------------
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def insert_series(model: Any, count: int, exprs: dict[str, str]) -> None:
+    """INSERT ``count`` rows of ``model`` in one statement over generate_series (``g``).
+
+    Columns not in ``exprs`` get their field's default (so fields added later need no change
+    here): uuid4 -> gen_random_uuid(), auto_now(_add) -> now(), other defaults as literals.
+    """
+    from django.db import connection
+    from django.db.models import NOT_PROVIDED, AutoField, BigAutoField, JSONField
+    from psycopg import sql
+
+    columns, values = [], []
+    for f in model._meta.concrete_fields:
+        if isinstance(f, AutoField | BigAutoField):
+            continue
+        if f.name in exprs or f.attname in exprs:
+            expr = exprs.get(f.name) or exprs[f.attname]
+        elif getattr(f, "db_default", NOT_PROVIDED) is not NOT_PROVIDED:
+            continue
+        elif getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+            expr = "now()"
+        elif f.has_default():
+            default = f.default
+            if default is uuid.uuid4:
+                expr = "gen_random_uuid()"
+            else:
+                value = default() if callable(default) else default
+                if isinstance(f, JSONField):
+                    expr = sql.Literal(json.dumps(value)).as_string() + "::jsonb"
+                else:
+                    expr = sql.Literal(value).as_string()
+        elif f.null:
+            expr = "NULL"
+        else:
+            raise ValueError(f"{model.__name__}.{f.name}: no value for a bulk insert")
+        columns.append(f'"{f.column}"')
+        values.append(expr)
+    statement = (
+        f'INSERT INTO "{model._meta.db_table}" ({", ".join(columns)}) '
+        f"SELECT {', '.join(values)} FROM generate_series(1, {int(count)}) AS g"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+
+
+def populate(args: argparse.Namespace, jobs: int, expire: int) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from jobs.accounts import api_client_create
+    from jobs.models import Company, Job, JobEvent
+    from webhooks.services import endpoint_create
+
+    companies = [Company.objects.create(name=f"Scale {i}") for i in range(COMPANIES)]
+    for company in companies:
+        for i in range(2):
+            endpoint_create(company=company, url=f"http://127.0.0.1:9/hook/{i}", events=["*"])
+    api_client_create(company_name="Scale 0", username="scale", password="scale-pass-123456")
+    get_user_model().objects.create_superuser("scale-admin", "", "scale-pass-123456")
+    ids = "ARRAY[" + ",".join(f"'{c.pk}'" for c in companies) + "]::uuid[]"
+    status = (
+        f"CASE WHEN g <= {expire} THEN 'processing' ELSE (ARRAY['completed','completed',"
+        "'completed','failed','completed_with_errors','processing','pending'])[1 + g % 7] END"
+    )
+    created = "now() - g * interval '1 second' - interval '1 hour'"
+    terminal = f"({status}) IN ('completed','completed_with_errors','failed')"
+    started = time.perf_counter()
+    insert_series(
+        Job,
+        jobs,
+        {
+            "company": f"({ids})[1 + g % {COMPANIES}]",
+            "code": "'JOB-' || lpad(g::text, 8, '0')",
+            "type": "(ARRAY['export','import','sync'])[1 + g % 3]",
+            "status": status,
+            "failure_reason": f"CASE WHEN ({status}) = 'failed' THEN "
+            "(ARRAY['accounting_system_unreachable','validation_failure','job_expired'])"
+            "[1 + g % 3] ELSE '' END",
+            "message": "'scale'",
+            "total_records": "100",
+            "effected_records": f"CASE WHEN {terminal} THEN 100 ELSE 50 END",
+            "start_time": f"CASE WHEN ({status}) = 'pending' THEN NULL ELSE {created} END",
+            "end_time": f"CASE WHEN {terminal} THEN {created} + interval '10 minutes' END",
+            "last_activity_at": f"{created} + interval '5 minutes'",
+            "expires_after": "86400",
+            "expires_at": f"CASE WHEN g <= {expire} THEN now() - interval '1 minute' "
+            f"WHEN {terminal} THEN NULL ELSE now() + interval '1 day' END",
+            "created_at": created,
+            "updated_at": f"{created} + interval '5 minutes'",
+        },
+    )
+    jobs_s = time.perf_counter() - started
+    # the job page with many events: a finished job (never a stale one)
+    event_job = Job.objects.filter(status="completed").order_by("code").first()
+    assert event_job is not None
+    JobEvent.objects.filter(job=event_job).delete()
+    insert_series(
+        JobEvent,
+        args.events,
+        {
+            "job": f"'{event_job.pk}'::uuid",
+            "sequence": "g",
+            "status": "CASE WHEN g = 1 THEN 'created' ELSE 'progress' END",
+            "message": "'event ' || g",
+            "source": "'api'",
+            "created_at": "now() - interval '1 hour' + g * interval '1 second'",
+        },
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    return {"jobs": jobs, "stale": expire, "insert_jobs_s": round(jobs_s, 1)}
+
+
+def measure_expiry(args: argparse.Namespace) -> dict[str, Any]:
+    import redis
+    from django.db import connection, transaction
+
+    from jobs.models import JobEvent
+    from jobs.services import jobs_expire_stale
+
+    stale = "status IN ('pending', 'processing') AND expires_at <= now()"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM jobs_job WHERE {stale}")
+        ids = [row[0] for row in cursor.fetchall()]
+
+    def raw_update() -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE jobs_job SET status = 'failed', failure_reason = 'job_expired', "
+                "end_time = now(), expires_at = NULL, last_activity_at = now(), "
+                f"updated_at = now() WHERE {stale}"
+            )
+
+    baseline = timed(raw_update)
+    with connection.cursor() as cursor:  # put the same rows back, stale again
+        cursor.execute(
+            "UPDATE jobs_job SET status = 'processing', failure_reason = '', end_time = NULL, "
+            "expires_at = now() - interval '1 minute' WHERE id = ANY(%s)",
+            [ids],
+        )
+        cursor.execute("VACUUM ANALYZE jobs_job")
+    events_before = JobEvent.objects.count()
+    expired = 0
+
+    def expire() -> None:
+        nonlocal expired
+        expired = jobs_expire_stale()
+
+    measured = timed(expire)
+    redis.Redis.from_url(REDIS).flushdb()
+    return {
+        "stale_jobs": len(ids),
+        "expired": expired,
+        "events_written": JobEvent.objects.count() - events_before,
+        "raw_update_s": round(baseline, 3),
+        "expire_s": round(measured, 3),
+        "ratio": round(measured / baseline, 2) if baseline else None,
+    }
+
+
+def admin_urls() -> dict[str, str]:
+    """Every job-list view a staff member can ask for: filters, search, each sort both ways."""
+    from django.contrib import admin
+    from django.contrib.auth import get_user_model
+    from django.test import RequestFactory
+
+    from jobs.models import Job
+
+    model_admin = admin.site._registry[Job]
+    request = RequestFactory().get("/admin/jobs/job/")
+    request.user = get_user_model().objects.get(username="scale-admin")
+    changelist = model_admin.get_changelist_instance(request)
+    urls = {"list": "/admin/jobs/job/"}
+    for spec in changelist.filter_specs:
+        title = str(getattr(spec, "title", type(spec).__name__))
+        choices = [
+            c for c in spec.choices(changelist) if not c.get("selected") and "query_string" in c
+        ]
+        for choice in choices[:3]:
+            urls[f"filter {title}: {choice['display']}"] = (
+                "/admin/jobs/job/" + choice["query_string"]
+            )
+    # the free-text, autocomplete and range filters have no links: give them typical values
+    company = Job.objects.values_list("company_id", flat=True).first()
+    week_ago = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
+    samples = {"type": "export", "company__id__exact": str(company), "created_from": week_ago}
+    for spec in changelist.filter_specs:
+        for parameter in getattr(spec, "parameters", None) or [getattr(spec, "parameter_name", "")]:
+            if parameter in samples:
+                urls[f"filter {parameter}"] = f"/admin/jobs/job/?{parameter}={samples[parameter]}"
+    code = Job.objects.order_by("code").values_list("code", flat=True)[Job.objects.count() // 2]
+    urls["search by code"] = f"/admin/jobs/job/?q={code}"
+    for index, name in enumerate(changelist.list_display):
+        if changelist.get_ordering_field(name) is None:
+            continue
+        urls[f"sort {name}"] = f"/admin/jobs/job/?o={index}"
+        urls[f"sort -{name}"] = f"/admin/jobs/job/?o=-{index}"
+    return urls
+
+
+def measure_admin(args: argparse.Namespace) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.test.utils import setup_test_environment
+
+    from jobs.models import Job, JobEvent
+
+    setup_test_environment()
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="scale-admin"))
+    event_job = JobEvent.objects.values_list("job_id", flat=True).order_by("-sequence").first()
+    urls = {**admin_urls(), "job page (1,000 events)": f"/admin/jobs/job/{event_job}/change/"}
+    timings = {}
+    for label, url in urls.items():
+
+        def get(url: str = url) -> None:
+            response = client.get(url)
+            assert response.status_code == 200, (url, response.status_code)
+
+        get()  # warm-up
+        # the best of 5: the work is deterministic, the machine's noise only ever adds time
+        timings[label] = {"url": url, "ms": round(min(timed(get) for _ in range(5)) * 1000, 1)}
+    return {"jobs": Job.objects.count(), "views": timings}
+
+
+def api_get(client: Any, token: str, job_id: Any) -> float:
+    def get() -> None:
+        response = client.get(f"/api/v1/jobs/{job_id}/", HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert response.status_code == 200, response.content[:300]
+
+    return timed(get)
+
+
+def measure_read(args: argparse.Namespace) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import setup_test_environment
+
+    from jobs.auth import CompanyTokenObtainPairSerializer
+    from jobs.models import Company, Job, PushResult
+
+    setup_test_environment()
+    company = Company.objects.get(name="Scale 0")
+    user = get_user_model().objects.get(username="scale")
+    token = str(CompanyTokenObtainPairSerializer.get_token(user).access_token)  # type: ignore[attr-defined]
+    jobs = list(Job.objects.filter(company=company, status="completed").order_by("code")[:2])
+    heavy, other = jobs
+    client = Client()
+
+    def reads() -> list[float]:
+        api_get(client, token, other.pk)
+        return [api_get(client, token, other.pk) * 1000 for _ in range(20)]
+
+    before = reads()
+    started = time.perf_counter()
+    insert_series(
+        PushResult,
+        args.push_results,
+        {
+            "job": f"'{heavy.pk}'::uuid",
+            "push_communication_id": "lpad(to_hex(g), 24, '0')",
+            "status": "CASE WHEN g % 10 = 0 THEN 'failed' ELSE 'success' END",
+            "response_code": "CASE WHEN g % 10 = 0 THEN 400 ELSE 200 END",
+            "data_type": "'invoices'",
+            "service_name": "'xero'",
+            "source_object_ids": "jsonb_build_array(g::text)",
+            "requested_on": "now() - interval '1 hour'",
+            "completed_on": "now() - interval '59 minutes'",
+            "validation_errors": "CASE WHEN g % 10 = 0 THEN "
+            '\'[{"field": "amount", "message": "must be positive"}]\'::jsonb '
+            "ELSE '[]'::jsonb END",
+        },
+    )
+    insert_s = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_pushresult")
+    after = reads()
+    heavy_read = [api_get(client, token, heavy.pk) * 1000 for _ in range(5)]
+    return {
+        "push_results": args.push_results,
+        "insert_push_results_s": round(insert_s, 1),
+        "heavy_job": str(heavy.pk),
+        "read_ms_before": round(statistics.median(before), 2),
+        "read_ms": round(statistics.median(after), 2),
+        "read_ms_worst": round(max(after), 2),
+        "read_heavy_job_ms": round(statistics.median(heavy_read), 2),
+    }
+
+
+def measure_report(args: argparse.Namespace) -> dict[str, Any]:
+    import resource
+
+    from django.db import connection
+
+    from jobs.models import Job, PushResult
+    from reports.services import HEADER, report_request
+
+    heavy = Job.objects.get(pk=args.job)
+    rows = PushResult.objects.filter(job=heavy).count()
+    report_request(job=heavy)
+    # the build, in a process of its own: its peak RSS is the build's alone
+    code = (
+        "import django, json, resource, sys, time; django.setup()\n"
+        "from reports.services import report_build\n"
+        "t = time.perf_counter(); r = report_build(job_id=sys.argv[1])\n"
+        "s = time.perf_counter() - t\n"
+        "print('BUILD', json.dumps({'s': s, 'rows': r.row_count if r else None,"
+        " 'rss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(heavy.pk)],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+    )
+    if run.returncode:
+        raise RuntimeError(run.stderr[-3000:])
+    build = json.loads([ln for ln in run.stdout.splitlines() if ln.startswith("BUILD ")][-1][6:])
+    children_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    columns = ", ".join(f'"{PushResult._meta.get_field(h).column}"' for h in HEADER)
+    started = time.perf_counter()
+    copied = 0
+    connection.ensure_connection()
+    with (
+        connection.connection.cursor() as cursor,
+        cursor.copy(
+            f"COPY (SELECT {columns} FROM jobs_pushresult WHERE job_id = '{heavy.pk}' ORDER BY id) "
+            "TO STDOUT WITH CSV HEADER"
+        ) as copy,
+    ):
+        for chunk in copy:
+            copied += bytes(chunk).count(b"\n")
+    copy_s = time.perf_counter() - started
+    return {
+        "rows": rows,
+        "report_rows": build["rows"],
+        "build_s": round(build["s"], 2),
+        "rows_per_s": round(rows / build["s"]) if build["s"] else None,
+        "peak_rss_mb": round(max(build["rss_kb"], children_rss) / 1024, 1),
+        "copy_rows_per_s": round((copied - 1) / copy_s) if copy_s else None,
+        "copy_s": round(copy_s, 2),
+    }
+
+
+def run_phase(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    if args.phase == "populate":
+        result = populate(args, args.jobs, args.expire)
+    elif args.phase == "populate-small":
+        result = populate(args, args.small, 0)
+    elif args.phase == "expiry":
+        result = measure_expiry(args)
+    elif args.phase == "admin":
+        result = measure_admin(args)
+    elif args.phase == "read":
+        result = measure_read(args)
+    elif args.phase == "report":
+        result = measure_report(args)
+    else:
+        raise SystemExit(f"unknown phase {args.phase}")
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1_000_000)
+    parser.add_argument("--small", type=int, default=1_000)
+    parser.add_argument("--expire", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=1_000)
+    parser.add_argument("--push-results", type=int, default=1_000_000)
+    parser.add_argument("--only", default="expiry,admin,read,report")
+    parser.add_argument("--label", default="latest")
+    parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        run_phase(args)
+        return
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    big, small, template = PREFIX, f"{PREFIX}_small", f"{PREFIX}_tmpl"
+    started = time.perf_counter()
+    out = ROOT / "bench" / "results" / f"scale-{args.label}.json"
+    # a run of some parts updates them in an existing file of the same label
+    report: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    report |= {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "sizes": {
+            "jobs": args.jobs,
+            "small": args.small,
+            "expire": args.expire,
+            "events": args.events,
+            "push_results": args.push_results,
+        },
+    }
+    try:
+        log(f"migrating the template {template}")
+        pg_admin(
+            *(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in (big, small, template)),
+            f'CREATE DATABASE "{template}"',
+        )
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env=env_for(template),
+            check=True,
+        )
+        pg_admin(f'CREATE DATABASE "{big}" TEMPLATE "{template}"')
+        log(f"building {args.jobs:,} jobs ({args.expire:,} stale) in {big}")
+        report["populate"] = phase("populate", big, args)
+        log(f"built in {report['populate']['took_s']} s")
+        if "expiry" in parts:
+            report["expiry"] = phase("expiry", big, args)
+            log(f"expiry: {report['expiry']}")
+        if "admin" in parts:
+            pg_admin(f'CREATE DATABASE "{small}" TEMPLATE "{template}"')
+            phase("populate-small", small, args)
+            at_small = phase("admin", small, args)
+            at_big = phase("admin", big, args)
+            views = {
+                label: {
+                    "url": view["url"],
+                    "ms_small": at_small["views"].get(label, {}).get("ms"),
+                    "ms": view["ms"],
+                    "ratio": round(view["ms"] / at_small["views"][label]["ms"], 2)
+                    if label in at_small["views"]
+                    else None,
+                }
+                for label, view in at_big["views"].items()
+            }
+            report["admin"] = {
+                "jobs": at_big["jobs"],
+                "jobs_small": at_small["jobs"],
+                "took_s": at_small["took_s"] + at_big["took_s"],
+                "worst_ratio": max((v["ratio"] or 0) for v in views.values()),
+                "views": views,
+            }
+            log(f"admin: worst ratio {report['admin']['worst_ratio']}")
+        if "read" in parts or "report" in parts:
+            report["read"] = phase("read", big, args)
+            log(f"read: {report['read']}")
+        if "report" in parts:
+            report["report"] = phase("report", big, args, "--job", report["read"]["heavy_job"])
+            log(f"report: {report['report']}")
+    finally:
+        report["took_s"] = round(time.perf_counter() - started, 1)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        log(f"written to {out.relative_to(ROOT)} ({report['took_s']} s)")
+        if not args.keep:
+            pg_admin(
+                *(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in (big, small, template))
+            )
+
+
+if __name__ == "__main__":
+    main()
