@@ -77,6 +77,8 @@ def phase(name: str, database: str, args: argparse.Namespace, *extra: str) -> di
     argv = [sys.executable, __file__, "--phase", name, "--db", database, *extra]
     for option in ("jobs", "small", "expire", "events", "push_results"):
         argv += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    if args.relay:
+        argv.append("--relay")
     started = time.perf_counter()
     run = subprocess.run(argv, cwd=ROOT, env=env_for(database), capture_output=True, text=True)
     if run.returncode:
@@ -213,29 +215,58 @@ def measure_expiry(args: argparse.Namespace) -> dict[str, Any]:
     from django.db import connection, transaction
 
     from jobs.models import JobEvent
+    from jobs.relay import events_relay
     from jobs.services import jobs_expire_stale
+    from webhooks.models import WebhookDelivery
 
     stale = "status IN ('pending', 'processing') AND expires_at <= now()"
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id FROM jobs_job WHERE {stale}")
         ids = [row[0] for row in cursor.fetchall()]
+    failed = (
+        "status = 'failed', failure_reason = 'job_expired', "
+        "message = 'No activity within the expiry time limit.', "
+        "start_time = COALESCE(start_time, now()), end_time = now(), expires_at = NULL, "
+        "last_activity_at = now(), updated_at = now()"
+    )
+
+    def prepare() -> None:
+        """The same rows stale again, nothing left behind, no checkpoint pending."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE jobs_job SET status = 'processing', failure_reason = '', end_time = NULL, "
+                "expires_at = now() - interval '1 minute' WHERE id = ANY(%s) "
+                "AND status = 'failed'",
+                [ids],
+            )
+            cursor.execute("DELETE FROM jobs_jobevent WHERE job_id = ANY(%s)", [ids])
+            cursor.execute("VACUUM ANALYZE jobs_job")
+            cursor.execute("VACUUM ANALYZE jobs_jobevent")
+            cursor.execute("CHECKPOINT")
 
     def raw_update() -> None:
         with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"UPDATE jobs_job SET {failed} WHERE {stale}")
+
+    def raw_update_with_events() -> None:
+        # the same UPDATE and, in the same statement, one bare event per job (numbered after
+        # the job's last one, no snapshot): the least a change logged in the outbox writes
+        with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
-                "UPDATE jobs_job SET status = 'failed', failure_reason = 'job_expired', "
-                "end_time = now(), expires_at = NULL, last_activity_at = now(), "
-                f"updated_at = now() WHERE {stale}"
+                f"WITH failed AS (UPDATE jobs_job SET {failed} WHERE {stale} RETURNING id) "
+                "INSERT INTO jobs_jobevent (job_id, kind, sequence, status, failure_reason, "
+                "message, data, source, created_at) "
+                "SELECT f.id, 'timeline', COALESCE((SELECT max(e.sequence) FROM jobs_jobevent e "
+                "WHERE e.job_id = f.id AND e.sequence IS NOT NULL), 0) + 1, 'failed', "
+                "'job_expired', 'No activity within the expiry time limit.', '{}', 'system', "
+                "now() FROM failed f"
             )
 
+    prepare()
     baseline = timed(raw_update)
-    with connection.cursor() as cursor:  # put the same rows back, stale again
-        cursor.execute(
-            "UPDATE jobs_job SET status = 'processing', failure_reason = '', end_time = NULL, "
-            "expires_at = now() - interval '1 minute' WHERE id = ANY(%s)",
-            [ids],
-        )
-        cursor.execute("VACUUM ANALYZE jobs_job")
+    prepare()
+    baseline_events = timed(raw_update_with_events)
+    prepare()
     events_before = JobEvent.objects.count()
     expired = 0
 
@@ -244,15 +275,30 @@ def measure_expiry(args: argparse.Namespace) -> dict[str, Any]:
         expired = jobs_expire_stale()
 
     measured = timed(expire)
-    redis.Redis.from_url(REDIS).flushdb()
-    return {
+    events_written = JobEvent.objects.count() - events_before
+    result = {
         "stale_jobs": len(ids),
         "expired": expired,
-        "events_written": JobEvent.objects.count() - events_before,
+        "events_written": events_written,
         "raw_update_s": round(baseline, 3),
+        "raw_update_with_events_s": round(baseline_events, 3),
         "expire_s": round(measured, 3),
         "ratio": round(measured / baseline, 2) if baseline else None,
+        "ratio_with_events": round(measured / baseline_events, 2) if baseline_events else None,
     }
+    if args.relay:
+        # not part of the ratio: the worker's relay fanning the events out afterwards
+        relayed = 0
+
+        def relay() -> None:
+            nonlocal relayed
+            relayed = events_relay(budget=None)
+
+        result["relay_s"] = round(timed(relay), 1)
+        result["relayed_events"] = relayed
+        result["deliveries"] = WebhookDelivery.objects.count()
+    redis.Redis.from_url(REDIS).flushdb()
+    return result
 
 
 def admin_urls() -> dict[str, str]:
@@ -476,6 +522,11 @@ def main() -> None:
     parser.add_argument("--only", default="expiry,admin,read,report")
     parser.add_argument("--label", default="latest")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="after the expiry, time the relay fanning its events out (not in the ratio)",
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)
