@@ -1288,24 +1288,50 @@ def scale_table(path: Path) -> list[str]:
                 f"**{_fmt(e['ratio'], X)}**",
             )
         )
+        if "raw_update_with_events_s" in e:
+            parts.append(
+                _row(
+                    "the same expiry",
+                    f"raw UPDATE + a bare event per job: {e['raw_update_with_events_s']} s",
+                    f"{e['expire_s']} s",
+                    _fmt(e["ratio_with_events"], X),
+                )
+            )
+        if "relay_s" in e:
+            parts.append(
+                _row(
+                    "then the relay fans its events out (worker; not in the ratio)",
+                    "",
+                    f"{e['relayed_events']:,} events → {e['deliveries']:,} deliveries "
+                    f"in {e['relay_s']} s",
+                    "",
+                )
+            )
     if a := d.get("admin"):
         for label, view in a["views"].items():
+            sql = f" (SQL {view['sql_ms_small']} → {view['sql_ms']} ms)" if "sql_ms" in view else ""
             parts.append(
                 _row(
                     f"admin {label}",
                     f"at {a['jobs_small']:,} jobs: {view['ms_small']} ms",
-                    f"{view['ms']} ms",
+                    f"{view['ms']} ms{sql}",
                     f"**{_fmt(view['ratio'], X)}**"
                     if (view["ratio"] or 0) > 1.5
                     else _fmt(view["ratio"], X),
                 )
             )
     if r := d.get("read"):
+        sql = (
+            f"; its {r['read_queries']} statements {r['read_sql_ms']} ms"
+            + ("" if not r["read_touches_push_results"] else ", one reads push results")
+            if "read_sql_ms" in r
+            else ""
+        )
         parts.append(
             _row(
                 f"GET a job while another holds {r['push_results']:,} push results",
                 f"before those rows: {r['read_ms_before']} ms",
-                f"{r['read_ms']} ms (worst {r['read_ms_worst']} ms)",
+                f"{r['read_ms']} ms (worst {r['read_ms_worst']} ms){sql}",
                 _fmt(ratio(r["read_ms"], r["read_ms_before"]), X),
             )
         )
