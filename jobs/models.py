@@ -127,9 +127,9 @@ class Job(models.Model):
             ),
             models.Index(fields=["-created_at", "-id"], name="job_created"),
             # staff filters in the admin, each ordered like the list, and the sorts
-            models.Index(fields=["status", "-created_at"], name="job_status_created"),
+            models.Index(fields=["status", "-created_at", "-id"], name="job_status_created"),
             models.Index(fields=["status", "created_at", "id"], name="job_status_created_asc"),
-            models.Index(fields=["type", "-created_at"], name="job_type_created"),
+            models.Index(fields=["type", "-created_at", "-id"], name="job_type_created"),
             models.Index(fields=["type", "created_at", "id"], name="job_type_created_asc"),
             models.Index(
                 fields=["failure_reason", "-created_at", "-id"], name="job_reason_created"

@@ -4,8 +4,8 @@ At a million jobs a view that scans or sorts the table is ten times slower than 
 (bench/scale.py measures it); here, on a small table, the planner is told to avoid both
 (``enable_seqscan``/``enable_sort`` off) and each query of each view must still manage without:
 only an index that gives the view's rows in the view's order allows that. (PostgreSQL's
-incremental sort stays allowed after a near-unique column: it orders the rare ties in passing.
-After a column of a few values it would sort a third of the table: not allowed.)
+incremental sort stays allowed when sorting by a near-unique column: it orders the rare ties in
+passing. After a column of a few values it would sort a third of the table: not allowed.)
 """
 
 import json
@@ -114,15 +114,20 @@ def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return nodes
 
 
-def _explain(sql: str, *, allow_sort: bool) -> list[dict[str, Any]]:
+def _explain(sql: str, *, sort: bool, incremental_sort: bool) -> list[dict[str, Any]]:
     """The plan's nodes, the planner told to avoid sequential scans (and sorts)."""
+    settings = {
+        "enable_seqscan": "off",
+        "enable_sort": "on" if sort else "off",
+        "enable_incremental_sort": "on" if incremental_sort else "off",
+    }
     with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute(f"SET LOCAL enable_sort = {'on' if allow_sort else 'off'}")
+        for name, value in settings.items():
+            cursor.execute(f"SET LOCAL {name} = {value}")
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
         raw = cursor.fetchone()[0]
-        cursor.execute("RESET enable_seqscan")
-        cursor.execute("RESET enable_sort")
+        for name in settings:
+            cursor.execute(f"RESET {name}")
     return _plan_nodes((json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"])
 
 
@@ -135,8 +140,9 @@ def test_every_job_list_view_is_index_backed(staff: Client) -> None:
     ]
     for job in jobs[:6]:
         job_in_status(JobStatus.FAILED, company=job.company)
-    Job.objects.filter(pk__in=[j.pk for j in jobs[:20]]).update(
-        status=JobStatus.PROCESSING, last_activity_at=timezone.now() - timedelta(days=3)
+    Job.objects.filter(pk__in=[j.pk for j in jobs[:20]]).update(status=JobStatus.PROCESSING)
+    Job.objects.filter(pk__in=[j.pk for j in jobs[:5]]).update(  # stuck
+        last_activity_at=timezone.now() - timedelta(days=3)
     )
     for n, job in enumerate(jobs[10:]):  # the created_from filter keeps a few
         Job.objects.filter(pk=job.pk).update(
@@ -148,6 +154,7 @@ def test_every_job_list_view_is_index_backed(staff: Client) -> None:
     views = list_views()
     assert views["status completed"][1] == {"status"}  # selective: no failed job completed
     assert views["status pending"][1] == {"status", "created_at"}
+    assert views["stuck"][1] == {"status", "last_activity_at"}
     views["company"] = (f"{LIST}?company__id__exact={companies[0].pk}", {"company_id"})
     assert {"sort code", "sort -last_activity", "sort -company_display"} <= set(views)
 
@@ -163,8 +170,13 @@ def test_every_job_list_view_is_index_backed(staff: Client) -> None:
         for sql in job_queries:
             if "WHERE" not in sql and "ORDER BY" not in sql:
                 continue  # the page count of the whole table (estimated at scale)
-            # the code search finds a row or two, sorted in passing; the rest come in order
-            nodes = _explain(sql, allow_sort=label == "search by code")
+            # the code search finds a row or two, sorted in passing; the rest come in order,
+            # a near-unique column's rare ties sorted in passing
+            nodes = _explain(
+                sql,
+                sort=label == "search by code",
+                incremental_sort=label.startswith("sort") and bool(columns & set(NEAR_UNIQUE)),
+            )
             scans = [n for n in nodes if n.get("Relation Name") == "jobs_job"]
             assert scans, (label, sql)
             for scan in scans:
@@ -172,7 +184,10 @@ def test_every_job_list_view_is_index_backed(staff: Client) -> None:
                     continue  # its index is the Bitmap Index Scan below it
                 assert scan["Node Type"] != "Seq Scan", (label, sql)
             used = {leading[n["Index Name"]] for n in nodes if n.get("Index Name") in leading}
-            assert used and used <= columns, (label, used, sql)
+            assert used, (label, sql)
+            if sql.startswith("SELECT COUNT(*)") and "created_at" in columns:
+                continue  # most jobs pass: at scale the page count is the planner's estimate
+            assert used <= columns, (label, used, sql)
             assert not any(n["Node Type"] == "Sort" for n in nodes) or label == "search by code"
             # an incremental sort is cheap only after a near-unique key (its groups are small)
             for node in nodes:
