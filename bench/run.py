@@ -1322,8 +1322,10 @@ def scale_table(path: Path) -> list[str]:
             )
     if r := d.get("read"):
         sql = (
-            f"; its {r['read_queries']} statements {r['read_sql_ms']} ms"
-            + ("" if not r["read_touches_push_results"] else ", one reads push results")
+            f"; its {r['read_queries']} SQL statements "
+            + (f"{r['read_sql_ms_before']} → " if "read_sql_ms_before" in r else "")
+            + f"{r['read_sql_ms']} ms"
+            + (", reading push results" if r["read_touches_push_results"] else ", no push result")
             if "read_sql_ms" in r
             else ""
         )
