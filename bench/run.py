@@ -1277,8 +1277,17 @@ def scale_table(path: Path) -> list[str]:
         f"\n## At scale: `{path.name}` ({d['when']}, {d['commit']}, took {d['took_s']} s)\n",
         f"`bench/scale.py`, {sizes['jobs']:,} jobs built set-based "
         f"(in {d['populate']['took_s']} s).\n",
-        *_header("what", "baseline", "measured", "ratio"),
     ]
+    if len(d.get("runs", [])) > 1:
+        parts.append(
+            "Measured in "
+            + "; ".join(
+                f"{run['when']} ({run['commit']}): {', '.join(run['parts'])} in {run['took_s']} s"
+                for run in d["runs"]
+            )
+            + ".\n"
+        )
+    parts += _header("what", "baseline", "measured", "ratio")
     if e := d.get("expiry"):
         parts.append(
             _row(

@@ -689,6 +689,15 @@ def main() -> None:
             log(f"report: {report['report']}")
     finally:
         report["took_s"] = round(time.perf_counter() - started, 1)
+        # a partial run updates its parts: which run measured what
+        report.setdefault("runs", []).append(
+            {
+                "when": report["when"],
+                "commit": report["commit"],
+                "parts": parts,
+                "took_s": report["took_s"],
+            }
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
         log(f"written to {out.relative_to(ROOT)} ({report['took_s']} s)")
