@@ -148,6 +148,8 @@ class CompanyAPIView(APIView):
 
     permission_classes = [IsCompanyClient]
     company: Company
+    # The URL keyword of the one job a GET reads: read with the API client, in one query.
+    reads_job_kwarg: str | None = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
@@ -158,7 +160,7 @@ class CompanyAPIView(APIView):
         return cast(User, self.request.user)
 
     def get_job(self, job_id: Any) -> Job:
-        return selectors.job_get(company=self.company, job_id=job_id)
+        return selectors.job_get(company=self.company, job_id=job_id, read_with=self.request.user)
 
     def job_response(
         self, job: Job, *, status_code: int = 200, report: Any = UNSET, **headers: str
@@ -286,6 +288,8 @@ class JobCollectionView(CompanyAPIView):
 
 
 class JobDetailView(CompanyAPIView):
+    reads_job_kwarg = "job_id"
+
     @extend_schema(
         tags=["jobs"],
         summary="Get a job",

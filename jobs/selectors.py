@@ -1,13 +1,137 @@
 """Reads, always scoped to one company: another company's rows are simply not found."""
 
+import functools
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection
 from django.db.models import QuerySet
 from django.http import Http404
 
-from .models import Company, Job, JobEvent, JobEventKind, PushResult, PushStatus
+from config.rows import Columns
+
+from .models import Company, CompanyMember, Job, JobEvent, JobEventKind, PushResult, PushStatus
+
+# The reads of every authenticated request and every poll are fixed statements, one each
+# (see ``config.rows``): the API client behind a token, and the job it asks for.
+_USER = Columns(get_user_model(), "u")
+_MEMBER = Columns(CompanyMember, "m")
+_COMPANY = Columns(Company, "c")
+_JOB = Columns(Job, "j")
+_REPORT = Columns(Job._meta.get_field("report").related_model, "r")
+_USER_MEMBERSHIP = CompanyMember._meta.get_field("user").remote_field  # user.company_membership
+_REPORT_JOB = Job._meta.get_field("report").remote_field  # report.job (the forward side)
+
+
+def _q(name: str) -> str:
+    return str(connection.ops.quote_name(name))
+
+
+def _column(model: Any, field: str) -> str:
+    return _q(model._meta.get_field(field).column)
+
+
+def _report_join() -> str:
+    """The job's report (alias ``r``) beside the job (alias ``j``)."""
+    report = _REPORT.model
+    return (
+        f"LEFT JOIN {_q(report._meta.db_table)} r "
+        f"ON r.{_q(_REPORT_JOB.column)} = j.{_column(Job, 'id')} "
+    )
+
+
+def _job_from(row: Any, start: int, company: Company | None) -> Job | None:
+    job = _JOB.instance(row, start)
+    if job is None:
+        return None
+    report = _REPORT.instance(row, start + _JOB.width)
+    Job.report.related.set_cached_value(job, report)  # type: ignore[attr-defined]
+    if report is not None:
+        _REPORT_JOB.set_cached_value(report, job)
+    if company is not None:
+        job.company = company
+    return job
+
+
+@functools.cache
+def _api_user_sql(*, with_job: bool) -> str:
+    User = get_user_model()
+    joins = (
+        f"LEFT JOIN {_q(CompanyMember._meta.db_table)} m "
+        f"ON m.{_column(CompanyMember, 'user')} = u.{_column(User, User._meta.pk.name)} "
+        f"LEFT JOIN {_q(Company._meta.db_table)} c "
+        f"ON c.{_column(Company, 'id')} = m.{_column(CompanyMember, 'company')} "
+    )
+    columns = f"{_USER.sql}, {_MEMBER.sql}, {_COMPANY.sql}"
+    if with_job:
+        columns += f", {_JOB.sql}, {_REPORT.sql}"
+        joins += (
+            f"LEFT JOIN {_q(Job._meta.db_table)} j "
+            f"ON j.{_column(Job, 'company')} = m.{_column(CompanyMember, 'company')} "
+            f"AND j.{_column(Job, 'id')} = %s " + _report_join()
+        )
+    return (
+        f"SELECT {columns} FROM {_q(User._meta.db_table)} u {joins}"
+        f"WHERE u.{_column(User, User._meta.pk.name)} = %s"
+    )
+
+
+def api_user_get(user_id: Any, *, job_id: Any = None) -> AbstractUser | None:
+    """The user behind a token, with its membership and company (``user.company_membership``).
+
+    ``job_id``: also read that job of the user's company, with its report, in the same
+    statement; it is left in ``user.jobtrail_jobs`` (``{job_id: job or None}``), so a poll is
+    one query in all (see ``job_get``).
+    """
+    User = get_user_model()
+    try:
+        params = [_USER.param(User._meta.pk.name, user_id)]
+        job_param = None if job_id is None else _JOB.param("id", job_id)
+    except (ValueError, TypeError, DjangoValidationError):
+        return None  # a user id claim no user can have
+    if job_param is not None:
+        params.insert(0, job_param)
+    sql = _api_user_sql(with_job=job_param is not None)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    user = _USER.instance(row)
+    assert user is not None
+    membership = _MEMBER.instance(row, _USER.width)
+    company = None
+    if membership is not None:
+        company = _COMPANY.instance(row, _USER.width + _MEMBER.width)
+        membership.user = user
+        membership.company = company
+    _USER_MEMBERSHIP.set_cached_value(user, membership)
+    if job_param is not None:
+        start = _USER.width + _MEMBER.width + _COMPANY.width
+        user.jobtrail_jobs = {str(job_id): _job_from(row, start, company)}  # type: ignore[attr-defined]
+    return user
+
+
+@functools.cache
+def _job_sql(field: str) -> str:
+    return (
+        f"SELECT {_JOB.sql}, {_REPORT.sql} FROM {_q(Job._meta.db_table)} j {_report_join()}"
+        f"WHERE j.{_column(Job, 'company')} = %s AND j.{_column(Job, field)} = %s"
+    )
+
+
+def _job_with_report(*, company: Company, field: str, value: Any) -> Job | None:
+    """What ``job_queryset(company=company).filter(<field>=value).first()`` reads, as one
+    fixed statement."""
+    sql = _job_sql(field)
+    params = [_JOB.param("company", company.pk), _JOB.param(field, value)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else _job_from(row, 0, company)
 
 
 def job_queryset_all() -> QuerySet[Job]:
@@ -22,15 +146,29 @@ def job_queryset(*, company: Company) -> QuerySet[Job]:
     return job_queryset_all().filter(company=company)
 
 
-def job_get(*, company: Company, job_id: Any) -> Job:
+def job_get(*, company: Company, job_id: Any, read_with: Any = None) -> Job:
+    """The company's job ``job_id`` or 404.
+
+    ``read_with``: the user read by ``api_user_get(..., job_id=job_id)``, whose statement read
+    the job already (no second query).
+    """
+    read = getattr(read_with, "jobtrail_jobs", None)
+    if read and str(job_id) in read:
+        job = read[str(job_id)]
+        if job is None or job.company_id != company.pk:
+            raise Http404("No such job.")
+        return job
     try:
-        return job_queryset(company=company).get(pk=job_id)
-    except (Job.DoesNotExist, ValueError, TypeError, DjangoValidationError) as exc:
+        job = _job_with_report(company=company, field="id", value=job_id)
+    except (ValueError, TypeError, DjangoValidationError) as exc:
         raise Http404("No such job.") from exc
+    if job is None:
+        raise Http404("No such job.")
+    return job
 
 
 def job_get_by_code(*, company: Company, code: str) -> Job | None:
-    return job_queryset(company=company).filter(code=code).first()
+    return _job_with_report(company=company, field="code", value=code)
 
 
 def job_list(

@@ -235,6 +235,8 @@ class ExportJobStatusView(CompanyAPIView):
 
 
 class ApiJobView(CompanyAPIView):
+    reads_job_kwarg = "job_id"
+
     @extend_schema(
         tags=["seed-compatible"],
         summary="Get an API job (bulk API job record)",
