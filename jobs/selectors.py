@@ -116,20 +116,33 @@ def api_user_get(user_id: Any, *, job_id: Any = None) -> AbstractUser | None:
 
 
 @functools.cache
-def _job_sql(field: str) -> str:
-    return (
-        f"SELECT {_JOB.sql}, {_REPORT.sql} FROM {_q(Job._meta.db_table)} j {_report_join()}"
-        f"WHERE j.{_column(Job, 'company')} = %s AND j.{_column(Job, field)} = %s"
-    )
+def _job_sql(field: str, *, scoped: bool, lock: bool) -> str:
+    where = f"j.{_column(Job, field)} = %s"
+    if scoped:
+        where = f"j.{_column(Job, 'company')} = %s AND " + where
+    sql = f"SELECT {_JOB.sql}, {_REPORT.sql} FROM {_q(Job._meta.db_table)} j {_report_join()}"
+    sql += f"WHERE {where}"
+    if lock and connection.features.has_select_for_update_of:
+        sql += " FOR UPDATE OF j"  # the job row only, as select_for_update(of=("self",))
+    elif lock and connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    return sql
 
 
-def _job_with_report(*, company: Company, field: str, value: Any) -> Job | None:
-    """What ``job_queryset(company=company).filter(<field>=value).first()`` reads, as one
-    fixed statement."""
-    sql = _job_sql(field)
-    params = [_JOB.param("company", company.pk), _JOB.param(field, value)]
+def job_with_report(
+    *, company: Company | None, field: str, value: Any, lock: bool = False
+) -> Job | None:
+    """What ``job_queryset(company=company).filter(<field>=value).first()`` reads (every
+    company's jobs with ``company=None``), as one fixed statement; ``lock``: the job row is
+    locked until the transaction ends, as ``select_for_update(of=("self",))`` does.
+
+    Raises ``ValueError`` / ``ValidationError`` for a value the field cannot hold.
+    """
+    params = [_JOB.param(field, value)]
+    if company is not None:
+        params.insert(0, _JOB.param("company", company.pk))
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_job_sql(field, scoped=company is not None, lock=lock), params)
         row = cursor.fetchone()
     return None if row is None else _job_from(row, 0, company)
 
@@ -159,7 +172,7 @@ def job_get(*, company: Company, job_id: Any, read_with: Any = None) -> Job:
             raise Http404("No such job.")
         return job
     try:
-        job = _job_with_report(company=company, field="id", value=job_id)
+        job = job_with_report(company=company, field="id", value=job_id)
     except (ValueError, TypeError, DjangoValidationError) as exc:
         raise Http404("No such job.") from exc
     if job is None:
@@ -168,7 +181,7 @@ def job_get(*, company: Company, job_id: Any, read_with: Any = None) -> Job:
 
 
 def job_get_by_code(*, company: Company, code: str) -> Job | None:
-    return _job_with_report(company=company, field="code", value=code)
+    return job_with_report(company=company, field="code", value=code)
 
 
 def job_list(

@@ -22,6 +22,7 @@ from django.utils import timezone
 from config.outbox import publish_on_commit
 from config.transactions import atomic_service
 
+from . import selectors
 from .errors import (
     DuplicateJobCode,
     InvalidCounts,
@@ -102,13 +103,13 @@ def lock_job(job_id: Any, *, company: Company | None = None) -> Job:
 
     With ``company``, another company's job is not found (``JobNotFound``): the API's one read.
     """
-    jobs = Job.objects.select_for_update(of=("self",)).select_related("report")
-    if company is not None:
-        jobs = jobs.filter(company=company)
     try:
-        return jobs.get(pk=job_id)
-    except (Job.DoesNotExist, ValueError, TypeError, DjangoValidationError) as exc:
+        job = selectors.job_with_report(company=company, field="id", value=job_id, lock=True)
+    except (ValueError, TypeError, DjangoValidationError) as exc:
         raise JobNotFound("No such job.") from exc
+    if job is None:
+        raise JobNotFound("No such job.")
+    return job
 
 
 def _check_counts(*, total_records: int | None, effected_records: int | None) -> None:
