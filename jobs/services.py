@@ -185,7 +185,7 @@ def _append_event(
     ``job`` is read with its report joined (``lock_job``), so the snapshot costs no query.
     """
     if sequence is None:
-        sequence = (job.events.aggregate(last=Max("sequence"))["last"] or 0) + 1
+        sequence = selectors.last_event_sequence(job.pk) + 1
     event = JobEvent.objects.create(
         job=job,
         sequence=sequence,
