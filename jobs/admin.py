@@ -142,10 +142,10 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="records")
     def records(self, job: Job) -> str:
-        if job.total_records is None and job.effected_records is None:
+        if job.total_records is None and not job.effected_records:
             return "—"
         total = "?" if job.total_records is None else job.total_records
-        return f"{job.effected_records or 0} / {total}"
+        return f"{job.effected_records} / {total}"
 
     # --- permissions: every field read-only; changes only through actions ---------------------
 

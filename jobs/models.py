@@ -78,7 +78,9 @@ class Job(models.Model):
     )
     message = models.TextField(blank=True, default="")
     total_records = models.PositiveIntegerField(null=True, blank=True)
-    effected_records = models.PositiveIntegerField(null=True, blank=True)
+    # Records actually affected (seed 003's meaning): a count that starts at 0, never unknown,
+    # so v1 and the seed 003 record answer the same number.
+    effected_records = models.PositiveIntegerField(default=0)
     metadata = models.JSONField(default=dict, blank=True)
     start_time = models.DateTimeField(null=True, blank=True)
     end_time = models.DateTimeField(null=True, blank=True)
@@ -105,7 +107,6 @@ class Job(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(total_records__isnull=True)
-                | Q(effected_records__isnull=True)
                 | Q(effected_records__lte=models.F("total_records")),
                 name="job_effected_lte_total",
             ),
