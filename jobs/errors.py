@@ -80,6 +80,21 @@ class DeliveryInProgress(JobError):
     title = "Conflict"
 
 
+class InvalidEndpoint(JobError):
+    """An endpoint's settings do not fit together (a subscriber with no events)."""
+
+    code = "invalid_endpoint"
+    title = "Invalid webhook endpoint"
+
+
+class IntegrationEndpointTaken(JobError):
+    """A company has one integration endpoint (the one its jobs are handed off to)."""
+
+    code = "integration_endpoint_exists"
+    status = 409
+    title = "Conflict"
+
+
 # --- reports ------------------------------------------------------------------------------------
 
 
