@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from jobs import services as jobs
-from jobs.models import EventSource, Job, JobStatus
+from jobs.models import EventSource, Job
 from tests.factories import CompanyFactory, JobFactory
 from tests.live import free_port
 from tests.receiver import Receiver, Reply
