@@ -52,6 +52,13 @@ class EndpointForm(forms.ModelForm):
                 "Subscribe to at least one event id or pattern (only an integration endpoint "
                 "may leave it empty: it always receives jobs.create).",
             )
+        # the form has no company field, so Django skips the one-per-company constraint
+        if role == EndpointRole.INTEGRATION and self.instance.company_id:
+            others = WebhookEndpoint.objects.filter(
+                company_id=self.instance.company_id, role=EndpointRole.INTEGRATION
+            ).exclude(pk=self.instance.pk)
+            if others.exists():
+                self.add_error("role", "This company already has an integration endpoint.")
         return data
 
     def clean_url(self) -> str:
