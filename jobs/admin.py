@@ -44,6 +44,7 @@ from .models import (
     JobStatus,
     PushResult,
     PushStatus,
+    UnmatchedPush,
 )
 from .selectors import job_queryset_all
 
@@ -440,3 +441,68 @@ class PushResultAdmin(admin.ModelAdmin):
                 ((e.get("field") or "—", e.get("message", "")) for e in errors),
             ),
         )
+
+
+class WaitingFilter(admin.SimpleListFilter):
+    title = "attached to a job"
+    parameter_name = "attached"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("no", "No: waiting for its job's registration"), ("yes", "Yes")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "no":
+            return queryset.filter(attached_at__isnull=True)
+        if self.value() == "yes":
+            return queryset.filter(attached_at__isnull=False)
+        return queryset
+
+
+@admin.register(UnmatchedPush)
+class UnmatchedPushAdmin(admin.ModelAdmin):
+    """Push results that reached a company's ingest URL before their job registered them."""
+
+    list_display = [
+        "push_communication_id",
+        "company",
+        "status_display",
+        "request_id",
+        "received_at",
+        "job",
+        "attached_at",
+    ]
+    list_filter = [WaitingFilter, "status", CompanyFilter]
+    list_select_related = ["company", "job"]
+    search_fields = ["=push_communication_id", "=request_id"]
+    search_help_text = "An exact pushCommunicationId or requestId."
+    ordering = ["-received_at", "-id"]
+    show_facets = admin.ShowFacets.NEVER
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    fields = [
+        "company",
+        "push_communication_id",
+        "request_id",
+        "status",
+        "data",
+        "received_at",
+        "job",
+        "attached_at",
+    ]
+
+    class Media:
+        css = {"all": ["jobtrail/admin.css"]}
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return list(self.fields)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, push: UnmatchedPush) -> str:
+        css = "completed" if push.status == PushStatus.SUCCESS else "failed"
+        return format_html('<span class="jt-badge jt-{}">{}</span>', css, push.status)
