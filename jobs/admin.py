@@ -494,7 +494,7 @@ class UnmatchedPushAdmin(admin.ModelAdmin):
         css = {"all": ["jobtrail/admin.css"]}
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return list(self.fields)
+        return [str(name) for name in self.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
