@@ -80,7 +80,7 @@ class Job(models.Model):
     total_records = models.PositiveIntegerField(null=True, blank=True)
     # Records actually affected (seed 003's meaning): a count that starts at 0, never unknown,
     # so v1 and the seed 003 record answer the same number.
-    effected_records = models.PositiveIntegerField(default=0)
+    effected_records = models.PositiveIntegerField(default=0, db_default=0)
     metadata = models.JSONField(default=dict, blank=True)
     start_time = models.DateTimeField(null=True, blank=True)
     end_time = models.DateTimeField(null=True, blank=True)

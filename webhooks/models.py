@@ -27,7 +27,10 @@ class WebhookEndpoint(models.Model):
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="webhook_endpoints")
     url = models.URLField(max_length=2000)
     role = models.CharField(
-        max_length=16, choices=EndpointRole.choices, default=EndpointRole.SUBSCRIBER
+        max_length=16,
+        choices=EndpointRole.choices,
+        default=EndpointRole.SUBSCRIBER,
+        db_default=EndpointRole.SUBSCRIBER,  # rows inserted by SQL (tests, bulk loads) too
     )
     events = models.JSONField(
         default=list,
@@ -90,7 +93,7 @@ class WebhookDelivery(models.Model):
     events_id = models.CharField(max_length=64)
     object_id = models.CharField(max_length=64)
     # The jobs.create delivery to the company's integration endpoint: the job's hand-off.
-    handoff = models.BooleanField(default=False)
+    handoff = models.BooleanField(default=False, db_default=False)
     payload = models.JSONField()
     status = models.CharField(
         max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
