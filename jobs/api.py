@@ -37,7 +37,7 @@ from . import selectors, services
 from .auth import AuthRateThrottle, IsCompanyClient
 from .errors import ReportNotReady
 from .idempotency import idempotent
-from .models import Company, EventSource, Job, PushStatus
+from .models import Company, EventSource, Job
 from .representation import (
     UNSET,
     job_event_representation,
@@ -56,6 +56,7 @@ from .serializers import (
     PushEventInput,
     PushResultListFilters,
     PushResultSerializer,
+    push_result_data,
 )
 
 # --- pagination -------------------------------------------------------------------------------
@@ -483,26 +484,8 @@ class JobPushResultsView(CompanyAPIView):
     @idempotent
     def post(self, request: Request, job_id: Any) -> Response:
         payload = self.valid_for_job(PushEventInput, job_id)
-        data = payload["data"]
-        validation = data.get("validation") or {}
         result, created = services.push_result_record(
-            job_id=job_id,
-            company=self.company,
-            data=services.PushResultData(
-                push_communication_id=data["pushCommunicationId"],
-                status=PushStatus(data["status"]),
-                connection_id=data.get("connectionId", ""),
-                business_name=data.get("businessName", ""),
-                service_name=data.get("serviceName", ""),
-                data_type=data.get("dataType", ""),
-                source_object_ids=data.get("sourceObjectIds", data.get("sourceObjectId", [])),
-                requested_on=data.get("requestedOn"),
-                completed_on=data.get("completedOn"),
-                response_code=data.get("responseCode"),
-                validation_errors=[dict(e) for e in validation.get("errors", [])],
-                service_account_ref=data.get("serviceAccountRef", {}),
-                request_id=payload.get("requestId", ""),
-            ),
+            job_id=job_id, company=self.company, data=push_result_data(payload)
         )
         return Response(
             push_result_representation(result),

@@ -70,6 +70,17 @@ class CompanyTokenRefreshSerializer(TokenRefreshSerializer):
             raise InvalidToken(STALE_REFRESH_TOKEN) from None
 
 
+# The configured schemes ("Bearer") by their lower-case spelling.
+SCHEMES = {
+    scheme.encode().lower(): scheme.encode()
+    for scheme in (
+        jwt_settings.AUTH_HEADER_TYPES
+        if isinstance(jwt_settings.AUTH_HEADER_TYPES, list | tuple)
+        else (jwt_settings.AUTH_HEADER_TYPES,)
+    )
+}
+
+
 class CompanyJWTAuthentication(JWTAuthentication):
     """JWT bearer auth: the user, its membership and its company in one query.
 
@@ -90,6 +101,18 @@ class CompanyJWTAuthentication(JWTAuthentication):
         if kwarg and request.method == "GET":
             self.job_id = context.get("kwargs", {}).get(kwarg)
         return super().authenticate(request)
+
+    def get_raw_token(self, header: bytes) -> bytes | None:
+        """simplejwt's, with the scheme matched in any case (RFC 9110 §11.1): ``bearer`` too.
+
+        simplejwt compares the scheme byte for byte, so seed 002's own example
+        (``Authorization: bearer <token>``) read as no credentials at all.
+        """
+        scheme, _, rest = header.lstrip().partition(b" ")
+        canonical = SCHEMES.get(scheme.lower())
+        if canonical is not None:
+            header = canonical + b" " + rest
+        return super().get_raw_token(header)
 
     def get_user(self, validated_token: Token) -> Any:
         try:

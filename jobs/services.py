@@ -350,6 +350,27 @@ def job_cancel(
     )
 
 
+@atomic_service
+def job_fail_if_pending(*, job_id: Any, failure_reason: str, message: str) -> JobEvent | None:
+    """Fail the job as a ``system`` event if it is still ``pending``; else leave it (None).
+
+    What a final failure of the job's hand-off to the integration does (``jobs.handoff``): a
+    job the integration started, or that finished meanwhile, is its own business by then.
+    """
+    try:
+        job = lock_job(job_id)
+    except JobNotFound:
+        return None
+    if job.status != JobStatus.PENDING:
+        return None
+    return job_fail(
+        job_id=job.pk,
+        failure_reason=failure_reason,
+        message=message,
+        source=EventSource.SYSTEM,
+    )
+
+
 def job_expire(*, job_id: Any) -> JobEvent:
     """Fail the job as ``job_expired`` (the expiry task's single-job path)."""
     return job_fail(
