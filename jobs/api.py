@@ -379,7 +379,9 @@ class JobEventsView(CompanyAPIView):
         event = services.job_apply_event(
             job_id=job_id, company=self.company, source=EventSource.API, actor=self.actor, **data
         )
-        body = {**job_event_representation(event), "job": job_representation(event.job)}
+        # the event's snapshot is the job as this change left it: the answer's ``job``
+        job = event.snapshot if event.snapshot is not None else job_representation(event.job)
+        body = {**job_event_representation(event), "job": job}
         return Response(body, status=status.HTTP_201_CREATED)
 
 

@@ -163,6 +163,23 @@ def _apply_counts(
     return changed
 
 
+# What a lifecycle event or a progress report may change on the job row: the UPDATE writes
+# these columns only (``updated_at`` is set by ``auto_now``).
+JOB_CHANGE_FIELDS = (
+    "status",
+    "failure_reason",
+    "message",
+    "metadata",
+    "total_records",
+    "effected_records",
+    "start_time",
+    "end_time",
+    "last_activity_at",
+    "expires_at",
+    "updated_at",
+)
+
+
 def _touch(job: Job, now: datetime) -> None:
     job.last_activity_at = now
     job.expires_at = None if job.is_terminal else now + timedelta(seconds=job.expires_after)
@@ -293,7 +310,7 @@ def job_apply_event(
     if new_status in TERMINAL_STATUSES:
         job.end_time = now
     _touch(job, now)
-    job.save()
+    job.save(update_fields=JOB_CHANGE_FIELDS)
     job_event = _append_event(
         job=job,
         status=event,
@@ -403,7 +420,7 @@ def job_record_progress(
     if metadata is not None:
         job.metadata = data["metadata"] = metadata
     _touch(job, timezone.now())
-    job.save()
+    job.save(update_fields=JOB_CHANGE_FIELDS)
     job_event = _append_event(
         job=job,
         status=EventStatus.PROGRESS,
