@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from django.db import connections
-from django.db.models import Model
+from django.db.models import Field, Model
 
 M = TypeVar("M", bound=Model)
 Converter = Callable[[Any, Any, Any], Any]
@@ -40,7 +40,7 @@ class Columns(Generic[M]):
     def sql(self) -> str:
         if self._sql is None:
             quote = connections[self.using].ops.quote_name
-            self._sql = ", ".join(f"{self.alias}.{quote(f.column)}" for f in self.fields)
+            self._sql = ", ".join(f"{self.alias}.{quote(str(f.column))}" for f in self.fields)
         return self._sql
 
     def _field_converters(self) -> list[tuple[int, list[Converter], Any]]:
@@ -75,4 +75,5 @@ class Columns(Generic[M]):
         Raises ``ValidationError`` / ``ValueError`` for a value the field cannot hold.
         """
         field = self.model._meta.get_field(field_name)
+        assert isinstance(field, Field), field_name  # a column, not a reverse relation
         return field.get_db_prep_value(field.to_python(value), connections[self.using])

@@ -149,8 +149,16 @@ class CompanyAPIView(APIView):
 
     permission_classes = [IsCompanyClient]
     company: Company
-    # The URL keyword of the one job a GET reads: read with the API client, in one query.
+    # The URL keyword of the one job a GET reads (see ``job_read_with_client``).
     reads_job_kwarg: str | None = None
+
+    def job_read_with_client(self, request: Request) -> tuple[str, Any] | None:
+        """``(field, value)`` of the one job this request reads, if it only reads one: the
+        authentication reads it with the API client, in the same statement (a poll is one
+        query). None: the view reads what it needs itself."""
+        if self.reads_job_kwarg and request.method == "GET":
+            return ("id", self.kwargs.get(self.reads_job_kwarg))
+        return None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)

@@ -88,18 +88,18 @@ class CompanyJWTAuthentication(JWTAuthentication):
     row, so a deactivated user or a user moved to another company is refused on the next
     request; a token whose ``company_id`` claim is not the user's company is refused.
 
-    A view that reads one job of the URL (``reads_job_kwarg`` on a GET) has that job read in
-    the same statement (``selectors.api_user_get``): a poll costs one query.
+    A view that reads one job (``job_read_with_client``: a poll) has that job read in the same
+    statement (``selectors.api_user_get``): a poll costs one query.
     """
 
-    job_id: Any = None
+    job: tuple[str, Any] | None = None
 
     def authenticate(self, request: Request) -> tuple[Any, Token] | None:
         context = getattr(request, "parser_context", None) or {}
         view = context.get("view")
-        kwarg = getattr(view, "reads_job_kwarg", None)
-        if kwarg and request.method == "GET":
-            self.job_id = context.get("kwargs", {}).get(kwarg)
+        read_job = getattr(view, "job_read_with_client", None)
+        if read_job is not None:
+            self.job = read_job(request)
         return super().authenticate(request)
 
     def get_raw_token(self, header: bytes) -> bytes | None:
@@ -121,7 +121,7 @@ class CompanyJWTAuthentication(JWTAuthentication):
             raise InvalidToken(
                 str(_("Token contained no recognizable user identification"))
             ) from exc
-        user: Any = api_user_get(user_id, job_id=self.job_id)
+        user: Any = api_user_get(user_id, job=self.job)
         if user is None:
             raise AuthenticationFailed(_("User not found"), code="user_not_found")
         if jwt_settings.CHECK_USER_IS_ACTIVE and not user.is_active:

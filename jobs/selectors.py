@@ -39,7 +39,7 @@ def _report_join() -> str:
     report = _REPORT.model
     return (
         f"LEFT JOIN {_q(report._meta.db_table)} r "
-        f"ON r.{_q(_REPORT_JOB.column)} = j.{_column(Job, 'id')} "
+        f"ON r.{_q(str(_REPORT_JOB.column))} = j.{_column(Job, 'id')} "
     )
 
 
@@ -48,7 +48,7 @@ def _job_from(row: Any, start: int, company: Company | None) -> Job | None:
     if job is None:
         return None
     report = _REPORT.instance(row, start + _JOB.width)
-    Job.report.related.set_cached_value(job, report)  # type: ignore[attr-defined]
+    Job.report.related.set_cached_value(job, report)
     if report is not None:
         _REPORT_JOB.set_cached_value(report, job)
     if company is not None:
@@ -57,7 +57,7 @@ def _job_from(row: Any, start: int, company: Company | None) -> Job | None:
 
 
 @functools.cache
-def _api_user_sql(*, with_job: bool) -> str:
+def _api_user_sql(*, job_field: str | None) -> str:
     User = get_user_model()
     joins = (
         f"LEFT JOIN {_q(CompanyMember._meta.db_table)} m "
@@ -66,12 +66,12 @@ def _api_user_sql(*, with_job: bool) -> str:
         f"ON c.{_column(Company, 'id')} = m.{_column(CompanyMember, 'company')} "
     )
     columns = f"{_USER.sql}, {_MEMBER.sql}, {_COMPANY.sql}"
-    if with_job:
+    if job_field is not None:
         columns += f", {_JOB.sql}, {_REPORT.sql}"
         joins += (
             f"LEFT JOIN {_q(Job._meta.db_table)} j "
             f"ON j.{_column(Job, 'company')} = m.{_column(CompanyMember, 'company')} "
-            f"AND j.{_column(Job, 'id')} = %s " + _report_join()
+            f"AND j.{_column(Job, job_field)} = %s " + _report_join()
         )
     return (
         f"SELECT {columns} FROM {_q(User._meta.db_table)} u {joins}"
@@ -79,22 +79,27 @@ def _api_user_sql(*, with_job: bool) -> str:
     )
 
 
-def api_user_get(user_id: Any, *, job_id: Any = None) -> AbstractUser | None:
+def api_user_get(user_id: Any, *, job: tuple[str, Any] | None = None) -> AbstractUser | None:
     """The user behind a token, with its membership and company (``user.company_membership``).
 
-    ``job_id``: also read that job of the user's company, with its report, in the same
-    statement; it is left in ``user.jobtrail_jobs`` (``{job_id: job or None}``), so a poll is
-    one query in all (see ``job_get``).
+    ``job``: ``(field, value)``, e.g. ``("id", job_id)`` or ``("code", code)``: also read that
+    job of the user's company, with its report, in the same statement. It is left in
+    ``user.jobtrail_jobs`` (``{(field, value): job or None}``), so a poll is one query in all
+    (see ``job_get`` and ``job_get_by_code``).
     """
     User = get_user_model()
     try:
         params = [_USER.param(User._meta.pk.name, user_id)]
-        job_param = None if job_id is None else _JOB.param("id", job_id)
     except (ValueError, TypeError, DjangoValidationError):
         return None  # a user id claim no user can have
-    if job_param is not None:
-        params.insert(0, job_param)
-    sql = _api_user_sql(with_job=job_param is not None)
+    job_field = None
+    if job is not None:
+        try:
+            params.insert(0, _JOB.param(job[0], job[1]))
+            job_field = job[0]
+        except (ValueError, TypeError, DjangoValidationError):
+            job = None  # no job can match: the view answers it as it would any unknown job
+    sql = _api_user_sql(job_field=job_field)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
@@ -106,12 +111,14 @@ def api_user_get(user_id: Any, *, job_id: Any = None) -> AbstractUser | None:
     company = None
     if membership is not None:
         company = _COMPANY.instance(row, _USER.width + _MEMBER.width)
+        assert company is not None  # a membership's company is NOT NULL
         membership.user = user
         membership.company = company
     _USER_MEMBERSHIP.set_cached_value(user, membership)
-    if job_param is not None:
+    if job is not None:
         start = _USER.width + _MEMBER.width + _COMPANY.width
-        user.jobtrail_jobs = {str(job_id): _job_from(row, start, company)}  # type: ignore[attr-defined]
+        read = {(job[0], str(job[1])): _job_from(row, start, company)}
+        user.jobtrail_jobs = read  # type: ignore[attr-defined]
     return user
 
 
@@ -179,12 +186,12 @@ def job_queryset(*, company: Company) -> QuerySet[Job]:
 def job_get(*, company: Company, job_id: Any, read_with: Any = None) -> Job:
     """The company's job ``job_id`` or 404.
 
-    ``read_with``: the user read by ``api_user_get(..., job_id=job_id)``, whose statement read
-    the job already (no second query).
+    ``read_with``: the user read by ``api_user_get(..., job=("id", job_id))``, whose statement
+    read the job already (no second query).
     """
     read = getattr(read_with, "jobtrail_jobs", None)
-    if read and str(job_id) in read:
-        job = read[str(job_id)]
+    if read and ("id", str(job_id)) in read:
+        job = read["id", str(job_id)]
         if job is None or job.company_id != company.pk:
             raise Http404("No such job.")
         return job
@@ -197,7 +204,12 @@ def job_get(*, company: Company, job_id: Any, read_with: Any = None) -> Job:
     return job
 
 
-def job_get_by_code(*, company: Company, code: str) -> Job | None:
+def job_get_by_code(*, company: Company, code: str, read_with: Any = None) -> Job | None:
+    """The company's job with this code, or None; ``read_with`` as for ``job_get``."""
+    read = getattr(read_with, "jobtrail_jobs", None)
+    if read and ("code", code) in read:
+        job = read["code", code]
+        return job if job is not None and job.company_id == company.pk else None
     return job_with_report(company=company, field="code", value=code)
 
 

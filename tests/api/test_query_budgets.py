@@ -147,10 +147,18 @@ def test_a_poll_of_a_ready_report_links_it_in_the_same_statement(
         v1 = tenant["api"].get(f"/api/v1/jobs/{job.pk}/").json()
     with django_assert_num_queries(1):
         seed003 = tenant["api"].get(f"/engine/api/api-jobs/{job.pk}").json()
+    with django_assert_num_queries(1):
+        seed002 = (
+            tenant["api"]
+            .post("/services/rest/v1/export/job/status", {"jobCode": job.code}, format="json")
+            .json()
+        )
 
     assert v1["report"]["status"] == "ready"
     assert "/reports/download/" in v1["report"]["url"]
     assert seed003["id"] == str(job.pk)
+    assert seed002["status"] == "SUCCESSFUL"
+    assert "/reports/download/" in seed002["filePath"]
 
 
 def test_a_poll_of_another_companys_job_is_a_404_in_one_statement(
@@ -163,6 +171,13 @@ def test_a_poll_of_another_companys_job_is_a_404_in_one_statement(
 
     assert response.status_code == 404
     assert response["Content-Type"].startswith("application/problem+json")
+
+    with django_assert_num_queries(1):
+        seed002 = tenant["api"].post(
+            "/services/rest/v1/export/job/status", {"jobCode": other.code}, format="json"
+        )
+    assert seed002.status_code == 200
+    assert seed002.json()["successful"] is False
 
 
 # --- a job read never scans push results --------------------------------------------------------
