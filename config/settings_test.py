@@ -5,6 +5,9 @@ import os
 os.environ["JOBTRAIL_READ_DOTENV"] = "0"
 os.environ.setdefault("DJANGO_SECRET_KEY", "insecure-test-only-secret-key-0123456789abcdef")
 os.environ.setdefault("JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS", "1")
+# In-process tests see a wake-up published by the committing thread; the end-to-end stacks set
+# the production default (tests/e2e/stack.py) so their processes coalesce as deployed.
+os.environ.setdefault("JOBTRAIL_WAKEUP_WINDOW", "0")
 
 from .settings import *  # noqa: F403
 

@@ -22,6 +22,7 @@ from rest_framework_simplejwt.utils import get_md5_hash_password
 from config.problems import ProblemError
 
 from .accounts import company_for_user
+from .selectors import api_user_get
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
@@ -86,7 +87,20 @@ class CompanyJWTAuthentication(JWTAuthentication):
     simplejwt's checks are kept (unknown user, inactive user, revoked token), read from the same
     row, so a deactivated user or a user moved to another company is refused on the next
     request; a token whose ``company_id`` claim is not the user's company is refused.
+
+    A view that reads one job (``job_read_with_client``: a poll) has that job read in the same
+    statement (``selectors.api_user_get``): a poll costs one query.
     """
+
+    job: tuple[str, Any] | None = None
+
+    def authenticate(self, request: Request) -> tuple[Any, Token] | None:
+        context = getattr(request, "parser_context", None) or {}
+        view = context.get("view")
+        read_job = getattr(view, "job_read_with_client", None)
+        if read_job is not None:
+            self.job = read_job(request)
+        return super().authenticate(request)
 
     def get_raw_token(self, header: bytes) -> bytes | None:
         """simplejwt's, with the scheme matched in any case (RFC 9110 §11.1): ``bearer`` too.
@@ -107,11 +121,7 @@ class CompanyJWTAuthentication(JWTAuthentication):
             raise InvalidToken(
                 str(_("Token contained no recognizable user identification"))
             ) from exc
-        user: Any = (
-            self.user_model.objects.select_related("company_membership__company")
-            .filter(**{jwt_settings.USER_ID_FIELD: user_id})
-            .first()
-        )
+        user: Any = api_user_get(user_id, job=self.job)
         if user is None:
             raise AuthenticationFailed(_("User not found"), code="user_not_found")
         if jwt_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
