@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 
 def on_postgres() -> bool:
-    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    return connection.vendor == "postgresql"  # Django's backend or config.postgresql
 
 
 def on_redis() -> bool:

@@ -102,6 +102,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # the same backend, checking a persistent connection only after it idled a while
+        DATABASES["default"]["ENGINE"] = "config.postgresql"
+# A persistent connection released in good health less than this many seconds ago is reused
+# without its `SELECT 1` health check (config/postgresql/base.py).
+JOBTRAIL_DB_HEALTH_CHECK_AFTER = env.float("JOBTRAIL_DB_HEALTH_CHECK_AFTER", default=1.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
