@@ -472,6 +472,16 @@ class JobPushResultsView(CompanyAPIView):
             200: OpenApiResponse(PushResultSerializer, description="Already recorded."),
             **BAD_REQUEST,
             **NOT_FOUND,
+            413: error(
+                413,
+                "The push result is larger than JOBTRAIL_MAX_PUSH_RESULT_BYTES.",
+                problem_example(
+                    413,
+                    "push_result_too_large",
+                    "This push result is 900512 bytes as JSON; at most 65536 are kept.",
+                    title="Push result too large",
+                ),
+            ),
             **IDEMPOTENCY_ERRORS,
             **AUTH_ERRORS,
         },

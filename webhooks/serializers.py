@@ -33,8 +33,10 @@ def _check_events(events: list[str]) -> list[str]:
 
 class EndpointInput(StrictSerializer):
     url = StrictCharField(max_length=2000)
+    # how many may subscribe is checked with the patterns (JOBTRAIL_MAX_ENDPOINT_EVENTS); this
+    # only bounds the work of reading the list
     events = serializers.ListField(
-        child=StrictCharField(max_length=64), min_length=1, max_length=50
+        child=StrictCharField(max_length=64), min_length=1, max_length=1000
     )
     description = StrictCharField(max_length=500, required=False, allow_blank=True)
     is_active = StrictBooleanField(required=False)

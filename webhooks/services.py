@@ -17,7 +17,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from config import leases
-from jobs.errors import DeliveryInProgress
+from jobs.errors import DeliveryInProgress, WebhookEndpointLimit
 from jobs.models import Company
 
 from .events import subscribed
@@ -51,9 +51,23 @@ def generate_secret() -> str:
 # --- endpoints --------------------------------------------------------------------------------
 
 
+@transaction.atomic
 def endpoint_create(
     *, company: Company, url: str, events: list[str], description: str = "", is_active: bool = True
 ) -> WebhookEndpoint:
+    """Register an endpoint, unless the company has JOBTRAIL_MAX_WEBHOOK_ENDPOINTS already.
+
+    The company's row is locked while its endpoints are counted, so concurrent registrations
+    cannot pass the limit together.
+    """
+    list(Company.objects.select_for_update().filter(pk=company.pk).values_list("pk"))
+    limit = settings.JOBTRAIL_MAX_WEBHOOK_ENDPOINTS
+    if WebhookEndpoint.objects.filter(company=company).count() >= limit:
+        raise WebhookEndpointLimit(
+            f"Your company has {limit} webhook endpoints, the most it may have "
+            "(JOBTRAIL_MAX_WEBHOOK_ENDPOINTS); delete one first. One endpoint can subscribe to "
+            "many events."
+        )
     return WebhookEndpoint.objects.create(
         company=company,
         url=url,
