@@ -108,14 +108,14 @@ class TokenObtainView(TokenObtainPairView):
             400: BAD_REQUEST[400],
             401: error(
                 401,
-                "Wrong username or password, or an inactive user.",
+                "Wrong username or password, an inactive user, or a user who may not use the "
+                "API (no company): one answer for all, so it confirms no password.",
                 problem_example(
                     401,
                     "authentication_failed",
                     "No active account found with the given credentials",
                 ),
             ),
-            403: AUTH_ERRORS[403],
             429: AUTH_ERRORS[429],
         },
     )

@@ -17,6 +17,7 @@ from rest_framework_simplejwt.serializers import (
 )
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import Token
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from config.client_ip import client_ip
 from config.problems import ProblemError, TokenRevoked
@@ -88,7 +89,8 @@ class CompanyTokenRefreshSerializer(TokenRefreshSerializer):
 class CompanyJWTAuthentication(JWTAuthentication):
     """JWT bearer auth: the user, its membership and its company in one query.
 
-    simplejwt's checks are kept (unknown user, inactive user), read from the same row, so a
+    simplejwt's checks are kept (unknown user, inactive user, its own revoke claim when
+    CHECK_REVOKE_TOKEN is on), read from the same row, so a
     deactivated user or a user moved to another company is refused on the next request; a
     token issued before its user's last password change, deactivation or removal from the
     company is refused (``jobs.tokens.token_revoked``: the membership row, no extra query), and
@@ -111,8 +113,14 @@ class CompanyJWTAuthentication(JWTAuthentication):
             raise AuthenticationFailed(_("User not found"), code="user_not_found")
         if jwt_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
             raise AuthenticationFailed(_("User is inactive"), code="user_inactive")
+        if jwt_settings.CHECK_REVOKE_TOKEN and validated_token.get(
+            jwt_settings.REVOKE_TOKEN_CLAIM
+        ) != get_md5_hash_password(user.password):
+            raise AuthenticationFailed(
+                _("The user's password has been changed."), code="password_changed"
+            )
         membership = getattr(user, "company_membership", None)
-        if token_revoked(validated_token, membership):
+        if token_revoked(validated_token, membership):  # jobs.tokens: no query of its own
             raise TokenRevoked()
         claimed = validated_token.get("company_id")
         if membership is not None and claimed and claimed != str(membership.company_id):
