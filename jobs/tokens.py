@@ -68,4 +68,8 @@ def revoke_on_credential_change(sender: Any, instance: Any, **kwargs: Any) -> No
     now = _credentials(instance)
     if before is not None and now is not None and now != before:
         tokens_revoke(user_id=instance.pk)
+        # a membership already loaded with this user must not mint tokens of the old version
+        cached = instance._state.fields_cache.get("company_membership")
+        if cached is not None:
+            cached.refresh_from_db(fields=["token_version"])
     setattr(instance, _CREDENTIALS, now)

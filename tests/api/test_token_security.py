@@ -231,3 +231,18 @@ def test_the_revocation_check_costs_no_query_of_its_own(api_user: Any) -> None:
         user = auth.get_user(token)
     assert user.pk == api_user.pk
     assert len(queries) == 1
+
+
+def test_a_token_minted_from_the_same_user_object_after_a_password_change_works(
+    api_user: Any,
+) -> None:
+    """The membership loaded with the user follows the new version (what create_api_client and
+    scripts that mint a token right after setting a password do)."""
+    from jobs.auth import CompanyTokenObtainPairSerializer
+
+    assert api_user.company_membership.token_version == 0  # loaded with the user
+    api_user.set_password("a-brand-new-pass-456")
+    api_user.save()
+
+    token = CompanyTokenObtainPairSerializer.get_token(api_user)
+    assert bearer(str(token.access_token)).get(JOBS_URL).status_code == 200  # type: ignore[attr-defined]
