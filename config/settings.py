@@ -378,6 +378,17 @@ JOBTRAIL_WEBHOOK_RETRY_SCHEDULE = [
         default=["5", "300", "1800", "7200", "18000", "36000", "36000"],
     )
 ]
+# A job's hand-off (jobs.create to its company's integration endpoint, seed 000) is retried
+# after these seconds; then its job, if still pending, fails with the seed's reason
+# (jobs/handoff.py). Five attempts over about 12.5 minutes: a job waits pending for it.
+JOBTRAIL_HANDOFF_RETRY_SCHEDULE = [
+    int(s) for s in env.list("JOBTRAIL_HANDOFF_RETRY_SCHEDULE", default=["5", "30", "120", "600"])
+]
+# An integration that answers 401 or 403 refuses us: its hand-off is final after this many
+# attempts (the second one, 5 s later, rides out a receiver restarting with a new config).
+JOBTRAIL_HANDOFF_AUTH_ATTEMPTS = env.int("JOBTRAIL_HANDOFF_AUTH_ATTEMPTS", default=2)
+if JOBTRAIL_HANDOFF_AUTH_ATTEMPTS < 1:
+    raise ImproperlyConfigured("JOBTRAIL_HANDOFF_AUTH_ATTEMPTS must be at least 1.")
 # One webhook attempt (DNS and SSRF check, connect, TLS, send, status line, headers, body) ends
 # at this hard deadline, however slowly the receiver drips its answer.
 JOBTRAIL_WEBHOOK_TIMEOUT = env.float("JOBTRAIL_WEBHOOK_TIMEOUT", default=15.0)
@@ -403,6 +414,8 @@ JOBTRAIL_WEBHOOK_ROUND_TIME_LIMITS = (
 JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool(
     "JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False
 )
+# A push webhook at a company's ingest URL must be signed within this many seconds of now.
+JOBTRAIL_PUSH_INGEST_TOLERANCE = env.int("JOBTRAIL_PUSH_INGEST_TOLERANCE", default=300)
 JOBTRAIL_MAX_BODY_BYTES = 1024 * 1024
 # Per-company limits (README "Security"): a client past one gets a 4xx problem, nothing stored.
 JOBTRAIL_MAX_WEBHOOK_ENDPOINTS = env.int("JOBTRAIL_MAX_WEBHOOK_ENDPOINTS", default=16)
@@ -422,6 +435,8 @@ JOBTRAIL_AUTH_RATE_LIMIT = env.str("JOBTRAIL_AUTH_RATE_LIMIT", default="60/minut
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 JOBTRAIL_WEBHOOK_RETENTION_DAYS = env.int("JOBTRAIL_WEBHOOK_RETENTION_DAYS", default=30)
+# Wake-ups to the worker are coalesced per process over this many seconds (config/outbox.py).
+JOBTRAIL_WAKEUP_WINDOW = env.float("JOBTRAIL_WAKEUP_WINDOW", default=0.02)
 JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL = env.int("JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL", default=5)
 JOBTRAIL_EXPIRY_INTERVAL = env.int("JOBTRAIL_EXPIRY_INTERVAL", default=60)
 JOBTRAIL_PUBLIC_URL = env.str("JOBTRAIL_PUBLIC_URL", default="http://127.0.0.1:8000")

@@ -9,6 +9,9 @@ os.environ.setdefault(
 os.environ.setdefault("JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS", "1")
 # live servers in the tests (pytest-django's, gunicorn in tests/e2e) speak plain HTTP
 os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
+# In-process tests see a wake-up published by the committing thread; the end-to-end stacks set
+# the production default (tests/e2e/stack.py) so their processes coalesce as deployed.
+os.environ.setdefault("JOBTRAIL_WAKEUP_WINDOW", "0")
 
 from .settings import *  # noqa: F403
 

@@ -7,7 +7,13 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -16,6 +22,8 @@ from django.utils.html import format_html, format_html_join
 from config.admin import EstimatedCountPaginator
 from reports.services import job_report, report_rebuild, report_state
 from webhooks.models import WebhookDelivery
+from webhooks.selectors import handoff_state, job_handoff
+from webhooks.services import handoff_resend
 
 from . import services
 from .admin_filters import (
@@ -26,7 +34,7 @@ from .admin_filters import (
     TypeFilter,
     exact_filter,
 )
-from .errors import ReportNotPossible
+from .errors import DeliveryInProgress, ReportNotPossible
 from .models import (
     TERMINAL_STATUSES,
     Company,
@@ -36,6 +44,7 @@ from .models import (
     JobStatus,
     PushResult,
     PushStatus,
+    UnmatchedPush,
 )
 from .selectors import job_queryset_all
 
@@ -142,10 +151,10 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="records")
     def records(self, job: Job) -> str:
-        if job.total_records is None and job.effected_records is None:
+        if job.total_records is None and not job.effected_records:
             return "—"
         total = "?" if job.total_records is None else job.total_records
-        return f"{job.effected_records or 0} / {total}"
+        return f"{job.effected_records} / {total}"
 
     # --- permissions: every field read-only; changes only through actions ---------------------
 
@@ -177,6 +186,11 @@ class JobAdmin(admin.ModelAdmin):
                 "<uuid:job_id>/rebuild-report/",
                 self.admin_site.admin_view(self.rebuild_report_view),
                 name="jobs_job_rebuild_report",
+            ),
+            path(
+                "<uuid:job_id>/resend-handoff/",
+                self.admin_site.admin_view(self.resend_handoff_view),
+                name="jobs_job_resend_handoff",
             ),
         ]
         return extra + super().get_urls()
@@ -212,6 +226,7 @@ class JobAdmin(admin.ModelAdmin):
         )
         push_list = reverse("admin:jobs_pushresult_changelist")
         report = job_report(job)
+        handoff = job_handoff(job_id=job.pk)
         return {
             "job": job,
             "job_status_badge": status_badge(job.status),
@@ -228,7 +243,37 @@ class JobAdmin(admin.ModelAdmin):
             "can_rebuild": self.has_rebuild_permission(request)
             and job.status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS),
             "can_redeliver": request.user.has_perm("webhooks.change_webhookdelivery"),
+            "handoff": handoff,
+            "handoff_state": handoff_state(handoff) if handoff else None,
         }
+
+    def resend_handoff_view(self, request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+        """The "Re-send hand-off" button of the job page: POST, delivery change permission.
+
+        Recorded in the job's history (the admin log) and as a manual attempt.
+        """
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("webhooks.change_webhookdelivery"):
+            raise PermissionDenied
+        job = get_object_or_404(Job, pk=job_id)
+        handoff = job_handoff(job_id=job.pk)
+        if handoff is None:
+            self.message_user(request, f"{job.code} has no hand-off to re-send.", messages.ERROR)
+        else:
+            try:
+                done = handoff_resend(delivery=handoff)
+            except DeliveryInProgress as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                text = (
+                    "Re-sent the hand-off (one manual attempt)"
+                    if done == "redelivered"
+                    else "Made the retrying hand-off due now"
+                )
+                self.log_change(request, job, f"{text} to {handoff.endpoint.url}.")
+                self.message_user(request, f"{text}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
 
     def rebuild_report_view(self, request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
         if not self.has_rebuild_permission(request):
@@ -396,3 +441,68 @@ class PushResultAdmin(admin.ModelAdmin):
                 ((e.get("field") or "—", e.get("message", "")) for e in errors),
             ),
         )
+
+
+class WaitingFilter(admin.SimpleListFilter):
+    title = "attached to a job"
+    parameter_name = "attached"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("no", "No: waiting for its job's registration"), ("yes", "Yes")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "no":
+            return queryset.filter(attached_at__isnull=True)
+        if self.value() == "yes":
+            return queryset.filter(attached_at__isnull=False)
+        return queryset
+
+
+@admin.register(UnmatchedPush)
+class UnmatchedPushAdmin(admin.ModelAdmin):
+    """Push results that reached a company's ingest URL before their job registered them."""
+
+    list_display = [
+        "push_communication_id",
+        "company",
+        "status_display",
+        "request_id",
+        "received_at",
+        "job",
+        "attached_at",
+    ]
+    list_filter = [WaitingFilter, "status", CompanyFilter]
+    list_select_related = ["company", "job"]
+    search_fields = ["=push_communication_id", "=request_id"]
+    search_help_text = "An exact pushCommunicationId or requestId."
+    ordering = ["-received_at", "-id"]
+    show_facets = admin.ShowFacets.NEVER
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    fields = [
+        "company",
+        "push_communication_id",
+        "request_id",
+        "status",
+        "data",
+        "received_at",
+        "job",
+        "attached_at",
+    ]
+
+    class Media:
+        css = {"all": ["jobtrail/admin.css"]}
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [str(name) for name in self.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, push: UnmatchedPush) -> str:
+        css = "completed" if push.status == PushStatus.SUCCESS else "failed"
+        return format_html('<span class="jt-badge jt-{}">{}</span>', css, push.status)

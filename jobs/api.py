@@ -37,7 +37,7 @@ from . import selectors, services
 from .auth import AuthRateThrottle, IsCompanyClient
 from .errors import ReportNotReady
 from .idempotency import idempotent
-from .models import Company, EventSource, Job, PushStatus
+from .models import Company, EventSource, Job
 from .representation import (
     UNSET,
     job_event_representation,
@@ -56,6 +56,7 @@ from .serializers import (
     PushEventInput,
     PushResultListFilters,
     PushResultSerializer,
+    push_result_data,
 )
 
 # --- pagination -------------------------------------------------------------------------------
@@ -148,6 +149,16 @@ class CompanyAPIView(APIView):
 
     permission_classes = [IsCompanyClient]
     company: Company
+    # The URL keyword of the one job a GET reads (see ``job_read_with_client``).
+    reads_job_kwarg: str | None = None
+
+    def job_read_with_client(self, request: Request) -> tuple[str, Any] | None:
+        """``(field, value)`` of the one job this request reads, if it only reads one: the
+        authentication reads it with the API client, in the same statement (a poll is one
+        query). None: the view reads what it needs itself."""
+        if self.reads_job_kwarg and request.method == "GET":
+            return ("id", self.kwargs.get(self.reads_job_kwarg))
+        return None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
@@ -158,7 +169,7 @@ class CompanyAPIView(APIView):
         return cast(User, self.request.user)
 
     def get_job(self, job_id: Any) -> Job:
-        return selectors.job_get(company=self.company, job_id=job_id)
+        return selectors.job_get(company=self.company, job_id=job_id, read_with=self.request.user)
 
     def job_response(
         self, job: Job, *, status_code: int = 200, report: Any = UNSET, **headers: str
@@ -286,6 +297,8 @@ class JobCollectionView(CompanyAPIView):
 
 
 class JobDetailView(CompanyAPIView):
+    reads_job_kwarg = "job_id"
+
     @extend_schema(
         tags=["jobs"],
         summary="Get a job",
@@ -374,7 +387,9 @@ class JobEventsView(CompanyAPIView):
         event = services.job_apply_event(
             job_id=job_id, company=self.company, source=EventSource.API, actor=self.actor, **data
         )
-        body = {**job_event_representation(event), "job": job_representation(event.job)}
+        # the event's snapshot is the job as this change left it: the answer's ``job``
+        job = event.snapshot if event.snapshot is not None else job_representation(event.job)
+        body = {**job_event_representation(event), "job": job}
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -489,26 +504,8 @@ class JobPushResultsView(CompanyAPIView):
     @idempotent
     def post(self, request: Request, job_id: Any) -> Response:
         payload = self.valid_for_job(PushEventInput, job_id)
-        data = payload["data"]
-        validation = data.get("validation") or {}
         result, created = services.push_result_record(
-            job_id=job_id,
-            company=self.company,
-            data=services.PushResultData(
-                push_communication_id=data["pushCommunicationId"],
-                status=PushStatus(data["status"]),
-                connection_id=data.get("connectionId", ""),
-                business_name=data.get("businessName", ""),
-                service_name=data.get("serviceName", ""),
-                data_type=data.get("dataType", ""),
-                source_object_ids=data.get("sourceObjectIds", data.get("sourceObjectId", [])),
-                requested_on=data.get("requestedOn"),
-                completed_on=data.get("completedOn"),
-                response_code=data.get("responseCode"),
-                validation_errors=[dict(e) for e in validation.get("errors", [])],
-                service_account_ref=data.get("serviceAccountRef", {}),
-                request_id=payload.get("requestId", ""),
-            ),
+            job_id=job_id, company=self.company, data=push_result_data(payload)
         )
         return Response(
             push_result_representation(result),

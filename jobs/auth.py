@@ -23,6 +23,7 @@ from config.client_ip import client_ip
 from config.problems import ProblemError, TokenRevoked
 
 from .accounts import company_for_user
+from .selectors import api_user_get
 from .tokens import TOKEN_VERSION_CLAIM, token_revoked, token_version
 
 if TYPE_CHECKING:
@@ -86,16 +87,52 @@ class CompanyTokenRefreshSerializer(TokenRefreshSerializer):
         return {"access": str(refresh.access_token)}
 
 
+# The configured schemes ("Bearer") by their lower-case spelling.
+SCHEMES = {
+    scheme.encode().lower(): scheme.encode()
+    for scheme in (
+        jwt_settings.AUTH_HEADER_TYPES
+        if isinstance(jwt_settings.AUTH_HEADER_TYPES, list | tuple)
+        else (jwt_settings.AUTH_HEADER_TYPES,)
+    )
+}
+
+
 class CompanyJWTAuthentication(JWTAuthentication):
     """JWT bearer auth: the user, its membership and its company in one query.
 
     simplejwt's checks are kept (unknown user, inactive user, its own revoke claim when
-    CHECK_REVOKE_TOKEN is on), read from the same row, so a
-    deactivated user or a user moved to another company is refused on the next request; a
-    token issued before its user's last password change, deactivation or removal from the
-    company is refused (``jobs.tokens.token_revoked``: the membership row, no extra query), and
-    so is a token whose ``company_id`` claim is not the user's company.
+    CHECK_REVOKE_TOKEN is on), read from the same row, so a deactivated user or a user moved to
+    another company is refused on the next request; a token issued before its user's last
+    password change, deactivation or removal from the company is refused
+    (``jobs.tokens.token_revoked``: the membership row read in the same statement, no query of
+    its own), and so is a token whose ``company_id`` claim is not the user's company.
+
+    A view that reads one job (``job_read_with_client``: a poll) has that job read in the same
+    statement (``selectors.api_user_get``): a poll costs one query.
     """
+
+    job: tuple[str, Any] | None = None
+
+    def authenticate(self, request: Request) -> tuple[Any, Token] | None:
+        context = getattr(request, "parser_context", None) or {}
+        view = context.get("view")
+        read_job = getattr(view, "job_read_with_client", None)
+        if read_job is not None:
+            self.job = read_job(request)
+        return super().authenticate(request)
+
+    def get_raw_token(self, header: bytes) -> bytes | None:
+        """simplejwt's, with the scheme matched in any case (RFC 9110 §11.1): ``bearer`` too.
+
+        simplejwt compares the scheme byte for byte, so seed 002's own example
+        (``Authorization: bearer <token>``) read as no credentials at all.
+        """
+        scheme, _, rest = header.lstrip().partition(b" ")
+        canonical = SCHEMES.get(scheme.lower())
+        if canonical is not None:
+            header = canonical + b" " + rest
+        return super().get_raw_token(header)
 
     def get_user(self, validated_token: Token) -> Any:
         try:
@@ -104,11 +141,7 @@ class CompanyJWTAuthentication(JWTAuthentication):
             raise InvalidToken(
                 str(_("Token contained no recognizable user identification"))
             ) from exc
-        user: Any = (
-            self.user_model.objects.select_related("company_membership__company")
-            .filter(**{jwt_settings.USER_ID_FIELD: user_id})
-            .first()
-        )
+        user: Any = api_user_get(user_id, job=self.job)
         if user is None:
             raise AuthenticationFailed(_("User not found"), code="user_not_found")
         if jwt_settings.CHECK_USER_IS_ACTIVE and not user.is_active:

@@ -9,13 +9,23 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .models import EventStatus, FailureReason, Job, JobEvent, JobStatus, PushResult, PushStatus
+from .models import (
+    EventStatus,
+    FailureReason,
+    Job,
+    JobEvent,
+    JobStatus,
+    PushCorrelationKind,
+    PushResult,
+    PushStatus,
+)
 from .representation import (
     job_event_representation,
     job_representation,
     push_counts,
     push_result_representation,
 )
+from .services import PushResultData
 
 INT_MAX = 2_147_483_647  # the database's integer range
 MESSAGE_MAX = 10_000
@@ -349,3 +359,88 @@ class PushEventInput(serializers.Serializer):
                 {"non_field_errors": ["The request body must be a JSON object."]}
             )
         return super().to_internal_value(data)
+
+
+def push_result_data(payload: dict[str, Any]) -> PushResultData:
+    """A validated ``PushEventInput`` as the service's ``PushResultData``.
+
+    Both spellings of the seed are read: ``sourceObjectIds`` (its success example and its
+    table) and ``sourceObjectId`` (its failed example).
+    """
+    data = payload["data"]
+    validation = data.get("validation") or {}
+    return PushResultData(
+        push_communication_id=data["pushCommunicationId"],
+        status=PushStatus(data["status"]),
+        connection_id=data.get("connectionId", ""),
+        business_name=data.get("businessName", ""),
+        service_name=data.get("serviceName", ""),
+        data_type=data.get("dataType", ""),
+        source_object_ids=data.get("sourceObjectIds", data.get("sourceObjectId", [])),
+        requested_on=data.get("requestedOn"),
+        completed_on=data.get("completedOn"),
+        response_code=data.get("responseCode"),
+        validation_errors=[dict(e) for e in validation.get("errors", [])],
+        service_account_ref=data.get("serviceAccountRef", {}),
+        request_id=payload.get("requestId", ""),
+    )
+
+
+# --- push correlations and the push ingest URL ------------------------------------------------
+
+
+class PushCorrelationInput(StrictSerializer):
+    push_communication_id = StrictCharField(max_length=128, required=False)
+    request_id = StrictCharField(max_length=255, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("push_communication_id") and not attrs.get("request_id"):
+            raise serializers.ValidationError(
+                "Send push_communication_id, request_id or both: the ids the accounting data "
+                "service gave the push you started."
+            )
+        return attrs
+
+
+class PushCorrelationSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=PushCorrelationKind.choices)
+    value = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class PushCorrelationsRegisteredSerializer(serializers.Serializer):
+    job_id = serializers.UUIDField()
+    correlations = PushCorrelationSerializer(many=True)
+    attached = serializers.IntegerField(
+        help_text="Push results that had come before this registration, recorded now."
+    )
+
+
+class IngestSecretInput(StrictSerializer):
+    secret = StrictCharField(
+        min_length=16,
+        max_length=200,
+        required=False,
+        help_text="The secret your accounting data service signs its webhooks with; omitted, "
+        "Jobtrail generates one (shown once).",
+    )
+
+
+class PushIngestSerializer(serializers.Serializer):
+    url = serializers.URLField(help_text="Configure this URL in the accounting data service.")
+    signature_header = serializers.CharField()
+    secret_configured = serializers.BooleanField()
+    previous_secret_expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class PushIngestWithSecretSerializer(PushIngestSerializer):
+    secret = serializers.CharField(
+        required=False, help_text="Only when Jobtrail generated it: shown this once."
+    )
+
+
+class IngestedSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["attached", "duplicate", "unmatched"])
+    job_id = serializers.UUIDField(allow_null=True)
+    push_communication_id = serializers.CharField()
+    push_result = PushResultSerializer(allow_null=True)

@@ -23,6 +23,7 @@ from django.utils import timezone
 from config.outbox import publish_on_commit
 from config.transactions import atomic_service
 
+from . import selectors
 from .errors import (
     DuplicateJobCode,
     InvalidCounts,
@@ -109,13 +110,13 @@ def lock_job(job_id: Any, *, company: Company | None = None) -> Job:
 
     With ``company``, another company's job is not found (``JobNotFound``): the API's one read.
     """
-    jobs = Job.objects.select_for_update(of=("self",)).select_related("report")
-    if company is not None:
-        jobs = jobs.filter(company=company)
     try:
-        return jobs.get(pk=job_id)
-    except (Job.DoesNotExist, ValueError, TypeError, DjangoValidationError) as exc:
+        job = selectors.job_with_report(company=company, field="id", value=job_id, lock=True)
+    except (ValueError, TypeError, DjangoValidationError) as exc:
         raise JobNotFound("No such job.") from exc
+    if job is None:
+        raise JobNotFound("No such job.")
+    return job
 
 
 def _check_counts(*, total_records: int | None, effected_records: int | None) -> None:
@@ -169,6 +170,23 @@ def _apply_counts(
     return changed
 
 
+# What a lifecycle event or a progress report may change on the job row: the UPDATE writes
+# these columns only (``updated_at`` is set by ``auto_now``).
+JOB_CHANGE_FIELDS = (
+    "status",
+    "failure_reason",
+    "message",
+    "metadata",
+    "total_records",
+    "effected_records",
+    "start_time",
+    "end_time",
+    "last_activity_at",
+    "expires_at",
+    "updated_at",
+)
+
+
 def _touch(job: Job, now: datetime) -> None:
     job.last_activity_at = now
     job.expires_at = None if job.is_terminal else now + timedelta(seconds=job.expires_after)
@@ -191,7 +209,7 @@ def _append_event(
     ``job`` is read with its report joined (``lock_job``), so the snapshot costs no query.
     """
     if sequence is None:
-        sequence = (job.events.aggregate(last=Max("sequence"))["last"] or 0) + 1
+        sequence = selectors.last_event_sequence(job.pk) + 1
     event = JobEvent.objects.create(
         job=job,
         sequence=sequence,
@@ -299,7 +317,7 @@ def job_apply_event(
     if new_status in TERMINAL_STATUSES:
         job.end_time = now
     _touch(job, now)
-    job.save()
+    job.save(update_fields=JOB_CHANGE_FIELDS)
     job_event = _append_event(
         job=job,
         status=event,
@@ -356,6 +374,27 @@ def job_cancel(
     )
 
 
+@atomic_service
+def job_fail_if_pending(*, job_id: Any, failure_reason: str, message: str) -> JobEvent | None:
+    """Fail the job as a ``system`` event if it is still ``pending``; else leave it (None).
+
+    What a final failure of the job's hand-off to the integration does (``jobs.handoff``): a
+    job the integration started, or that finished meanwhile, is its own business by then.
+    """
+    try:
+        job = lock_job(job_id)
+    except JobNotFound:
+        return None
+    if job.status != JobStatus.PENDING:
+        return None
+    return job_fail(
+        job_id=job.pk,
+        failure_reason=failure_reason,
+        message=message,
+        source=EventSource.SYSTEM,
+    )
+
+
 def job_expire(*, job_id: Any) -> JobEvent:
     """Fail the job as ``job_expired`` (the expiry task's single-job path)."""
     return job_fail(
@@ -388,7 +427,7 @@ def job_record_progress(
     if metadata is not None:
         job.metadata = data["metadata"] = metadata
     _touch(job, timezone.now())
-    job.save()
+    job.save(update_fields=JOB_CHANGE_FIELDS)
     job_event = _append_event(
         job=job,
         status=EventStatus.PROGRESS,

@@ -17,7 +17,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import services
 from .events import patterns_problem
-from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .models import EndpointRole, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .ssrf import UnsafeTarget, check_url
 
 
@@ -27,20 +27,40 @@ class EndpointForm(forms.ModelForm):
 
     class Meta:
         model = WebhookEndpoint
-        fields = ["url", "events", "description", "is_active"]
+        fields = ["url", "role", "events", "description", "is_active"]
+        help_texts = {
+            "role": "integration: the company's one endpoint that receives every new job's "
+            "jobs.create (the hand-off); a hand-off that fails for good fails its pending job.",
+        }
 
     def clean_events(self) -> list[str]:
         events = self.cleaned_data["events"]
-        if (
-            not isinstance(events, list)
-            or not events
-            or not all(isinstance(e, str) for e in events)
-        ):
+        if events is None:
+            events = []
+        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
             raise forms.ValidationError('A list of event ids or patterns, e.g. ["jobs.*"].')
         problem = patterns_problem(events)
         if problem:
             raise forms.ValidationError(problem)
         return events
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        events, role = data.get("events"), data.get("role")
+        if events == [] and role != EndpointRole.INTEGRATION:
+            self.add_error(
+                "events",
+                "Subscribe to at least one event id or pattern (only an integration endpoint "
+                "may leave it empty: it always receives jobs.create).",
+            )
+        # the form has no company field, so Django skips the one-per-company constraint
+        if role == EndpointRole.INTEGRATION and self.instance.company_id:
+            others = WebhookEndpoint.objects.filter(
+                company_id=self.instance.company_id, role=EndpointRole.INTEGRATION
+            ).exclude(pk=self.instance.pk)
+            if others.exists():
+                self.add_error("role", "This company already has an integration endpoint.")
+        return data
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"]
@@ -61,8 +81,16 @@ class RedeliverFailedForm(forms.Form):
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
     form = EndpointForm
-    list_display = ["url", "company", "events", "is_active", "disabled_reason", "created_at"]
-    list_filter = ["is_active"]
+    list_display = [
+        "url",
+        "company",
+        "role",
+        "events",
+        "is_active",
+        "disabled_reason",
+        "created_at",
+    ]
+    list_filter = ["is_active", "role"]
     list_select_related = ["company"]
     search_fields = ["url", "=id"]
     readonly_fields = ["company", "disabled_reason", "created_at", "updated_at"]
@@ -133,13 +161,14 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "events_id",
         "object_id",
         "endpoint",
+        "handoff",
         "status",
         "attempts",
         "last_status_code",
         "next_attempt_at",
         "created_at",
     ]
-    list_filter = ["status", "events_id"]
+    list_filter = ["status", "events_id", "handoff"]
     list_select_related = ["endpoint"]
     search_fields = ["=object_id", "=event_id", "=id"]
     show_full_result_count = False

@@ -85,9 +85,12 @@ class EndpointCollectionView(CompanyAPIView):
         summary="Register a webhook endpoint",
         description="The answer carries the signing `secret` (`whsec_…`): it is shown only now "
         "and on rotation (a replay with the same `Idempotency-Key` answers without it). Targets "
-        "resolving to loopback, private, link-local or metadata addresses are refused; a "
-        "company has at most `JOBTRAIL_MAX_WEBHOOK_ENDPOINTS` endpoints (409 "
-        "`webhook_endpoint_limit`).",
+        "resolving to loopback, private, link-local or metadata addresses are refused. "
+        "`role: integration` makes it the company's integration "
+        "endpoint: it receives `jobs.create` for every new job (the hand-off), and a hand-off "
+        "that fails for good fails its pending job with `authentication_failure` (401/403), "
+        "`service_unreachable` or `service_timeout`. A company has one integration endpoint, "
+        "and at most `JOBTRAIL_MAX_WEBHOOK_ENDPOINTS` endpoints (409 `webhook_endpoint_limit`).",
         request=EndpointInput,
         examples=[
             OpenApiExample(
@@ -98,14 +101,29 @@ class EndpointCollectionView(CompanyAPIView):
                     "description": "ERP sync",
                 },
                 request_only=True,
-            )
+            ),
+            OpenApiExample(
+                "integration endpoint",
+                value={
+                    "url": "https://integration.example.com/jobtrail/jobs",
+                    "role": "integration",
+                    "events": ["jobs.failed"],
+                },
+                request_only=True,
+            ),
         ],
         responses={
             201: EndpointWithSecretSerializer,
             400: error(400, "Invalid URL, unsafe target or unknown event.", SSRF_EXAMPLE),
             409: error(
                 409,
-                "The company has as many endpoints as it may (JOBTRAIL_MAX_WEBHOOK_ENDPOINTS).",
+                "The company has its integration endpoint already, or as many endpoints as it "
+                "may (JOBTRAIL_MAX_WEBHOOK_ENDPOINTS).",
+                problem_example(
+                    409,
+                    "integration_endpoint_exists",
+                    "Your company already has an integration endpoint.",
+                ),
                 problem_example(
                     409,
                     "webhook_endpoint_limit",
@@ -152,6 +170,15 @@ class EndpointDetailView(CompanyAPIView):
         responses={
             200: EndpointSerializer,
             400: error(400, "Invalid URL, unsafe target or unknown event.", SSRF_EXAMPLE),
+            409: error(
+                409,
+                "The company has an integration endpoint already.",
+                problem_example(
+                    409,
+                    "integration_endpoint_exists",
+                    "Your company already has an integration endpoint.",
+                ),
+            ),
             **ENDPOINT_NOT_FOUND,
             **AUTH_ERRORS,
         },

@@ -14,6 +14,10 @@ EVENT_TYPES: dict[str, str] = {
 }
 
 
+# The event whose delivery to the integration endpoint hands a new job to the integration.
+HANDOFF_EVENT = "jobs.create"
+
+
 def pattern_matches(pattern: str, events_id: str) -> bool:
     if pattern == "*":
         return True

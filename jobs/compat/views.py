@@ -1,15 +1,18 @@
 """Seed-compatible endpoints: adapters over the same services and selectors as v1."""
 
+import json
 import uuid
 from typing import Any
 
 from django.http import Http404
+from django.http.request import RawPostDataException
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config.parsers import check_text
 from config.problems import ProblemError
 from config.schema import (
     AUTH_ERRORS,
@@ -168,6 +171,18 @@ class ExportJobEventsView(CompanyAPIView):
 
 
 class ExportJobStatusView(CompanyAPIView):
+    def job_read_with_client(self, request: Request) -> tuple[str, Any] | None:
+        """The job of the body's ``jobCode``, read with the API client (one query a poll)."""
+        try:
+            body = json.loads(request._request.body)
+            code = body.get("jobCode") if isinstance(body, dict) else None
+            if not isinstance(code, str) or not code.strip():
+                return None
+            check_text(code)  # what the strict parser refuses, the database could not hold
+        except (ValueError, RecursionError, RawPostDataException):
+            return None  # the view answers a malformed body itself
+        return ("code", code)
+
     @extend_schema(
         tags=["seed-compatible"],
         summary="Get export job status and report (export job status API)",
@@ -222,7 +237,7 @@ class ExportJobStatusView(CompanyAPIView):
                     code=400,
                 )
             )
-        job = selectors.job_get_by_code(company=self.company, code=code)
+        job = selectors.job_get_by_code(company=self.company, code=code, read_with=request.user)
         if job is None:
             return Response(
                 adapters.export_job_status_error(
@@ -235,6 +250,8 @@ class ExportJobStatusView(CompanyAPIView):
 
 
 class ApiJobView(CompanyAPIView):
+    reads_job_kwarg = "job_id"
+
     @extend_schema(
         tags=["seed-compatible"],
         summary="Get an API job (bulk API job record)",

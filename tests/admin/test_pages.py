@@ -8,6 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from jobs import services
+from jobs.ingest import push_ingest
 from jobs.models import Job, JobStatus
 from reports.services import report_build
 from tests.factories import CompanyFactory, JobFactory, job_in_status
@@ -46,6 +47,10 @@ def lived_in() -> Job:
     deliver(WebhookDelivery.objects.first().pk)  # type: ignore[union-attr]  # port 9: fails
     job_in_status(JobStatus.FAILED, company=company)
     JobFactory(company=company)
+    push_ingest(  # a push result that came before its job registered it: waits, unmatched
+        company=company,
+        data=services.PushResultData(push_communication_id="early", status="success"),
+    )
     return job
 
 

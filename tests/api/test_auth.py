@@ -178,6 +178,55 @@ def test_no_authorization_header_is_401() -> None:
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
+# Every endpoint family that takes a bearer token: v1 jobs, webhooks, seeds 000, 002 and 003.
+BEARER_ENDPOINTS = [
+    ("get", JOBS_URL, None),
+    ("get", "/api/v1/webhook-endpoints/", None),
+    ("get", "/api/v1/webhook-event-types/", None),
+    ("post", "/services/rest/v1/export/job/status", {"jobCode": "NOPE"}),
+    ("post", "/api/v1/export-job-events/", {"jobId": "NOPE", "event": "started"}),
+]
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR", "Bearer"])
+@pytest.mark.parametrize(("method", "path", "body"), BEARER_ENDPOINTS)
+def test_the_bearer_scheme_is_matched_in_any_case(
+    api_user: Any, scheme: str, method: str, path: str, body: Any
+) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {access_for(api_user)}")
+
+    response = getattr(client, method)(path, body, format="json")
+
+    assert response.status_code in (200, 404), response.content[:300]  # 404: no such job
+    if response.status_code == 404:
+        assert response.json()["code"] == "not_found"  # authenticated, then not found
+
+
+def test_a_lower_case_scheme_reaches_a_job_of_the_callers_company(
+    api_user: Any, company: Company
+) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"bearer {access_for(api_user)}")
+
+    created = client.post(JOBS_URL, {"type": "export"}, format="json")
+
+    assert created.status_code == 201, created.content[:300]
+    assert Job.objects.get().company == company
+    assert client.get(f"/engine/api/api-jobs/{created.json()['id']}").status_code == 200
+
+
+@pytest.mark.parametrize("header", ["bearer not-a-jwt", "BEARER a.b.c", "bearer", "bearer a b"])
+def test_a_bad_token_in_any_scheme_case_is_401_naming_bearer(header: str) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+
+    response = client.get(JOBS_URL)
+
+    assert_problem(response, 401)
+    assert response["WWW-Authenticate"].startswith("Bearer ")
+
+
 def test_unauthenticated_post_creates_nothing() -> None:
     response = APIClient().post(JOBS_URL, {"type": "export"}, format="json")
 

@@ -18,6 +18,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from jobs import services
+from jobs.auth import CompanyTokenObtainPairSerializer
 from jobs.models import (
     EventSource,
     FailureReason,
@@ -670,6 +671,25 @@ def test_export_status_of_a_finished_job_has_no_retry_after(
     assert not export_status(api, {"jobCode": job.code}).has_header("Retry-After")
 
 
+def test_the_seeds_example_request_as_printed_answers_200(api_user: Any, company: Any) -> None:
+    """Seed 002 prints ``Header (Authorization): bearer {access-token}``: lower case."""
+    job = job_in_status(JobStatus.PROCESSING, company=company)
+    client = APIClient()
+    token = CompanyTokenObtainPairSerializer.get_token(api_user).access_token  # type: ignore[attr-defined]
+
+    response = client.generic(
+        "POST",
+        STATUS_URL,
+        json.dumps({"jobCode": job.code}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"bearer {token}",
+    )
+
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["successful"] is True
+    assert response.json()["status"] == "RUNNING"
+
+
 def test_export_status_needs_a_token() -> None:
     assert_problem(
         APIClient().post(STATUS_URL, {"jobCode": "X"}, format="json"), 401, "not_authenticated"
@@ -783,6 +803,31 @@ def test_api_job_of_a_completed_job_matches_the_seed(api: APIClient, company: An
     assert parse_micros(body["updated_at"]) == job.updated_at
     assert parse_seconds(body["start_time"]) <= parse_seconds(body["end_time"])
     assert not response.has_header("Retry-After")
+
+
+@pytest.mark.parametrize("job_status", [JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.FAILED])
+def test_effected_records_agree_between_v1_and_the_api_job_record(
+    api: APIClient, company: Any, job_status: str
+) -> None:
+    """Records actually affected: 0 until the integration reports a count, in both shapes."""
+    job = job_in_status(job_status, company=company)
+
+    v1 = api.get(job_url(job.pk)).json()
+    seed = api.get(api_job_url(job.pk)).json()
+
+    assert v1["effected_records"] == seed["effected_records"] == 0
+
+
+def test_a_reported_count_reads_the_same_in_v1_and_the_api_job_record(
+    api: APIClient, company: Any
+) -> None:
+    job = job_in_status(JobStatus.PROCESSING, company=company)
+    services.job_record_progress(job_id=job.pk, effected_records=3)
+
+    v1 = api.get(job_url(job.pk)).json()
+    seed = api.get(api_job_url(job.pk)).json()
+
+    assert v1["effected_records"] == seed["effected_records"] == 3
 
 
 @pytest.mark.parametrize(

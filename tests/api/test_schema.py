@@ -67,6 +67,38 @@ def test_every_design_path_is_documented(
     assert methods <= set(schema["paths"][path])
 
 
+# Issue 12: push correlations on jobs and the per-company push ingest URL.
+INGEST_PATHS = {
+    "/api/v1/jobs/{job_id}/push-correlations/": {"get", "post"},
+    "/api/v1/push-ingest/": {"get"},
+    "/api/v1/push-ingest/rotate-secret/": {"post"},
+    "/api/v1/push-ingest/{company_id}/": {"post"},
+}
+
+
+@pytest.mark.parametrize(("path", "methods"), sorted(INGEST_PATHS.items()))
+def test_the_ingest_paths_are_documented(
+    schema: dict[str, Any], path: str, methods: set[str]
+) -> None:
+    assert methods <= set(schema["paths"][path])
+
+
+def test_the_ingest_url_takes_a_signature_not_a_token(schema: dict[str, Any]) -> None:
+    operation = schema["paths"]["/api/v1/push-ingest/{company_id}/"]["post"]
+    assert not operation.get("security")
+    headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+    assert headers == {"Railz-Signature"}
+    assert {"200", "201", "202", "400", "401"} <= set(operation["responses"])
+    assert schema["paths"]["/api/v1/jobs/"]["get"]["security"]  # the others take a token
+
+
+def test_endpoints_document_their_role(schema: dict[str, Any]) -> None:
+    endpoint = schema["components"]["schemas"]["Endpoint"]["properties"]
+    assert "role" in endpoint
+    request = schema["components"]["schemas"]["EndpointInput"]
+    assert "role" in request["properties"] and "events" not in request.get("required", [])
+
+
 def test_every_operation_documents_a_client_error(schema: dict[str, Any]) -> None:
     missing = [
         f"{method.upper()} {path}"

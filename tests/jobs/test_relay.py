@@ -93,7 +93,7 @@ def test_a_payload_shows_the_job_as_of_its_event_however_late_the_relay_runs() -
         WebhookDelivery.objects.get(events_id=name).payload["data"]
         for name in ("jobs.started", "jobs.update")
     )
-    assert (started["status"], started["effected_records"]) == ("processing", None)
+    assert (started["status"], started["effected_records"]) == ("processing", 0)
     assert (update["status"], update["effected_records"]) == ("processing", 5)
     assert started["report"]["status"] == update["report"]["status"] == "none"
 

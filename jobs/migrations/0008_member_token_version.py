@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0005_job_push_counts'),
+        ('jobs', '0007_push_ingest'),
     ]
 
     operations = [
