@@ -22,6 +22,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.utils.http import escape_leading_slashes
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
@@ -69,8 +70,20 @@ TITLES = {
     503: "Service unavailable",
 }
 
-# DRF exception class -> stable code (the first match in MRO order wins).
+
+class TokenRevoked(InvalidToken):
+    """A token issued before its user's password change, deactivation or removal (jobs.tokens)."""
+
+    default_detail = _(
+        "This token was revoked (password changed, user deactivated or removed from the "
+        "company); get a new one."
+    )
+    default_code = "token_revoked"
+
+
+# DRF exception class -> stable code (the first match in the list wins).
 DRF_CODES: list[tuple[type[exceptions.APIException], str]] = [
+    (TokenRevoked, "token_revoked"),
     (InvalidToken, "invalid_token"),
     (exceptions.ParseError, "malformed_json"),
     (exceptions.ValidationError, "validation_error"),

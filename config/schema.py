@@ -38,6 +38,12 @@ AUTH_ERRORS = {
         "Missing, expired or invalid bearer token.",
         problem_example(401, "not_authenticated", "Authentication credentials were not provided."),
         problem_example(401, "invalid_token", "Given token not valid for any token type"),
+        problem_example(
+            401,
+            "token_revoked",
+            "This token was revoked (password changed, user deactivated or removed from the "
+            "company); get a new one.",
+        ),
     ),
     403: error(
         403,
