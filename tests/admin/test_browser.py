@@ -461,7 +461,9 @@ def test_redeliver_button_on_the_job_page(admin_page: Page, live_server: Any) ->
         )
         button.click()
         expect(page).to_have_url(job_url)
-        assert success_message(page, "success") == "Delivery jobs.create queued for redelivery."
+        assert success_message(page, "success") == (
+            "Delivery jobs.create queued for redelivery (one manual attempt)."
+        )
 
         deliver_now_and_check(delivery, receiver, attempts=2)
         page.reload()
@@ -483,6 +485,37 @@ def test_redeliver_action_on_the_delivery_list(admin_page: Page, live_server: An
         deliver_now_and_check(delivery, receiver, attempts=2)
         page.reload()
         expect(page.locator(ROWS).locator("td.field-status")).to_have_text("Delivered")
+
+
+def test_redeliver_a_retrying_delivery_from_its_page(admin_page: Page, live_server: Any) -> None:
+    """A retrying delivery, next attempt hours away: Redeliver sends it now, schedule kept."""
+    page, base = admin_page, live_server.url
+    with running_receiver() as receiver:
+        delivery = failed_delivery(receiver)
+        later = timezone.now() + timedelta(hours=10)
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=DeliveryStatus.PENDING, next_attempt_at=later, dispatched_at=None
+        )
+        job = Job.objects.get(pk=delivery.object_id)
+        page.goto(f"{base}/admin/webhooks/webhookdelivery/{delivery.pk}/change/")
+        expect(page.locator("#delivery-job")).to_have_text(job.code)
+        expect(page.locator("input[name=_save]")).to_have_count(0)
+        expect(page.locator(".deletelink")).to_have_count(0)
+        expect(page.locator(".field-next_attempt")).to_contain_text("UTC")
+        expect(page.locator(".field-next_attempt")).to_contain_text("from now")
+        page.click("#redeliver")
+        assert "its next attempt is due now (schedule kept)" in success_message(page)
+
+        receiver.default = Reply(200)
+        deliver(delivery.pk)  # no worker here: make the attempt the queued message asks for
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts) == (DeliveryStatus.DELIVERED, 2)
+        assert len(receiver.requests) == 2
+        page.reload()
+        expect(page.locator(".field-status")).to_contain_text("Delivered")
+        expect(page.locator(".field-started").last).to_contain_text("UTC")
+        page.click("#delivery-job")
+        expect(page).to_have_url(f"{base}/admin/jobs/job/{job.pk}/change/")
 
 
 # --- 8. dashboard -----------------------------------------------------------------------------
