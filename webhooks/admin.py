@@ -307,6 +307,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         self.log_change(request, delivery, text)
         job = _job_of(delivery)
         if job is not None:
+            assert request.user.pk is not None  # the admin's views need a signed-in user
             LogEntry.objects.log_actions(
                 request.user.pk, [job], CHANGE, change_message=text, single_object=True
             )
