@@ -93,12 +93,15 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         "events",
         "is_active",
         "disabled_reason",
-        "created_at",
+        "created_col",
     ]
+    created_col = exact_time_field("created_at", "created", relative="title")
     list_filter = ["is_active", "role"]
     list_select_related = ["company"]
     search_fields = ["url", "=id"]
-    readonly_fields = ["company", "disabled_reason", "created_at", "updated_at"]
+    readonly_fields = ["company", "disabled_reason", "created", "updated"]
+    created = exact_time_field("created_at", "created")
+    updated = exact_time_field("updated_at", "updated")
     actions = ["redeliver_failed_since"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -204,8 +207,8 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "status",
         "attempts",
         "last_status_code",
-        "next_attempt",
-        "created",
+        "next_attempt_col",
+        "created_col",
     ]
     list_filter = ["status", "events_id", "handoff"]
     list_select_related = ["endpoint"]
@@ -250,6 +253,8 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     ]
 
     created = exact_time_field("created_at", "created")
+    created_col = exact_time_field("created_at", "created", relative="title")
+    next_attempt_col = exact_time_field("next_attempt_at", "next attempt", relative="title")
     next_attempt = exact_time_field("next_attempt_at", "next attempt")
     delivered = exact_time_field("delivered_at", "delivered")
     locked = exact_time_field("locked_until", "being sent until")
