@@ -217,6 +217,42 @@ def test_job_list_filters_and_search(admin_page: Page, live_server: Any) -> None
     expect(page.locator("#changelist-form")).to_contain_text("0 jobs")
 
 
+def test_job_search_any_case_prefix_company_and_reason_codes(
+    admin_page: Page, live_server: Any
+) -> None:
+    page, base = admin_page, live_server.url
+    acme, other = CompanyFactory(name="Acme Books"), CompanyFactory(name="Other Ltd")
+    first = JobFactory(company=acme, code="INV-2026-0001")
+    second = JobFactory(company=other, code="INV-2026-0002")
+    third = JobFactory(company=other, code="PAY-1")
+    failed = job_in_status(JobStatus.FAILED, company=other, code="FAIL-1")  # service_timeout
+
+    job_list(page, base)
+    search(page, "inv-2026-0001")
+    expect_rows(page, first)
+    search(page, "inv-2026")
+    expect_rows(page, first, second)
+    search(page, "acme")
+    expect_rows(page, first)
+    search(page, "other")
+    expect_rows(page, second, third, failed)
+
+    job_list(page, base)
+    reason = page.locator("#result_list td.field-reason span.jt-code")
+    expect(reason).to_have_text("service_timeout")
+    expect(reason).to_have_attribute("title", "Service Timeout")
+    option = page.locator(
+        '#changelist-filter details[data-filter-title="failure reason"] a',
+        has_text="service_timeout",
+    )
+    expect(option).to_have_attribute("title", "Service Timeout")
+    option.click()
+    expect(page).to_have_url(re.compile(r"[?&]failure_reason__exact=service_timeout"))
+    expect_rows(page, failed)
+    created = page.locator("#result_list td.field-created time").first
+    expect(created).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
+
+
 # --- 3 + 4. job page, timeline, cancel from the job page -----------------------------------
 
 
