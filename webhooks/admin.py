@@ -19,6 +19,7 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from config.admin import exact_time_field
+from jobs.errors import InvalidEndpoint
 from jobs.models import Job
 
 from . import services
@@ -102,10 +103,35 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     readonly_fields = ["company", "disabled_reason", "created", "updated"]
     created = exact_time_field("created_at", "created")
     updated = exact_time_field("updated_at", "updated")
-    actions = ["redeliver_failed_since"]
+    actions = ["send_test_event", "redeliver_failed_since"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # clients register endpoints through the API, which shows them the secret
+
+    @admin.action(description="Send a test event to the selected endpoints", permissions=["change"])
+    def send_test_event(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        sent = 0
+        for endpoint in queryset:
+            try:
+                delivery = services.endpoint_send_test(endpoint=endpoint)
+            except InvalidEndpoint as exc:
+                self.message_user(request, f"{endpoint.url}: {exc}", messages.WARNING)
+                continue
+            sent += 1
+            self.log_change(request, endpoint, f"Sent a test event ({delivery.event_id}).")
+        if sent:
+            url = reverse("admin:webhooks_webhookdelivery_changelist")
+            self.message_user(
+                request,
+                format_html(
+                    '{} test event{} queued: <a href="{}?events_id={}">see the deliveries</a>.',
+                    sent,
+                    "" if sent == 1 else "s",
+                    url,
+                    services.TEST_EVENT,
+                ),
+                messages.SUCCESS,
+            )
 
     @admin.action(
         description="Redeliver everything that failed for the selected endpoints since …",

@@ -740,6 +740,41 @@ def handoff_resend(*, delivery: WebhookDelivery) -> str:
     return delivery_send_now(delivery=delivery)
 
 
+TEST_EVENT = "webhooks.test"
+
+
+def endpoint_send_test(*, endpoint: WebhookEndpoint) -> WebhookDelivery:
+    """Queue a signed test event (``webhooks.test``) for one endpoint: one manual attempt.
+
+    It is a delivery like any other (its attempt is logged and shown), sent to this endpoint
+    only and never retried; ``object_id`` is the endpoint's id. An inactive endpoint refuses it.
+    """
+    if not endpoint.is_active:
+        raise InvalidEndpoint("This endpoint is paused; resume it to send a test event.")
+    now = timezone.now()
+    message_id = f"msg_test_{secrets.token_hex(12)}"
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        company_id=endpoint.company_id,
+        event_id=message_id,
+        events_id=TEST_EVENT,
+        object_id=str(endpoint.pk),
+        payload={
+            "event": {
+                "dt": now.isoformat(),
+                "events_id": TEST_EVENT,
+                "object_id": str(endpoint.pk),
+            },
+            "data": {"message": "A test event from Jobtrail: your endpoint is reachable."},
+        },
+        next_attempt_at=now,
+        next_trigger=AttemptTrigger.MANUAL,
+        dispatched_at=now,
+    )
+    transaction.on_commit(lambda: enqueue([delivery.pk]), robust=True)
+    return delivery
+
+
 def endpoint_redeliver_failed(*, endpoint: WebhookEndpoint, since: datetime) -> int:
     """Send again everything that failed for ``endpoint`` since ``since``; return how many."""
     return _redeliver(

@@ -356,3 +356,58 @@ def test_bulk_redeliver_any_state(staff: Client) -> None:
     logged = set(LogEntry.objects.values_list("object_id", flat=True))
     assert {str(failed.pk), str(delivered.pk), str(retrying.pk)} <= logged
     assert str(busy.pk) not in logged
+
+
+def test_send_a_test_event_to_an_endpoint(staff: Client) -> None:
+    from django.contrib.admin.models import LogEntry
+    from standardwebhooks.webhooks import Webhook
+
+    from tests.receiver import running_receiver
+    from webhooks.sending import deliver
+
+    with running_receiver() as receiver:
+        company = CompanyFactory()
+        endpoint = endpoint_create(company=company, url=receiver.url + "/hook", events=["*"])
+        paused = endpoint_create(company=company, url=receiver.url + "/off", events=["*"])
+        paused.is_active = False
+        paused.save()
+        done = staff.post(
+            reverse("admin:webhooks_webhookendpoint_changelist"),
+            {
+                "action": "send_test_event",
+                helpers.ACTION_CHECKBOX_NAME: [str(endpoint.pk), str(paused.pk)],
+            },
+            follow=True,
+        )
+        text = done.content.decode()
+        assert "1 test event queued" in text and "is paused" in text
+        delivery = WebhookDelivery.objects.get()
+        assert (delivery.endpoint_id, delivery.events_id, delivery.next_trigger) == (
+            endpoint.pk,
+            "webhooks.test",
+            "manual",
+        )
+        deliver(delivery.pk)  # what the worker does with the queued message
+
+        (request,) = receiver.requests
+        assert request.path == "/hook" and request.json["event"]["events_id"] == "webhooks.test"
+        Webhook(endpoint.secret).verify(request.body, request.headers)  # signed as usual
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts) == ("delivered", 1)
+    entry = LogEntry.objects.get()
+    assert (entry.object_id, entry.user.username) == (str(endpoint.pk), "admin")
+    assert "Sent a test event" in entry.get_change_message()
+
+
+def test_sending_a_test_event_needs_the_endpoint_change_permission() -> None:
+    from django.contrib.auth.models import Permission
+
+    endpoint = endpoint_create(company=CompanyFactory(), url="http://127.0.0.1:9/h", events=["*"])
+    viewer = UserFactory(is_staff=True, is_superuser=False)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_webhookendpoint"))
+    client = Client()
+    client.force_login(viewer)
+    url = reverse("admin:webhooks_webhookendpoint_changelist")
+    assert 'value="send_test_event"' not in client.get(url).content.decode()
+    client.post(url, {"action": "send_test_event", helpers.ACTION_CHECKBOX_NAME: [endpoint.pk]})
+    assert not WebhookDelivery.objects.exists()
