@@ -411,3 +411,17 @@ def test_sending_a_test_event_needs_the_endpoint_change_permission() -> None:
     assert 'value="send_test_event"' not in client.get(url).content.decode()
     client.post(url, {"action": "send_test_event", helpers.ACTION_CHECKBOX_NAME: [endpoint.pk]})
     assert not WebhookDelivery.objects.exists()
+
+
+def test_endpoints_cannot_be_deleted_in_the_admin_with_their_deliveries(staff: Client) -> None:
+    _job, delivery = _delivery()
+    endpoint = delivery.endpoint
+    changelist = reverse("admin:webhooks_webhookendpoint_changelist")
+    assert 'value="delete_selected"' not in staff.get(changelist).content.decode()
+    delete = reverse("admin:webhooks_webhookendpoint_delete", args=[endpoint.pk])
+    assert staff.post(delete, {"post": "yes"}).status_code == 403
+    staff.post(
+        changelist,
+        {"action": "delete_selected", "post": "yes", helpers.ACTION_CHECKBOX_NAME: [endpoint.pk]},
+    )
+    assert WebhookDelivery.objects.filter(pk=delivery.pk).exists()
