@@ -165,3 +165,33 @@ def test_code_and_company_prefix_searches_can_use_their_indexes(staff: Client) -
             cursor.execute("RESET enable_seqscan")
     assert "job_code_upper_pattern" in job_plan, job_plan
     assert "company_name_upper_pattern" in company_plan, company_plan
+
+
+def test_delivery_pages_run_as_many_queries_for_many_rows_as_for_one(staff: Client) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    company = CompanyFactory()
+    endpoint_create(company=company, url="http://127.0.0.1:9/h", events=["*"])
+
+    def queries(url: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert staff.get(url).status_code == 200
+        return len(captured)
+
+    JobFactory(company=company)
+    run_relay()
+    delivery = WebhookDelivery.objects.get()
+    WebhookAttempt.objects.create(delivery=delivery, number=1, started_at=delivery.created_at)
+    changelist = reverse("admin:webhooks_webhookdelivery_changelist")
+    page = reverse("admin:webhooks_webhookdelivery_change", args=[delivery.pk])
+    one = (queries(changelist), queries(page))
+    for _ in range(5):
+        JobFactory(company=company)
+    run_relay()
+    for number in range(2, 7):
+        WebhookAttempt.objects.create(
+            delivery=delivery, number=number, started_at=delivery.created_at
+        )
+    assert WebhookDelivery.objects.count() == 6
+    assert (queries(changelist), queries(page)) == one
