@@ -67,7 +67,9 @@ class FailureReasonFilter(admin.SimpleListFilter):
             return queryset
         if value not in FailureReason.values:
             raise admin.options.IncorrectLookupParameters(f"Not a failure reason: {value}")
-        return queryset.filter(failure_reason=value)
+        # status=failed is implied (job_failure_reason_iff_failed) and lets the partial index
+        # job_reason_created serve the filter
+        return queryset.filter(status=JobStatus.FAILED, failure_reason=value)
 
     def choices(self, changelist: Any) -> Any:
         labels = dict(FailureReason.choices)
