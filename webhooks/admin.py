@@ -1,5 +1,6 @@
 """Staff views of endpoints (secrets never shown), deliveries and their attempts."""
 
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -270,10 +271,11 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
             "Times",
             {"fields": ["created", "next_attempt", "delivered", "locked", "updated"]},
         ),
-        ("Payload", {"fields": ["payload"]}),
+        ("Payload", {"fields": ["payload_pretty"]}),
     ]
     readonly_fields = [
         "job",
+        "payload_pretty",
         "created",
         "next_attempt",
         "delivered",
@@ -291,6 +293,17 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ["jobtrail/admin.css"]}
+
+    @admin.display(description="payload")
+    def payload_pretty(self, delivery: WebhookDelivery) -> str:
+        """The JSON body sent, indented, in a collapsible block (open by default)."""
+        body = json.dumps(delivery.payload, indent=2, sort_keys=True, ensure_ascii=False)
+        return format_html(
+            '<details open class="jt-payload"><summary>{} bytes of JSON</summary>'
+            "<pre>{}</pre></details>",
+            len(json.dumps(delivery.payload).encode()),
+            body,
+        )
 
     @admin.display(description="job")
     def job(self, delivery: WebhookDelivery) -> str:

@@ -195,3 +195,18 @@ def test_delivery_pages_run_as_many_queries_for_many_rows_as_for_one(staff: Clie
         )
     assert WebhookDelivery.objects.count() == 6
     assert (queries(changelist), queries(page)) == one
+
+
+def test_the_delivery_page_pretty_prints_its_payload_escaped(staff: Client) -> None:
+    company = CompanyFactory()
+    endpoint_create(company=company, url="http://127.0.0.1:9/h", events=["*"])
+    JobFactory(company=company, code="<b>x</b>")
+    run_relay()
+    delivery = WebhookDelivery.objects.get()
+    html = staff.get(
+        reverse("admin:webhooks_webhookdelivery_change", args=[delivery.pk])
+    ).content.decode()
+    block = html[html.index('<details open class="jt-payload">') :]
+    block = block[: block.index("</details>")]
+    assert "\n  &quot;data&quot;: {" in block and "\n  &quot;event&quot;: {" in block  # indented
+    assert "&lt;b&gt;x&lt;/b&gt;" in block and "<b>x</b>" not in block
