@@ -553,6 +553,9 @@ class UnmatchedPushAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # part of the audit trail: only retention purges delete
+
     @admin.display(description="status", ordering="status")
     def status_display(self, push: UnmatchedPush) -> str:
         css = "completed" if push.status == PushStatus.SUCCESS else "failed"

@@ -234,7 +234,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "object_id",
         "endpoint",
         "handoff",
-        "status",
+        "status_badge",
         "attempts",
         "last_status_code",
         "next_attempt_col",
@@ -293,6 +293,12 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ["jobtrail/admin.css"]}
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, delivery: WebhookDelivery) -> str:
+        return format_html(
+            '<span class="jt-badge jt-{}">{}</span>', delivery.status, delivery.status
+        )
 
     @admin.display(description="payload")
     def payload_pretty(self, delivery: WebhookDelivery) -> str:

@@ -512,7 +512,9 @@ def test_redeliver_action_on_the_delivery_list(admin_page: Page, live_server: An
         delivery = failed_delivery(receiver)
         page.goto(f"{base}/admin/webhooks/webhookdelivery/")
         expect(page.locator(ROWS)).to_have_count(1)
-        expect(page.locator(ROWS).locator("td.field-status")).to_have_text("Failed")
+        expect(page.locator(ROWS).locator("td.field-status_badge .jt-failed")).to_have_text(
+            "failed"
+        )
         page.check(f'input.action-select[value="{delivery.pk}"]')
         page.select_option("select[name=action]", label="Redeliver the selected deliveries")
         page.click(".actions button[name=index]")
@@ -520,7 +522,9 @@ def test_redeliver_action_on_the_delivery_list(admin_page: Page, live_server: An
 
         deliver_now_and_check(delivery, receiver, attempts=2)
         page.reload()
-        expect(page.locator(ROWS).locator("td.field-status")).to_have_text("Delivered")
+        expect(page.locator(ROWS).locator("td.field-status_badge .jt-delivered")).to_have_text(
+            "delivered"
+        )
 
 
 def test_redeliver_a_retrying_delivery_from_its_page(admin_page: Page, live_server: Any) -> None:

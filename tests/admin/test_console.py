@@ -210,3 +210,22 @@ def test_the_delivery_page_pretty_prints_its_payload_escaped(staff: Client) -> N
     block = block[: block.index("</details>")]
     assert "\n  &quot;data&quot;: {" in block and "\n  &quot;event&quot;: {" in block  # indented
     assert "&lt;b&gt;x&lt;/b&gt;" in block and "<b>x</b>" not in block
+
+
+def test_unmatched_pushes_cannot_be_deleted_in_the_admin(staff: Client) -> None:
+    from django.contrib.admin import helpers
+
+    from jobs.models import UnmatchedPush
+
+    push = UnmatchedPush.objects.create(
+        company=CompanyFactory(), push_communication_id="p1", status="success", data={}
+    )
+    changelist = reverse("admin:jobs_unmatchedpush_changelist")
+    assert 'value="delete_selected"' not in staff.get(changelist).content.decode()
+    delete = reverse("admin:jobs_unmatchedpush_delete", args=[push.pk])
+    assert staff.post(delete, {"post": "yes"}).status_code == 403
+    staff.post(
+        changelist,
+        {"action": "delete_selected", "post": "yes", helpers.ACTION_CHECKBOX_NAME: [push.pk]},
+    )
+    assert UnmatchedPush.objects.filter(pk=push.pk).exists()
