@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -214,6 +214,8 @@ def _job_of(delivery: WebhookDelivery) -> Job | None:
     return Job.objects.filter(pk=job_id).only("pk", "code").first()
 
 
+JOB_CODE_MATCHES = 100  # jobs (of different companies) a code search takes deliveries from
+
 SEND_NOW_TEXT = {
     "redelivered": "queued for redelivery (one manual attempt)",
     "due now": "was retrying: its next attempt is due now (schedule kept)",
@@ -243,6 +245,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_filter = ["status", "events_id", "handoff"]
     list_select_related = ["endpoint"]
     search_fields = ["=object_id", "=event_id", "=id"]
+    search_help_text = "A delivery id, a job id or code (any case), or a webhook-id (msg_…)."
     show_full_result_count = False
     inlines = [WebhookAttemptInline]
     actions = ["redeliver"]
@@ -293,6 +296,29 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ["jobtrail/admin.css"]}
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[WebhookDelivery], search_term: str
+    ) -> tuple[QuerySet[WebhookDelivery], bool]:
+        """Exact matches only, each through an index: id, job id, webhook-id, or job code.
+
+        A job code (any case, ``job_code_upper_pattern``) finds the deliveries of the jobs with
+        that code (one per company at most; ``webhook_delivery_object``).
+        """
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            value = uuid.UUID(term)
+        except ValueError:
+            job_ids = [
+                str(pk)
+                for pk in Job.objects.filter(code__iexact=term)
+                .order_by()
+                .values_list("pk", flat=True)[:JOB_CODE_MATCHES]
+            ]
+            return queryset.filter(Q(event_id=term) | Q(object_id__in=job_ids)), False
+        return queryset.filter(Q(pk=value) | Q(object_id=str(value))), False
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, delivery: WebhookDelivery) -> str:

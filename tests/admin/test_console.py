@@ -155,15 +155,18 @@ def test_code_and_company_prefix_searches_can_use_their_indexes(staff: Client) -
 
     JobFactory(company=CompanyFactory(name="Acme"), code="ABC-1")
     jobs = Job.objects.filter(code__istartswith="abc").order_by()
+    exact = Job.objects.filter(code__iexact="abc-1").order_by()  # the delivery search
     companies = Company.objects.filter(name__istartswith="acme").order_by()
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")  # a tiny table: ask whether it *can*
         try:
             job_plan = jobs.explain()
+            exact_plan = exact.explain()
             company_plan = companies.explain()
         finally:
             cursor.execute("RESET enable_seqscan")
     assert "job_code_upper_pattern" in job_plan, job_plan
+    assert "job_code_upper_pattern" in exact_plan, exact_plan
     assert "company_name_upper_pattern" in company_plan, company_plan
 
 

@@ -425,3 +425,24 @@ def test_endpoints_cannot_be_deleted_in_the_admin_with_their_deliveries(staff: C
         {"action": "delete_selected", "post": "yes", helpers.ACTION_CHECKBOX_NAME: [endpoint.pk]},
     )
     assert WebhookDelivery.objects.filter(pk=delivery.pk).exists()
+
+
+def test_search_deliveries_by_job_code_any_case_job_id_and_webhook_id(staff: Client) -> None:
+    company = CompanyFactory()
+    endpoint_create(company=company, url="http://127.0.0.1:9/h", events=["*"])
+    job = JobFactory(company=company, code="INV-77")
+    other = JobFactory(company=company, code="INV-778")
+    run_relay()
+    mine = WebhookDelivery.objects.get(object_id=str(job.pk))
+    theirs = WebhookDelivery.objects.get(object_id=str(other.pk))
+    url = reverse("admin:webhooks_webhookdelivery_changelist")
+
+    def found(term: str) -> set[Any]:
+        response = staff.get(url, {"q": term})
+        return {d.pk for d in response.context["cl"].result_list}
+
+    assert found("inv-77") == {mine.pk}  # the job's code in any case, not a prefix
+    assert found(str(job.pk)) == {mine.pk}
+    assert found(str(theirs.pk)) == {theirs.pk}
+    assert found(mine.event_id) == {mine.pk}
+    assert found("nope") == set()
