@@ -19,7 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from config.admin import EstimatedCountPaginator
+from config.admin import EstimatedCountPaginator, exact_time, exact_time_field
 from reports.services import job_report, report_rebuild, report_state
 from webhooks.models import WebhookDelivery
 from webhooks.selectors import handoff_state, job_handoff
@@ -30,6 +30,7 @@ from .admin_filters import (
     CancelForm,
     CompanyFilter,
     CreatedRangeFilter,
+    FailureReasonFilter,
     StuckFilter,
     TypeFilter,
     exact_filter,
@@ -40,6 +41,7 @@ from .models import (
     Company,
     CompanyMember,
     EventSource,
+    FailureReason,
     Job,
     JobStatus,
     PushResult,
@@ -49,6 +51,7 @@ from .models import (
 from .selectors import job_queryset_all
 
 CANCEL_PREVIEW = 50
+COMPANY_MATCHES = 50  # companies a name search selects jobs from
 
 
 class CompanyMemberInline(admin.TabularInline):
@@ -64,6 +67,14 @@ class CompanyAdmin(admin.ModelAdmin):
     inlines = [CompanyMemberInline]
 
 
+def reason_code(reason: str) -> str:
+    """A failure reason as the API's code, its human text as the tooltip ("" shows as —)."""
+    if not reason:
+        return "—"
+    label = dict(FailureReason.choices).get(reason, reason)
+    return format_html('<span class="jt-code" title="{}">{}</span>', label, reason)
+
+
 def status_badge(status: str) -> str:
     return format_html('<span class="jt-badge jt-{}">{}</span>', status, status.replace("_", " "))
 
@@ -75,7 +86,7 @@ class JobAdmin(admin.ModelAdmin):
         "company",
         "type",
         "status_display",
-        "failure_reason",
+        "reason",
         "records",
         "created",
         "last_activity",
@@ -84,7 +95,7 @@ class JobAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER  # facet counts would COUNT(*) every filter choice
     list_filter = [
         "status",
-        "failure_reason",
+        FailureReasonFilter,
         TypeFilter,
         CompanyFilter,
         CreatedRangeFilter,
@@ -92,7 +103,9 @@ class JobAdmin(admin.ModelAdmin):
     ]
     list_select_related = ["company"]
     search_fields = ["=code"]
-    search_help_text = "An exact job id or code."
+    search_help_text = (
+        "A job id, a code or the start of one, or the start of a company name (any case)."
+    )
     ordering = ["-created_at", "-id"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
@@ -102,24 +115,40 @@ class JobAdmin(admin.ModelAdmin):
     fieldsets = [
         (
             None,
-            {"fields": ["id", "code", "company", "type", "status", "failure_reason", "message"]},
+            {"fields": ["id", "code", "company", "type", "status", "reason", "message"]},
         ),
         ("Records", {"fields": ["total_records", "effected_records", "metadata"]}),
         (
             "Times",
             {
                 "fields": [
-                    "created_at",
-                    "start_time",
-                    "end_time",
-                    "last_activity_at",
+                    "created_exact",
+                    "started",
+                    "ended",
+                    "last_activity_exact",
                     "expires_after",
-                    "expires_at",
-                    "updated_at",
+                    "expires",
+                    "updated",
                 ]
             },
         ),
     ]
+
+    readonly_fields = [
+        "reason",
+        "created_exact",
+        "started",
+        "ended",
+        "last_activity_exact",
+        "expires",
+        "updated",
+    ]
+    created_exact = exact_time_field("created_at", "created at")
+    started = exact_time_field("start_time", "start time")
+    ended = exact_time_field("end_time", "end time")
+    last_activity_exact = exact_time_field("last_activity_at", "last activity")
+    expires = exact_time_field("expires_at", "expires at")
+    updated = exact_time_field("updated_at", "updated")
 
     class Media:
         css = {"all": ["jobtrail/admin.css"]}
@@ -129,25 +158,46 @@ class JobAdmin(admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
     ) -> tuple[QuerySet[Job], bool]:
+        """A job id; else a code or code prefix, or a company name prefix (any case).
+
+        Index-backed at millions of jobs: ``code__istartswith`` is ``UPPER(code) LIKE 'ABC%'``
+        (index ``job_code_upper_pattern``, migration 0008); the companies whose name starts
+        with the term (``company_name_upper_pattern``, at most ``COMPANY_MATCHES``) select
+        their jobs by ``job_company_created``. Never a leading-wildcard LIKE on jobs.
+        """
         term = search_term.strip()
         if not term:
             return queryset, False
         try:
             return queryset.filter(pk=uuid.UUID(term)), False
         except ValueError:
-            return queryset.filter(code=term), False
+            pass
+        companies = list(
+            Company.objects.filter(name__istartswith=term)
+            .order_by()
+            .values_list("pk", flat=True)[:COMPANY_MATCHES]
+        )
+        matches = Q(code__istartswith=term)
+        if companies:
+            matches |= Q(company_id__in=companies)
+        return queryset.filter(matches), False
 
     @admin.display(description="status", ordering="status")
     def status_display(self, job: Job) -> str:
         return status_badge(job.status)
 
+    # list columns: the exact time, the time from now as its tooltip (keeps the columns narrow)
     @admin.display(description="created", ordering="created_at")
     def created(self, job: Job) -> str:
-        return job.created_at.strftime("%Y-%m-%d %H:%M")
+        return exact_time(job.created_at, relative="title")
 
     @admin.display(description="last activity", ordering="last_activity_at")
     def last_activity(self, job: Job) -> str:
-        return job.last_activity_at.strftime("%Y-%m-%d %H:%M")
+        return exact_time(job.last_activity_at, relative="title")
+
+    @admin.display(description="failure reason", ordering="failure_reason")
+    def reason(self, job: Job) -> str:
+        return reason_code(job.failure_reason)
 
     @admin.display(description="records")
     def records(self, job: Job) -> str:
@@ -230,6 +280,7 @@ class JobAdmin(admin.ModelAdmin):
         return {
             "job": job,
             "job_status_badge": status_badge(job.status),
+            "job_reason": reason_code(job.failure_reason),
             "events": events,
             "push_counts": {"success": job.push_success_count, "failed": job.push_failed_count},
             "push_results_url": f"{push_list}?job__id__exact={job.pk}",
@@ -501,6 +552,9 @@ class UnmatchedPushAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # part of the audit trail: only retention purges delete
 
     @admin.display(description="status", ordering="status")
     def status_display(self, push: UnmatchedPush) -> str:

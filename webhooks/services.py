@@ -729,15 +729,14 @@ def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
     return delivery
 
 
-def handoff_resend(*, delivery: WebhookDelivery) -> str:
-    """Send a job's hand-off again now (staff); what was done: "redelivered" or "due now".
+def delivery_send_now(*, delivery: WebhookDelivery) -> str:
+    """Staff: attempt a delivery now, whatever its state; what was done: "redelivered" or "due now".
 
-    A delivered or failed hand-off gets one manual attempt (``delivery_redeliver``); one still
-    retrying is made due now (its next scheduled attempt, not an extra one). One being sent
-    right now is left to that attempt (``DeliveryInProgress``).
+    A delivered or failed delivery gets one manual attempt (as ``delivery_redeliver``). One still
+    retrying is made due now: its next scheduled attempt happens now, counted as such, so if it
+    fails the schedule carries on from there (its attempt count is kept, not reset). One being
+    sent right now is left to that attempt (``DeliveryInProgress``).
     """
-    if not delivery.handoff:
-        raise DeliveryInProgress("This delivery is not a hand-off.")
     now = timezone.now()
     with transaction.atomic():
         row = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
@@ -745,12 +744,54 @@ def handoff_resend(*, delivery: WebhookDelivery) -> str:
             _redeliver(WebhookDelivery.objects.filter(pk=row.pk))
             return "redelivered"
         if row.locked_until is not None and row.locked_until > now:
-            raise DeliveryInProgress("The hand-off is being sent right now; wait for its answer.")
+            raise DeliveryInProgress("This delivery is being sent right now; wait for its answer.")
         row.next_attempt_at = now
         row.dispatched_at = now
         row.save(update_fields=["next_attempt_at", "dispatched_at", "updated_at"])
         transaction.on_commit(lambda: enqueue([row.pk]), robust=True)
     return "due now"
+
+
+def handoff_resend(*, delivery: WebhookDelivery) -> str:
+    """Send a job's hand-off again now (staff): ``delivery_send_now`` for a hand-off."""
+    if not delivery.handoff:
+        raise DeliveryInProgress("This delivery is not a hand-off.")
+    return delivery_send_now(delivery=delivery)
+
+
+TEST_EVENT = "webhooks.test"
+
+
+def endpoint_send_test(*, endpoint: WebhookEndpoint) -> WebhookDelivery:
+    """Queue a signed test event (``webhooks.test``) for one endpoint: one manual attempt.
+
+    It is a delivery like any other (its attempt is logged and shown), sent to this endpoint
+    only and never retried; ``object_id`` is the endpoint's id. An inactive endpoint refuses it.
+    """
+    if not endpoint.is_active:
+        raise InvalidEndpoint("This endpoint is paused; resume it to send a test event.")
+    now = timezone.now()
+    message_id = f"msg_test_{secrets.token_hex(12)}"
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        company_id=endpoint.company_id,
+        event_id=message_id,
+        events_id=TEST_EVENT,
+        object_id=str(endpoint.pk),
+        payload={
+            "event": {
+                "dt": now.isoformat(),
+                "events_id": TEST_EVENT,
+                "object_id": str(endpoint.pk),
+            },
+            "data": {"message": "A test event from Jobtrail: your endpoint is reachable."},
+        },
+        next_attempt_at=now,
+        next_trigger=AttemptTrigger.MANUAL,
+        dispatched_at=now,
+    )
+    transaction.on_commit(lambda: enqueue([delivery.pk]), robust=True)
+    return delivery
 
 
 def endpoint_redeliver_failed(*, endpoint: WebhookEndpoint, since: datetime) -> int:
