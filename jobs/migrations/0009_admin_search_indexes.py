@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY
 
     dependencies = [
-        ("jobs", "0007_push_ingest"),
+        ("jobs", "0008_member_token_version"),
     ]
 
     operations = [migrations.RunPython(create, drop, elidable=False)]
