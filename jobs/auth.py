@@ -10,7 +10,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.exceptions import ExpiredTokenError, InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import (
     TokenObtainPairSerializer,
     TokenRefreshSerializer,
@@ -19,7 +19,12 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
-from config.problems import ProblemError
+from config.problems import (
+    ACCESS_TOKEN_EXPIRED,
+    REFRESH_TOKEN_EXPIRED,
+    ProblemError,
+    TokenExpired,
+)
 
 from .accounts import company_for_user
 from .selectors import api_user_get
@@ -64,6 +69,8 @@ class CompanyTokenRefreshSerializer(TokenRefreshSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
         try:
             return super().validate(attrs)
+        except ExpiredTokenError:
+            raise TokenExpired(REFRESH_TOKEN_EXPIRED) from None
         except InvalidToken:
             raise
         except (get_user_model().DoesNotExist, AuthenticationFailed):
@@ -113,6 +120,23 @@ class CompanyJWTAuthentication(JWTAuthentication):
         if canonical is not None:
             header = canonical + b" " + rest
         return super().get_raw_token(header)
+
+    def get_validated_token(self, raw_token: bytes) -> Token:
+        """simplejwt's, but a genuine token past its ``exp`` answers 401 ``token_expired``.
+
+        simplejwt answers "Given token not valid for any token type" to it, as to garbage.
+        """
+        try:
+            return super().get_validated_token(raw_token)
+        except InvalidToken:
+            for token_class in jwt_settings.AUTH_TOKEN_CLASSES:
+                try:
+                    token_class(raw_token)
+                except ExpiredTokenError:  # signed by us, only its exp has passed
+                    raise TokenExpired(ACCESS_TOKEN_EXPIRED) from None
+                except TokenError:
+                    continue
+            raise
 
     def get_user(self, validated_token: Token) -> Any:
         try:

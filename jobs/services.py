@@ -295,6 +295,10 @@ def job_apply_event(
     _check_failure_reason(event=event, failure_reason=failure_reason)
     current = JobStatus(job.status)
     if current in TERMINAL_STATUSES:
+        if failure_reason == FailureReason.CANCELED_BY_USER:
+            raise JobFinished(
+                f"Job {job.code} is already finished ({current}); it cannot be cancelled."
+            )
         raise JobFinished(f"Job {job.code} is already {current}; it cannot become {event}.")
     new_status = TRANSITIONS.get((current, event))
     if new_status is None:
