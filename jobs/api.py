@@ -55,6 +55,7 @@ from .serializers import (
     JobSerializer,
     PushEventInput,
     PushResultListFilters,
+    PushRecordedSerializer,
     PushResultSerializer,
     push_result_data,
 )
@@ -477,14 +478,15 @@ class JobPushResultsView(CompanyAPIView):
         tags=["push results"],
         summary="Record a push status (the accounting data service's webhook payload)",
         description="Body: the push status event as the accounting data service sends it. "
-        "Unknown fields are accepted; `sourceObjectId` is read as `sourceObjectIds`. A repeated "
+        "Unknown fields of `data` are accepted and listed back in `ignored_fields`; "
+        "`sourceObjectId` is read as `sourceObjectIds`. A repeated "
         "`pushCommunicationId` answers 200 with the stored result.",
         parameters=[JOB_ID, IDEMPOTENCY_KEY],
         request=PushEventInput,
         examples=[OpenApiExample("success", value=PUSH_SUCCESS_EXAMPLE, request_only=True)],
         responses={
-            201: PushResultSerializer,
-            200: OpenApiResponse(PushResultSerializer, description="Already recorded."),
+            201: PushRecordedSerializer,
+            200: OpenApiResponse(PushRecordedSerializer, description="Already recorded."),
             **BAD_REQUEST,
             **NOT_FOUND,
             **IDEMPOTENCY_ERRORS,
@@ -493,12 +495,12 @@ class JobPushResultsView(CompanyAPIView):
     )
     @idempotent
     def post(self, request: Request, job_id: Any) -> Response:
-        payload = self.valid_for_job(PushEventInput, job_id)
+        data = push_result_data(self.valid_for_job(PushEventInput, job_id))
         result, created = services.push_result_record(
-            job_id=job_id, company=self.company, data=push_result_data(payload)
+            job_id=job_id, company=self.company, data=data
         )
         return Response(
-            push_result_representation(result),
+            {**push_result_representation(result), "ignored_fields": data.ignored_fields},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 

@@ -83,6 +83,7 @@ class PushResultData:
     validation_errors: list[dict[str, str]] = field(default_factory=list)
     service_account_ref: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""
+    ignored_fields: list[str] = field(default_factory=list)  # keys of ``data`` not read
 
 
 RELAY_TASK = "jobs.relay_events"
@@ -467,6 +468,7 @@ def push_result_record(
         validation_errors=data.validation_errors,
         service_account_ref=data.service_account_ref,
         request_id=data.request_id,
+        ignored_fields=data.ignored_fields,
     )
     counter = "push_success_count" if data.status == PushStatus.SUCCESS else "push_failed_count"
     changes: dict[str, Any] = {counter: F(counter) + 1}
