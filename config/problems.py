@@ -21,6 +21,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
+from django.utils.translation import gettext_lazy as _
 from django.utils.http import escape_leading_slashes
 from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import page_not_found
@@ -73,7 +74,7 @@ TITLES = {
 class TokenExpired(InvalidToken):
     """A genuine token (its signature checks out) past its ``exp``: get a new one."""
 
-    default_detail = "The token has expired; get a new one."
+    default_detail = _("The token has expired; get a new one.")
     default_code = "token_expired"
 
 

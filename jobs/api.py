@@ -54,8 +54,8 @@ from .serializers import (
     JobProgressInput,
     JobSerializer,
     PushEventInput,
-    PushResultListFilters,
     PushRecordedSerializer,
+    PushResultListFilters,
     PushResultSerializer,
     push_result_data,
 )
