@@ -25,9 +25,13 @@ from config.schema import (
     BAD_REQUEST,
     CONFLICT,
     IDEMPOTENCY_ERRORS,
+    IDEMPOTENCY_KEY,
     NOT_FOUND,
     error,
+    location,
+    paginated,
     problem_example,
+    retry_after,
 )
 from config.transactions import request_transaction
 from reports.links import download_url, job_report, report_state
@@ -229,13 +233,6 @@ JOB_EXAMPLE = {
     "updated_at": "2026-11-22T10:25:02.000000Z",
 }
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="The job's UUID")
-IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    OpenApiParameter.HEADER,
-    required=False,
-    description="Same key and body replay the first answer (kept 48 h); another body: 422.",
-)
 RETRY_AFTER_NOTE = "While the job is not finished the answer carries `Retry-After` (seconds)."
 
 
@@ -251,7 +248,7 @@ class JobCollectionView(CompanyAPIView):
             OpenApiParameter("cursor", str, description="Opaque cursor from next/previous"),
             OpenApiParameter("page_size", int, description="1-500, default 50"),
         ],
-        responses={200: JobSerializer(many=True), 400: BAD_REQUEST[400], **AUTH_ERRORS},
+        responses={200: paginated(JobSerializer), 400: BAD_REQUEST[400], **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
         filters = _valid(JobListFilters, request.query_params)
@@ -263,7 +260,7 @@ class JobCollectionView(CompanyAPIView):
     @extend_schema(
         tags=["jobs"],
         summary="Create a job",
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=[IDEMPOTENCY_KEY, location(201), retry_after(201)],
         request=JobCreateInput,
         examples=[
             OpenApiExample(
@@ -304,7 +301,7 @@ class JobDetailView(CompanyAPIView):
         tags=["jobs"],
         summary="Get a job",
         description=RETRY_AFTER_NOTE,
-        parameters=[JOB_ID],
+        parameters=[JOB_ID, retry_after(200)],
         examples=[OpenApiExample("job", value=JOB_EXAMPLE, response_only=True)],
         responses={200: JobSerializer, **NOT_FOUND, **AUTH_ERRORS},
     )
@@ -315,7 +312,7 @@ class JobDetailView(CompanyAPIView):
         tags=["jobs"],
         summary="Report progress (counts, message, metadata)",
         description="Adds a `progress` event. `status` is not patchable: post an event.",
-        parameters=[JOB_ID],
+        parameters=[JOB_ID, retry_after(200)],
         request=JobProgressInput,
         examples=[
             OpenApiExample(
@@ -344,7 +341,7 @@ class JobEventsView(CompanyAPIView):
         tags=["jobs"],
         summary="The job's timeline, by sequence",
         parameters=[JOB_ID, OpenApiParameter("cursor", str), OpenApiParameter("page_size", int)],
-        responses={200: JobEventSerializer(many=True), **NOT_FOUND, **AUTH_ERRORS},
+        responses={200: paginated(JobEventSerializer), **NOT_FOUND, **AUTH_ERRORS},
     )
     def get(self, request: Request, job_id: Any) -> Response:
         job = self.get_job(job_id)
@@ -399,7 +396,7 @@ class JobCancelView(CompanyAPIView):
         tags=["jobs"],
         summary="Cancel a job",
         description="The job becomes `failed` / `canceled_by_user`; 409 once it is finished.",
-        parameters=[JOB_ID, IDEMPOTENCY_KEY],
+        parameters=[JOB_ID, IDEMPOTENCY_KEY, retry_after(200)],
         request=CancelInput,
         examples=[
             OpenApiExample(
@@ -421,7 +418,16 @@ class JobCancelView(CompanyAPIView):
         responses={
             200: JobSerializer,
             **BAD_REQUEST,
-            **CONFLICT,
+            409: error(
+                409,
+                "The job is already finished: it cannot be cancelled.",
+                problem_example(
+                    409,
+                    "job_finished",
+                    "Job JOB-7F3K2Q9A is already finished (completed); it cannot be cancelled.",
+                    title="Job already finished",
+                ),
+            ),
             **NOT_FOUND,
             **IDEMPOTENCY_ERRORS,
             **AUTH_ERRORS,
@@ -464,7 +470,7 @@ class JobPushResultsView(CompanyAPIView):
         tags=["push results"],
         summary="List the job's push results",
         parameters=[JOB_ID, PushResultListFilters, OpenApiParameter("cursor", str)],
-        responses={200: PushResultSerializer(many=True), 400: BAD_REQUEST[400], **NOT_FOUND},
+        responses={200: paginated(PushResultSerializer), 400: BAD_REQUEST[400], **NOT_FOUND},
     )
     def get(self, request: Request, job_id: Any) -> Response:
         job = self.get_job(job_id)

@@ -212,6 +212,7 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
             code="idempotency_request_in_progress",
         )
 
+    wrapper.idempotent = True  # type: ignore[attr-defined]  # the schema documents the header
     return wrapper
 
 

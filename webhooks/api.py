@@ -9,7 +9,15 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.schema import AUTH_ERRORS, BAD_REQUEST, IDEMPOTENCY_ERRORS, error, problem_example
+from config.schema import (
+    AUTH_ERRORS,
+    BAD_REQUEST,
+    IDEMPOTENCY_ERRORS,
+    error,
+    location,
+    paginated,
+    problem_example,
+)
 from jobs.api import CompanyAPIView, Cursor, _valid
 from jobs.idempotency import idempotent
 
@@ -66,7 +74,7 @@ class EndpointCollectionView(CompanyAPIView):
     @extend_schema(
         tags=["webhooks"],
         summary="List webhook endpoints (secrets are never listed)",
-        responses={200: EndpointSerializer(many=True), **AUTH_ERRORS},
+        responses={200: paginated(EndpointSerializer), **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
         paginator = CreatedCursor()
@@ -85,6 +93,7 @@ class EndpointCollectionView(CompanyAPIView):
         "that fails for good fails its pending job with `authentication_failure` (401/403), "
         "`service_unreachable` or `service_timeout`. A company has one.",
         request=EndpointInput,
+        parameters=[location(201)],
         examples=[
             OpenApiExample(
                 "endpoint",
@@ -240,7 +249,7 @@ class DeliveryCollectionView(CompanyAPIView):
             OpenApiParameter("cursor", str),
             OpenApiParameter("page_size", int),
         ],
-        responses={200: DeliverySerializer(many=True), 400: BAD_REQUEST[400], **AUTH_ERRORS},
+        responses={200: paginated(DeliverySerializer), 400: BAD_REQUEST[400], **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
         filters = _valid(DeliveryFilters, request.query_params)
