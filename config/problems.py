@@ -86,9 +86,21 @@ REFRESH_TOKEN_EXPIRED = (
     "The refresh token has expired; get new tokens with the credentials (POST /api/v1/auth/token/)."
 )
 
+
+class TokenRevoked(InvalidToken):
+    """A token issued before its user's password change, deactivation or removal (jobs.tokens)."""
+
+    default_detail = _(
+        "This token was revoked (password changed, user deactivated or removed from the "
+        "company); get a new one."
+    )
+    default_code = "token_revoked"
+
+
 # DRF exception class -> stable code (the first match in the list wins).
 DRF_CODES: list[tuple[type[exceptions.APIException], str]] = [
     (TokenExpired, "token_expired"),
+    (TokenRevoked, "token_revoked"),
     (InvalidToken, "invalid_token"),
     (exceptions.ParseError, "malformed_json"),
     (exceptions.ValidationError, "validation_error"),

@@ -125,6 +125,12 @@ AUTH_ERRORS = {
             "The access token has expired; get a new one with the refresh token "
             "(POST /api/v1/auth/token/refresh/) or the credentials (POST /api/v1/auth/token/).",
         ),
+        problem_example(
+            401,
+            "token_revoked",
+            "This token was revoked (password changed, user deactivated or removed from the "
+            "company); get a new one.",
+        ),
     ),
     403: error(
         403,

@@ -3,8 +3,12 @@
 import os
 
 os.environ["JOBTRAIL_READ_DOTENV"] = "0"
-os.environ.setdefault("DJANGO_SECRET_KEY", "insecure-test-only-secret-key-0123456789abcdef")
+os.environ.setdefault(
+    "DJANGO_SECRET_KEY", "test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz-not-secret"
+)
 os.environ.setdefault("JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS", "1")
+# live servers in the tests (pytest-django's, gunicorn in tests/e2e) speak plain HTTP
+os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
 # In-process tests see a wake-up published by the committing thread; the end-to-end stacks set
 # the production default (tests/e2e/stack.py) so their processes coalesce as deployed.
 os.environ.setdefault("JOBTRAIL_WAKEUP_WINDOW", "0")

@@ -114,14 +114,14 @@ class TokenObtainView(TokenObtainPairView):
             400: BAD_REQUEST[400],
             401: error(
                 401,
-                "Wrong username or password, or an inactive user.",
+                "Wrong username or password, an inactive user, or a user who may not use the "
+                "API (no company): one answer for all, so it confirms no password.",
                 problem_example(
                     401,
                     "authentication_failed",
                     "No active account found with the given credentials",
                 ),
             ),
-            403: AUTH_ERRORS[403],
             429: AUTH_ERRORS[429],
         },
     )
@@ -495,6 +495,16 @@ class JobPushResultsView(CompanyAPIView):
             200: OpenApiResponse(PushRecordedSerializer, description="Already recorded."),
             **BAD_REQUEST,
             **NOT_FOUND,
+            413: error(
+                413,
+                "The push result is larger than JOBTRAIL_MAX_PUSH_RESULT_BYTES.",
+                problem_example(
+                    413,
+                    "push_result_too_large",
+                    "This push result is 900512 bytes as JSON; at most 65536 are kept.",
+                    title="Push result too large",
+                ),
+            ),
             **IDEMPOTENCY_ERRORS,
             **AUTH_ERRORS,
         },

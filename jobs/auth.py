@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
 from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
@@ -19,62 +19,81 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
+from config.client_ip import client_ip
 from config.problems import (
     ACCESS_TOKEN_EXPIRED,
     REFRESH_TOKEN_EXPIRED,
     ProblemError,
     TokenExpired,
+    TokenRevoked,
 )
 
 from .accounts import company_for_user
 from .selectors import api_user_get
+from .tokens import TOKEN_VERSION_CLAIM, token_revoked, token_version
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
 
 
 class CompanyTokenObtainPairSerializer(TokenObtainPairSerializer):
-    """Issue tokens only to API clients of a company; the access token carries company_id."""
+    """Issue tokens only to API clients of a company; they carry company_id and ``tv``.
+
+    A wrong password and the right password of a user who may not use the API (inactive, or a
+    staff user without a company) get the same 401, so the endpoint confirms no password. The
+    password is checked by ``ModelBackend`` itself, not through ``authenticate()``: django-axes
+    (the admin's lockout) then neither records nor locks API logins, which have their own
+    per-client throttle.
+    """
 
     @classmethod
     def get_token(cls, user: Any) -> Token:
         token = super().get_token(user)
-        company = company_for_user(user)
-        token["company_id"] = str(company.pk) if company else None
+        membership = getattr(user, "company_membership", None)
+        token["company_id"] = str(membership.company_id) if membership else None
+        if membership is not None:
+            token[TOKEN_VERSION_CLAIM] = token_version(membership)
         return token
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
-        data = super().validate(attrs)
-        if company_for_user(self.user) is None:
-            raise ProblemError(
-                "This user is not an API client of any company; create one with "
-                "`manage.py create_api_client`.",
-                status_code=403,
-                code="no_company",
+        user = ModelBackend().authenticate(
+            self.context.get("request"),
+            username=attrs[self.username_field],
+            password=attrs["password"],
+        )
+        if user is None or company_for_user(user) is None:
+            raise AuthenticationFailed(
+                self.error_messages["no_active_account"], "no_active_account"
             )
-        return data
+        self.user = user
+        refresh = self.get_token(user)
+        return {"refresh": str(refresh), "access": str(refresh.access_token)}  # type: ignore[attr-defined]
 
 
 STALE_REFRESH_TOKEN = "No active account found for the given token; get a new one."
 
 
 class CompanyTokenRefreshSerializer(TokenRefreshSerializer):
-    """simplejwt's refresh, but a token whose user was deleted or deactivated is a 401.
+    """A new access token for a refresh token that bearer authentication would still accept.
 
-    simplejwt 5.5.1 looks the user up with ``objects.get`` and lets ``DoesNotExist`` escape
-    (a 500), and refuses an inactive user with ``AuthenticationFailed``; both are answered as
-    the stale token they are: 401 ``invalid_token``.
+    The user, its membership and its company are read and checked exactly as for an access
+    token (``CompanyJWTAuthentication.get_user``: one query): a deleted or deactivated user is
+    a 401 ``invalid_token``, a revoked token (password changed, deactivated, removed from the
+    company) a 401 ``token_revoked``.
     """
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
         try:
-            return super().validate(attrs)
+            refresh = self.token_class(attrs["refresh"])
         except ExpiredTokenError:
             raise TokenExpired(REFRESH_TOKEN_EXPIRED) from None
+        try:
+            CompanyJWTAuthentication().get_user(refresh)
         except InvalidToken:
             raise
-        except (get_user_model().DoesNotExist, AuthenticationFailed):
+        except AuthenticationFailed:
             raise InvalidToken(STALE_REFRESH_TOKEN) from None
+        return {"access": str(refresh.access_token)}
 
 
 # The configured schemes ("Bearer") by their lower-case spelling.
@@ -91,9 +110,12 @@ SCHEMES = {
 class CompanyJWTAuthentication(JWTAuthentication):
     """JWT bearer auth: the user, its membership and its company in one query.
 
-    simplejwt's checks are kept (unknown user, inactive user, revoked token), read from the same
-    row, so a deactivated user or a user moved to another company is refused on the next
-    request; a token whose ``company_id`` claim is not the user's company is refused.
+    simplejwt's checks are kept (unknown user, inactive user, its own revoke claim when
+    CHECK_REVOKE_TOKEN is on), read from the same row, so a deactivated user or a user moved to
+    another company is refused on the next request; a token issued before its user's last
+    password change, deactivation or removal from the company is refused
+    (``jobs.tokens.token_revoked``: the membership row read in the same statement, no query of
+    its own), and so is a token whose ``company_id`` claim is not the user's company.
 
     A view that reads one job (``job_read_with_client``: a poll) has that job read in the same
     statement (``selectors.api_user_get``): a poll costs one query.
@@ -157,6 +179,8 @@ class CompanyJWTAuthentication(JWTAuthentication):
                 _("The user's password has been changed."), code="password_changed"
             )
         membership = getattr(user, "company_membership", None)
+        if token_revoked(validated_token, membership):  # jobs.tokens: no query of its own
+            raise TokenRevoked()
         claimed = validated_token.get("company_id")
         if membership is not None and claimed and claimed != str(membership.company_id):
             raise InvalidToken("The token was issued for another company.")
@@ -179,9 +203,15 @@ class IsCompanyClient(BasePermission):
 
 
 class ClientRateThrottle(SimpleRateThrottle):
-    """Per API client (per IP before authentication), rate from JOBTRAIL_API_RATE_LIMIT."""
+    """Per API client (per address before authentication), rate from JOBTRAIL_API_RATE_LIMIT.
+
+    The address is ``config.client_ip`` (X-Forwarded-For only past JOBTRAIL_TRUSTED_PROXIES).
+    """
 
     scope = "client"
+
+    def get_ident(self, request: Request) -> str:
+        return client_ip(request)
 
     def get_rate(self) -> str:
         return settings.JOBTRAIL_API_RATE_LIMIT
@@ -193,9 +223,12 @@ class ClientRateThrottle(SimpleRateThrottle):
 
 
 class AuthRateThrottle(SimpleRateThrottle):
-    """Token endpoints, per IP, rate from JOBTRAIL_AUTH_RATE_LIMIT."""
+    """Token endpoints, per client address (``config.client_ip``), JOBTRAIL_AUTH_RATE_LIMIT."""
 
     scope = "auth"
+
+    def get_ident(self, request: Request) -> str:
+        return client_ip(request)
 
     def get_rate(self) -> str:
         return settings.JOBTRAIL_AUTH_RATE_LIMIT

@@ -85,7 +85,24 @@ class ApiClientError(JobError):
     code = "api_client_error"
 
 
+class PushResultTooLarge(JobError):
+    """A push result larger than JOBTRAIL_MAX_PUSH_RESULT_BYTES: it is stored several times
+    (the result, its logged event, an idempotent answer, webhook payloads), so it is refused."""
+
+    code = "push_result_too_large"
+    status = 413
+    title = "Push result too large"
+
+
 # --- webhooks -----------------------------------------------------------------------------------
+
+
+class WebhookEndpointLimit(JobError):
+    """The company has JOBTRAIL_MAX_WEBHOOK_ENDPOINTS endpoints already (active or paused)."""
+
+    code = "webhook_endpoint_limit"
+    status = 409
+    title = "Webhook endpoint limit reached"
 
 
 class DeliveryInProgress(JobError):

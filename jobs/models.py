@@ -27,6 +27,9 @@ class CompanyMember(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="company_membership"
     )
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="members")
+    # Part of every token's "tv" claim: raised by a password change or deactivation, which
+    # revokes the tokens issued before it (jobs.tokens).
+    token_version = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -4,6 +4,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -27,7 +28,6 @@ from .representation import (
 from .services import PushResultData
 
 INT_MAX = 2_147_483_647  # the database's integer range
-METADATA_MAX_BYTES = 16 * 1024
 MESSAGE_MAX = 10_000
 SLUG_RE = r"^[-a-zA-Z0-9_]+$"
 CODE_RE = r"^[A-Za-z0-9._-]+$"
@@ -81,14 +81,15 @@ def count_field(**kwargs: Any) -> StrictIntegerField:
 class MetadataField(serializers.Field):
     default_error_messages = {
         "not_object": "Must be a JSON object.",
-        "too_large": f"Must be at most {METADATA_MAX_BYTES} bytes as JSON.",
+        "too_large": "Must be at most {limit} bytes as JSON (JOBTRAIL_MAX_METADATA_BYTES).",
     }
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.fail("not_object")
-        if len(json.dumps(data, separators=(",", ":")).encode()) > METADATA_MAX_BYTES:
-            self.fail("too_large")
+        limit = settings.JOBTRAIL_MAX_METADATA_BYTES
+        if len(json.dumps(data, separators=(",", ":")).encode()) > limit:
+            self.fail("too_large", limit=limit)
         return data
 
     def to_representation(self, value: Any) -> Any:

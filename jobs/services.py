@@ -6,8 +6,9 @@ commit one wake-up is published for the relay (``jobs.relay``), which turns the 
 webhook deliveries and report builds in the worker; the relay sweep covers a lost wake-up.
 """
 
+import json
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,7 @@ from .errors import (
     InvalidTransition,
     JobFinished,
     JobNotFound,
+    PushResultTooLarge,
 )
 from .models import (
     ACTIVE_STATUSES,
@@ -84,6 +86,11 @@ class PushResultData:
     service_account_ref: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""
     ignored_fields: list[str] = field(default_factory=list)  # keys of ``data`` not read
+
+
+def push_result_size(data: PushResultData) -> int:
+    """The push result's size as stored (UTF-8 JSON of its fields), in bytes."""
+    return len(json.dumps(asdict(data), default=str, separators=(",", ":")).encode())
 
 
 RELAY_TASK = "jobs.relay_events"
@@ -449,6 +456,12 @@ def push_result_record(
     relay requests it), and only an active job's expiry clock is reset. The result is logged as
     an unnumbered ``push_result`` event (not on the timeline) for the relay.
     """
+    size = push_result_size(data)
+    if size > settings.JOBTRAIL_MAX_PUSH_RESULT_BYTES:
+        raise PushResultTooLarge(
+            f"This push result is {size} bytes as JSON; at most "
+            f"{settings.JOBTRAIL_MAX_PUSH_RESULT_BYTES} are kept (JOBTRAIL_MAX_PUSH_RESULT_BYTES)."
+        )
     job = lock_job(job_id, company=company)
     existing = job.push_results.filter(push_communication_id=data.push_communication_id).first()
     if existing is not None:

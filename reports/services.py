@@ -19,6 +19,7 @@ from jobs.errors import LinkExpired, LinkInvalid, ReportNotPossible
 from jobs.models import EventSource, Job, JobEvent, JobEventKind, PushResult
 from jobs.representation import job_representation
 
+from .cells import safe_cell
 from .links import (  # noqa: F401 - re-exported: the report's state and link live in .links
     REPORTABLE_STATUSES,
     SIGNING_SALT,
@@ -90,7 +91,7 @@ def _iso(value: Any) -> str:
 
 def _csv_row(row: tuple[Any, ...]) -> list[Any]:
     (push_id, status, code, data_type, service, source_ids, requested, completed, errors) = row
-    return [
+    cells = [
         push_id,
         status,
         "" if code is None else code,
@@ -104,6 +105,7 @@ def _csv_row(row: tuple[Any, ...]) -> list[Any]:
             for e in errors or []
         ),
     ]
+    return [safe_cell(cell) for cell in cells]  # no cell opens as a formula (reports.cells)
 
 
 def write_report_csv(*, job_id: Any, out: Any) -> int:

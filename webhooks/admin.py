@@ -22,7 +22,8 @@ from .ssrf import UnsafeTarget, check_url
 
 
 class EndpointForm(forms.ModelForm):
-    url = forms.URLField(max_length=2000, assume_scheme="https")
+    # checked by check_url alone: the same rule as the API
+    url = forms.CharField(max_length=2000, widget=forms.URLInput)
 
     class Meta:
         model = WebhookEndpoint

@@ -1,5 +1,7 @@
 """The catalogue of webhook event ids and how endpoint patterns match them."""
 
+from django.conf import settings
+
 EVENT_TYPES: dict[str, str] = {
     "jobs.create": "A job was created.",
     "jobs.update": "A job's progress changed (counts, message or metadata).",
@@ -37,6 +39,12 @@ def invalid_patterns(patterns: list[str]) -> list[str]:
 
 def patterns_problem(patterns: list[str]) -> str | None:
     """Why ``patterns`` cannot subscribe an endpoint (API and admin say the same), or None."""
+    limit = settings.JOBTRAIL_MAX_ENDPOINT_EVENTS
+    if len(set(patterns)) > limit:
+        return (
+            f"At most {limit} event ids or patterns per endpoint (JOBTRAIL_MAX_ENDPOINT_EVENTS); "
+            "use a pattern like 'jobs.*' to match several."
+        )
     bad = invalid_patterns(patterns)
     if not bad:
         return None

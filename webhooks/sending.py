@@ -453,7 +453,7 @@ def _check_within(url: str, deadline: float) -> Target:
 
     def run() -> None:
         try:
-            outcome.append(check_url(url))
+            outcome.append(check_url(url, own_lookup_timeout=False))
         except BaseException as exc:
             outcome.append(exc)
 

@@ -39,9 +39,11 @@ def _check_events(events: list[str]) -> list[str]:
 
 class EndpointInput(StrictSerializer):
     url = StrictCharField(max_length=2000)
+    # how many may subscribe is checked with the patterns (JOBTRAIL_MAX_ENDPOINT_EVENTS); this
+    # only bounds the work of reading the list
     events = serializers.ListField(
         child=StrictCharField(max_length=64),
-        max_length=50,
+        max_length=1000,
         required=False,
         help_text="Event ids or patterns; at least one, except for an integration endpoint "
         "(which always receives jobs.create).",

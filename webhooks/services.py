@@ -17,7 +17,12 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from config import leases
-from jobs.errors import DeliveryInProgress, IntegrationEndpointTaken, InvalidEndpoint
+from jobs.errors import (
+    DeliveryInProgress,
+    IntegrationEndpointTaken,
+    InvalidEndpoint,
+    WebhookEndpointLimit,
+)
 from jobs.models import Company
 
 from . import hooks
@@ -86,6 +91,7 @@ def _save_endpoint(endpoint: WebhookEndpoint, **kwargs: Any) -> None:
         ) from exc
 
 
+@transaction.atomic
 def endpoint_create(
     *,
     company: Company,
@@ -95,7 +101,20 @@ def endpoint_create(
     is_active: bool = True,
     role: str = EndpointRole.SUBSCRIBER,
 ) -> WebhookEndpoint:
-    """Register an endpoint; an ``integration`` endpoint also receives every job's hand-off."""
+    """Register an endpoint, unless the company has JOBTRAIL_MAX_WEBHOOK_ENDPOINTS already; an
+    ``integration`` endpoint also receives every job's hand-off.
+
+    The company's row is locked while its endpoints are counted, so concurrent registrations
+    cannot pass the limit together.
+    """
+    list(Company.objects.select_for_update().filter(pk=company.pk).values_list("pk"))
+    limit = settings.JOBTRAIL_MAX_WEBHOOK_ENDPOINTS
+    if WebhookEndpoint.objects.filter(company=company).count() >= limit:
+        raise WebhookEndpointLimit(
+            f"Your company has {limit} webhook endpoints, the most it may have "
+            "(JOBTRAIL_MAX_WEBHOOK_ENDPOINTS); delete one first. One endpoint can subscribe to "
+            "many events."
+        )
     endpoint = WebhookEndpoint(
         company=company,
         url=url,

@@ -71,11 +71,22 @@ def chromium() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(chromium: Browser) -> Iterator[Page]:
+    """A fresh page. Every test fails if the browser refused anything under the pages'
+    Content-Security-Policy (an inline script or style, a foreign source): the whole staff
+    console is exercised under the policy production sends."""
     context = chromium.new_context()
     context.set_default_timeout(10_000)
     page = context.new_page()
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield page
     context.close()
+    assert refused == [], "the Content-Security-Policy blocked something"
 
 
 @pytest.fixture
@@ -538,3 +549,54 @@ def test_dashboard_chart_cards_and_legend(admin_page: Page, live_server: Any) ->
     page.locator("#stuck-jobs a.jt-more").click()
     expect(page).to_have_url(re.compile(r"[?&]stuck=1"))
     expect_rows(page, stuck)
+
+
+# --- 9. security: the Content-Security-Policy, the login lockout -----------------------------
+
+
+def test_the_api_docs_render_under_the_content_security_policy(
+    page: Page, live_server: Any
+) -> None:
+    response = page.goto(f"{live_server.url}/api/docs/")
+    assert response is not None
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Jobtrail API")
+    expect(page.locator(".opblock-summary-path", has_text="/api/v1/jobs/").first).to_be_visible()
+
+
+def test_a_lockout_is_shown_seen_by_staff_and_lifted(
+    page: Page, chromium: Browser, live_server: Any, superuser: Any, django_user_model: Any
+) -> None:
+    base = live_server.url
+    colleague = django_user_model.objects.create_superuser(
+        username="colleague", email="colleague@example.com", password=PASSWORD
+    )
+    staff_context = chromium.new_context()
+    staff = staff_context.new_page()
+    login(staff, base, colleague.username)  # signed in before the lock
+
+    for n in range(5):
+        page.goto(f"{base}/admin/login/?next=/admin/")
+        page.fill("#id_username", superuser.username)
+        page.fill("#id_password", f"guess-{n}")
+        page.click("#login-form input[type=submit]")
+    expect(page.locator("h1")).to_have_text("Too many failed logins")
+    page.goto(f"{base}/admin/login/?next=/admin/")
+    page.fill("#id_username", superuser.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("#login-form input[type=submit]")
+    expect(page.locator("h1")).to_have_text("Too many failed logins")
+
+    staff.goto(f"{base}/admin/axes/accessattempt/")
+    row = staff.locator(ROWS)
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text(superuser.username)
+    expect(row).to_contain_text("Locked Out")
+    staff.check("#action-toggle")
+    staff.select_option("select[name=action]", "delete_selected")
+    staff.click(".actions button[name=index]")
+    staff.click("input[type=submit]")  # "Yes, I'm sure"
+    expect(staff.locator(".messagelist li")).to_contain_text("Successfully deleted 1")
+    staff_context.close()
+
+    login(page, base, superuser.username)

@@ -83,12 +83,18 @@ def test_inactive_user_is_401(company: Company) -> None:
     assert "access" not in body and "refresh" not in body
 
 
-def test_staff_user_without_a_company_is_403_no_company() -> None:
+def test_staff_user_without_a_company_gets_the_wrong_password_answer() -> None:
+    """The right password of a user who may not use the API answers exactly like a wrong one,
+    so the token endpoint cannot be used to confirm an admin's password."""
     staff = UserFactory(is_staff=True, is_superuser=True)
 
-    body = assert_problem(obtain(staff.username), 403, "no_company")
-    assert "access" not in body
-    assert "refresh" not in body
+    right = obtain(staff.username)
+    wrong = obtain(staff.username, "not-the-password")
+
+    body = assert_problem(right, 401, "authentication_failed")
+    assert "access" not in body and "refresh" not in body
+    assert right.content == wrong.content
+    assert right["WWW-Authenticate"] == wrong["WWW-Authenticate"]
 
 
 @pytest.mark.parametrize(
@@ -314,16 +320,16 @@ def test_deleted_user_is_401(api_user: Any, api: APIClient) -> None:
     assert_problem(api.get(JOBS_URL), 401)
 
 
-def test_membership_removed_after_getting_a_token_is_403_no_company(
+def test_membership_removed_after_getting_a_token_is_401_token_revoked(
     api_user: Any, api: APIClient
 ) -> None:
     CompanyMember.objects.filter(user=api_user).delete()
 
     response = api.get(JOBS_URL)
 
-    assert_problem(response, 403, "no_company")
+    assert_problem(response, 401, "token_revoked")
     created = api.post(JOBS_URL, {"type": "export"}, format="json")
-    assert_problem(created, 403, "no_company")
+    assert_problem(created, 401, "token_revoked")
     assert Job.objects.count() == 0
 
 

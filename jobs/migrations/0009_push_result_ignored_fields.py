@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0007_push_ingest'),
+        ('jobs', '0008_member_token_version'),
     ]
 
     operations = [
