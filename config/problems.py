@@ -71,6 +71,22 @@ TITLES = {
 }
 
 
+class TokenExpired(InvalidToken):
+    """A genuine token (its signature checks out) past its ``exp``: get a new one."""
+
+    default_detail = _("The token has expired; get a new one.")
+    default_code = "token_expired"
+
+
+ACCESS_TOKEN_EXPIRED = (
+    "The access token has expired; get a new one with the refresh token "
+    "(POST /api/v1/auth/token/refresh/) or the credentials (POST /api/v1/auth/token/)."
+)
+REFRESH_TOKEN_EXPIRED = (
+    "The refresh token has expired; get new tokens with the credentials (POST /api/v1/auth/token/)."
+)
+
+
 class TokenRevoked(InvalidToken):
     """A token issued before its user's password change, deactivation or removal (jobs.tokens)."""
 
@@ -83,6 +99,7 @@ class TokenRevoked(InvalidToken):
 
 # DRF exception class -> stable code (the first match in the list wins).
 DRF_CODES: list[tuple[type[exceptions.APIException], str]] = [
+    (TokenExpired, "token_expired"),
     (TokenRevoked, "token_revoked"),
     (InvalidToken, "invalid_token"),
     (exceptions.ParseError, "malformed_json"),

@@ -22,10 +22,20 @@ STORAGES["staticfiles"] = {  # noqa: F405
 WHITENOISE_AUTOREFRESH = True  # no staticfiles/ needed to run the tests
 
 if CELERY_BROKER_URL.startswith("filesystem://"):  # noqa: F405
-    # messages queued by tests (no worker reads them) go to a throwaway folder
+    # messages queued by tests (no worker reads them) go to a throwaway folder, removed at exit
+    # by the process that made it (a forked child inherits the handler but not the folder)
+    import atexit
+    import shutil
     import tempfile
 
     _broker = tempfile.mkdtemp(prefix="jobtrail-test-broker-")
+    _broker_owner = os.getpid()
+
+    def _remove_broker_folder(path: str = _broker, owner: int = _broker_owner) -> None:
+        if os.getpid() == owner:
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(_remove_broker_folder)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
         "data_folder_in": _broker,

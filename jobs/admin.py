@@ -456,6 +456,7 @@ class PushResultAdmin(admin.ModelAdmin):
         "completed_on",
         "service_account_ref",
         "request_id",
+        "ignored_fields",
         "received_at",
     ]
 

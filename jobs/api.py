@@ -25,9 +25,13 @@ from config.schema import (
     BAD_REQUEST,
     CONFLICT,
     IDEMPOTENCY_ERRORS,
+    IDEMPOTENCY_KEY,
     NOT_FOUND,
     error,
+    location,
+    paginated,
     problem_example,
+    retry_after,
 )
 from config.transactions import request_transaction
 from reports.links import download_url, job_report, report_state
@@ -54,6 +58,7 @@ from .serializers import (
     JobProgressInput,
     JobSerializer,
     PushEventInput,
+    PushRecordedSerializer,
     PushResultListFilters,
     PushResultSerializer,
     push_result_data,
@@ -228,13 +233,6 @@ JOB_EXAMPLE = {
     "updated_at": "2026-11-22T10:25:02.000000Z",
 }
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="The job's UUID")
-IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    OpenApiParameter.HEADER,
-    required=False,
-    description="Same key and body replay the first answer (kept 48 h); another body: 422.",
-)
 RETRY_AFTER_NOTE = "While the job is not finished the answer carries `Retry-After` (seconds)."
 
 
@@ -250,7 +248,7 @@ class JobCollectionView(CompanyAPIView):
             OpenApiParameter("cursor", str, description="Opaque cursor from next/previous"),
             OpenApiParameter("page_size", int, description="1-500, default 50"),
         ],
-        responses={200: JobSerializer(many=True), 400: BAD_REQUEST[400], **AUTH_ERRORS},
+        responses={200: paginated(JobSerializer), 400: BAD_REQUEST[400], **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
         filters = _valid(JobListFilters, request.query_params)
@@ -262,7 +260,7 @@ class JobCollectionView(CompanyAPIView):
     @extend_schema(
         tags=["jobs"],
         summary="Create a job",
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=[IDEMPOTENCY_KEY, location(201), retry_after(201)],
         request=JobCreateInput,
         examples=[
             OpenApiExample(
@@ -303,7 +301,7 @@ class JobDetailView(CompanyAPIView):
         tags=["jobs"],
         summary="Get a job",
         description=RETRY_AFTER_NOTE,
-        parameters=[JOB_ID],
+        parameters=[JOB_ID, retry_after(200)],
         examples=[OpenApiExample("job", value=JOB_EXAMPLE, response_only=True)],
         responses={200: JobSerializer, **NOT_FOUND, **AUTH_ERRORS},
     )
@@ -314,7 +312,7 @@ class JobDetailView(CompanyAPIView):
         tags=["jobs"],
         summary="Report progress (counts, message, metadata)",
         description="Adds a `progress` event. `status` is not patchable: post an event.",
-        parameters=[JOB_ID],
+        parameters=[JOB_ID, retry_after(200)],
         request=JobProgressInput,
         examples=[
             OpenApiExample(
@@ -343,7 +341,7 @@ class JobEventsView(CompanyAPIView):
         tags=["jobs"],
         summary="The job's timeline, by sequence",
         parameters=[JOB_ID, OpenApiParameter("cursor", str), OpenApiParameter("page_size", int)],
-        responses={200: JobEventSerializer(many=True), **NOT_FOUND, **AUTH_ERRORS},
+        responses={200: paginated(JobEventSerializer), **NOT_FOUND, **AUTH_ERRORS},
     )
     def get(self, request: Request, job_id: Any) -> Response:
         job = self.get_job(job_id)
@@ -398,7 +396,7 @@ class JobCancelView(CompanyAPIView):
         tags=["jobs"],
         summary="Cancel a job",
         description="The job becomes `failed` / `canceled_by_user`; 409 once it is finished.",
-        parameters=[JOB_ID, IDEMPOTENCY_KEY],
+        parameters=[JOB_ID, IDEMPOTENCY_KEY, retry_after(200)],
         request=CancelInput,
         examples=[
             OpenApiExample(
@@ -420,7 +418,16 @@ class JobCancelView(CompanyAPIView):
         responses={
             200: JobSerializer,
             **BAD_REQUEST,
-            **CONFLICT,
+            409: error(
+                409,
+                "The job is already finished: it cannot be cancelled.",
+                problem_example(
+                    409,
+                    "job_finished",
+                    "Job JOB-7F3K2Q9A is already finished (completed); it cannot be cancelled.",
+                    title="Job already finished",
+                ),
+            ),
             **NOT_FOUND,
             **IDEMPOTENCY_ERRORS,
             **AUTH_ERRORS,
@@ -463,7 +470,7 @@ class JobPushResultsView(CompanyAPIView):
         tags=["push results"],
         summary="List the job's push results",
         parameters=[JOB_ID, PushResultListFilters, OpenApiParameter("cursor", str)],
-        responses={200: PushResultSerializer(many=True), 400: BAD_REQUEST[400], **NOT_FOUND},
+        responses={200: paginated(PushResultSerializer), 400: BAD_REQUEST[400], **NOT_FOUND},
     )
     def get(self, request: Request, job_id: Any) -> Response:
         job = self.get_job(job_id)
@@ -477,14 +484,15 @@ class JobPushResultsView(CompanyAPIView):
         tags=["push results"],
         summary="Record a push status (the accounting data service's webhook payload)",
         description="Body: the push status event as the accounting data service sends it. "
-        "Unknown fields are accepted; `sourceObjectId` is read as `sourceObjectIds`. A repeated "
+        "Unknown fields of `data` are accepted and listed back in `ignored_fields`; "
+        "`sourceObjectId` is read as `sourceObjectIds`. A repeated "
         "`pushCommunicationId` answers 200 with the stored result.",
         parameters=[JOB_ID, IDEMPOTENCY_KEY],
         request=PushEventInput,
         examples=[OpenApiExample("success", value=PUSH_SUCCESS_EXAMPLE, request_only=True)],
         responses={
-            201: PushResultSerializer,
-            200: OpenApiResponse(PushResultSerializer, description="Already recorded."),
+            201: PushRecordedSerializer,
+            200: OpenApiResponse(PushRecordedSerializer, description="Already recorded."),
             **BAD_REQUEST,
             **NOT_FOUND,
             413: error(
@@ -503,12 +511,12 @@ class JobPushResultsView(CompanyAPIView):
     )
     @idempotent
     def post(self, request: Request, job_id: Any) -> Response:
-        payload = self.valid_for_job(PushEventInput, job_id)
+        data = push_result_data(self.valid_for_job(PushEventInput, job_id))
         result, created = services.push_result_record(
-            job_id=job_id, company=self.company, data=push_result_data(payload)
+            job_id=job_id, company=self.company, data=data
         )
         return Response(
-            push_result_representation(result),
+            {**push_result_representation(result), "ignored_fields": data.ignored_fields},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 

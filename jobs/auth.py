@@ -10,7 +10,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.exceptions import ExpiredTokenError, InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import (
     TokenObtainPairSerializer,
     TokenRefreshSerializer,
@@ -20,7 +20,13 @@ from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from config.client_ip import client_ip
-from config.problems import ProblemError, TokenRevoked
+from config.problems import (
+    ACCESS_TOKEN_EXPIRED,
+    REFRESH_TOKEN_EXPIRED,
+    ProblemError,
+    TokenExpired,
+    TokenRevoked,
+)
 
 from .accounts import company_for_user
 from .selectors import api_user_get
@@ -77,7 +83,10 @@ class CompanyTokenRefreshSerializer(TokenRefreshSerializer):
     """
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
-        refresh = self.token_class(attrs["refresh"])
+        try:
+            refresh = self.token_class(attrs["refresh"])
+        except ExpiredTokenError:
+            raise TokenExpired(REFRESH_TOKEN_EXPIRED) from None
         try:
             CompanyJWTAuthentication().get_user(refresh)
         except InvalidToken:
@@ -133,6 +142,23 @@ class CompanyJWTAuthentication(JWTAuthentication):
         if canonical is not None:
             header = canonical + b" " + rest
         return super().get_raw_token(header)
+
+    def get_validated_token(self, raw_token: bytes) -> Token:
+        """simplejwt's, but a genuine token past its ``exp`` answers 401 ``token_expired``.
+
+        simplejwt answers "Given token not valid for any token type" to it, as to garbage.
+        """
+        try:
+            return super().get_validated_token(raw_token)
+        except InvalidToken:
+            for token_class in jwt_settings.AUTH_TOKEN_CLASSES:
+                try:
+                    token_class(raw_token)
+                except ExpiredTokenError:  # signed by us, only its exp has passed
+                    raise TokenExpired(ACCESS_TOKEN_EXPIRED) from None
+                except TokenError:
+                    continue
+            raise
 
     def get_user(self, validated_token: Token) -> Any:
         try:

@@ -258,6 +258,7 @@ def idempotent(handler: Handler | None = None, *, unstored_fields: tuple[str, ..
             code="idempotency_request_in_progress",
         )
 
+    wrapper.idempotent = True  # type: ignore[attr-defined]  # the schema documents the header
     return wrapper
 
 

@@ -150,6 +150,7 @@ class PushIngestView(APIView):
             "job_id": str(done.job_id) if done.job_id else None,
             "push_communication_id": data.push_communication_id,
             "push_result": push_result_representation(done.result) if done.result else None,
+            "ignored_fields": data.ignored_fields,
         }
         code = {"attached": 201, "duplicate": 200, "unmatched": 202}[done.outcome]
         return Response(answer, status=code)

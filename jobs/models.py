@@ -252,6 +252,8 @@ class PushResult(models.Model):
     validation_errors = models.JSONField(default=list, blank=True)
     service_account_ref = models.JSONField(default=dict, blank=True)
     request_id = models.CharField(max_length=255, blank=True, default="")
+    # keys of the payload's ``data`` that this version does not read (a typo, or a new field)
+    ignored_fields = models.JSONField(default=list, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

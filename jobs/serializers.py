@@ -326,7 +326,11 @@ class PushValidation(serializers.Serializer):
 
 
 class PushEventData(serializers.Serializer):
-    """The ``data`` object; unknown fields are accepted (the sender may add fields)."""
+    """The ``data`` object; unknown fields are accepted (the sender may add fields).
+
+    Their names are kept as ``ignored_fields`` (sorted), answered back and shown to staff, so
+    a misspelled field (``validationErrors``) does not vanish unnoticed.
+    """
 
     event = StrictChoiceField(choices=["push"], required=False)
     pushCommunicationId = StrictCharField(max_length=128)
@@ -347,6 +351,11 @@ class PushEventData(serializers.Serializer):
     responseCode = StrictIntegerField(required=False, allow_null=True, min_value=100, max_value=599)
     validation = PushValidation(required=False)
     serviceAccountRef = serializers.DictField(required=False)
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        value["ignored_fields"] = sorted(str(key) for key in data if key not in self.fields)
+        return value
 
 
 class PushEventInput(serializers.Serializer):
@@ -383,6 +392,7 @@ def push_result_data(payload: dict[str, Any]) -> PushResultData:
         validation_errors=[dict(e) for e in validation.get("errors", [])],
         service_account_ref=data.get("serviceAccountRef", {}),
         request_id=payload.get("requestId", ""),
+        ignored_fields=list(data.get("ignored_fields", [])),
     )
 
 
@@ -439,8 +449,26 @@ class PushIngestWithSecretSerializer(PushIngestSerializer):
     )
 
 
+class PushRecordedSerializer(PushResultSerializer):
+    """The answer to a recorded push: the result and the keys of ``data`` it did not read."""
+
+    ignored_fields = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Keys of this request's `data` that are not read (misspelled or new fields).",
+    )
+
+    class Meta(PushResultSerializer.Meta):
+        fields = [*PushResultSerializer.Meta.fields, "ignored_fields"]
+        read_only_fields = fields
+
+
 class IngestedSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["attached", "duplicate", "unmatched"])
     job_id = serializers.UUIDField(allow_null=True)
     push_communication_id = serializers.CharField()
     push_result = PushResultSerializer(allow_null=True)
+    ignored_fields = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Keys of this request's `data` that are not read (misspelled or new fields).",
+    )

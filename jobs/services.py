@@ -85,6 +85,7 @@ class PushResultData:
     validation_errors: list[dict[str, str]] = field(default_factory=list)
     service_account_ref: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""
+    ignored_fields: list[str] = field(default_factory=list)  # keys of ``data`` not read
 
 
 def push_result_size(data: PushResultData) -> int:
@@ -302,6 +303,10 @@ def job_apply_event(
     _check_failure_reason(event=event, failure_reason=failure_reason)
     current = JobStatus(job.status)
     if current in TERMINAL_STATUSES:
+        if failure_reason == FailureReason.CANCELED_BY_USER:
+            raise JobFinished(
+                f"Job {job.code} is already finished ({current}); it cannot be cancelled."
+            )
         raise JobFinished(f"Job {job.code} is already {current}; it cannot become {event}.")
     new_status = TRANSITIONS.get((current, event))
     if new_status is None:
@@ -476,6 +481,7 @@ def push_result_record(
         validation_errors=data.validation_errors,
         service_account_ref=data.service_account_ref,
         request_id=data.request_id,
+        ignored_fields=data.ignored_fields,
     )
     counter = "push_success_count" if data.status == PushStatus.SUCCESS else "push_failed_count"
     changes: dict[str, Any] = {counter: F(counter) + 1}

@@ -9,7 +9,15 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.schema import AUTH_ERRORS, BAD_REQUEST, IDEMPOTENCY_ERRORS, error, problem_example
+from config.schema import (
+    AUTH_ERRORS,
+    BAD_REQUEST,
+    IDEMPOTENCY_ERRORS,
+    error,
+    location,
+    paginated,
+    problem_example,
+)
 from jobs.api import CompanyAPIView, Cursor, _valid
 from jobs.idempotency import idempotent
 
@@ -71,7 +79,7 @@ class EndpointCollectionView(CompanyAPIView):
     @extend_schema(
         tags=["webhooks"],
         summary="List webhook endpoints (secrets are never listed)",
-        responses={200: EndpointSerializer(many=True), **AUTH_ERRORS},
+        responses={200: paginated(EndpointSerializer), **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
         paginator = CreatedCursor()
@@ -92,6 +100,7 @@ class EndpointCollectionView(CompanyAPIView):
         "`service_unreachable` or `service_timeout`. A company has one integration endpoint, "
         "and at most `JOBTRAIL_MAX_WEBHOOK_ENDPOINTS` endpoints (409 `webhook_endpoint_limit`).",
         request=EndpointInput,
+        parameters=[location(201)],
         examples=[
             OpenApiExample(
                 "endpoint",
@@ -255,7 +264,7 @@ class DeliveryCollectionView(CompanyAPIView):
             OpenApiParameter("cursor", str),
             OpenApiParameter("page_size", int),
         ],
-        responses={200: DeliverySerializer(many=True), 400: BAD_REQUEST[400], **AUTH_ERRORS},
+        responses={200: paginated(DeliverySerializer), 400: BAD_REQUEST[400], **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
         filters = _valid(DeliveryFilters, request.query_params)

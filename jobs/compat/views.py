@@ -21,6 +21,7 @@ from config.schema import (
     NOT_FOUND,
     error,
     problem_example,
+    retry_after,
 )
 from jobs import selectors, services
 from jobs.api import CompanyAPIView, _valid, polled
@@ -186,6 +187,7 @@ class ExportJobStatusView(CompanyAPIView):
     @extend_schema(
         tags=["seed-compatible"],
         summary="Get export job status and report (export job status API)",
+        parameters=[retry_after(200)],
         description="Answers `{successful, message, errors, warnings, status, filePath}`. An "
         "unknown `jobCode` answers HTTP 200 with `successful: false` and an error naming "
         "`jobCode`. `status`: SCHEDULED, RUNNING, SUCCESSFUL, FAILED or CANCELLED; `filePath` is "
@@ -255,6 +257,7 @@ class ApiJobView(CompanyAPIView):
     @extend_schema(
         tags=["seed-compatible"],
         summary="Get an API job (bulk API job record)",
+        parameters=[retry_after(200)],
         description="Exactly the fields of the API jobs schema; dates as `YYYY-MM-DD HH:MM:SS`. "
         "`completed_with_errors` reads as `completed`, with the failed records in `message`. "
         "`start_time`/`end_time` are null until set; stop polling once `end_time` is not null.",

@@ -99,6 +99,25 @@ def test_push_result_errors_are_readable_and_escaped(staff: Client, lived_in: Jo
     assert "<strong>currencyRef</strong>: Multi currency &lt;b&gt;off&lt;/b&gt;" in content
 
 
+def test_a_push_results_ignored_fields_are_shown_to_staff(staff: Client) -> None:
+    job = job_in_status(JobStatus.PROCESSING)
+    result, _ = services.push_result_record(
+        job_id=job.pk,
+        data=services.PushResultData(
+            push_communication_id="typo",
+            status="failed",
+            ignored_fields=["validationErrors"],
+        ),
+    )
+
+    response = staff.get(reverse("admin:jobs_pushresult_change", args=[result.pk]))
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "Ignored fields" in content
+    assert "validationErrors" in content
+
+
 def test_list_filters_and_search(staff: Client, lived_in: Job) -> None:
     url = reverse("admin:jobs_job_changelist")
     company = lived_in.company

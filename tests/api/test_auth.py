@@ -270,14 +270,38 @@ def test_token_with_alg_none_is_401(api_user: Any) -> None:
     assert_problem(client_with(forged).get(JOBS_URL), 401)
 
 
-def test_expired_token_is_401(api_user: Any, company: Company) -> None:
+def test_expired_token_is_401_token_expired(api_user: Any, company: Company) -> None:
     token = AccessToken.for_user(api_user)
     token["company_id"] = str(company.pk)
     token.set_exp(from_time=timezone.now() - timedelta(hours=1), lifetime=timedelta(minutes=5))
 
     response = client_with(str(token)).get(JOBS_URL)
 
-    assert_problem(response, 401, "invalid_token")
+    body = assert_problem(response, 401, "token_expired")
+    assert "expired" in body["detail"] and "/api/v1/auth/token/refresh/" in body["detail"]
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_an_expired_token_with_a_bad_signature_is_invalid_not_expired(api_user: Any) -> None:
+    token = AccessToken.for_user(api_user)
+    token.set_exp(from_time=timezone.now() - timedelta(hours=1), lifetime=timedelta(minutes=5))
+    forged = jwt.encode(
+        dict(token.payload), "some-other-signing-key-0123456789abcdef", algorithm="HS256"
+    )
+
+    body = assert_problem(client_with(forged).get(JOBS_URL), 401, "invalid_token")
+    assert "expired" not in body["detail"]
+
+
+def test_refresh_with_an_expired_refresh_token_is_401_token_expired(api_user: Any) -> None:
+    refresh = RefreshToken.for_user(api_user)
+    refresh.set_exp(from_time=timezone.now() - timedelta(days=30), lifetime=timedelta(days=1))
+
+    response = APIClient().post(REFRESH_URL, {"refresh": str(refresh)}, format="json")
+
+    body = assert_problem(response, 401, "token_expired")
+    assert "refresh token has expired" in body["detail"]
+    assert "access" not in body
 
 
 def test_user_deactivated_after_getting_a_token_is_401(api_user: Any, api: APIClient) -> None:

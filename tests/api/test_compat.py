@@ -1074,7 +1074,8 @@ def test_the_seed_success_example_is_stored(api: APIClient, company: Any) -> Non
 
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) == PUSH_OUTPUT_KEYS
+    assert set(body) == PUSH_OUTPUT_KEYS | {"ignored_fields"}
+    assert body["ignored_fields"] == []  # the seed's fields are all read
     assert body["job_id"] == str(job.pk)
     assert body["push_communication_id"] == PUSH_ID
     assert body["status"] == "success"
@@ -1108,7 +1109,8 @@ def test_the_seed_failed_example_is_stored(api: APIClient, company: Any) -> None
 
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) == PUSH_OUTPUT_KEYS
+    assert set(body) == PUSH_OUTPUT_KEYS | {"ignored_fields"}
+    assert body["ignored_fields"] == []  # the seed's fields are all read
     assert body["status"] == "failed"
     assert body["source_object_ids"] == ["354"]  # the seed spells it sourceObjectId here
     result = PushResult.objects.get()
@@ -1165,20 +1167,42 @@ def test_a_different_report_under_a_stored_id_does_not_overwrite_it(
     assert (result.status, result.validation_errors) == (PushStatus.SUCCESS, [])
 
 
-def test_unknown_fields_are_accepted(api: APIClient, company: Any) -> None:
+def test_unknown_fields_are_accepted_and_listed_back(api: APIClient, company: Any) -> None:
     job = job_in_status(JobStatus.PROCESSING, company=company)
     payload = success_payload(
         pushCommunicationId="push-extra",
         somethingNew={"nested": [1, 2]},
         retryCount=3,
         clientRef=None,
+        validationErrors=[{"field": "memo", "message": "misspelled: not read"}],
     )
-    payload["webhookVersion"] = "2"
+    payload["webhookVersion"] = "2"  # outside data: not a push field at all
 
     response = api.post(push_url(job.pk), payload, format="json")
 
     assert response.status_code == 201, response.content
-    assert PushResult.objects.get().push_communication_id == "push-extra"
+    expected = ["clientRef", "retryCount", "somethingNew", "validationErrors"]
+    assert response.json()["ignored_fields"] == expected
+    result = PushResult.objects.get()
+    assert result.push_communication_id == "push-extra"
+    assert result.validation_errors == []  # the misspelled key was not read as errors
+    assert result.ignored_fields == expected  # kept for staff
+
+    repeat = api.post(
+        push_url(job.pk), success_payload(pushCommunicationId="push-extra"), format="json"
+    )
+    assert repeat.status_code == 200
+    assert repeat.json()["ignored_fields"] == []  # what this request sent
+
+
+def test_a_push_with_only_known_fields_ignores_nothing(api: APIClient, company: Any) -> None:
+    job = job_in_status(JobStatus.PROCESSING, company=company)
+
+    response = api.post(push_url(job.pk), success_payload(), format="json")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["ignored_fields"] == []
+    assert PushResult.objects.get().ignored_fields == []
 
 
 def test_a_minimal_push_report(api: APIClient, company: Any) -> None:

@@ -204,6 +204,34 @@ def test_each_seed_example_lands_on_the_job_that_registered_it(
         assert result.validation_errors[0]["field"] == "currencyRef"
 
 
+def test_unknown_data_fields_are_listed_back_and_kept(api: APIClient, keyed: Company) -> None:
+    job = JobFactory(company=keyed)
+    api.post(correlations_url(job), {"push_communication_id": "p-typo"}, format="json")
+    body = json.dumps(
+        {"data": {"pushCommunicationId": "p-typo", "status": "failed", "validationErrors": []}}
+    )
+
+    response = send(keyed, body)
+
+    assert response.status_code == 201, response.content
+    assert response.json()["ignored_fields"] == ["validationErrors"]
+    assert PushResult.objects.get().ignored_fields == ["validationErrors"]
+
+
+def test_an_unmatched_push_keeps_its_ignored_fields_until_it_lands(
+    api: APIClient, keyed: Company
+) -> None:
+    body = json.dumps({"data": {"pushCommunicationId": "p-early", "status": "success", "x": 1}})
+
+    early = send(keyed, body)
+
+    assert early.status_code == 202, early.content
+    assert early.json()["ignored_fields"] == ["x"]
+    job = JobFactory(company=keyed)
+    api.post(correlations_url(job), {"push_communication_id": "p-early"}, format="json")
+    assert PushResult.objects.get(job=job).ignored_fields == ["x"]
+
+
 def test_the_success_example_as_printed_is_refused_as_malformed(keyed: Company) -> None:
     response = send(keyed, seed001.SUCCESS_AS_PRINTED)
 
@@ -261,6 +289,7 @@ def test_a_push_before_its_registration_waits_and_is_attached_when_it_comes(
         "job_id": None,
         "push_communication_id": seed001.PUSH_COMMUNICATION_ID,
         "push_result": None,
+        "ignored_fields": [],
     }
     assert UnmatchedPush.objects.count() == 1 and not PushResult.objects.exists()
     waiting = reverse("admin:jobs_unmatchedpush_changelist") + "?attached=no"
