@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0008_member_token_version'),
+        ('jobs', '0009_admin_search_indexes'),
     ]
 
     operations = [
