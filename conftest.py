@@ -1,14 +1,16 @@
 """Root pytest configuration: skip PostgreSQL/Redis-only tests on the embedded defaults."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 
 def on_postgres() -> bool:
-    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    return connection.vendor == "postgresql"  # Django's backend or config.postgresql
 
 
 def on_redis() -> bool:
@@ -16,6 +18,7 @@ def on_redis() -> bool:
 
 
 CHROMIUM = Path("/usr/bin/chromium")
+SSCONVERT = shutil.which("ssconvert")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -25,10 +28,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # missing browser must fail, not skip.
     skip_browser = pytest.mark.skip(reason="needs Chromium: apt-get install chromium")
     no_browser = not CHROMIUM.exists() and not os.environ.get("CI")
+    skip_spreadsheet = pytest.mark.skip(reason="needs Gnumeric: apt-get install gnumeric")
+    no_spreadsheet = SSCONVERT is None and not os.environ.get("CI")
     # markers, not keywords: a parametrized id such as [redis] is a keyword too
     for item in items:
         if item.get_closest_marker("browser") and no_browser:
             item.add_marker(skip_browser)
+        if item.get_closest_marker("spreadsheet") and no_spreadsheet:
+            item.add_marker(skip_spreadsheet)
         if item.get_closest_marker("postgres") and not on_postgres():
             item.add_marker(skip_pg)
         if item.get_closest_marker("redis") and not on_redis():

@@ -294,6 +294,7 @@ class Bench:
             DJANGO_DEBUG="0",
             DJANGO_SECRET_KEY="bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
             JOBTRAIL_READ_DOTENV="0",
+            DJANGO_SECURE_SSL_REDIRECT="0",  # wrk and the clients speak plain HTTP
             DATABASE_URL=self.config.db_url(database or self.db),
             CELERY_BROKER_URL=self.config.redis,
             JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS="1",

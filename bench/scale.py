@@ -366,6 +366,11 @@ def admin_urls() -> dict[str, str]:
                 urls[f"filter {parameter}"] = f"/admin/jobs/job/?{parameter}={samples[parameter]}"
     code = Job.objects.order_by("code").values_list("code", flat=True)[Job.objects.count() // 2]
     urls["search by code"] = f"/admin/jobs/job/?q={code}"
+    # console v2 searches: any case, a code prefix (1 in 100 and every job), a company name
+    urls["search by code, lower case"] = f"/admin/jobs/job/?q={code.lower()}"
+    urls["search by code prefix (1%)"] = f"/admin/jobs/job/?q={code[:-2].lower()}"
+    urls["search by code prefix (all)"] = "/admin/jobs/job/?q=job-"
+    urls["search by company name"] = "/admin/jobs/job/?q=scale%203"
     for index, name in enumerate(changelist.list_display):
         if changelist.get_ordering_field(name) is None:
             continue

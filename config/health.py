@@ -1,9 +1,20 @@
-"""``/healthz``: can we reach the database and the broker?"""
+"""``/healthz``: can we reach the database and the broker?
 
+Anyone (the load balancer) gets the status and which check failed; the failure's text (an
+exception naming hosts, ports, users) only goes to staff signed in to the admin or a caller with
+``Authorization: Bearer <JOBTRAIL_OPS_TOKEN>``, and to the log.
+"""
+
+import hmac
+import logging
+
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from .celery_app import app as celery_app
+
+logger = logging.getLogger(__name__)
 
 
 def _database() -> str:
@@ -18,15 +29,34 @@ def _broker() -> str:
     return "ok"
 
 
+def _may_see_detail(request: HttpRequest) -> bool:
+    token: str = settings.JOBTRAIL_OPS_TOKEN
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            return True
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_active and user.is_staff)
+
+
 def healthz(request: HttpRequest) -> JsonResponse:
     checks: dict[str, str] = {}
+    details: dict[str, str] = {}
     for name, check in (("database", _database), ("broker", _broker)):
         try:
             checks[name] = check()
         except Exception as exc:
-            checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+            checks[name] = "error"
+            details[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+            logger.warning("healthz: %s %s", name, details[name])
     healthy = all(value == "ok" for value in checks.values())
-    return JsonResponse(
+    if details and _may_see_detail(request):
+        checks.update(details)
+    response = JsonResponse(
         {"status": "ok" if healthy else "unavailable", "checks": checks},
         status=200 if healthy else 503,
     )
+    response["Cache-Control"] = "no-store"
+    return response

@@ -4,13 +4,23 @@ The database rows are the truth (the job event log, deliveries, pending reports)
 message only says "there is work". So a message is sent after the transaction that wrote the
 rows commits (never inside it), at most once per task and arguments per transaction, and a
 failed publish is logged, not raised: a beat sweep finds the rows and wakes the worker again.
+
+Wake-ups are coalesced per process (``JOBTRAIL_WAKEUP_WINDOW`` seconds, default 0.02): a
+Celery publish costs about 0.6 ms of CPU, more than the rest of a job change's request, and one
+message wakes the relay for every event committed before it runs. So the request hands its
+wake-up to one background thread of its process, which sends it at once when idle and
+otherwise once more at the end of the window for all the wake-ups asked for meanwhile. With the
+window at 0 the message is sent by the committing thread itself (the tests' setting).
 """
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 logger = logging.getLogger(__name__)
@@ -38,6 +48,76 @@ def publish(task_name: str, args: Sequence[Any] = ()) -> bool:
     return True
 
 
+Key = tuple[str, tuple[Any, ...]]
+
+
+class Waker:
+    """One thread per process that publishes the wake-ups asked for, at most once per window.
+
+    ``request`` never blocks on the broker. The first wake-up after a quiet spell is sent at
+    once; those asked for while a message is being sent or within ``window`` seconds after it
+    are sent together (each distinct message once) when the window ends. A process that exits
+    with wake-ups unsent leaves them to the beat sweeps, as a failed publish does.
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: dict[Key, None] = {}  # an ordered set
+        self._thread: threading.Thread | None = None
+
+    def request(self, key: Key) -> None:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="jobtrail-wakeups", daemon=True
+                )
+                self._thread.start()
+            self._pending[key] = None
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                keys = list(self._pending)
+                self._pending.clear()
+            for task_name, args in keys:
+                publish(task_name, args)
+            time.sleep(self.window)
+
+
+_waker: Waker | None = None
+_waker_lock = threading.Lock()
+
+
+def _forget_waker() -> None:  # a forked child starts its own thread (and lock) when needed
+    global _waker, _waker_lock
+    _waker = None
+    _waker_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_waker)
+
+
+def wake(task_name: str, args: Sequence[Any] = ()) -> None:
+    """Publish ``task_name`` soon, coalesced with the same wake-ups of this process."""
+    global _waker
+    window = float(getattr(settings, "JOBTRAIL_WAKEUP_WINDOW", 0))
+    if window <= 0:
+        publish(task_name, args)
+        return
+    with _waker_lock:
+        if _waker is None:
+            _waker = Waker(window)
+        waker = _waker
+    waker.request((task_name, tuple(args)))
+
+
 class _Publish:
     """An on-commit callback that knows what it publishes (so a second request can find it)."""
 
@@ -45,7 +125,7 @@ class _Publish:
         self.key = (task_name, args)
 
     def __call__(self) -> None:
-        publish(*self.key)
+        wake(*self.key)
 
 
 def publish_on_commit(

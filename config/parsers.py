@@ -22,7 +22,7 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _check_text(value: Any) -> None:
+def check_text(value: Any) -> None:
     """Refuse NUL characters and unpaired surrogates anywhere (keys included)."""
     stack = [value]
     while stack:
@@ -46,7 +46,7 @@ class StrictJSONParser(JSONParser):
         try:
             text = stream.read().decode(encoding)
             data = json.loads(text, parse_float=_finite_float, parse_constant=_no_constants)
-            _check_text(data)
+            check_text(data)
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply.") from None
         except UnicodeError:

@@ -22,6 +22,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.utils.http import escape_leading_slashes
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
@@ -69,8 +70,37 @@ TITLES = {
     503: "Service unavailable",
 }
 
-# DRF exception class -> stable code (the first match in MRO order wins).
+
+class TokenExpired(InvalidToken):
+    """A genuine token (its signature checks out) past its ``exp``: get a new one."""
+
+    default_detail = _("The token has expired; get a new one.")
+    default_code = "token_expired"
+
+
+ACCESS_TOKEN_EXPIRED = (
+    "The access token has expired; get a new one with the refresh token "
+    "(POST /api/v1/auth/token/refresh/) or the credentials (POST /api/v1/auth/token/)."
+)
+REFRESH_TOKEN_EXPIRED = (
+    "The refresh token has expired; get new tokens with the credentials (POST /api/v1/auth/token/)."
+)
+
+
+class TokenRevoked(InvalidToken):
+    """A token issued before its user's password change, deactivation or removal (jobs.tokens)."""
+
+    default_detail = _(
+        "This token was revoked (password changed, user deactivated or removed from the "
+        "company); get a new one."
+    )
+    default_code = "token_revoked"
+
+
+# DRF exception class -> stable code (the first match in the list wins).
 DRF_CODES: list[tuple[type[exceptions.APIException], str]] = [
+    (TokenExpired, "token_expired"),
+    (TokenRevoked, "token_revoked"),
     (InvalidToken, "invalid_token"),
     (exceptions.ParseError, "malformed_json"),
     (exceptions.ValidationError, "validation_error"),

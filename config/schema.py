@@ -1,11 +1,16 @@
-"""OpenAPI helpers: the problem document and the error responses every endpoint can give."""
+"""OpenAPI helpers: the problem document, the error responses every endpoint can give, list
+pages as they are sent, response headers, and the postprocessing hook that makes the document
+say what the server answers outside the views (middleware, fallbacks, the database)."""
 
+import functools
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from .problems import problem
+from .problems import DATABASE_RETRY_AFTER, PROBLEM_CONTENT_TYPE, TITLES, problem
 
 
 class FieldErrorSerializer(serializers.Serializer):
@@ -24,6 +29,82 @@ class ProblemSerializer(serializers.Serializer):
     errors = FieldErrorSerializer(many=True, required=False)  # type: ignore[assignment]
 
 
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Same key and body replay the first answer (kept 48 h); another body: 422.",
+)
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's, with the ``Idempotency-Key`` header on every ``@idempotent`` handler."""
+
+    def get_override_parameters(self) -> list[Any]:
+        parameters = list(super().get_override_parameters())
+        handler = getattr(self.view, self.method.lower(), None)
+        named = {p.name for p in parameters if isinstance(p, OpenApiParameter)}
+        if getattr(handler, "idempotent", False) and IDEMPOTENCY_KEY.name not in named:
+            parameters.append(IDEMPOTENCY_KEY)
+        return parameters
+
+    def get_operation_id(self) -> str:
+        """A page of a list is a ``_list`` operation (drf-spectacular sees one object)."""
+        operation_id: str = super().get_operation_id()
+        if self.method == "GET" and operation_id.endswith("_retrieve"):
+            responses = self.get_response_serializers()
+            ok = responses.get(200) if isinstance(responses, dict) else None
+            if getattr(ok, "paginated_list", False):
+                return operation_id.removesuffix("_retrieve") + "_list"
+        return operation_id
+
+
+@functools.cache
+def paginated(serializer_class: type[serializers.Serializer]) -> type[serializers.Serializer]:
+    """A list page as the cursor paginators send it: ``{next, previous, results}``."""
+    base = serializer_class.__name__.removesuffix("Serializer")
+    return type(
+        f"Paginated{base}ListSerializer",
+        (serializers.Serializer,),
+        {
+            "__module__": __name__,
+            "__doc__": f"One page of {base} items and the cursors of the pages around it.",
+            "paginated_list": True,
+            "next": serializers.URLField(
+                allow_null=True, help_text="The next page (the same query); null on the last."
+            ),
+            "previous": serializers.URLField(
+                allow_null=True, help_text="The previous page; null on the first."
+            ),
+            "results": serializer_class(many=True),
+        },
+    )
+
+
+def retry_after(*codes: int) -> OpenApiParameter:
+    """``Retry-After`` on a job's answer: seconds before polling again, while it runs."""
+    return OpenApiParameter(
+        "Retry-After",
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        response=list(codes),
+        description="Seconds to wait before polling again; sent while the job is not finished.",
+    )
+
+
+def location(
+    *codes: int, description: str = "The URL of the created resource."
+) -> OpenApiParameter:
+    return OpenApiParameter(
+        "Location",
+        OpenApiTypes.URI,
+        OpenApiParameter.HEADER,
+        response=list(codes),
+        description=description,
+    )
+
+
 def problem_example(status: int, code: str, detail: str, **kwargs: Any) -> OpenApiExample:
     return OpenApiExample(code, value=problem(status=status, code=code, detail=detail, **kwargs))
 
@@ -38,6 +119,18 @@ AUTH_ERRORS = {
         "Missing, expired or invalid bearer token.",
         problem_example(401, "not_authenticated", "Authentication credentials were not provided."),
         problem_example(401, "invalid_token", "Given token not valid for any token type"),
+        problem_example(
+            401,
+            "token_expired",
+            "The access token has expired; get a new one with the refresh token "
+            "(POST /api/v1/auth/token/refresh/) or the credentials (POST /api/v1/auth/token/).",
+        ),
+        problem_example(
+            401,
+            "token_revoked",
+            "This token was revoked (password changed, user deactivated or removed from the "
+            "company); get a new one.",
+        ),
     ),
     403: error(
         403,
@@ -108,3 +201,89 @@ CONFLICT = {
         ),
     )
 }
+
+
+# --- the postprocessing hook -------------------------------------------------------------------
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+HEADERS = {
+    "Retry-After": {
+        "schema": {"type": "integer", "minimum": 1},
+        "description": "Seconds to wait before retrying.",
+    },
+    "Location": {
+        "schema": {"type": "string", "format": "uri"},
+        "description": "The path with its trailing slash; method and body are kept.",
+    },
+    "Idempotent-Replayed": {
+        "schema": {"type": "string", "enum": ["true"]},
+        "description": "Present on a replayed answer (the same Idempotency-Key and body).",
+    },
+}
+# What the server may answer to any operation before or beside its view.
+EVERY_OPERATION = {
+    "400": "The `Content-Length` header is not a number (`invalid_content_length`).",
+    "406": "The `Accept` header asks for something other than JSON (`not_acceptable`).",
+    "411": "A chunked body the server cannot end; send `Content-Length` (`length_required`).",
+    "413": "The body is larger than 1 MiB (`body_too_large`).",
+    "415": "A `Content-Type` that cannot be read, or a charset other than UTF-8 "
+    "(`unsupported_media_type`, `unsupported_charset`).",
+    "503": "The database is unavailable (`database_unavailable`); nothing was changed. Retry "
+    f"after `Retry-After` seconds (about {DATABASE_RETRY_AFTER}).",
+}
+REDIRECT = (
+    "The path without its trailing slash answers 308 to the path with it (`Location`); the "
+    "method and body are kept."
+)
+
+
+def _problem_content() -> dict[str, Any]:
+    return {PROBLEM_CONTENT_TYPE: {"schema": PROBLEM_REF}}
+
+
+def postprocess_schema(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """Make every operation declare what the server sends outside its view.
+
+    - error answers are ``application/problem+json`` (the views' renderer says
+      ``application/json``; ``config.problems`` sends problem documents);
+    - the statuses of the middleware, the fallback route and a database outage (400, 406, 411,
+      413, 415, 503 with ``Retry-After``; 308 with ``Location`` on paths that end with ``/``);
+    - ``Retry-After`` on 429 and ``Idempotent-Replayed`` on the answers of operations that take
+      an ``Idempotency-Key``.
+    """
+    for path, item in result.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in {"get", "put", "post", "patch", "delete"}:
+                continue
+            responses = operation.setdefault("responses", {})
+            keyed = any(
+                p.get("in") == "header" and p.get("name") == "Idempotency-Key"
+                for p in operation.get("parameters", [])
+            )
+            for code, response in responses.items():
+                content = response.get("content")
+                if code[0] in "45" and content and "application/json" in content:
+                    media = content.pop("application/json")
+                    content[PROBLEM_CONTENT_TYPE] = media
+                if keyed and code[0] in "234":
+                    response.setdefault("headers", {})["Idempotent-Replayed"] = HEADERS[
+                        "Idempotent-Replayed"
+                    ]
+                if code == "429":
+                    response.setdefault("headers", {})["Retry-After"] = HEADERS["Retry-After"]
+            for code, description in EVERY_OPERATION.items():
+                if code not in responses:
+                    responses[code] = {
+                        "description": f"{TITLES.get(int(code), 'Error')}: {description}",
+                        "content": _problem_content(),
+                    }
+            responses["503"].setdefault("headers", {})["Retry-After"] = HEADERS["Retry-After"]
+            if path.endswith("/") and "308" not in responses:
+                responses["308"] = {
+                    "description": REDIRECT,
+                    "headers": {"Location": HEADERS["Location"]},
+                }
+            operation["responses"] = dict(sorted(responses.items()))
+    return result

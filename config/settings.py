@@ -4,6 +4,8 @@ The defaults run everything on one machine with nothing else installed: a SQLite
 immediate transactions, busy timeout) and kombu's filesystem broker, both under ``var/``.
 """
 
+import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,19 +20,64 @@ BASE_DIR = CONFIG_DIR.parent if (CONFIG_DIR.parent / "manage.py").is_file() else
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
-# `make run` writes a local .env (DEBUG on, a generated secret key); real environment wins.
-if env.bool("JOBTRAIL_READ_DOTENV", default=True):
-    environ.Env.read_env(BASE_DIR / ".env")
+# The local .env (written by `make run`: DEBUG on, a generated key, private webhook targets) is
+# development configuration. It is read only when the process environment has no
+# DJANGO_SECRET_KEY: a deployed process always carries its key in the environment (without one,
+# settings refuse to start with DEBUG off), so a .env left in the code folder can never switch
+# it into debug mode or lift its SSRF guard. JOBTRAIL_READ_DOTENV=0 (the systemd units set it)
+# never reads it.
+DOTENV_FILE = BASE_DIR / ".env"
+if env.bool("JOBTRAIL_READ_DOTENV", default=True) and "DJANGO_SECRET_KEY" not in os.environ:
+    environ.Env.read_env(DOTENV_FILE)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+
+def _weak_secret_key(key: str) -> str | None:
+    """Why ``key`` must not sign production sessions and tokens, or None.
+
+    Django's own rule (check security.W009) plus the example file's placeholder.
+    """
+    if len(key) < 50 or len(set(key)) < 5:
+        return "shorter than 50 characters or fewer than 5 different ones"
+    if key.startswith("django-insecure") or "change-me" in key:
+        return "a placeholder or public default"
+    return None
+
+
+def _development_secret_key() -> str:
+    """A key generated once for this checkout (var/dev-secret-key), never a public constant."""
+    path = VAR_DIR / "dev-secret-key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process wrote it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as out:
+        out.write(key)
+    return key
+
+
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
-if not SECRET_KEY:
-    if not DEBUG:
+if not DEBUG:
+    if not SECRET_KEY:
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off (production). "
             "For a local run set DJANGO_DEBUG=1, as `make run` does."
         )
-    SECRET_KEY = "django-insecure-local-development-only"
+    if weakness := _weak_secret_key(SECRET_KEY):
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY is {weakness}: it would let anyone forge sessions, tokens and "
+            "report links. Generate one with: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
+elif not SECRET_KEY:
+    SECRET_KEY = _development_secret_key()
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -48,6 +95,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
+    "csp",
     "jobs",
     "webhooks",
     "reports",
@@ -56,6 +105,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.BodySizeLimitMiddleware",
     "config.middleware.ApiProblemMiddleware",
@@ -65,6 +115,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last: turns an admin login refused by django-axes into the lockout page
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -102,6 +154,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # the same backend, checking a persistent connection only after it idled a while
+        DATABASES["default"]["ENGINE"] = "config.postgresql"
+# A persistent connection released in good health less than this many seconds ago is reused
+# without its `SELECT 1` health check (config/postgresql/base.py).
+JOBTRAIL_DB_HEALTH_CHECK_AFTER = env.float("JOBTRAIL_DB_HEALTH_CHECK_AFTER", default=1.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -131,15 +189,77 @@ STORAGES = {
 if DEBUG:
     STORAGES["staticfiles"] = {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"}
 
+# --- Transport security (README "Security") -------------------------------------------------
+# How many reverse proxies in front of the web process append to X-Forwarded-For (and may be
+# believed about the client's address and scheme). 0: the header is ignored (config.client_ip).
+JOBTRAIL_TRUSTED_PROXIES = env.int("JOBTRAIL_TRUSTED_PROXIES", default=0)
+if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=JOBTRAIL_TRUSTED_PROXIES > 0):
+    # The proxy terminates TLS and says so; it must overwrite a client's X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    # a load balancer's health checks may come over plain HTTP
+    SECURE_REDIRECT_EXEMPT = [r"^healthz(?:/|$)"]
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
     SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# Content-Security-Policy on every answer (django-csp): only this origin's scripts, styles and
+# fonts (the admin's and Swagger UI's are static files), images from here or data: URLs, no
+# plugins, no framing, forms post only here.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+
+# --- Admin login lockout (django-axes) ------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ONLY_ADMIN_SITE = True  # the API's token endpoints have their own throttle
+AXES_FAILURE_LIMIT = env.int("JOBTRAIL_ADMIN_LOGIN_FAILURES", default=5)
+_lockout_minutes = env.int("JOBTRAIL_ADMIN_LOCKOUT_MINUTES", default=15)
+# 0: locked until staff lift it
+AXES_COOLOFF_TIME = timedelta(minutes=_lockout_minutes) if _lockout_minutes > 0 else None
+# "ip_address,username": failures from one address lock that address, failures for one username
+# (from anywhere) lock that username; "username+ip_address" locks only the pair.
+AXES_LOCKOUT_PARAMETERS = [
+    item.split("+") if "+" in item else item
+    for item in env.list("JOBTRAIL_ADMIN_LOCKOUT_BY", default=["ip_address", "username"])
+]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no banner in every process and command
+AXES_CLIENT_IP_CALLABLE = "config.client_ip.client_ip"  # the throttles' client identity
+AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
+# masked in the stored attempts' form data (the password always is)
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # signed report links in a message (django.request names a 4xx's path) lose their token
+    "filters": {"redact_report_links": {"()": "config.access_log.RedactReportLinks"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_report_links"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("JOBTRAIL_LOG_LEVEL", default="INFO")},
 }
 
@@ -149,10 +269,11 @@ REST_FRAMEWORK = {
         "jobs.auth.CompanyJWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.StrictJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["jobs.auth.ClientRateThrottle"],
+    "NUM_PROXIES": JOBTRAIL_TRUSTED_PROXIES,
     "EXCEPTION_HANDLER": "config.problems.exception_handler",
 }
 SIMPLE_JWT = {
@@ -175,6 +296,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.schema.postprocess_schema",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "jobs.models.JobStatus",
         "FailureReasonEnum": "jobs.models.FailureReason",
@@ -263,6 +388,17 @@ JOBTRAIL_WEBHOOK_RETRY_SCHEDULE = [
         default=["5", "300", "1800", "7200", "18000", "36000", "36000"],
     )
 ]
+# A job's hand-off (jobs.create to its company's integration endpoint, seed 000) is retried
+# after these seconds; then its job, if still pending, fails with the seed's reason
+# (jobs/handoff.py). Five attempts over about 12.5 minutes: a job waits pending for it.
+JOBTRAIL_HANDOFF_RETRY_SCHEDULE = [
+    int(s) for s in env.list("JOBTRAIL_HANDOFF_RETRY_SCHEDULE", default=["5", "30", "120", "600"])
+]
+# An integration that answers 401 or 403 refuses us: its hand-off is final after this many
+# attempts (the second one, 5 s later, rides out a receiver restarting with a new config).
+JOBTRAIL_HANDOFF_AUTH_ATTEMPTS = env.int("JOBTRAIL_HANDOFF_AUTH_ATTEMPTS", default=2)
+if JOBTRAIL_HANDOFF_AUTH_ATTEMPTS < 1:
+    raise ImproperlyConfigured("JOBTRAIL_HANDOFF_AUTH_ATTEMPTS must be at least 1.")
 # One webhook attempt (DNS and SSRF check, connect, TLS, send, status line, headers, body) ends
 # at this hard deadline, however slowly the receiver drips its answer.
 JOBTRAIL_WEBHOOK_TIMEOUT = env.float("JOBTRAIL_WEBHOOK_TIMEOUT", default=15.0)
@@ -288,7 +424,20 @@ JOBTRAIL_WEBHOOK_ROUND_TIME_LIMITS = (
 JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool(
     "JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False
 )
+# A push webhook at a company's ingest URL must be signed within this many seconds of now.
+JOBTRAIL_PUSH_INGEST_TOLERANCE = env.int("JOBTRAIL_PUSH_INGEST_TOLERANCE", default=300)
 JOBTRAIL_MAX_BODY_BYTES = 1024 * 1024
+# Per-company limits (README "Security"): a client past one gets a 4xx problem, nothing stored.
+JOBTRAIL_MAX_WEBHOOK_ENDPOINTS = env.int("JOBTRAIL_MAX_WEBHOOK_ENDPOINTS", default=16)
+JOBTRAIL_MAX_ENDPOINT_EVENTS = env.int("JOBTRAIL_MAX_ENDPOINT_EVENTS", default=16)
+JOBTRAIL_MAX_METADATA_BYTES = env.int("JOBTRAIL_MAX_METADATA_BYTES", default=16 * 1024)
+JOBTRAIL_MAX_PUSH_RESULT_BYTES = env.int("JOBTRAIL_MAX_PUSH_RESULT_BYTES", default=64 * 1024)
+# An answer larger than this is not kept under its Idempotency-Key (a replay says so instead).
+JOBTRAIL_IDEMPOTENCY_MAX_STORED_BYTES = env.int(
+    "JOBTRAIL_IDEMPOTENCY_MAX_STORED_BYTES", default=64 * 1024
+)
+# Seconds a webhook host's name lookup may take when an endpoint is registered or changed.
+JOBTRAIL_WEBHOOK_DNS_TIMEOUT = env.float("JOBTRAIL_WEBHOOK_DNS_TIMEOUT", default=3.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = JOBTRAIL_MAX_BODY_BYTES
 JOBTRAIL_IDEMPOTENCY_TTL = env.int("JOBTRAIL_IDEMPOTENCY_TTL", default=48 * 3600)
 JOBTRAIL_API_RATE_LIMIT = env.str("JOBTRAIL_API_RATE_LIMIT", default="1200/minute")
@@ -296,6 +445,8 @@ JOBTRAIL_AUTH_RATE_LIMIT = env.str("JOBTRAIL_AUTH_RATE_LIMIT", default="60/minut
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 JOBTRAIL_WEBHOOK_RETENTION_DAYS = env.int("JOBTRAIL_WEBHOOK_RETENTION_DAYS", default=30)
+# Wake-ups to the worker are coalesced per process over this many seconds (config/outbox.py).
+JOBTRAIL_WAKEUP_WINDOW = env.float("JOBTRAIL_WAKEUP_WINDOW", default=0.02)
 JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL = env.int("JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL", default=5)
 JOBTRAIL_EXPIRY_INTERVAL = env.int("JOBTRAIL_EXPIRY_INTERVAL", default=60)
 JOBTRAIL_PUBLIC_URL = env.str("JOBTRAIL_PUBLIC_URL", default="http://127.0.0.1:8000")

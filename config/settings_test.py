@@ -3,8 +3,15 @@
 import os
 
 os.environ["JOBTRAIL_READ_DOTENV"] = "0"
-os.environ.setdefault("DJANGO_SECRET_KEY", "insecure-test-only-secret-key-0123456789abcdef")
+os.environ.setdefault(
+    "DJANGO_SECRET_KEY", "test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz-not-secret"
+)
 os.environ.setdefault("JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS", "1")
+# live servers in the tests (pytest-django's, gunicorn in tests/e2e) speak plain HTTP
+os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
+# In-process tests see a wake-up published by the committing thread; the end-to-end stacks set
+# the production default (tests/e2e/stack.py) so their processes coalesce as deployed.
+os.environ.setdefault("JOBTRAIL_WAKEUP_WINDOW", "0")
 
 from .settings import *  # noqa: F403
 
@@ -15,10 +22,20 @@ STORAGES["staticfiles"] = {  # noqa: F405
 WHITENOISE_AUTOREFRESH = True  # no staticfiles/ needed to run the tests
 
 if CELERY_BROKER_URL.startswith("filesystem://"):  # noqa: F405
-    # messages queued by tests (no worker reads them) go to a throwaway folder
+    # messages queued by tests (no worker reads them) go to a throwaway folder, removed at exit
+    # by the process that made it (a forked child inherits the handler but not the folder)
+    import atexit
+    import shutil
     import tempfile
 
     _broker = tempfile.mkdtemp(prefix="jobtrail-test-broker-")
+    _broker_owner = os.getpid()
+
+    def _remove_broker_folder(path: str = _broker, owner: int = _broker_owner) -> None:
+        if os.getpid() == owner:
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(_remove_broker_folder)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
         "data_folder_in": _broker,

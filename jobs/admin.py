@@ -7,39 +7,51 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from config.admin import EstimatedCountPaginator
+from config.admin import EstimatedCountPaginator, exact_time, exact_time_field
 from reports.services import job_report, report_rebuild, report_state
 from webhooks.models import WebhookDelivery
+from webhooks.selectors import handoff_state, job_handoff
+from webhooks.services import handoff_resend
 
 from . import services
 from .admin_filters import (
     CancelForm,
     CompanyFilter,
     CreatedRangeFilter,
+    FailureReasonFilter,
     StuckFilter,
     TypeFilter,
     exact_filter,
 )
-from .errors import ReportNotPossible
+from .errors import DeliveryInProgress, ReportNotPossible
 from .models import (
     TERMINAL_STATUSES,
     Company,
     CompanyMember,
     EventSource,
+    FailureReason,
     Job,
     JobStatus,
     PushResult,
     PushStatus,
+    UnmatchedPush,
 )
 from .selectors import job_queryset_all
 
 CANCEL_PREVIEW = 50
+COMPANY_MATCHES = 50  # companies a name search selects jobs from
 
 
 class CompanyMemberInline(admin.TabularInline):
@@ -55,6 +67,14 @@ class CompanyAdmin(admin.ModelAdmin):
     inlines = [CompanyMemberInline]
 
 
+def reason_code(reason: str) -> str:
+    """A failure reason as the API's code, its human text as the tooltip ("" shows as —)."""
+    if not reason:
+        return "—"
+    label = dict(FailureReason.choices).get(reason, reason)
+    return format_html('<span class="jt-code" title="{}">{}</span>', label, reason)
+
+
 def status_badge(status: str) -> str:
     return format_html('<span class="jt-badge jt-{}">{}</span>', status, status.replace("_", " "))
 
@@ -66,7 +86,7 @@ class JobAdmin(admin.ModelAdmin):
         "company_display",
         "type",
         "status_display",
-        "failure_reason",
+        "reason",
         "records",
         "created",
         "last_activity",
@@ -75,7 +95,7 @@ class JobAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER  # facet counts would COUNT(*) every filter choice
     list_filter = [
         "status",
-        "failure_reason",
+        FailureReasonFilter,
         TypeFilter,
         CompanyFilter,
         CreatedRangeFilter,
@@ -83,7 +103,9 @@ class JobAdmin(admin.ModelAdmin):
     ]
     list_select_related = ["company"]
     search_fields = ["=code"]
-    search_help_text = "An exact job id or code."
+    search_help_text = (
+        "A job id, a code or the start of one, or the start of a company name (any case)."
+    )
     ordering = ["-created_at", "-id"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
@@ -93,24 +115,40 @@ class JobAdmin(admin.ModelAdmin):
     fieldsets = [
         (
             None,
-            {"fields": ["id", "code", "company", "type", "status", "failure_reason", "message"]},
+            {"fields": ["id", "code", "company", "type", "status", "reason", "message"]},
         ),
         ("Records", {"fields": ["total_records", "effected_records", "metadata"]}),
         (
             "Times",
             {
                 "fields": [
-                    "created_at",
-                    "start_time",
-                    "end_time",
-                    "last_activity_at",
+                    "created_exact",
+                    "started",
+                    "ended",
+                    "last_activity_exact",
                     "expires_after",
-                    "expires_at",
-                    "updated_at",
+                    "expires",
+                    "updated",
                 ]
             },
         ),
     ]
+
+    readonly_fields = [
+        "reason",
+        "created_exact",
+        "started",
+        "ended",
+        "last_activity_exact",
+        "expires",
+        "updated",
+    ]
+    created_exact = exact_time_field("created_at", "created at")
+    started = exact_time_field("start_time", "start time")
+    ended = exact_time_field("end_time", "end time")
+    last_activity_exact = exact_time_field("last_activity_at", "last activity")
+    expires = exact_time_field("expires_at", "expires at")
+    updated = exact_time_field("updated_at", "updated")
 
     class Media:
         css = {"all": ["jobtrail/admin.css"]}
@@ -120,13 +158,29 @@ class JobAdmin(admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
     ) -> tuple[QuerySet[Job], bool]:
+        """A job id; else a code or code prefix, or a company name prefix (any case).
+
+        Index-backed at millions of jobs: ``code__istartswith`` is ``UPPER(code) LIKE 'ABC%'``
+        (index ``job_code_upper_pattern``, migration 0008); the companies whose name starts
+        with the term (``company_name_upper_pattern``, at most ``COMPANY_MATCHES``) select
+        their jobs by ``job_company_created``. Never a leading-wildcard LIKE on jobs.
+        """
         term = search_term.strip()
         if not term:
             return queryset, False
         try:
             return queryset.filter(pk=uuid.UUID(term)), False
         except ValueError:
-            return queryset.filter(code=term), False
+            pass
+        companies = list(
+            Company.objects.filter(name__istartswith=term)
+            .order_by()
+            .values_list("pk", flat=True)[:COMPANY_MATCHES]
+        )
+        matches = Q(code__istartswith=term)
+        if companies:
+            matches |= Q(company_id__in=companies)
+        return queryset.filter(matches), False
 
     # Sorting by company groups each company's jobs (newest first) in company id order, through
     # job_company_created: an order by company name would join every job to its company and
@@ -139,20 +193,25 @@ class JobAdmin(admin.ModelAdmin):
     def status_display(self, job: Job) -> str:
         return status_badge(job.status)
 
+    # list columns: the exact time, the time from now as its tooltip (keeps the columns narrow)
     @admin.display(description="created", ordering="created_at")
     def created(self, job: Job) -> str:
-        return job.created_at.strftime("%Y-%m-%d %H:%M")
+        return exact_time(job.created_at, relative="title")
 
     @admin.display(description="last activity", ordering="last_activity_at")
     def last_activity(self, job: Job) -> str:
-        return job.last_activity_at.strftime("%Y-%m-%d %H:%M")
+        return exact_time(job.last_activity_at, relative="title")
+
+    @admin.display(description="failure reason", ordering="failure_reason")
+    def reason(self, job: Job) -> str:
+        return reason_code(job.failure_reason)
 
     @admin.display(description="records")
     def records(self, job: Job) -> str:
-        if job.total_records is None and job.effected_records is None:
+        if job.total_records is None and not job.effected_records:
             return "—"
         total = "?" if job.total_records is None else job.total_records
-        return f"{job.effected_records or 0} / {total}"
+        return f"{job.effected_records} / {total}"
 
     # --- permissions: every field read-only; changes only through actions ---------------------
 
@@ -184,6 +243,11 @@ class JobAdmin(admin.ModelAdmin):
                 "<uuid:job_id>/rebuild-report/",
                 self.admin_site.admin_view(self.rebuild_report_view),
                 name="jobs_job_rebuild_report",
+            ),
+            path(
+                "<uuid:job_id>/resend-handoff/",
+                self.admin_site.admin_view(self.resend_handoff_view),
+                name="jobs_job_resend_handoff",
             ),
         ]
         return extra + super().get_urls()
@@ -219,9 +283,11 @@ class JobAdmin(admin.ModelAdmin):
         )
         push_list = reverse("admin:jobs_pushresult_changelist")
         report = job_report(job)
+        handoff = job_handoff(job_id=job.pk)
         return {
             "job": job,
             "job_status_badge": status_badge(job.status),
+            "job_reason": reason_code(job.failure_reason),
             "events": events,
             "push_counts": {"success": job.push_success_count, "failed": job.push_failed_count},
             "push_results_url": f"{push_list}?job__id__exact={job.pk}",
@@ -235,7 +301,37 @@ class JobAdmin(admin.ModelAdmin):
             "can_rebuild": self.has_rebuild_permission(request)
             and job.status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS),
             "can_redeliver": request.user.has_perm("webhooks.change_webhookdelivery"),
+            "handoff": handoff,
+            "handoff_state": handoff_state(handoff) if handoff else None,
         }
+
+    def resend_handoff_view(self, request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+        """The "Re-send hand-off" button of the job page: POST, delivery change permission.
+
+        Recorded in the job's history (the admin log) and as a manual attempt.
+        """
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("webhooks.change_webhookdelivery"):
+            raise PermissionDenied
+        job = get_object_or_404(Job, pk=job_id)
+        handoff = job_handoff(job_id=job.pk)
+        if handoff is None:
+            self.message_user(request, f"{job.code} has no hand-off to re-send.", messages.ERROR)
+        else:
+            try:
+                done = handoff_resend(delivery=handoff)
+            except DeliveryInProgress as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                text = (
+                    "Re-sent the hand-off (one manual attempt)"
+                    if done == "redelivered"
+                    else "Made the retrying hand-off due now"
+                )
+                self.log_change(request, job, f"{text} to {handoff.endpoint.url}.")
+                self.message_user(request, f"{text}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
 
     def rebuild_report_view(self, request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
         if not self.has_rebuild_permission(request):
@@ -367,6 +463,7 @@ class PushResultAdmin(admin.ModelAdmin):
         "completed_on",
         "service_account_ref",
         "request_id",
+        "ignored_fields",
         "received_at",
     ]
 
@@ -403,3 +500,71 @@ class PushResultAdmin(admin.ModelAdmin):
                 ((e.get("field") or "—", e.get("message", "")) for e in errors),
             ),
         )
+
+
+class WaitingFilter(admin.SimpleListFilter):
+    title = "attached to a job"
+    parameter_name = "attached"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("no", "No: waiting for its job's registration"), ("yes", "Yes")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "no":
+            return queryset.filter(attached_at__isnull=True)
+        if self.value() == "yes":
+            return queryset.filter(attached_at__isnull=False)
+        return queryset
+
+
+@admin.register(UnmatchedPush)
+class UnmatchedPushAdmin(admin.ModelAdmin):
+    """Push results that reached a company's ingest URL before their job registered them."""
+
+    list_display = [
+        "push_communication_id",
+        "company",
+        "status_display",
+        "request_id",
+        "received_at",
+        "job",
+        "attached_at",
+    ]
+    list_filter = [WaitingFilter, "status", CompanyFilter]
+    list_select_related = ["company", "job"]
+    search_fields = ["=push_communication_id", "=request_id"]
+    search_help_text = "An exact pushCommunicationId or requestId."
+    ordering = ["-received_at", "-id"]
+    show_facets = admin.ShowFacets.NEVER
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    fields = [
+        "company",
+        "push_communication_id",
+        "request_id",
+        "status",
+        "data",
+        "received_at",
+        "job",
+        "attached_at",
+    ]
+
+    class Media:
+        css = {"all": ["jobtrail/admin.css"]}
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [str(name) for name in self.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # part of the audit trail: only retention purges delete
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, push: UnmatchedPush) -> str:
+        css = "completed" if push.status == PushStatus.SUCCESS else "failed"
+        return format_html('<span class="jt-badge jt-{}">{}</span>', css, push.status)

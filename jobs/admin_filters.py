@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from .models import Job, JobStatus
+from .models import FailureReason, Job, JobStatus
 
 
 class InputFilter(admin.SimpleListFilter):
@@ -45,6 +45,37 @@ def exact_filter(field: str, title: str) -> type[InputFilter]:
 
 
 TypeFilter = exact_filter("type", "type")
+
+
+class FailureReasonFilter(admin.SimpleListFilter):
+    """Failure reasons as the API's codes (``accounting_system_rate_limit``), the label as tooltip.
+
+    Same parameter as the field's own filter, so links to ``?failure_reason__exact=…`` keep
+    working; the choices are the fixed list, never a query.
+    """
+
+    title = "failure reason"
+    parameter_name = "failure_reason__exact"
+    template = "admin/jobtrail_code_filter.html"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(reason.value, reason.value) for reason in FailureReason]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        value = self.value()
+        if not value:
+            return queryset
+        if value not in FailureReason.values:
+            raise admin.options.IncorrectLookupParameters(f"Not a failure reason: {value}")
+        # status=failed is implied (job_failure_reason_iff_failed); job_reason_created (every
+        # job: the sort by failure reason needs them all) serves the filter either way
+        return queryset.filter(status=JobStatus.FAILED, failure_reason=value)
+
+    def choices(self, changelist: Any) -> Any:
+        labels = dict(FailureReason.choices)
+        for choice in super().choices(changelist):
+            # "All" has no code; each reason's label is its tooltip
+            yield {**choice, "title": labels.get(str(choice["display"]), "")}
 
 
 class StuckFilter(admin.SimpleListFilter):

@@ -25,9 +25,13 @@ from config.schema import (
     BAD_REQUEST,
     CONFLICT,
     IDEMPOTENCY_ERRORS,
+    IDEMPOTENCY_KEY,
     NOT_FOUND,
     error,
+    location,
+    paginated,
     problem_example,
+    retry_after,
 )
 from config.transactions import request_transaction
 from reports.links import download_url, job_report, report_state
@@ -37,7 +41,7 @@ from . import selectors, services
 from .auth import AuthRateThrottle, IsCompanyClient
 from .errors import ReportNotReady
 from .idempotency import idempotent
-from .models import Company, EventSource, Job, PushStatus
+from .models import Company, EventSource, Job
 from .representation import (
     UNSET,
     job_event_representation,
@@ -54,8 +58,10 @@ from .serializers import (
     JobProgressInput,
     JobSerializer,
     PushEventInput,
+    PushRecordedSerializer,
     PushResultListFilters,
     PushResultSerializer,
+    push_result_data,
 )
 
 # --- pagination -------------------------------------------------------------------------------
@@ -108,14 +114,14 @@ class TokenObtainView(TokenObtainPairView):
             400: BAD_REQUEST[400],
             401: error(
                 401,
-                "Wrong username or password, or an inactive user.",
+                "Wrong username or password, an inactive user, or a user who may not use the "
+                "API (no company): one answer for all, so it confirms no password.",
                 problem_example(
                     401,
                     "authentication_failed",
                     "No active account found with the given credentials",
                 ),
             ),
-            403: AUTH_ERRORS[403],
             429: AUTH_ERRORS[429],
         },
     )
@@ -148,6 +154,16 @@ class CompanyAPIView(APIView):
 
     permission_classes = [IsCompanyClient]
     company: Company
+    # The URL keyword of the one job a GET reads (see ``job_read_with_client``).
+    reads_job_kwarg: str | None = None
+
+    def job_read_with_client(self, request: Request) -> tuple[str, Any] | None:
+        """``(field, value)`` of the one job this request reads, if it only reads one: the
+        authentication reads it with the API client, in the same statement (a poll is one
+        query). None: the view reads what it needs itself."""
+        if self.reads_job_kwarg and request.method == "GET":
+            return ("id", self.kwargs.get(self.reads_job_kwarg))
+        return None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
@@ -158,7 +174,7 @@ class CompanyAPIView(APIView):
         return cast(User, self.request.user)
 
     def get_job(self, job_id: Any) -> Job:
-        return selectors.job_get(company=self.company, job_id=job_id)
+        return selectors.job_get(company=self.company, job_id=job_id, read_with=self.request.user)
 
     def job_response(
         self, job: Job, *, status_code: int = 200, report: Any = UNSET, **headers: str
@@ -217,13 +233,6 @@ JOB_EXAMPLE = {
     "updated_at": "2026-11-22T10:25:02.000000Z",
 }
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="The job's UUID")
-IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    OpenApiParameter.HEADER,
-    required=False,
-    description="Same key and body replay the first answer (kept 48 h); another body: 422.",
-)
 RETRY_AFTER_NOTE = "While the job is not finished the answer carries `Retry-After` (seconds)."
 
 
@@ -239,7 +248,7 @@ class JobCollectionView(CompanyAPIView):
             OpenApiParameter("cursor", str, description="Opaque cursor from next/previous"),
             OpenApiParameter("page_size", int, description="1-500, default 50"),
         ],
-        responses={200: JobSerializer(many=True), 400: BAD_REQUEST[400], **AUTH_ERRORS},
+        responses={200: paginated(JobSerializer), 400: BAD_REQUEST[400], **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
         filters = _valid(JobListFilters, request.query_params)
@@ -251,7 +260,7 @@ class JobCollectionView(CompanyAPIView):
     @extend_schema(
         tags=["jobs"],
         summary="Create a job",
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=[IDEMPOTENCY_KEY, location(201), retry_after(201)],
         request=JobCreateInput,
         examples=[
             OpenApiExample(
@@ -286,11 +295,13 @@ class JobCollectionView(CompanyAPIView):
 
 
 class JobDetailView(CompanyAPIView):
+    reads_job_kwarg = "job_id"
+
     @extend_schema(
         tags=["jobs"],
         summary="Get a job",
         description=RETRY_AFTER_NOTE,
-        parameters=[JOB_ID],
+        parameters=[JOB_ID, retry_after(200)],
         examples=[OpenApiExample("job", value=JOB_EXAMPLE, response_only=True)],
         responses={200: JobSerializer, **NOT_FOUND, **AUTH_ERRORS},
     )
@@ -301,7 +312,7 @@ class JobDetailView(CompanyAPIView):
         tags=["jobs"],
         summary="Report progress (counts, message, metadata)",
         description="Adds a `progress` event. `status` is not patchable: post an event.",
-        parameters=[JOB_ID],
+        parameters=[JOB_ID, retry_after(200)],
         request=JobProgressInput,
         examples=[
             OpenApiExample(
@@ -330,7 +341,7 @@ class JobEventsView(CompanyAPIView):
         tags=["jobs"],
         summary="The job's timeline, by sequence",
         parameters=[JOB_ID, OpenApiParameter("cursor", str), OpenApiParameter("page_size", int)],
-        responses={200: JobEventSerializer(many=True), **NOT_FOUND, **AUTH_ERRORS},
+        responses={200: paginated(JobEventSerializer), **NOT_FOUND, **AUTH_ERRORS},
     )
     def get(self, request: Request, job_id: Any) -> Response:
         job = self.get_job(job_id)
@@ -374,7 +385,9 @@ class JobEventsView(CompanyAPIView):
         event = services.job_apply_event(
             job_id=job_id, company=self.company, source=EventSource.API, actor=self.actor, **data
         )
-        body = {**job_event_representation(event), "job": job_representation(event.job)}
+        # the event's snapshot is the job as this change left it: the answer's ``job``
+        job = event.snapshot if event.snapshot is not None else job_representation(event.job)
+        body = {**job_event_representation(event), "job": job}
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -383,7 +396,7 @@ class JobCancelView(CompanyAPIView):
         tags=["jobs"],
         summary="Cancel a job",
         description="The job becomes `failed` / `canceled_by_user`; 409 once it is finished.",
-        parameters=[JOB_ID, IDEMPOTENCY_KEY],
+        parameters=[JOB_ID, IDEMPOTENCY_KEY, retry_after(200)],
         request=CancelInput,
         examples=[
             OpenApiExample(
@@ -405,7 +418,16 @@ class JobCancelView(CompanyAPIView):
         responses={
             200: JobSerializer,
             **BAD_REQUEST,
-            **CONFLICT,
+            409: error(
+                409,
+                "The job is already finished: it cannot be cancelled.",
+                problem_example(
+                    409,
+                    "job_finished",
+                    "Job JOB-7F3K2Q9A is already finished (completed); it cannot be cancelled.",
+                    title="Job already finished",
+                ),
+            ),
             **NOT_FOUND,
             **IDEMPOTENCY_ERRORS,
             **AUTH_ERRORS,
@@ -448,7 +470,7 @@ class JobPushResultsView(CompanyAPIView):
         tags=["push results"],
         summary="List the job's push results",
         parameters=[JOB_ID, PushResultListFilters, OpenApiParameter("cursor", str)],
-        responses={200: PushResultSerializer(many=True), 400: BAD_REQUEST[400], **NOT_FOUND},
+        responses={200: paginated(PushResultSerializer), 400: BAD_REQUEST[400], **NOT_FOUND},
     )
     def get(self, request: Request, job_id: Any) -> Response:
         job = self.get_job(job_id)
@@ -462,46 +484,39 @@ class JobPushResultsView(CompanyAPIView):
         tags=["push results"],
         summary="Record a push status (the accounting data service's webhook payload)",
         description="Body: the push status event as the accounting data service sends it. "
-        "Unknown fields are accepted; `sourceObjectId` is read as `sourceObjectIds`. A repeated "
+        "Unknown fields of `data` are accepted and listed back in `ignored_fields`; "
+        "`sourceObjectId` is read as `sourceObjectIds`. A repeated "
         "`pushCommunicationId` answers 200 with the stored result.",
         parameters=[JOB_ID, IDEMPOTENCY_KEY],
         request=PushEventInput,
         examples=[OpenApiExample("success", value=PUSH_SUCCESS_EXAMPLE, request_only=True)],
         responses={
-            201: PushResultSerializer,
-            200: OpenApiResponse(PushResultSerializer, description="Already recorded."),
+            201: PushRecordedSerializer,
+            200: OpenApiResponse(PushRecordedSerializer, description="Already recorded."),
             **BAD_REQUEST,
             **NOT_FOUND,
+            413: error(
+                413,
+                "The push result is larger than JOBTRAIL_MAX_PUSH_RESULT_BYTES.",
+                problem_example(
+                    413,
+                    "push_result_too_large",
+                    "This push result is 900512 bytes as JSON; at most 65536 are kept.",
+                    title="Push result too large",
+                ),
+            ),
             **IDEMPOTENCY_ERRORS,
             **AUTH_ERRORS,
         },
     )
     @idempotent
     def post(self, request: Request, job_id: Any) -> Response:
-        payload = self.valid_for_job(PushEventInput, job_id)
-        data = payload["data"]
-        validation = data.get("validation") or {}
+        data = push_result_data(self.valid_for_job(PushEventInput, job_id))
         result, created = services.push_result_record(
-            job_id=job_id,
-            company=self.company,
-            data=services.PushResultData(
-                push_communication_id=data["pushCommunicationId"],
-                status=PushStatus(data["status"]),
-                connection_id=data.get("connectionId", ""),
-                business_name=data.get("businessName", ""),
-                service_name=data.get("serviceName", ""),
-                data_type=data.get("dataType", ""),
-                source_object_ids=data.get("sourceObjectIds", data.get("sourceObjectId", [])),
-                requested_on=data.get("requestedOn"),
-                completed_on=data.get("completedOn"),
-                response_code=data.get("responseCode"),
-                validation_errors=[dict(e) for e in validation.get("errors", [])],
-                service_account_ref=data.get("serviceAccountRef", {}),
-                request_id=payload.get("requestId", ""),
-            ),
+            job_id=job_id, company=self.company, data=data
         )
         return Response(
-            push_result_representation(result),
+            {**push_result_representation(result), "ignored_fields": data.ignored_fields},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 

@@ -6,4 +6,21 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        from . import schema  # noqa: F401 - registers the OpenAPI auth extension
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import post_init, pre_save
+
+        from webhooks import hooks
+
+        from . import (
+            handoff,
+            schema,  # noqa: F401 - registers the OpenAPI auth extension
+        )
+        from .tokens import remember_credentials, revoke_on_credential_change
+
+        # a job's hand-off that fails for good fails the job while it is pending (seed 000)
+        hooks.on_handoff_failed(handoff.fail_pending_jobs)
+        # Token revocation must follow every code path that changes a password or deactivates
+        # a user (the admin, changepassword, set_password + save), hence the model's signals.
+        user_model = get_user_model()
+        post_init.connect(remember_credentials, sender=user_model, dispatch_uid="jobtrail-tv")
+        pre_save.connect(revoke_on_credential_change, sender=user_model, dispatch_uid="jobtrail-tv")

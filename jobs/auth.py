@@ -3,14 +3,14 @@
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
 from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.exceptions import ExpiredTokenError, InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import (
     TokenObtainPairSerializer,
     TokenRefreshSerializer,
@@ -19,63 +19,146 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
-from config.problems import ProblemError
+from config.client_ip import client_ip
+from config.problems import (
+    ACCESS_TOKEN_EXPIRED,
+    REFRESH_TOKEN_EXPIRED,
+    ProblemError,
+    TokenExpired,
+    TokenRevoked,
+)
 
 from .accounts import company_for_user
+from .selectors import api_user_get
+from .tokens import TOKEN_VERSION_CLAIM, token_revoked, token_version
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
 
 
 class CompanyTokenObtainPairSerializer(TokenObtainPairSerializer):
-    """Issue tokens only to API clients of a company; the access token carries company_id."""
+    """Issue tokens only to API clients of a company; they carry company_id and ``tv``.
+
+    A wrong password and the right password of a user who may not use the API (inactive, or a
+    staff user without a company) get the same 401, so the endpoint confirms no password. The
+    password is checked by ``ModelBackend`` itself, not through ``authenticate()``: django-axes
+    (the admin's lockout) then neither records nor locks API logins, which have their own
+    per-client throttle.
+    """
 
     @classmethod
     def get_token(cls, user: Any) -> Token:
         token = super().get_token(user)
-        company = company_for_user(user)
-        token["company_id"] = str(company.pk) if company else None
+        membership = getattr(user, "company_membership", None)
+        token["company_id"] = str(membership.company_id) if membership else None
+        if membership is not None:
+            token[TOKEN_VERSION_CLAIM] = token_version(membership)
         return token
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
-        data = super().validate(attrs)
-        if company_for_user(self.user) is None:
-            raise ProblemError(
-                "This user is not an API client of any company; create one with "
-                "`manage.py create_api_client`.",
-                status_code=403,
-                code="no_company",
+        user = ModelBackend().authenticate(
+            self.context.get("request"),
+            username=attrs[self.username_field],
+            password=attrs["password"],
+        )
+        if user is None or company_for_user(user) is None:
+            raise AuthenticationFailed(
+                self.error_messages["no_active_account"], "no_active_account"
             )
-        return data
+        self.user = user
+        refresh = self.get_token(user)
+        return {"refresh": str(refresh), "access": str(refresh.access_token)}  # type: ignore[attr-defined]
 
 
 STALE_REFRESH_TOKEN = "No active account found for the given token; get a new one."
 
 
 class CompanyTokenRefreshSerializer(TokenRefreshSerializer):
-    """simplejwt's refresh, but a token whose user was deleted or deactivated is a 401.
+    """A new access token for a refresh token that bearer authentication would still accept.
 
-    simplejwt 5.5.1 looks the user up with ``objects.get`` and lets ``DoesNotExist`` escape
-    (a 500), and refuses an inactive user with ``AuthenticationFailed``; both are answered as
-    the stale token they are: 401 ``invalid_token``.
+    The user, its membership and its company are read and checked exactly as for an access
+    token (``CompanyJWTAuthentication.get_user``: one query): a deleted or deactivated user is
+    a 401 ``invalid_token``, a revoked token (password changed, deactivated, removed from the
+    company) a 401 ``token_revoked``.
     """
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
         try:
-            return super().validate(attrs)
+            refresh = self.token_class(attrs["refresh"])
+        except ExpiredTokenError:
+            raise TokenExpired(REFRESH_TOKEN_EXPIRED) from None
+        try:
+            CompanyJWTAuthentication().get_user(refresh)
         except InvalidToken:
             raise
-        except (get_user_model().DoesNotExist, AuthenticationFailed):
+        except AuthenticationFailed:
             raise InvalidToken(STALE_REFRESH_TOKEN) from None
+        return {"access": str(refresh.access_token)}
+
+
+# The configured schemes ("Bearer") by their lower-case spelling.
+SCHEMES = {
+    scheme.encode().lower(): scheme.encode()
+    for scheme in (
+        jwt_settings.AUTH_HEADER_TYPES
+        if isinstance(jwt_settings.AUTH_HEADER_TYPES, list | tuple)
+        else (jwt_settings.AUTH_HEADER_TYPES,)
+    )
+}
 
 
 class CompanyJWTAuthentication(JWTAuthentication):
     """JWT bearer auth: the user, its membership and its company in one query.
 
-    simplejwt's checks are kept (unknown user, inactive user, revoked token), read from the same
-    row, so a deactivated user or a user moved to another company is refused on the next
-    request; a token whose ``company_id`` claim is not the user's company is refused.
+    simplejwt's checks are kept (unknown user, inactive user, its own revoke claim when
+    CHECK_REVOKE_TOKEN is on), read from the same row, so a deactivated user or a user moved to
+    another company is refused on the next request; a token issued before its user's last
+    password change, deactivation or removal from the company is refused
+    (``jobs.tokens.token_revoked``: the membership row read in the same statement, no query of
+    its own), and so is a token whose ``company_id`` claim is not the user's company.
+
+    A view that reads one job (``job_read_with_client``: a poll) has that job read in the same
+    statement (``selectors.api_user_get``): a poll costs one query.
     """
+
+    job: tuple[str, Any] | None = None
+
+    def authenticate(self, request: Request) -> tuple[Any, Token] | None:
+        context = getattr(request, "parser_context", None) or {}
+        view = context.get("view")
+        read_job = getattr(view, "job_read_with_client", None)
+        if read_job is not None:
+            self.job = read_job(request)
+        return super().authenticate(request)
+
+    def get_raw_token(self, header: bytes) -> bytes | None:
+        """simplejwt's, with the scheme matched in any case (RFC 9110 §11.1): ``bearer`` too.
+
+        simplejwt compares the scheme byte for byte, so seed 002's own example
+        (``Authorization: bearer <token>``) read as no credentials at all.
+        """
+        scheme, _, rest = header.lstrip().partition(b" ")
+        canonical = SCHEMES.get(scheme.lower())
+        if canonical is not None:
+            header = canonical + b" " + rest
+        return super().get_raw_token(header)
+
+    def get_validated_token(self, raw_token: bytes) -> Token:
+        """simplejwt's, but a genuine token past its ``exp`` answers 401 ``token_expired``.
+
+        simplejwt answers "Given token not valid for any token type" to it, as to garbage.
+        """
+        try:
+            return super().get_validated_token(raw_token)
+        except InvalidToken:
+            for token_class in jwt_settings.AUTH_TOKEN_CLASSES:
+                try:
+                    token_class(raw_token)
+                except ExpiredTokenError:  # signed by us, only its exp has passed
+                    raise TokenExpired(ACCESS_TOKEN_EXPIRED) from None
+                except TokenError:
+                    continue
+            raise
 
     def get_user(self, validated_token: Token) -> Any:
         try:
@@ -84,11 +167,7 @@ class CompanyJWTAuthentication(JWTAuthentication):
             raise InvalidToken(
                 str(_("Token contained no recognizable user identification"))
             ) from exc
-        user: Any = (
-            self.user_model.objects.select_related("company_membership__company")
-            .filter(**{jwt_settings.USER_ID_FIELD: user_id})
-            .first()
-        )
+        user: Any = api_user_get(user_id, job=self.job)
         if user is None:
             raise AuthenticationFailed(_("User not found"), code="user_not_found")
         if jwt_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
@@ -100,6 +179,8 @@ class CompanyJWTAuthentication(JWTAuthentication):
                 _("The user's password has been changed."), code="password_changed"
             )
         membership = getattr(user, "company_membership", None)
+        if token_revoked(validated_token, membership):  # jobs.tokens: no query of its own
+            raise TokenRevoked()
         claimed = validated_token.get("company_id")
         if membership is not None and claimed and claimed != str(membership.company_id):
             raise InvalidToken("The token was issued for another company.")
@@ -122,9 +203,15 @@ class IsCompanyClient(BasePermission):
 
 
 class ClientRateThrottle(SimpleRateThrottle):
-    """Per API client (per IP before authentication), rate from JOBTRAIL_API_RATE_LIMIT."""
+    """Per API client (per address before authentication), rate from JOBTRAIL_API_RATE_LIMIT.
+
+    The address is ``config.client_ip`` (X-Forwarded-For only past JOBTRAIL_TRUSTED_PROXIES).
+    """
 
     scope = "client"
+
+    def get_ident(self, request: Request) -> str:
+        return client_ip(request)
 
     def get_rate(self) -> str:
         return settings.JOBTRAIL_API_RATE_LIMIT
@@ -136,9 +223,12 @@ class ClientRateThrottle(SimpleRateThrottle):
 
 
 class AuthRateThrottle(SimpleRateThrottle):
-    """Token endpoints, per IP, rate from JOBTRAIL_AUTH_RATE_LIMIT."""
+    """Token endpoints, per client address (``config.client_ip``), JOBTRAIL_AUTH_RATE_LIMIT."""
 
     scope = "auth"
+
+    def get_ident(self, request: Request) -> str:
+        return client_ip(request)
 
     def get_rate(self) -> str:
         return settings.JOBTRAIL_AUTH_RATE_LIMIT

@@ -63,19 +63,67 @@ class JobNotFound(JobError):
     default_detail = "No such job."
 
 
+class PushCorrelationTaken(JobError):
+    """A push id registered on one job cannot be registered on another of the company."""
+
+    code = "push_correlation_taken"
+    status = 409
+    title = "Conflict"
+
+
+class IngestSignatureInvalid(JobError):
+    """A webhook at a company's push ingest URL without a valid signature of its secret."""
+
+    code = "invalid_signature"
+    status = 401
+    title = "Not authenticated"
+
+
 class ApiClientError(JobError):
     """An API client cannot be created or re-keyed as asked (``manage.py create_api_client``)."""
 
     code = "api_client_error"
 
 
+class PushResultTooLarge(JobError):
+    """A push result larger than JOBTRAIL_MAX_PUSH_RESULT_BYTES: it is stored several times
+    (the result, its logged event, an idempotent answer, webhook payloads), so it is refused."""
+
+    code = "push_result_too_large"
+    status = 413
+    title = "Push result too large"
+
+
 # --- webhooks -----------------------------------------------------------------------------------
+
+
+class WebhookEndpointLimit(JobError):
+    """The company has JOBTRAIL_MAX_WEBHOOK_ENDPOINTS endpoints already (active or paused)."""
+
+    code = "webhook_endpoint_limit"
+    status = 409
+    title = "Webhook endpoint limit reached"
 
 
 class DeliveryInProgress(JobError):
     """A pending delivery is still being tried on its schedule; it cannot be redelivered."""
 
     code = "delivery_pending"
+    status = 409
+    title = "Conflict"
+
+
+class InvalidEndpoint(JobError):
+    """An endpoint's settings do not fit together (a subscriber with no events)."""
+
+    code = "invalid_endpoint"
+    title = "Invalid webhook endpoint"
+
+
+class IntegrationEndpointTaken(JobError):
+    """A company has one integration endpoint (the one its jobs are handed off to)."""
+
+    code = "integration_endpoint_exists"
     status = 409
     title = "Conflict"
 

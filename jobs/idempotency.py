@@ -13,6 +13,11 @@ finds its answer and replays it. An error answer (4xx) is stored under the key i
 of its own once the failed one rolled back; a 5xx stores nothing (a retry runs again). A key past
 ``JOBTRAIL_IDEMPOTENCY_TTL``, or one left without an answer for ``IN_PROGRESS_TIMEOUT`` (rows
 written before answers were stored with their claim), counts as unused.
+
+What is kept of an answer is bounded: the fields a view names as ``unstored_fields`` (a webhook
+endpoint's signing ``secret``) are never stored, so a replay answers without them; a body larger
+than ``JOBTRAIL_IDEMPOTENCY_MAX_STORED_BYTES`` is not stored at all, and a replay answers the
+first status and headers with a short note instead (``ANSWER_NOT_KEPT``).
 """
 
 import functools
@@ -41,6 +46,12 @@ logger = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
 IN_PROGRESS_TIMEOUT = timedelta(seconds=120)  # longer than any request may run
 REPLAYED_HEADERS = ("Location", "Retry-After")
+# Kept in the stored headers (never sent) when the body was too large to keep.
+BODY_NOT_KEPT = "X-Jobtrail-Body-Not-Kept"
+ANSWER_NOT_KEPT = (
+    "The first answer to this Idempotency-Key was too large to keep; the request was carried "
+    "out once. Read the resource for its current state."
+)
 
 
 def request_fingerprint(request: Request) -> str:
@@ -85,7 +96,28 @@ def _insert_sql() -> str:
     )
 
 
-def _claim_with_answer(*, user: Any, key: str, fingerprint: str, response: Response) -> bool:
+def _stored_body(
+    response: Response, headers: dict[str, str], unstored_fields: tuple[str, ...]
+) -> Any:
+    """What is kept of the answer's body: no unstored field, nothing past the size limit."""
+    data = response.data
+    if unstored_fields and isinstance(data, dict):
+        data = {name: value for name, value in data.items() if name not in unstored_fields}
+    rendered = JSONRenderer().render(data) or b"null"
+    if len(rendered) > settings.JOBTRAIL_IDEMPOTENCY_MAX_STORED_BYTES:
+        headers[BODY_NOT_KEPT] = str(len(rendered))
+        return None
+    return json.loads(rendered)
+
+
+def _claim_with_answer(
+    *,
+    user: Any,
+    key: str,
+    fingerprint: str,
+    response: Response,
+    unstored_fields: tuple[str, ...] = (),
+) -> bool:
     """Store ``response`` under the key unless the key is taken; True if it was stored.
 
     One ``INSERT … ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite): the claim and the answer.
@@ -93,7 +125,7 @@ def _claim_with_answer(*, user: Any, key: str, fingerprint: str, response: Respo
     headers = {name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)}
     if response.content_type:
         headers["Content-Type"] = response.content_type
-    body = json.loads(JSONRenderer().render(response.data) or b"null")
+    body = _stored_body(response, headers, unstored_fields)
     field = _field
     values = [
         user.pk,
@@ -120,8 +152,11 @@ def _replay(record: IdempotencyKey) -> Response:
     headers = dict(record.response_headers)
     content_type = headers.pop("Content-Type", None)
     headers["Idempotent-Replayed"] = "true"
+    body = record.response_body
+    if headers.pop(BODY_NOT_KEPT, None) is not None:
+        body = {"detail": ANSWER_NOT_KEPT}
     return Response(
-        record.response_body,
+        body,
         status=record.response_status,
         headers=headers,
         content_type=content_type,
@@ -153,11 +188,18 @@ def _taken(*, user: Any, key: str) -> IdempotencyKey | None:
     return record
 
 
-def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
+Handler = Callable[..., Response]
+
+
+def idempotent(handler: Handler | None = None, *, unstored_fields: tuple[str, ...] = ()) -> Any:
     """Decorate an APIView's ``post`` so repeats with the same key replay the first answer.
 
-    The handler runs in one transaction (its answer is built before the commit).
+    The handler runs in one transaction (its answer is built before the commit). With
+    ``unstored_fields`` (``@idempotent(unstored_fields=("secret",))``) those top-level fields of
+    the answer are never written to the table, and a replay answers without them.
     """
+    if handler is None:
+        return functools.partial(idempotent, unstored_fields=unstored_fields)
 
     @functools.wraps(handler)
     def wrapper(view: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -178,7 +220,11 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
                 with request_transaction():
                     response = handler(view, request, *args, **kwargs)
                     if response.status_code < 500 and not _claim_with_answer(
-                        user=user, key=key, fingerprint=fingerprint, response=response
+                        user=user,
+                        key=key,
+                        fingerprint=fingerprint,
+                        response=response,
+                        unstored_fields=unstored_fields,
                     ):
                         raise _KeyTaken
                 return response
@@ -212,6 +258,7 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
             code="idempotency_request_in_progress",
         )
 
+    wrapper.idempotent = True  # type: ignore[attr-defined]  # the schema documents the header
     return wrapper
 
 

@@ -27,6 +27,9 @@ class CompanyMember(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="company_membership"
     )
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="members")
+    # Part of every token's "tv" claim: raised by a password change or deactivation, which
+    # revokes the tokens issued before it (jobs.tokens).
+    token_version = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -81,7 +84,9 @@ class Job(models.Model):
     )
     message = models.TextField(blank=True, default="")
     total_records = models.PositiveIntegerField(null=True, blank=True)
-    effected_records = models.PositiveIntegerField(null=True, blank=True)
+    # Records actually affected (seed 003's meaning): a count that starts at 0, never unknown,
+    # so v1 and the seed 003 record answer the same number.
+    effected_records = models.PositiveIntegerField(default=0, db_default=0)
     metadata = models.JSONField(default=dict, blank=True)
     start_time = models.DateTimeField(null=True, blank=True)
     end_time = models.DateTimeField(null=True, blank=True)
@@ -108,7 +113,6 @@ class Job(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(total_records__isnull=True)
-                | Q(effected_records__isnull=True)
                 | Q(effected_records__lte=models.F("total_records")),
                 name="job_effected_lte_total",
             ),
@@ -274,6 +278,8 @@ class PushResult(models.Model):
     validation_errors = models.JSONField(default=list, blank=True)
     service_account_ref = models.JSONField(default=dict, blank=True)
     request_id = models.CharField(max_length=255, blank=True, default="")
+    # keys of the payload's ``data`` that this version does not read (a typo, or a new field)
+    ignored_fields = models.JSONField(default=list, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -311,3 +317,93 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+# --- push results straight from the accounting data service (seed 001) -----------------------
+
+
+class PushIngestKey(models.Model):
+    """A company's ingest URL for the accounting data service's push webhooks: its secret.
+
+    The sender signs each webhook with this secret (``Railz-Signature: t=…,v=<HMAC-SHA256>``);
+    the ingest answers 401 to anything else. After a rotation the previous secret keeps
+    verifying for a while, so webhooks signed before the sender switched still land.
+    """
+
+    company = models.OneToOneField(
+        Company, on_delete=models.CASCADE, primary_key=True, related_name="push_ingest_key"
+    )
+    secret = models.CharField(max_length=200)
+    previous_secret = models.CharField(max_length=200, blank=True, default="")
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"push ingest of {self.company_id}"
+
+
+class PushCorrelationKind(models.TextChoices):
+    PUSH_COMMUNICATION_ID = "push_communication_id"  # one push (``data.pushCommunicationId``)
+    REQUEST_ID = "request_id"  # the pushes of one request (``requestId``)
+
+
+class PushCorrelation(models.Model):
+    """An id the integration got when it started a push, registered on its job.
+
+    A push result that comes to the company's ingest URL with this id belongs to the job.
+    """
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="push_correlations")
+    kind = models.CharField(max_length=32, choices=PushCorrelationKind.choices)
+    value = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["company", "kind", "value"], name="push_correlation_unique_per_company"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.value}"
+
+
+class UnmatchedPush(models.Model):
+    """A push result that reached the ingest URL before its job registered its correlation.
+
+    Kept (one per ``push_communication_id`` and company: a repeat is the same push) until the
+    registration comes; then it is recorded on the job and ``job``/``attached_at`` are set.
+    """
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    push_communication_id = models.CharField(max_length=128)
+    request_id = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=16, choices=PushStatus.choices)
+    # The push as validated (jobs.ingest: push_data_to_json), recorded as is on attachment.
+    data = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    attached_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name_plural = "unmatched pushes"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["company", "push_communication_id"], name="unmatched_push_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["company", "request_id"],
+                name="unmatched_push_waiting",
+                condition=Q(attached_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.push_communication_id

@@ -4,20 +4,30 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .models import EventStatus, FailureReason, Job, JobEvent, JobStatus, PushResult, PushStatus
+from .models import (
+    EventStatus,
+    FailureReason,
+    Job,
+    JobEvent,
+    JobStatus,
+    PushCorrelationKind,
+    PushResult,
+    PushStatus,
+)
 from .representation import (
     job_event_representation,
     job_representation,
     push_counts,
     push_result_representation,
 )
+from .services import PushResultData
 
 INT_MAX = 2_147_483_647  # the database's integer range
-METADATA_MAX_BYTES = 16 * 1024
 MESSAGE_MAX = 10_000
 SLUG_RE = r"^[-a-zA-Z0-9_]+$"
 CODE_RE = r"^[A-Za-z0-9._-]+$"
@@ -71,14 +81,15 @@ def count_field(**kwargs: Any) -> StrictIntegerField:
 class MetadataField(serializers.Field):
     default_error_messages = {
         "not_object": "Must be a JSON object.",
-        "too_large": f"Must be at most {METADATA_MAX_BYTES} bytes as JSON.",
+        "too_large": "Must be at most {limit} bytes as JSON (JOBTRAIL_MAX_METADATA_BYTES).",
     }
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.fail("not_object")
-        if len(json.dumps(data, separators=(",", ":")).encode()) > METADATA_MAX_BYTES:
-            self.fail("too_large")
+        limit = settings.JOBTRAIL_MAX_METADATA_BYTES
+        if len(json.dumps(data, separators=(",", ":")).encode()) > limit:
+            self.fail("too_large", limit=limit)
         return data
 
     def to_representation(self, value: Any) -> Any:
@@ -315,7 +326,11 @@ class PushValidation(serializers.Serializer):
 
 
 class PushEventData(serializers.Serializer):
-    """The ``data`` object; unknown fields are accepted (the sender may add fields)."""
+    """The ``data`` object; unknown fields are accepted (the sender may add fields).
+
+    Their names are kept as ``ignored_fields`` (sorted), answered back and shown to staff, so
+    a misspelled field (``validationErrors``) does not vanish unnoticed.
+    """
 
     event = StrictChoiceField(choices=["push"], required=False)
     pushCommunicationId = StrictCharField(max_length=128)
@@ -337,6 +352,11 @@ class PushEventData(serializers.Serializer):
     validation = PushValidation(required=False)
     serviceAccountRef = serializers.DictField(required=False)
 
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        value["ignored_fields"] = sorted(str(key) for key in data if key not in self.fields)
+        return value
+
 
 class PushEventInput(serializers.Serializer):
     data = PushEventData()  # type: ignore[assignment]
@@ -348,3 +368,107 @@ class PushEventInput(serializers.Serializer):
                 {"non_field_errors": ["The request body must be a JSON object."]}
             )
         return super().to_internal_value(data)
+
+
+def push_result_data(payload: dict[str, Any]) -> PushResultData:
+    """A validated ``PushEventInput`` as the service's ``PushResultData``.
+
+    Both spellings of the seed are read: ``sourceObjectIds`` (its success example and its
+    table) and ``sourceObjectId`` (its failed example).
+    """
+    data = payload["data"]
+    validation = data.get("validation") or {}
+    return PushResultData(
+        push_communication_id=data["pushCommunicationId"],
+        status=PushStatus(data["status"]),
+        connection_id=data.get("connectionId", ""),
+        business_name=data.get("businessName", ""),
+        service_name=data.get("serviceName", ""),
+        data_type=data.get("dataType", ""),
+        source_object_ids=data.get("sourceObjectIds", data.get("sourceObjectId", [])),
+        requested_on=data.get("requestedOn"),
+        completed_on=data.get("completedOn"),
+        response_code=data.get("responseCode"),
+        validation_errors=[dict(e) for e in validation.get("errors", [])],
+        service_account_ref=data.get("serviceAccountRef", {}),
+        request_id=payload.get("requestId", ""),
+        ignored_fields=list(data.get("ignored_fields", [])),
+    )
+
+
+# --- push correlations and the push ingest URL ------------------------------------------------
+
+
+class PushCorrelationInput(StrictSerializer):
+    push_communication_id = StrictCharField(max_length=128, required=False)
+    request_id = StrictCharField(max_length=255, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("push_communication_id") and not attrs.get("request_id"):
+            raise serializers.ValidationError(
+                "Send push_communication_id, request_id or both: the ids the accounting data "
+                "service gave the push you started."
+            )
+        return attrs
+
+
+class PushCorrelationSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=PushCorrelationKind.choices)
+    value = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class PushCorrelationsRegisteredSerializer(serializers.Serializer):
+    job_id = serializers.UUIDField()
+    correlations = PushCorrelationSerializer(many=True)
+    attached = serializers.IntegerField(
+        help_text="Push results that had come before this registration, recorded now."
+    )
+
+
+class IngestSecretInput(StrictSerializer):
+    secret = StrictCharField(
+        min_length=16,
+        max_length=200,
+        required=False,
+        help_text="The secret your accounting data service signs its webhooks with; omitted, "
+        "Jobtrail generates one (shown once).",
+    )
+
+
+class PushIngestSerializer(serializers.Serializer):
+    url = serializers.URLField(help_text="Configure this URL in the accounting data service.")
+    signature_header = serializers.CharField()
+    secret_configured = serializers.BooleanField()
+    previous_secret_expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class PushIngestWithSecretSerializer(PushIngestSerializer):
+    secret = serializers.CharField(
+        required=False, help_text="Only when Jobtrail generated it: shown this once."
+    )
+
+
+class PushRecordedSerializer(PushResultSerializer):
+    """The answer to a recorded push: the result and the keys of ``data`` it did not read."""
+
+    ignored_fields = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Keys of this request's `data` that are not read (misspelled or new fields).",
+    )
+
+    class Meta(PushResultSerializer.Meta):
+        fields = [*PushResultSerializer.Meta.fields, "ignored_fields"]
+        read_only_fields = fields
+
+
+class IngestedSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["attached", "duplicate", "unmatched"])
+    job_id = serializers.UUIDField(allow_null=True)
+    push_communication_id = serializers.CharField()
+    push_result = PushResultSerializer(allow_null=True)
+    ignored_fields = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Keys of this request's `data` that are not read (misspelled or new fields).",
+    )

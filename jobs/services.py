@@ -6,8 +6,9 @@ commit one wake-up is published for the relay (``jobs.relay``), which turns the 
 webhook deliveries and report builds in the worker; the relay sweep covers a lost wake-up.
 """
 
+import json
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, JSONField, Max, OuterRef, Subquery, Value
+from django.db.models import F, JSONField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -23,6 +24,7 @@ from config.outbox import publish_on_commit
 from config.sql import insert_from_select
 from config.transactions import atomic_service
 
+from . import selectors
 from .errors import (
     DuplicateJobCode,
     InvalidCounts,
@@ -30,6 +32,7 @@ from .errors import (
     InvalidTransition,
     JobFinished,
     JobNotFound,
+    PushResultTooLarge,
 )
 from .models import (
     ACTIVE_STATUSES,
@@ -89,6 +92,12 @@ class PushResultData:
     validation_errors: list[dict[str, str]] = field(default_factory=list)
     service_account_ref: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""
+    ignored_fields: list[str] = field(default_factory=list)  # keys of ``data`` not read
+
+
+def push_result_size(data: PushResultData) -> int:
+    """The push result's size as stored (UTF-8 JSON of its fields), in bytes."""
+    return len(json.dumps(asdict(data), default=str, separators=(",", ":")).encode())
 
 
 RELAY_TASK = "jobs.relay_events"
@@ -111,13 +120,13 @@ def lock_job(job_id: Any, *, company: Company | None = None) -> Job:
 
     With ``company``, another company's job is not found (``JobNotFound``): the API's one read.
     """
-    jobs = Job.objects.select_for_update(of=("self",)).select_related("report")
-    if company is not None:
-        jobs = jobs.filter(company=company)
     try:
-        return jobs.get(pk=job_id)
-    except (Job.DoesNotExist, ValueError, TypeError, DjangoValidationError) as exc:
+        job = selectors.job_with_report(company=company, field="id", value=job_id, lock=True)
+    except (ValueError, TypeError, DjangoValidationError) as exc:
         raise JobNotFound("No such job.") from exc
+    if job is None:
+        raise JobNotFound("No such job.")
+    return job
 
 
 def _check_counts(*, total_records: int | None, effected_records: int | None) -> None:
@@ -171,6 +180,23 @@ def _apply_counts(
     return changed
 
 
+# What a lifecycle event or a progress report may change on the job row: the UPDATE writes
+# these columns only (``updated_at`` is set by ``auto_now``).
+JOB_CHANGE_FIELDS = (
+    "status",
+    "failure_reason",
+    "message",
+    "metadata",
+    "total_records",
+    "effected_records",
+    "start_time",
+    "end_time",
+    "last_activity_at",
+    "expires_at",
+    "updated_at",
+)
+
+
 def _touch(job: Job, now: datetime) -> None:
     job.last_activity_at = now
     job.expires_at = None if job.is_terminal else now + timedelta(seconds=job.expires_after)
@@ -193,7 +219,7 @@ def _append_event(
     ``job`` is read with its report joined (``lock_job``), so the snapshot costs no query.
     """
     if sequence is None:
-        sequence = (job.events.aggregate(last=Max("sequence"))["last"] or 0) + 1
+        sequence = selectors.last_event_sequence(job.pk) + 1
     event = JobEvent.objects.create(
         job=job,
         sequence=sequence,
@@ -286,6 +312,10 @@ def job_apply_event(
     _check_failure_reason(event=event, failure_reason=failure_reason)
     current = JobStatus(job.status)
     if current in TERMINAL_STATUSES:
+        if failure_reason == FailureReason.CANCELED_BY_USER:
+            raise JobFinished(
+                f"Job {job.code} is already finished ({current}); it cannot be cancelled."
+            )
         raise JobFinished(f"Job {job.code} is already {current}; it cannot become {event}.")
     new_status = TRANSITIONS.get((current, event))
     if new_status is None:
@@ -301,7 +331,7 @@ def job_apply_event(
     if new_status in TERMINAL_STATUSES:
         job.end_time = now
     _touch(job, now)
-    job.save()
+    job.save(update_fields=JOB_CHANGE_FIELDS)
     job_event = _append_event(
         job=job,
         status=event,
@@ -358,6 +388,27 @@ def job_cancel(
     )
 
 
+@atomic_service
+def job_fail_if_pending(*, job_id: Any, failure_reason: str, message: str) -> JobEvent | None:
+    """Fail the job as a ``system`` event if it is still ``pending``; else leave it (None).
+
+    What a final failure of the job's hand-off to the integration does (``jobs.handoff``): a
+    job the integration started, or that finished meanwhile, is its own business by then.
+    """
+    try:
+        job = lock_job(job_id)
+    except JobNotFound:
+        return None
+    if job.status != JobStatus.PENDING:
+        return None
+    return job_fail(
+        job_id=job.pk,
+        failure_reason=failure_reason,
+        message=message,
+        source=EventSource.SYSTEM,
+    )
+
+
 def job_expire(*, job_id: Any) -> JobEvent:
     """Fail the job as ``job_expired`` (the expiry task's single-job path)."""
     return job_fail(
@@ -390,7 +441,7 @@ def job_record_progress(
     if metadata is not None:
         job.metadata = data["metadata"] = metadata
     _touch(job, timezone.now())
-    job.save()
+    job.save(update_fields=JOB_CHANGE_FIELDS)
     job_event = _append_event(
         job=job,
         status=EventStatus.PROGRESS,
@@ -414,6 +465,12 @@ def push_result_record(
     relay requests it), and only an active job's expiry clock is reset. The result is logged as
     an unnumbered ``push_result`` event (not on the timeline) for the relay.
     """
+    size = push_result_size(data)
+    if size > settings.JOBTRAIL_MAX_PUSH_RESULT_BYTES:
+        raise PushResultTooLarge(
+            f"This push result is {size} bytes as JSON; at most "
+            f"{settings.JOBTRAIL_MAX_PUSH_RESULT_BYTES} are kept (JOBTRAIL_MAX_PUSH_RESULT_BYTES)."
+        )
     job = lock_job(job_id, company=company)
     existing = job.push_results.filter(push_communication_id=data.push_communication_id).first()
     if existing is not None:
@@ -433,6 +490,7 @@ def push_result_record(
         validation_errors=data.validation_errors,
         service_account_ref=data.service_account_ref,
         request_id=data.request_id,
+        ignored_fields=data.ignored_fields,
     )
     counter = "push_success_count" if data.status == PushStatus.SUCCESS else "push_failed_count"
     changes: dict[str, Any] = {counter: F(counter) + 1}

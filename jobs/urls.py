@@ -2,7 +2,7 @@ from django.urls import path
 
 from webhooks import api as webhooks_api
 
-from . import api
+from . import api, ingest_api
 from .compat.views import ExportJobEventsView
 
 app_name = "api-v1"
@@ -20,6 +20,22 @@ urlpatterns = [
         name="job-push-results",
     ),
     path("jobs/<uuid:job_id>/report/", api.JobReportView.as_view(), name="job-report"),
+    path(
+        "jobs/<uuid:job_id>/push-correlations/",
+        ingest_api.JobPushCorrelationsView.as_view(),
+        name="job-push-correlations",
+    ),
+    path("push-ingest/", ingest_api.PushIngestSettingsView.as_view(), name="push-ingest-settings"),
+    path(
+        "push-ingest/rotate-secret/",
+        ingest_api.PushIngestRotateSecretView.as_view(),
+        name="push-ingest-rotate-secret",
+    ),
+    path(
+        "push-ingest/<uuid:company_id>/",
+        ingest_api.PushIngestView.as_view(),
+        name="push-ingest",
+    ),
     path("export-job-events/", ExportJobEventsView.as_view(), name="export-job-events"),
     path(
         "webhook-endpoints/",

@@ -20,6 +20,7 @@ from jobs.errors import LinkExpired, LinkInvalid, ReportNotPossible
 from jobs.models import EventSource, Job, JobEvent, JobEventKind, PushResult
 from jobs.representation import job_representation
 
+from .cells import FORMULA_TRIGGERS, safe_cell
 from .links import (  # noqa: F401 - re-exported: the report's state and link live in .links
     REPORTABLE_STATUSES,
     SIGNING_SALT,
@@ -95,7 +96,8 @@ def report_rebuild(*, job: Job) -> Report:
 #   difference: PostgreSQL quotes a cell holding a bare carriage return; Python's writer left it
 #   bare, which readers split.)
 # - other databases (SQLite): ``_csv_row`` and ``csv.writer``.
-# A rule for every cell (escaping, say) goes into ``_pg_cell`` and ``_csv_row``.
+# A rule for every cell goes into ``_pg_cell`` and ``_csv_row``: both apply ``reports.cells``
+# (no cell opens as a formula).
 
 
 def _iso(value: Any) -> str:
@@ -104,7 +106,7 @@ def _iso(value: Any) -> str:
 
 def _csv_row(row: tuple[Any, ...]) -> list[Any]:
     (push_id, status, code, data_type, service, source_ids, requested, completed, errors) = row
-    return [
+    cells = [
         push_id,
         status,
         "" if code is None else code,
@@ -118,6 +120,7 @@ def _csv_row(row: tuple[Any, ...]) -> list[Any]:
             for e in errors or []
         ),
     ]
+    return [safe_cell(cell) for cell in cells]  # no cell opens as a formula (reports.cells)
 
 
 def _pg_iso(column: str) -> str:
@@ -148,18 +151,29 @@ _POSTGRESQL_CELLS = [
 ]
 
 
-def _pg_cell(expression: str) -> str:
-    # NULL for an empty cell: COPY writes NULL bare and an empty string as "" (csv.writer: bare)
-    return f"NULLIF({expression}, '')"
+def _pg_cell(column: str) -> str:
+    """The SQL of a cell: ``safe_cell`` (a leading ``'`` before a formula trigger), and NULL
+    for an empty cell (COPY writes NULL bare and an empty string as ``""``; csv.writer: bare)."""
+    triggers = ", ".join(str(ord(char)) for char in FORMULA_TRIGGERS)
+    return (
+        f"CASE WHEN ascii({column}) IN ({triggers}) THEN '''' || {column} "
+        f"ELSE NULLIF({column}, '') END"
+    )
 
 
 def _copy_postgresql(job_id: Any, out: Any) -> int:
     """Write the job's rows as CSV through ``COPY``; return how many."""
     table = PushResult._meta.db_table
     job = uuid.UUID(str(job_id))  # a literal: COPY takes no parameters
+    names = [f"c{index}" for index in range(len(_POSTGRESQL_CELLS))]
+    # each cell computed once (OFFSET 0 keeps the inner SELECT whole), then made safe
+    cells = ", ".join(
+        f"{cell} AS {name}" for cell, name in zip(_POSTGRESQL_CELLS, names, strict=True)
+    )
     statement = (
-        f"COPY (SELECT {', '.join(_pg_cell(cell) for cell in _POSTGRESQL_CELLS)} "
-        f"FROM {table} WHERE job_id = '{job}'::uuid ORDER BY id) TO STDOUT (FORMAT csv)"
+        f"COPY (SELECT {', '.join(_pg_cell(name) for name in names)} FROM ("
+        f"SELECT id, {cells} FROM {table} WHERE job_id = '{job}'::uuid ORDER BY id OFFSET 0"
+        ") AS cells ORDER BY id) TO STDOUT (FORMAT csv)"
     )
     connection.ensure_connection()
     buffer = bytearray()

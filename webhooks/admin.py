@@ -1,45 +1,74 @@
 """Staff views of endpoints (secrets never shown), deliveries and their attempts."""
 
+import json
+import uuid
 from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
+
+from config.admin import exact_time_field
+from jobs.errors import InvalidEndpoint
+from jobs.models import Job
 
 from . import services
 from .events import patterns_problem
-from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .models import EndpointRole, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .ssrf import UnsafeTarget, check_url
 
 
 class EndpointForm(forms.ModelForm):
-    url = forms.URLField(max_length=2000, assume_scheme="https")
+    # checked by check_url alone: the same rule as the API
+    url = forms.CharField(max_length=2000, widget=forms.URLInput)
 
     class Meta:
         model = WebhookEndpoint
-        fields = ["url", "events", "description", "is_active"]
+        fields = ["url", "role", "events", "description", "is_active"]
+        help_texts = {
+            "role": "integration: the company's one endpoint that receives every new job's "
+            "jobs.create (the hand-off); a hand-off that fails for good fails its pending job.",
+        }
 
     def clean_events(self) -> list[str]:
         events = self.cleaned_data["events"]
-        if (
-            not isinstance(events, list)
-            or not events
-            or not all(isinstance(e, str) for e in events)
-        ):
+        if events is None:
+            events = []
+        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
             raise forms.ValidationError('A list of event ids or patterns, e.g. ["jobs.*"].')
         problem = patterns_problem(events)
         if problem:
             raise forms.ValidationError(problem)
         return events
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        events, role = data.get("events"), data.get("role")
+        if events == [] and role != EndpointRole.INTEGRATION:
+            self.add_error(
+                "events",
+                "Subscribe to at least one event id or pattern (only an integration endpoint "
+                "may leave it empty: it always receives jobs.create).",
+            )
+        # the form has no company field, so Django skips the one-per-company constraint
+        if role == EndpointRole.INTEGRATION and self.instance.company_id:
+            others = WebhookEndpoint.objects.filter(
+                company_id=self.instance.company_id, role=EndpointRole.INTEGRATION
+            ).exclude(pk=self.instance.pk)
+            if others.exists():
+                self.add_error("role", "This company already has an integration endpoint.")
+        return data
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"]
@@ -60,15 +89,54 @@ class RedeliverFailedForm(forms.Form):
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
     form = EndpointForm
-    list_display = ["url", "company", "events", "is_active", "disabled_reason", "created_at"]
-    list_filter = ["is_active"]
+    list_display = [
+        "url",
+        "company",
+        "role",
+        "events",
+        "is_active",
+        "disabled_reason",
+        "created_col",
+    ]
+    created_col = exact_time_field("created_at", "created", relative="title")
+    list_filter = ["is_active", "role"]
     list_select_related = ["company"]
     search_fields = ["url", "=id"]
-    readonly_fields = ["company", "disabled_reason", "created_at", "updated_at"]
-    actions = ["redeliver_failed_since"]
+    readonly_fields = ["company", "disabled_reason", "created", "updated"]
+    created = exact_time_field("created_at", "created")
+    updated = exact_time_field("updated_at", "updated")
+    actions = ["send_test_event", "redeliver_failed_since"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # clients register endpoints through the API, which shows them the secret
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # deleting one would delete its deliveries and attempts: pause it instead
+
+    @admin.action(description="Send a test event to the selected endpoints", permissions=["change"])
+    def send_test_event(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        sent = 0
+        for endpoint in queryset:
+            try:
+                delivery = services.endpoint_send_test(endpoint=endpoint)
+            except InvalidEndpoint as exc:
+                self.message_user(request, f"{endpoint.url}: {exc}", messages.WARNING)
+                continue
+            sent += 1
+            self.log_change(request, endpoint, f"Sent a test event ({delivery.event_id}).")
+        if sent:
+            url = reverse("admin:webhooks_webhookdelivery_changelist")
+            self.message_user(
+                request,
+                format_html(
+                    '{} test event{} queued: <a href="{}?events_id={}">see the deliveries</a>.',
+                    sent,
+                    "" if sent == 1 else "s",
+                    url,
+                    services.TEST_EVENT,
+                ),
+                messages.SUCCESS,
+            )
 
     @admin.action(
         description="Redeliver everything that failed for the selected endpoints since …",
@@ -114,42 +182,193 @@ class WebhookAttemptInline(admin.TabularInline):
     fields = (
         "number",
         "trigger",
-        "started_at",
-        "duration_ms",
+        "started",
+        "duration",
         "status_code",
         "error",
         "response_body",
     )
     readonly_fields = fields
 
+    started = exact_time_field("started_at", "started")
+
+    @admin.display(description="duration")
+    def duration(self, attempt: WebhookAttempt) -> str:
+        return f"{attempt.duration_ms} ms"
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _job_of(delivery: WebhookDelivery) -> Job | None:
+    """The job a delivery reports (``object_id`` is the job's id for every jobs.* event)."""
+    try:
+        job_id = uuid.UUID(delivery.object_id)
+    except ValueError:
+        return None
+    return Job.objects.filter(pk=job_id).only("pk", "code").first()
+
+
+JOB_CODE_MATCHES = 100  # jobs (of different companies) a code search takes deliveries from
+
+SEND_NOW_TEXT = {
+    "redelivered": "queued for redelivery (one manual attempt)",
+    "due now": "was retrying: its next attempt is due now (schedule kept)",
+}
 
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Deliveries and their attempts are the audit trail: read-only, never deleted here.
+
+    Staff with the delivery change permission may send any delivery again now (its page's
+    Redeliver button, the list's action); each such action is logged with the staff user on the
+    delivery and on its job (the admin history).
+    """
+
     list_display = [
         "events_id",
         "object_id",
         "endpoint",
-        "status",
+        "handoff",
+        "status_badge",
         "attempts",
         "last_status_code",
-        "next_attempt_at",
-        "created_at",
+        "next_attempt_col",
+        "created_col",
     ]
-    list_filter = ["status", "events_id"]
+    list_filter = ["status", "events_id", "handoff"]
     list_select_related = ["endpoint"]
     search_fields = ["=object_id", "=event_id", "=id"]
+    search_help_text = "A delivery id, a job id or code (any case), or a webhook-id (msg_…)."
     show_full_result_count = False
     inlines = [WebhookAttemptInline]
     actions = ["redeliver"]
+    change_form_template = "admin/webhooks/webhookdelivery/change_form.html"
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "job",
+                    "events_id",
+                    "event_id",
+                    "endpoint",
+                    "company",
+                    "handoff",
+                    "status",
+                    "attempts",
+                    "next_trigger",
+                    "last_status_code",
+                    "last_error",
+                ]
+            },
+        ),
+        (
+            "Times",
+            {"fields": ["created", "next_attempt", "delivered", "locked", "updated"]},
+        ),
+        ("Payload", {"fields": ["payload_pretty"]}),
+    ]
+    readonly_fields = [
+        "job",
+        "payload_pretty",
+        "created",
+        "next_attempt",
+        "delivered",
+        "locked",
+        "updated",
+    ]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in self.model._meta.fields]
+    created = exact_time_field("created_at", "created")
+    created_col = exact_time_field("created_at", "created", relative="title")
+    next_attempt_col = exact_time_field("next_attempt_at", "next attempt", relative="title")
+    next_attempt = exact_time_field("next_attempt_at", "next attempt")
+    delivered = exact_time_field("delivered_at", "delivered")
+    locked = exact_time_field("locked_until", "being sent until")
+    updated = exact_time_field("updated_at", "updated")
+
+    class Media:
+        css = {"all": ["jobtrail/admin.css"]}
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[WebhookDelivery], search_term: str
+    ) -> tuple[QuerySet[WebhookDelivery], bool]:
+        """Exact matches only, each through an index: id, job id, webhook-id, or job code.
+
+        A job code (any case, ``job_code_upper_pattern``) finds the deliveries of the jobs with
+        that code (one per company at most; ``webhook_delivery_object``).
+        """
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            value = uuid.UUID(term)
+        except ValueError:
+            job_ids = [
+                str(pk)
+                for pk in Job.objects.filter(code__iexact=term)
+                .order_by()
+                .values_list("pk", flat=True)[:JOB_CODE_MATCHES]
+            ]
+            return queryset.filter(Q(event_id=term) | Q(object_id__in=job_ids)), False
+        return queryset.filter(Q(pk=value) | Q(object_id=str(value))), False
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, delivery: WebhookDelivery) -> str:
+        return format_html(
+            '<span class="jt-badge jt-{}">{}</span>', delivery.status, delivery.status
+        )
+
+    @admin.display(description="payload")
+    def payload_pretty(self, delivery: WebhookDelivery) -> str:
+        """The JSON body sent, indented, in a collapsible block (open by default)."""
+        body = json.dumps(delivery.payload, indent=2, sort_keys=True, ensure_ascii=False)
+        return format_html(
+            '<details open class="jt-payload"><summary>{} bytes of JSON</summary>'
+            "<pre>{}</pre></details>",
+            len(json.dumps(delivery.payload).encode()),
+            body,
+        )
+
+    @admin.display(description="job")
+    def job(self, delivery: WebhookDelivery) -> str:
+        job = _job_of(delivery)
+        if job is None:
+            return delivery.object_id
+        url = reverse("admin:jobs_job_change", args=[job.pk])
+        return format_html('<a href="{}" id="delivery-job">{}</a>', url, job.code)
+
+    # --- permissions: read-only, never deleted; redelivery is its own permission ------------
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("webhooks.change_webhookdelivery"))
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = {**(extra_context or {}), "can_redeliver": self.has_redeliver_permission(request)}
+        return super().change_view(request, object_id, form_url, context)
 
     def get_urls(self) -> list[Any]:
         return [
@@ -161,17 +380,32 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    def _send_now(self, request: HttpRequest, delivery: WebhookDelivery) -> str:
+        """Send one delivery now and log it with the staff user (delivery and job history)."""
+        done = services.delivery_send_now(delivery=delivery)
+        text = f"Redeliver: {delivery.events_id} to {delivery.endpoint.url} {SEND_NOW_TEXT[done]}."
+        self.log_change(request, delivery, text)
+        job = _job_of(delivery)
+        if job is not None:
+            assert request.user.pk is not None  # the admin's views need a signed-in user
+            LogEntry.objects.log_actions(
+                request.user.pk, [job], CHANGE, change_message=text, single_object=True
+            )
+        return done
+
     def redeliver_view(self, request: HttpRequest, delivery_id: Any) -> HttpResponse:
-        """The "Redeliver" button of the job page: POST only, change permission."""
+        """The Redeliver button (delivery and job pages): POST only, change permission."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not self.has_change_permission(request):
+        if not self.has_redeliver_permission(request):
             raise PermissionDenied
-        delivery = get_object_or_404(WebhookDelivery, pk=delivery_id)
+        delivery = get_object_or_404(
+            WebhookDelivery.objects.select_related("endpoint"), pk=delivery_id
+        )
         try:
-            services.delivery_redeliver(delivery=delivery)
+            done = self._send_now(request, delivery)
             self.message_user(
-                request, f"Delivery {delivery.events_id} queued for redelivery.", messages.SUCCESS
+                request, f"Delivery {delivery.events_id} {SEND_NOW_TEXT[done]}.", messages.SUCCESS
             )
         except services.DeliveryInProgress as exc:
             self.message_user(request, str(exc), messages.WARNING)
@@ -180,20 +414,22 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
             target = reverse("admin:webhooks_webhookdelivery_change", args=[delivery.pk])
         return HttpResponseRedirect(target)
 
-    @admin.action(description="Redeliver the selected deliveries", permissions=["change"])
+    @admin.action(description="Redeliver the selected deliveries", permissions=["redeliver"])
     def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
-        count = skipped = 0
-        for delivery in queryset:
+        counts = {"redelivered": 0, "due now": 0}
+        busy = 0
+        for delivery in queryset.select_related("endpoint"):
             try:
-                services.delivery_redeliver(delivery=delivery)
-                count += 1
+                counts[self._send_now(request, delivery)] += 1
             except services.DeliveryInProgress:
-                skipped += 1
-        if skipped:
-            self.message_user(
-                request,
-                f"{skipped} still pending (retried on schedule) were skipped.",
-                messages.WARNING,
-            )
+                busy += 1
+        count = counts["redelivered"]
         noun = "delivery" if count == 1 else "deliveries"
-        self.message_user(request, f"{count} {noun} queued for redelivery.", messages.SUCCESS)
+        text = f"{count} {noun} queued for redelivery."
+        if counts["due now"]:
+            text += f" {counts['due now']} retrying made due now (schedule kept)."
+        self.message_user(request, text, messages.SUCCESS)
+        if busy:
+            self.message_user(
+                request, f"{busy} being sent right now were left to that attempt.", messages.WARNING
+            )

@@ -9,7 +9,15 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.schema import AUTH_ERRORS, BAD_REQUEST, IDEMPOTENCY_ERRORS, error, problem_example
+from config.schema import (
+    AUTH_ERRORS,
+    BAD_REQUEST,
+    IDEMPOTENCY_ERRORS,
+    error,
+    location,
+    paginated,
+    problem_example,
+)
 from jobs.api import CompanyAPIView, Cursor, _valid
 from jobs.idempotency import idempotent
 
@@ -58,6 +66,11 @@ SSRF_EXAMPLE = problem_example(
 )
 
 
+# Never kept under an Idempotency-Key: a replay of a create or a rotation answers without it
+# (the secret was shown once; rotate again to see a new one).
+SECRET_FIELDS = ("secret",)
+
+
 class CreatedCursor(Cursor):
     ordering = ("-created_at", "-id")
 
@@ -66,7 +79,7 @@ class EndpointCollectionView(CompanyAPIView):
     @extend_schema(
         tags=["webhooks"],
         summary="List webhook endpoints (secrets are never listed)",
-        responses={200: EndpointSerializer(many=True), **AUTH_ERRORS},
+        responses={200: paginated(EndpointSerializer), **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
         paginator = CreatedCursor()
@@ -79,9 +92,15 @@ class EndpointCollectionView(CompanyAPIView):
         tags=["webhooks"],
         summary="Register a webhook endpoint",
         description="The answer carries the signing `secret` (`whsec_…`): it is shown only now "
-        "and on rotation. Targets resolving to loopback, private, link-local or metadata "
-        "addresses are refused.",
+        "and on rotation (a replay with the same `Idempotency-Key` answers without it). Targets "
+        "resolving to loopback, private, link-local or metadata addresses are refused. "
+        "`role: integration` makes it the company's integration "
+        "endpoint: it receives `jobs.create` for every new job (the hand-off), and a hand-off "
+        "that fails for good fails its pending job with `authentication_failure` (401/403), "
+        "`service_unreachable` or `service_timeout`. A company has one integration endpoint, "
+        "and at most `JOBTRAIL_MAX_WEBHOOK_ENDPOINTS` endpoints (409 `webhook_endpoint_limit`).",
         request=EndpointInput,
+        parameters=[location(201)],
         examples=[
             OpenApiExample(
                 "endpoint",
@@ -91,16 +110,41 @@ class EndpointCollectionView(CompanyAPIView):
                     "description": "ERP sync",
                 },
                 request_only=True,
-            )
+            ),
+            OpenApiExample(
+                "integration endpoint",
+                value={
+                    "url": "https://integration.example.com/jobtrail/jobs",
+                    "role": "integration",
+                    "events": ["jobs.failed"],
+                },
+                request_only=True,
+            ),
         ],
         responses={
             201: EndpointWithSecretSerializer,
             400: error(400, "Invalid URL, unsafe target or unknown event.", SSRF_EXAMPLE),
+            409: error(
+                409,
+                "The company has its integration endpoint already, or as many endpoints as it "
+                "may (JOBTRAIL_MAX_WEBHOOK_ENDPOINTS).",
+                problem_example(
+                    409,
+                    "integration_endpoint_exists",
+                    "Your company already has an integration endpoint.",
+                ),
+                problem_example(
+                    409,
+                    "webhook_endpoint_limit",
+                    "Your company has 16 webhook endpoints, the most it may have; delete one.",
+                    title="Webhook endpoint limit reached",
+                ),
+            ),
             **IDEMPOTENCY_ERRORS,
             **AUTH_ERRORS,
         },
     )
-    @idempotent
+    @idempotent(unstored_fields=SECRET_FIELDS)
     def post(self, request: Request) -> Response:
         data = _valid(EndpointInput, request.data)
         endpoint = services.endpoint_create(company=self.company, **data)
@@ -135,6 +179,15 @@ class EndpointDetailView(CompanyAPIView):
         responses={
             200: EndpointSerializer,
             400: error(400, "Invalid URL, unsafe target or unknown event.", SSRF_EXAMPLE),
+            409: error(
+                409,
+                "The company has an integration endpoint already.",
+                problem_example(
+                    409,
+                    "integration_endpoint_exists",
+                    "Your company already has an integration endpoint.",
+                ),
+            ),
             **ENDPOINT_NOT_FOUND,
             **AUTH_ERRORS,
         },
@@ -163,13 +216,14 @@ class EndpointRotateSecretView(CompanyAPIView):
     @extend_schema(
         tags=["webhooks"],
         summary="Rotate the signing secret",
-        description="Returns the new secret (shown only now). For 24 hours deliveries carry "
-        "signatures by both the new and the previous secret.",
+        description="Returns the new secret (shown only now: a replay with the same "
+        "`Idempotency-Key` answers without it). For 24 hours deliveries carry signatures by "
+        "both the new and the previous secret.",
         parameters=[ENDPOINT_ID],
         request=None,
         responses={200: EndpointWithSecretSerializer, **ENDPOINT_NOT_FOUND, **AUTH_ERRORS},
     )
-    @idempotent
+    @idempotent(unstored_fields=SECRET_FIELDS)
     def post(self, request: Request, endpoint_id: Any) -> Response:
         endpoint = selectors.endpoint_get(company=self.company, endpoint_id=endpoint_id)
         endpoint = services.endpoint_rotate_secret(endpoint=endpoint)
@@ -210,7 +264,7 @@ class DeliveryCollectionView(CompanyAPIView):
             OpenApiParameter("cursor", str),
             OpenApiParameter("page_size", int),
         ],
-        responses={200: DeliverySerializer(many=True), 400: BAD_REQUEST[400], **AUTH_ERRORS},
+        responses={200: paginated(DeliverySerializer), 400: BAD_REQUEST[400], **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
         filters = _valid(DeliveryFilters, request.query_params)

@@ -1,5 +1,7 @@
 """The catalogue of webhook event ids and how endpoint patterns match them."""
 
+from django.conf import settings
+
 EVENT_TYPES: dict[str, str] = {
     "jobs.create": "A job was created.",
     "jobs.update": "A job's progress changed (counts, message or metadata).",
@@ -10,6 +12,10 @@ EVENT_TYPES: dict[str, str] = {
     "jobs.push_results.create": "A push result was recorded for a job.",
     "jobs.report.ready": "A finished job's CSV report is ready to download.",
 }
+
+
+# The event whose delivery to the integration endpoint hands a new job to the integration.
+HANDOFF_EVENT = "jobs.create"
 
 
 def pattern_matches(pattern: str, events_id: str) -> bool:
@@ -33,6 +39,12 @@ def invalid_patterns(patterns: list[str]) -> list[str]:
 
 def patterns_problem(patterns: list[str]) -> str | None:
     """Why ``patterns`` cannot subscribe an endpoint (API and admin say the same), or None."""
+    limit = settings.JOBTRAIL_MAX_ENDPOINT_EVENTS
+    if len(set(patterns)) > limit:
+        return (
+            f"At most {limit} event ids or patterns per endpoint (JOBTRAIL_MAX_ENDPOINT_EVENTS); "
+            "use a pattern like 'jobs.*' to match several."
+        )
     bad = invalid_patterns(patterns)
     if not bad:
         return None

@@ -8,12 +8,34 @@ from django.db.models import Q
 from jobs.models import Company
 
 
+class EndpointRole(models.TextChoices):
+    """What an endpoint is to its company.
+
+    A ``subscriber`` receives the events it subscribes to. The company's one ``integration``
+    endpoint also receives ``jobs.create`` for every new job of the company, whatever its
+    ``events``: that delivery is the hand-off of seed 000 (the platform hands the job to the
+    integration), and when it finally fails while the job is still pending the job fails with
+    the seed's reason (``jobs.handoff``).
+    """
+
+    SUBSCRIBER = "subscriber"
+    INTEGRATION = "integration"
+
+
 class WebhookEndpoint(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="webhook_endpoints")
     url = models.URLField(max_length=2000)
+    role = models.CharField(
+        max_length=16,
+        choices=EndpointRole.choices,
+        default=EndpointRole.SUBSCRIBER,
+        db_default=EndpointRole.SUBSCRIBER,  # rows inserted by SQL (tests, bulk loads) too
+    )
     events = models.JSONField(
-        default=list, help_text='Event ids or patterns: "jobs.completed", "jobs.*", "*".'
+        default=list,
+        blank=True,  # an integration endpoint may subscribe to nothing beyond its hand-offs
+        help_text='Event ids or patterns: "jobs.completed", "jobs.*", "*".',
     )
     description = models.CharField(max_length=500, blank=True, default="")
     is_active = models.BooleanField(default=True)
@@ -28,6 +50,14 @@ class WebhookEndpoint(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["company", "is_active"], name="webhook_endpoint_company")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["company"],
+                condition=Q(role="integration"),
+                name="webhook_endpoint_one_integration",
+                violation_error_message="This company already has an integration endpoint.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.url
@@ -62,6 +92,8 @@ class WebhookDelivery(models.Model):
     )
     events_id = models.CharField(max_length=64)
     object_id = models.CharField(max_length=64)
+    # The jobs.create delivery to the company's integration endpoint: the job's hand-off.
+    handoff = models.BooleanField(default=False, db_default=False)
     payload = models.JSONField()
     status = models.CharField(
         max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING

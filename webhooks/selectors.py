@@ -6,7 +6,7 @@ from django.http import Http404
 
 from jobs.models import Company
 
-from .models import WebhookDelivery, WebhookEndpoint
+from .models import AttemptTrigger, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 
 def endpoint_list(*, company: Company) -> QuerySet[WebhookEndpoint]:
@@ -55,3 +55,25 @@ def delivery_get(*, company: Company, delivery_id: Any) -> WebhookDelivery:
         )
     except (WebhookDelivery.DoesNotExist, ValueError) as exc:
         raise Http404("No such webhook delivery.") from exc
+
+
+def job_handoff(*, job_id: Any) -> WebhookDelivery | None:
+    """The job's hand-off to its company's integration endpoint, if it had one."""
+    return (
+        WebhookDelivery.objects.filter(object_id=str(job_id), handoff=True)
+        .select_related("endpoint")
+        .order_by("created_at")
+        .first()
+    )
+
+
+def handoff_state(delivery: WebhookDelivery) -> str:
+    """``delivered`` or ``failed``; while pending ``re-sending`` (staff re-sent it),
+    ``retrying`` (an attempt failed, the next is due at ``next_attempt_at``) or ``sending``."""
+    if delivery.status != DeliveryStatus.PENDING:
+        return str(delivery.status)
+    if delivery.next_trigger == AttemptTrigger.MANUAL:
+        return "re-sending"
+    if delivery.last_status_code is not None or delivery.last_error:
+        return "retrying"
+    return "sending"

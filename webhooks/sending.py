@@ -58,7 +58,7 @@ from django.conf import settings
 from django.utils import timezone
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
-from . import services
+from . import hooks, services
 from .services import AttemptResult, Claim
 from .ssrf import Target, UnsafeTarget, check_url
 
@@ -97,6 +97,11 @@ STALE_CONNECTION = (
 
 class AttemptTimeout(Exception):
     """The attempt's deadline passed; the message says in which phase."""
+
+
+# Phases in which a deadline means no connection was made (the receiver is unreachable); in
+# the others the receiver was connected but gave no complete answer in time.
+CONNECT_PHASES = frozenset({"resolving the host", "connecting"})
 
 
 # --- the deadline watchdog --------------------------------------------------------------------
@@ -448,7 +453,7 @@ def _check_within(url: str, deadline: float) -> Target:
 
     def run() -> None:
         try:
-            outcome.append(check_url(url))
+            outcome.append(check_url(url, own_lookup_timeout=False))
         except BaseException as exc:
             outcome.append(exc)
 
@@ -482,9 +487,11 @@ def attempt(claim: Claim, *, deadline: float) -> AttemptResult:
     }
     started = time.monotonic()
 
-    def failed(error: str) -> AttemptResult:
+    def failed(error: str, kind: str = hooks.UNREACHABLE) -> AttemptResult:
         duration_ms = int((time.monotonic() - started) * 1000)
-        return AttemptResult(started_at=now, duration_ms=duration_ms, error=error[:2000])
+        return AttemptResult(
+            started_at=now, duration_ms=duration_ms, error=error[:2000], error_kind=kind
+        )
 
     try:
         client = transport()
@@ -495,12 +502,18 @@ def attempt(claim: Claim, *, deadline: float) -> AttemptResult:
     except AttemptTimeout as exc:
         return failed(
             f"Timed out {exc}: the attempt did not finish within "
-            f"JOBTRAIL_WEBHOOK_TIMEOUT ({settings.JOBTRAIL_WEBHOOK_TIMEOUT:g} s)."
+            f"JOBTRAIL_WEBHOOK_TIMEOUT ({settings.JOBTRAIL_WEBHOOK_TIMEOUT:g} s).",
+            hooks.UNREACHABLE if str(exc) in CONNECT_PHASES else hooks.TIMEOUT,
         )
     except UnsafeTarget as exc:
         return failed(f"Refused by the SSRF guard: {exc}")
     except NETWORK_ERRORS as exc:
-        return failed(f"{type(exc).__name__}: {exc}")
+        # a read that timed out: connected, no answer in time; anything else: no connection
+        # (refused, reset, DNS, TLS) or no usable answer on it
+        timed_out = isinstance(exc, TimeoutError | urllib3.exceptions.ReadTimeoutError)
+        return failed(
+            f"{type(exc).__name__}: {exc}", hooks.TIMEOUT if timed_out else hooks.UNREACHABLE
+        )
     return AttemptResult(
         started_at=now,
         duration_ms=int((time.monotonic() - started) * 1000),

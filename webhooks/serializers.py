@@ -5,7 +5,13 @@ from rest_framework import serializers
 from jobs.serializers import StrictCharField, StrictChoiceField, StrictSerializer
 
 from .events import EVENT_TYPES, patterns_problem
-from .models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .models import (
+    DeliveryStatus,
+    EndpointRole,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from .ssrf import UnsafeTarget, check_url
 
 
@@ -33,8 +39,21 @@ def _check_events(events: list[str]) -> list[str]:
 
 class EndpointInput(StrictSerializer):
     url = StrictCharField(max_length=2000)
+    # how many may subscribe is checked with the patterns (JOBTRAIL_MAX_ENDPOINT_EVENTS); this
+    # only bounds the work of reading the list
     events = serializers.ListField(
-        child=StrictCharField(max_length=64), min_length=1, max_length=50
+        child=StrictCharField(max_length=64),
+        max_length=1000,
+        required=False,
+        help_text="Event ids or patterns; at least one, except for an integration endpoint "
+        "(which always receives jobs.create).",
+    )
+    role = StrictChoiceField(
+        choices=EndpointRole.choices,
+        required=False,
+        help_text="subscriber (default), or integration: the company's one endpoint that "
+        "receives every new job's jobs.create (the hand-off); a hand-off that fails for good "
+        "fails its pending job (authentication_failure, service_unreachable, service_timeout).",
     )
     description = StrictCharField(max_length=500, required=False, allow_blank=True)
     is_active = StrictBooleanField(required=False)
@@ -57,6 +76,7 @@ class EndpointSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "url",
+            "role",
             "events",
             "description",
             "is_active",
@@ -118,6 +138,7 @@ class DeliverySerializer(serializers.ModelSerializer):
             "event_id",
             "events_id",
             "object_id",
+            "handoff",
             "status",
             "attempts",
             "next_attempt_at",

@@ -11,20 +11,27 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from config import leases
-from jobs.errors import DeliveryInProgress
+from jobs.errors import (
+    DeliveryInProgress,
+    IntegrationEndpointTaken,
+    InvalidEndpoint,
+    WebhookEndpointLimit,
+)
 from jobs.models import Company
 
-from .events import subscribed
+from . import hooks
+from .events import HANDOFF_EVENT, subscribed
 from .models import (
     AttemptTrigger,
     DeliveryStatus,
     DeliveryWakeup,
+    EndpointRole,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -51,17 +58,74 @@ def generate_secret() -> str:
 # --- endpoints --------------------------------------------------------------------------------
 
 
+def _check_endpoint(endpoint: WebhookEndpoint) -> None:
+    """A subscriber needs events; a company has one integration endpoint (row locks: caller)."""
+    if endpoint.role != EndpointRole.INTEGRATION and not endpoint.events:
+        raise InvalidEndpoint(
+            "Subscribe to at least one event id or pattern (only an integration endpoint may "
+            "leave events empty: it always receives jobs.create).",
+            field="events",
+        )
+    if endpoint.role == EndpointRole.INTEGRATION:
+        others = WebhookEndpoint.objects.filter(
+            company_id=endpoint.company_id, role=EndpointRole.INTEGRATION
+        ).exclude(pk=endpoint.pk)
+        if others.exists():
+            raise IntegrationEndpointTaken(
+                "Your company already has an integration endpoint; change its url, or make it "
+                "a subscriber first.",
+                field="role",
+            )
+
+
+def _save_endpoint(endpoint: WebhookEndpoint, **kwargs: Any) -> None:
+    _check_endpoint(endpoint)
+    try:
+        with transaction.atomic():
+            endpoint.save(**kwargs)
+    except IntegrityError as exc:  # two integration endpoints registered at once
+        if endpoint.role != EndpointRole.INTEGRATION:
+            raise
+        raise IntegrationEndpointTaken(
+            "Your company already has an integration endpoint.", field="role"
+        ) from exc
+
+
+@transaction.atomic
 def endpoint_create(
-    *, company: Company, url: str, events: list[str], description: str = "", is_active: bool = True
+    *,
+    company: Company,
+    url: str,
+    events: list[str] | None = None,
+    description: str = "",
+    is_active: bool = True,
+    role: str = EndpointRole.SUBSCRIBER,
 ) -> WebhookEndpoint:
-    return WebhookEndpoint.objects.create(
+    """Register an endpoint, unless the company has JOBTRAIL_MAX_WEBHOOK_ENDPOINTS already; an
+    ``integration`` endpoint also receives every job's hand-off.
+
+    The company's row is locked while its endpoints are counted, so concurrent registrations
+    cannot pass the limit together.
+    """
+    list(Company.objects.select_for_update().filter(pk=company.pk).values_list("pk"))
+    limit = settings.JOBTRAIL_MAX_WEBHOOK_ENDPOINTS
+    if WebhookEndpoint.objects.filter(company=company).count() >= limit:
+        raise WebhookEndpointLimit(
+            f"Your company has {limit} webhook endpoints, the most it may have "
+            "(JOBTRAIL_MAX_WEBHOOK_ENDPOINTS); delete one first. One endpoint can subscribe to "
+            "many events."
+        )
+    endpoint = WebhookEndpoint(
         company=company,
         url=url,
-        events=events,
+        events=events or [],
         description=description,
         is_active=is_active,
+        role=role,
         secret=generate_secret(),
     )
+    _save_endpoint(endpoint, force_insert=True)
+    return endpoint
 
 
 def endpoint_update(*, endpoint: WebhookEndpoint, **fields: Any) -> WebhookEndpoint:
@@ -71,7 +135,7 @@ def endpoint_update(*, endpoint: WebhookEndpoint, **fields: Any) -> WebhookEndpo
     if resumed:
         endpoint.disabled_reason = ""
     with transaction.atomic():
-        endpoint.save()
+        _save_endpoint(endpoint)
         if resumed:  # deliveries held while it was paused go out now
             WebhookDelivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.PENDING).update(
                 next_attempt_at=timezone.now(), dispatched_at=None
@@ -127,6 +191,11 @@ class Message:
     job_event_id: Any = None
 
 
+def is_handoff(endpoint: WebhookEndpoint, events_id: str) -> bool:
+    """Whether sending ``events_id`` to ``endpoint`` hands a new job to the integration."""
+    return endpoint.role == EndpointRole.INTEGRATION and events_id == HANDOFF_EVENT
+
+
 def deliveries_fan_out(*, messages: list[Message]) -> int:
     """Write one delivery per subscribed active endpoint, in the caller's transaction.
 
@@ -148,6 +217,7 @@ def deliveries_fan_out(*, messages: list[Message]) -> int:
             endpoint
             for endpoint in endpoints.get(message.company_id, ())
             if subscribed(endpoint.events, message.events_id)
+            or is_handoff(endpoint, message.events_id)
         ]
         if not subscribers:
             continue
@@ -167,6 +237,7 @@ def deliveries_fan_out(*, messages: list[Message]) -> int:
                 event_id=message.event_id,
                 events_id=message.events_id,
                 object_id=str(message.object_id),
+                handoff=is_handoff(endpoint, message.events_id),
                 payload=payload,
                 next_attempt_at=now,
                 # the sender's wake-up goes out on commit; the dispatcher takes over if lost
@@ -382,11 +453,26 @@ class AttemptResult:
     response_body: str = ""
     error: str = ""
     retry_after: str | None = None
+    # Why no answer came (``hooks.UNREACHABLE`` or ``hooks.TIMEOUT``); "" when one did.
+    error_kind: str = ""
 
 
-def _retry_delay(number: int, retry_after: str | None) -> float | None:
-    """Seconds until the next try, or None when the schedule is used up."""
-    schedule = settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE
+# A hand-off answered with one of these is refused by the integration: final after
+# JOBTRAIL_HANDOFF_AUTH_ATTEMPTS attempts, not after the whole schedule.
+AUTH_REFUSED = frozenset({401, 403})
+
+
+def _retry_delay(number: int, retry_after: str | None, *, handoff: bool = False) -> float | None:
+    """Seconds until the next try, or None when the schedule is used up.
+
+    A hand-off has its own, shorter schedule (``JOBTRAIL_HANDOFF_RETRY_SCHEDULE``): its job
+    waits pending for it, and fails when it is over.
+    """
+    schedule = (
+        settings.JOBTRAIL_HANDOFF_RETRY_SCHEDULE
+        if handoff
+        else settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE
+    )
     if number > len(schedule):
         return None
     if retry_after and retry_after.strip().isdigit():
@@ -424,8 +510,14 @@ def _outcome(claim: Claim, result: AttemptResult, now: datetime) -> dict[str, An
         fields["last_error"] = "The receiver answered a redirect; redirects are not followed."
     elif claim.trigger == AttemptTrigger.MANUAL:
         pass  # a manual redelivery is one attempt
+    elif (
+        claim.delivery.handoff
+        and code in AUTH_REFUSED
+        and claim.number >= settings.JOBTRAIL_HANDOFF_AUTH_ATTEMPTS
+    ):
+        pass  # the integration refuses us: no point waiting out the schedule
     else:
-        delay = _retry_delay(claim.number, result.retry_after)
+        delay = _retry_delay(claim.number, result.retry_after, handoff=claim.delivery.handoff)
         if delay is not None:
             fields.update(
                 status=DeliveryStatus.PENDING, next_attempt_at=now + timedelta(seconds=delay)
@@ -466,6 +558,7 @@ def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) 
     )
     groups: dict[tuple[tuple[str, Any], ...], list[Any]] = {}
     gone: set[Any] = set()
+    handoffs_failed: list[hooks.HandoffFailure] = []
     for claim, result in outcomes:
         if claim.delivery.pk not in mine:
             logger.warning(
@@ -478,6 +571,17 @@ def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) 
         groups.setdefault(tuple(sorted(fields.items())), []).append(claim.delivery.pk)
         if result.status_code == 410:
             gone.add(claim.endpoint.pk)
+        if claim.delivery.handoff and fields["status"] == DeliveryStatus.FAILED:
+            handoffs_failed.append(
+                hooks.HandoffFailure(
+                    delivery_id=claim.delivery.pk,
+                    job_id=claim.delivery.object_id,
+                    attempts=claim.number,
+                    status_code=result.status_code,
+                    error=fields["last_error"],
+                    error_kind="" if result.status_code is not None else result.error_kind,
+                )
+            )
     singles: dict[tuple[str, ...], list[WebhookDelivery]] = {}
     for key, pks in groups.items():
         fields = dict(key)
@@ -496,6 +600,8 @@ def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) 
         WebhookEndpoint.objects.filter(pk__in=gone).update(
             is_active=False, disabled_reason=GONE_REASON, updated_at=now
         )
+    # the jobs app fails the pending jobs of these hand-offs, in this transaction
+    hooks.handoff_failed(handoffs_failed)
 
 
 def delivery_record_attempt(*, claim: Claim, result: AttemptResult) -> WebhookDelivery:
@@ -541,8 +647,19 @@ def deliveries_defer(claims: Iterable[Claim]) -> None:
         )
 
 
+@transaction.atomic
 def deliveries_abandon(claims: Iterable[Claim], *, reason: str) -> None:
-    """Fail claimed deliveries without an attempt (their endpoint is gone or disabled)."""
+    """Fail claimed deliveries without an attempt (their endpoint is gone or disabled).
+
+    Hand-offs among them fail for good: the hooks hear of those still held by their claim.
+    """
+    claims = list(claims)
+    handoffs = [claim for claim in claims if claim.delivery.handoff]
+    mine = leases.held(
+        WebhookDelivery.objects.all(),
+        {claim.delivery.pk: claim.lease_until for claim in handoffs},
+        lock=True,
+    )
     now = timezone.now()
     for until, pks in _by_lease(claims).items():
         leases.release(
@@ -555,6 +672,20 @@ def deliveries_abandon(claims: Iterable[Claim], *, reason: str) -> None:
             attempts=F("attempts") - 1,
             updated_at=now,
         )
+    hooks.handoff_failed(
+        [
+            hooks.HandoffFailure(
+                delivery_id=claim.delivery.pk,
+                job_id=claim.delivery.object_id,
+                attempts=claim.number - 1,
+                status_code=None,
+                error=reason,
+                error_kind=hooks.DISABLED,
+            )
+            for claim in handoffs
+            if claim.delivery.pk in mine
+        ]
+    )
 
 
 def delivery_defer(*, claim: Claim) -> None:
@@ -595,6 +726,71 @@ def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
         )
     _redeliver(WebhookDelivery.objects.filter(pk=delivery.pk))
     delivery.refresh_from_db()
+    return delivery
+
+
+def delivery_send_now(*, delivery: WebhookDelivery) -> str:
+    """Staff: attempt a delivery now, whatever its state; what was done: "redelivered" or "due now".
+
+    A delivered or failed delivery gets one manual attempt (as ``delivery_redeliver``). One still
+    retrying is made due now: its next scheduled attempt happens now, counted as such, so if it
+    fails the schedule carries on from there (its attempt count is kept, not reset). One being
+    sent right now is left to that attempt (``DeliveryInProgress``).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        row = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
+        if row.status != DeliveryStatus.PENDING:
+            _redeliver(WebhookDelivery.objects.filter(pk=row.pk))
+            return "redelivered"
+        if row.locked_until is not None and row.locked_until > now:
+            raise DeliveryInProgress("This delivery is being sent right now; wait for its answer.")
+        row.next_attempt_at = now
+        row.dispatched_at = now
+        row.save(update_fields=["next_attempt_at", "dispatched_at", "updated_at"])
+        transaction.on_commit(lambda: enqueue([row.pk]), robust=True)
+    return "due now"
+
+
+def handoff_resend(*, delivery: WebhookDelivery) -> str:
+    """Send a job's hand-off again now (staff): ``delivery_send_now`` for a hand-off."""
+    if not delivery.handoff:
+        raise DeliveryInProgress("This delivery is not a hand-off.")
+    return delivery_send_now(delivery=delivery)
+
+
+TEST_EVENT = "webhooks.test"
+
+
+def endpoint_send_test(*, endpoint: WebhookEndpoint) -> WebhookDelivery:
+    """Queue a signed test event (``webhooks.test``) for one endpoint: one manual attempt.
+
+    It is a delivery like any other (its attempt is logged and shown), sent to this endpoint
+    only and never retried; ``object_id`` is the endpoint's id. An inactive endpoint refuses it.
+    """
+    if not endpoint.is_active:
+        raise InvalidEndpoint("This endpoint is paused; resume it to send a test event.")
+    now = timezone.now()
+    message_id = f"msg_test_{secrets.token_hex(12)}"
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        company_id=endpoint.company_id,
+        event_id=message_id,
+        events_id=TEST_EVENT,
+        object_id=str(endpoint.pk),
+        payload={
+            "event": {
+                "dt": now.isoformat(),
+                "events_id": TEST_EVENT,
+                "object_id": str(endpoint.pk),
+            },
+            "data": {"message": "A test event from Jobtrail: your endpoint is reachable."},
+        },
+        next_attempt_at=now,
+        next_trigger=AttemptTrigger.MANUAL,
+        dispatched_at=now,
+    )
+    transaction.on_commit(lambda: enqueue([delivery.pk]), robust=True)
     return delivery
 
 

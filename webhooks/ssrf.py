@@ -5,11 +5,16 @@ sender then connects to the checked address (no second lookup an attacker could 
 """
 
 import ipaddress
+import re
 import socket
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -66,16 +71,53 @@ def forbidden_reason(address: IPAddress) -> str | None:
     return None
 
 
-def resolve(host: str, port: int) -> list[str]:
+# Lookups for registrations (API requests, admin forms) run here, so one that hangs (a slow or
+# dead DNS server) costs the request JOBTRAIL_WEBHOOK_DNS_TIMEOUT at most, and at most this
+# many threads wait on such lookups. The sender bounds its own lookups by its attempt deadline
+# (webhooks.sending), apart from these.
+_resolver = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-dns")
+
+
+def resolve(host: str, port: int, *, timeout: float | None = None) -> list[str]:
+    """The addresses of ``host``; with a ``timeout``, a slower lookup is refused."""
+    if timeout is None:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise UnsafeTarget(f"The host '{host}' does not resolve.") from exc
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+    lookup = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = lookup.result(timeout=timeout)
+    except FutureTimeout as exc:
+        lookup.cancel()  # still queued behind hung lookups: never runs
+        raise UnsafeTarget(
+            f"The host '{host}' did not resolve within {timeout:g} s; try again later."
+        ) from exc
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeTarget(f"The host '{host}' does not resolve.") from exc
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def check_url(url: str) -> Target:
-    """Parse, resolve and check ``url``; raise ``UnsafeTarget`` with a clear reason."""
+# Characters RFC 3986 never allows in a URL (they must be percent-encoded), quotes included:
+# a target URL with them could split a header or a log line, or break out of an attribute.
+UNSAFE_URL_CHARACTERS = re.compile(r"[\x00-\x20\x7f\"'<>\\^`{|}]")
+_url_validator = URLValidator(schemes=["http", "https"])
+
+
+def check_url(url: str, *, own_lookup_timeout: bool = True) -> Target:
+    """Parse, resolve and check ``url``; raise ``UnsafeTarget`` with a clear reason.
+
+    The one rule of the API and the admin: an absolute http(s) URL (Django's ``URLValidator``)
+    without characters a URL may not hold, whose host resolves to public addresses only. The
+    lookup takes at most JOBTRAIL_WEBHOOK_DNS_TIMEOUT unless ``own_lookup_timeout`` is off
+    (the sender, whose attempt deadline bounds the whole check).
+    """
+    bad = UNSAFE_URL_CHARACTERS.search(url)
+    if bad:
+        raise UnsafeTarget(
+            f"The URL contains {bad.group()!r}, which a URL may not hold (percent-encode it)."
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -92,12 +134,18 @@ def check_url(url: str) -> Target:
     if not host:
         raise UnsafeTarget("The URL has no host.")
     port = port or (443 if scheme == "https" else 80)
-    addresses = resolve(host, port)
+    timeout = float(settings.JOBTRAIL_WEBHOOK_DNS_TIMEOUT) if own_lookup_timeout else None
+    addresses = resolve(host, port, timeout=timeout)
     if not private_targets_allowed():
         for address in addresses:
             reason = forbidden_reason(ipaddress.ip_address(address.split("%")[0]))
             if reason:
                 raise UnsafeTarget(f"The host '{host}' resolves to {address}, {reason}.")
+    # Last, so an address in any of the forms the guard knows is refused with its reason.
+    try:
+        _url_validator(url)
+    except ValidationError as exc:
+        raise UnsafeTarget("Not a valid URL.") from exc
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"

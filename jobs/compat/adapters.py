@@ -133,7 +133,7 @@ def api_job(job: Job) -> dict[str, Any]:
         "status": API_JOB_STATUS[JobStatus(job.status)],
         "message": message,
         "total_records": job.total_records or 0,
-        "effected_records": job.effected_records or 0,
+        "effected_records": job.effected_records,
         "created_at": _micro(job.created_at),
         "updated_at": _micro(job.updated_at),
     }

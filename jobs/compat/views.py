@@ -1,15 +1,18 @@
 """Seed-compatible endpoints: adapters over the same services and selectors as v1."""
 
+import json
 import uuid
 from typing import Any
 
 from django.http import Http404
+from django.http.request import RawPostDataException
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config.parsers import check_text
 from config.problems import ProblemError
 from config.schema import (
     AUTH_ERRORS,
@@ -18,6 +21,7 @@ from config.schema import (
     NOT_FOUND,
     error,
     problem_example,
+    retry_after,
 )
 from jobs import selectors, services
 from jobs.api import CompanyAPIView, _valid, polled
@@ -168,9 +172,22 @@ class ExportJobEventsView(CompanyAPIView):
 
 
 class ExportJobStatusView(CompanyAPIView):
+    def job_read_with_client(self, request: Request) -> tuple[str, Any] | None:
+        """The job of the body's ``jobCode``, read with the API client (one query a poll)."""
+        try:
+            body = json.loads(request._request.body)
+            code = body.get("jobCode") if isinstance(body, dict) else None
+            if not isinstance(code, str) or not code.strip():
+                return None
+            check_text(code)  # what the strict parser refuses, the database could not hold
+        except (ValueError, RecursionError, RawPostDataException):
+            return None  # the view answers a malformed body itself
+        return ("code", code)
+
     @extend_schema(
         tags=["seed-compatible"],
         summary="Get export job status and report (export job status API)",
+        parameters=[retry_after(200)],
         description="Answers `{successful, message, errors, warnings, status, filePath}`. An "
         "unknown `jobCode` answers HTTP 200 with `successful: false` and an error naming "
         "`jobCode`. `status`: SCHEDULED, RUNNING, SUCCESSFUL, FAILED or CANCELLED; `filePath` is "
@@ -222,7 +239,7 @@ class ExportJobStatusView(CompanyAPIView):
                     code=400,
                 )
             )
-        job = selectors.job_get_by_code(company=self.company, code=code)
+        job = selectors.job_get_by_code(company=self.company, code=code, read_with=request.user)
         if job is None:
             return Response(
                 adapters.export_job_status_error(
@@ -235,9 +252,12 @@ class ExportJobStatusView(CompanyAPIView):
 
 
 class ApiJobView(CompanyAPIView):
+    reads_job_kwarg = "job_id"
+
     @extend_schema(
         tags=["seed-compatible"],
         summary="Get an API job (bulk API job record)",
+        parameters=[retry_after(200)],
         description="Exactly the fields of the API jobs schema; dates as `YYYY-MM-DD HH:MM:SS`. "
         "`completed_with_errors` reads as `completed`, with the failed records in `message`. "
         "`start_time`/`end_time` are null until set; stop polling once `end_time` is not null.",

@@ -71,11 +71,22 @@ def chromium() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(chromium: Browser) -> Iterator[Page]:
+    """A fresh page. Every test fails if the browser refused anything under the pages'
+    Content-Security-Policy (an inline script or style, a foreign source): the whole staff
+    console is exercised under the policy production sends."""
     context = chromium.new_context()
     context.set_default_timeout(10_000)
     page = context.new_page()
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield page
     context.close()
+    assert refused == [], "the Content-Security-Policy blocked something"
 
 
 @pytest.fixture
@@ -215,6 +226,42 @@ def test_job_list_filters_and_search(admin_page: Page, live_server: Any) -> None
     search(page, "JOB-NOSUCHCODE")
     expect(page.locator(ROWS)).to_have_count(0)
     expect(page.locator("#changelist-form")).to_contain_text("0 jobs")
+
+
+def test_job_search_any_case_prefix_company_and_reason_codes(
+    admin_page: Page, live_server: Any
+) -> None:
+    page, base = admin_page, live_server.url
+    acme, other = CompanyFactory(name="Acme Books"), CompanyFactory(name="Other Ltd")
+    first = JobFactory(company=acme, code="INV-2026-0001")
+    second = JobFactory(company=other, code="INV-2026-0002")
+    third = JobFactory(company=other, code="PAY-1")
+    failed = job_in_status(JobStatus.FAILED, company=other, code="FAIL-1")  # service_timeout
+
+    job_list(page, base)
+    search(page, "inv-2026-0001")
+    expect_rows(page, first)
+    search(page, "inv-2026")
+    expect_rows(page, first, second)
+    search(page, "acme")
+    expect_rows(page, first)
+    search(page, "other")
+    expect_rows(page, second, third, failed)
+
+    job_list(page, base)
+    reason = page.locator("#result_list td.field-reason span.jt-code")
+    expect(reason).to_have_text("service_timeout")
+    expect(reason).to_have_attribute("title", "Service Timeout")
+    option = page.locator(
+        '#changelist-filter details[data-filter-title="failure reason"] a',
+        has_text="service_timeout",
+    )
+    expect(option).to_have_attribute("title", "Service Timeout")
+    option.click()
+    expect(page).to_have_url(re.compile(r"[?&]failure_reason__exact=service_timeout"))
+    expect_rows(page, failed)
+    created = page.locator("#result_list td.field-created time").first
+    expect(created).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
 
 
 # --- 3 + 4. job page, timeline, cancel from the job page -----------------------------------
@@ -461,7 +508,9 @@ def test_redeliver_button_on_the_job_page(admin_page: Page, live_server: Any) ->
         )
         button.click()
         expect(page).to_have_url(job_url)
-        assert success_message(page, "success") == "Delivery jobs.create queued for redelivery."
+        assert success_message(page, "success") == (
+            "Delivery jobs.create queued for redelivery (one manual attempt)."
+        )
 
         deliver_now_and_check(delivery, receiver, attempts=2)
         page.reload()
@@ -474,7 +523,9 @@ def test_redeliver_action_on_the_delivery_list(admin_page: Page, live_server: An
         delivery = failed_delivery(receiver)
         page.goto(f"{base}/admin/webhooks/webhookdelivery/")
         expect(page.locator(ROWS)).to_have_count(1)
-        expect(page.locator(ROWS).locator("td.field-status")).to_have_text("Failed")
+        expect(page.locator(ROWS).locator("td.field-status_badge .jt-failed")).to_have_text(
+            "failed"
+        )
         page.check(f'input.action-select[value="{delivery.pk}"]')
         page.select_option("select[name=action]", label="Redeliver the selected deliveries")
         page.click(".actions button[name=index]")
@@ -482,7 +533,40 @@ def test_redeliver_action_on_the_delivery_list(admin_page: Page, live_server: An
 
         deliver_now_and_check(delivery, receiver, attempts=2)
         page.reload()
-        expect(page.locator(ROWS).locator("td.field-status")).to_have_text("Delivered")
+        expect(page.locator(ROWS).locator("td.field-status_badge .jt-delivered")).to_have_text(
+            "delivered"
+        )
+
+
+def test_redeliver_a_retrying_delivery_from_its_page(admin_page: Page, live_server: Any) -> None:
+    """A retrying delivery, next attempt hours away: Redeliver sends it now, schedule kept."""
+    page, base = admin_page, live_server.url
+    with running_receiver() as receiver:
+        delivery = failed_delivery(receiver)
+        later = timezone.now() + timedelta(hours=10)
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=DeliveryStatus.PENDING, next_attempt_at=later, dispatched_at=None
+        )
+        job = Job.objects.get(pk=delivery.object_id)
+        page.goto(f"{base}/admin/webhooks/webhookdelivery/{delivery.pk}/change/")
+        expect(page.locator("#delivery-job")).to_have_text(job.code)
+        expect(page.locator("input[name=_save]")).to_have_count(0)
+        expect(page.locator(".deletelink")).to_have_count(0)
+        expect(page.locator(".field-next_attempt")).to_contain_text("UTC")
+        expect(page.locator(".field-next_attempt")).to_contain_text("from now")
+        page.click("#redeliver")
+        assert "its next attempt is due now (schedule kept)" in success_message(page)
+
+        receiver.default = Reply(200)
+        deliver(delivery.pk)  # no worker here: make the attempt the queued message asks for
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts) == (DeliveryStatus.DELIVERED, 2)
+        assert len(receiver.requests) == 2
+        page.reload()
+        expect(page.locator(".field-status")).to_contain_text("Delivered")
+        expect(page.locator(".field-started").last).to_contain_text("UTC")
+        page.click("#delivery-job")
+        expect(page).to_have_url(f"{base}/admin/jobs/job/{job.pk}/change/")
 
 
 # --- 8. dashboard -----------------------------------------------------------------------------
@@ -538,3 +622,54 @@ def test_dashboard_chart_cards_and_legend(admin_page: Page, live_server: Any) ->
     page.locator("#stuck-jobs a.jt-more").click()
     expect(page).to_have_url(re.compile(r"[?&]stuck=1"))
     expect_rows(page, stuck)
+
+
+# --- 9. security: the Content-Security-Policy, the login lockout -----------------------------
+
+
+def test_the_api_docs_render_under_the_content_security_policy(
+    page: Page, live_server: Any
+) -> None:
+    response = page.goto(f"{live_server.url}/api/docs/")
+    assert response is not None
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Jobtrail API")
+    expect(page.locator(".opblock-summary-path", has_text="/api/v1/jobs/").first).to_be_visible()
+
+
+def test_a_lockout_is_shown_seen_by_staff_and_lifted(
+    page: Page, chromium: Browser, live_server: Any, superuser: Any, django_user_model: Any
+) -> None:
+    base = live_server.url
+    colleague = django_user_model.objects.create_superuser(
+        username="colleague", email="colleague@example.com", password=PASSWORD
+    )
+    staff_context = chromium.new_context()
+    staff = staff_context.new_page()
+    login(staff, base, colleague.username)  # signed in before the lock
+
+    for n in range(5):
+        page.goto(f"{base}/admin/login/?next=/admin/")
+        page.fill("#id_username", superuser.username)
+        page.fill("#id_password", f"guess-{n}")
+        page.click("#login-form input[type=submit]")
+    expect(page.locator("h1")).to_have_text("Too many failed logins")
+    page.goto(f"{base}/admin/login/?next=/admin/")
+    page.fill("#id_username", superuser.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("#login-form input[type=submit]")
+    expect(page.locator("h1")).to_have_text("Too many failed logins")
+
+    staff.goto(f"{base}/admin/axes/accessattempt/")
+    row = staff.locator(ROWS)
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text(superuser.username)
+    expect(row).to_contain_text("Locked Out")
+    staff.check("#action-toggle")
+    staff.select_option("select[name=action]", "delete_selected")
+    staff.click(".actions button[name=index]")
+    staff.click("input[type=submit]")  # "Yes, I'm sure"
+    expect(staff.locator(".messagelist li")).to_contain_text("Successfully deleted 1")
+    staff_context.close()
+
+    login(page, base, superuser.username)

@@ -8,6 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from jobs import services
+from jobs.ingest import push_ingest
 from jobs.models import Job, JobStatus
 from reports.services import report_build
 from tests.factories import CompanyFactory, JobFactory, job_in_status
@@ -46,6 +47,10 @@ def lived_in() -> Job:
     deliver(WebhookDelivery.objects.first().pk)  # type: ignore[union-attr]  # port 9: fails
     job_in_status(JobStatus.FAILED, company=company)
     JobFactory(company=company)
+    push_ingest(  # a push result that came before its job registered it: waits, unmatched
+        company=company,
+        data=services.PushResultData(push_communication_id="early", status="success"),
+    )
     return job
 
 
@@ -92,6 +97,25 @@ def test_push_result_errors_are_readable_and_escaped(staff: Client, lived_in: Jo
     response = staff.get(reverse("admin:jobs_pushresult_changelist") + "?status__exact=failed")
     content = response.content.decode()
     assert "<strong>currencyRef</strong>: Multi currency &lt;b&gt;off&lt;/b&gt;" in content
+
+
+def test_a_push_results_ignored_fields_are_shown_to_staff(staff: Client) -> None:
+    job = job_in_status(JobStatus.PROCESSING)
+    result, _ = services.push_result_record(
+        job_id=job.pk,
+        data=services.PushResultData(
+            push_communication_id="typo",
+            status="failed",
+            ignored_fields=["validationErrors"],
+        ),
+    )
+
+    response = staff.get(reverse("admin:jobs_pushresult_change", args=[result.pk]))
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "Ignored fields" in content
+    assert "validationErrors" in content
 
 
 def test_list_filters_and_search(staff: Client, lived_in: Job) -> None:

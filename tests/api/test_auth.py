@@ -83,12 +83,18 @@ def test_inactive_user_is_401(company: Company) -> None:
     assert "access" not in body and "refresh" not in body
 
 
-def test_staff_user_without_a_company_is_403_no_company() -> None:
+def test_staff_user_without_a_company_gets_the_wrong_password_answer() -> None:
+    """The right password of a user who may not use the API answers exactly like a wrong one,
+    so the token endpoint cannot be used to confirm an admin's password."""
     staff = UserFactory(is_staff=True, is_superuser=True)
 
-    body = assert_problem(obtain(staff.username), 403, "no_company")
-    assert "access" not in body
-    assert "refresh" not in body
+    right = obtain(staff.username)
+    wrong = obtain(staff.username, "not-the-password")
+
+    body = assert_problem(right, 401, "authentication_failed")
+    assert "access" not in body and "refresh" not in body
+    assert right.content == wrong.content
+    assert right["WWW-Authenticate"] == wrong["WWW-Authenticate"]
 
 
 @pytest.mark.parametrize(
@@ -172,6 +178,55 @@ def test_no_authorization_header_is_401() -> None:
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
+# Every endpoint family that takes a bearer token: v1 jobs, webhooks, seeds 000, 002 and 003.
+BEARER_ENDPOINTS = [
+    ("get", JOBS_URL, None),
+    ("get", "/api/v1/webhook-endpoints/", None),
+    ("get", "/api/v1/webhook-event-types/", None),
+    ("post", "/services/rest/v1/export/job/status", {"jobCode": "NOPE"}),
+    ("post", "/api/v1/export-job-events/", {"jobId": "NOPE", "event": "started"}),
+]
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR", "Bearer"])
+@pytest.mark.parametrize(("method", "path", "body"), BEARER_ENDPOINTS)
+def test_the_bearer_scheme_is_matched_in_any_case(
+    api_user: Any, scheme: str, method: str, path: str, body: Any
+) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {access_for(api_user)}")
+
+    response = getattr(client, method)(path, body, format="json")
+
+    assert response.status_code in (200, 404), response.content[:300]  # 404: no such job
+    if response.status_code == 404:
+        assert response.json()["code"] == "not_found"  # authenticated, then not found
+
+
+def test_a_lower_case_scheme_reaches_a_job_of_the_callers_company(
+    api_user: Any, company: Company
+) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"bearer {access_for(api_user)}")
+
+    created = client.post(JOBS_URL, {"type": "export"}, format="json")
+
+    assert created.status_code == 201, created.content[:300]
+    assert Job.objects.get().company == company
+    assert client.get(f"/engine/api/api-jobs/{created.json()['id']}").status_code == 200
+
+
+@pytest.mark.parametrize("header", ["bearer not-a-jwt", "BEARER a.b.c", "bearer", "bearer a b"])
+def test_a_bad_token_in_any_scheme_case_is_401_naming_bearer(header: str) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+
+    response = client.get(JOBS_URL)
+
+    assert_problem(response, 401)
+    assert response["WWW-Authenticate"].startswith("Bearer ")
+
+
 def test_unauthenticated_post_creates_nothing() -> None:
     response = APIClient().post(JOBS_URL, {"type": "export"}, format="json")
 
@@ -215,14 +270,38 @@ def test_token_with_alg_none_is_401(api_user: Any) -> None:
     assert_problem(client_with(forged).get(JOBS_URL), 401)
 
 
-def test_expired_token_is_401(api_user: Any, company: Company) -> None:
+def test_expired_token_is_401_token_expired(api_user: Any, company: Company) -> None:
     token = AccessToken.for_user(api_user)
     token["company_id"] = str(company.pk)
     token.set_exp(from_time=timezone.now() - timedelta(hours=1), lifetime=timedelta(minutes=5))
 
     response = client_with(str(token)).get(JOBS_URL)
 
-    assert_problem(response, 401, "invalid_token")
+    body = assert_problem(response, 401, "token_expired")
+    assert "expired" in body["detail"] and "/api/v1/auth/token/refresh/" in body["detail"]
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_an_expired_token_with_a_bad_signature_is_invalid_not_expired(api_user: Any) -> None:
+    token = AccessToken.for_user(api_user)
+    token.set_exp(from_time=timezone.now() - timedelta(hours=1), lifetime=timedelta(minutes=5))
+    forged = jwt.encode(
+        dict(token.payload), "some-other-signing-key-0123456789abcdef", algorithm="HS256"
+    )
+
+    body = assert_problem(client_with(forged).get(JOBS_URL), 401, "invalid_token")
+    assert "expired" not in body["detail"]
+
+
+def test_refresh_with_an_expired_refresh_token_is_401_token_expired(api_user: Any) -> None:
+    refresh = RefreshToken.for_user(api_user)
+    refresh.set_exp(from_time=timezone.now() - timedelta(days=30), lifetime=timedelta(days=1))
+
+    response = APIClient().post(REFRESH_URL, {"refresh": str(refresh)}, format="json")
+
+    body = assert_problem(response, 401, "token_expired")
+    assert "refresh token has expired" in body["detail"]
+    assert "access" not in body
 
 
 def test_user_deactivated_after_getting_a_token_is_401(api_user: Any, api: APIClient) -> None:
@@ -241,16 +320,16 @@ def test_deleted_user_is_401(api_user: Any, api: APIClient) -> None:
     assert_problem(api.get(JOBS_URL), 401)
 
 
-def test_membership_removed_after_getting_a_token_is_403_no_company(
+def test_membership_removed_after_getting_a_token_is_401_token_revoked(
     api_user: Any, api: APIClient
 ) -> None:
     CompanyMember.objects.filter(user=api_user).delete()
 
     response = api.get(JOBS_URL)
 
-    assert_problem(response, 403, "no_company")
+    assert_problem(response, 401, "token_revoked")
     created = api.post(JOBS_URL, {"type": "export"}, format="json")
-    assert_problem(created, 403, "no_company")
+    assert_problem(created, 401, "token_revoked")
     assert Job.objects.count() == 0
 
 

@@ -18,6 +18,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from jobs import services
+from jobs.auth import CompanyTokenObtainPairSerializer
 from jobs.models import (
     EventSource,
     FailureReason,
@@ -670,6 +671,25 @@ def test_export_status_of_a_finished_job_has_no_retry_after(
     assert not export_status(api, {"jobCode": job.code}).has_header("Retry-After")
 
 
+def test_the_seeds_example_request_as_printed_answers_200(api_user: Any, company: Any) -> None:
+    """Seed 002 prints ``Header (Authorization): bearer {access-token}``: lower case."""
+    job = job_in_status(JobStatus.PROCESSING, company=company)
+    client = APIClient()
+    token = CompanyTokenObtainPairSerializer.get_token(api_user).access_token  # type: ignore[attr-defined]
+
+    response = client.generic(
+        "POST",
+        STATUS_URL,
+        json.dumps({"jobCode": job.code}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"bearer {token}",
+    )
+
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["successful"] is True
+    assert response.json()["status"] == "RUNNING"
+
+
 def test_export_status_needs_a_token() -> None:
     assert_problem(
         APIClient().post(STATUS_URL, {"jobCode": "X"}, format="json"), 401, "not_authenticated"
@@ -783,6 +803,31 @@ def test_api_job_of_a_completed_job_matches_the_seed(api: APIClient, company: An
     assert parse_micros(body["updated_at"]) == job.updated_at
     assert parse_seconds(body["start_time"]) <= parse_seconds(body["end_time"])
     assert not response.has_header("Retry-After")
+
+
+@pytest.mark.parametrize("job_status", [JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.FAILED])
+def test_effected_records_agree_between_v1_and_the_api_job_record(
+    api: APIClient, company: Any, job_status: str
+) -> None:
+    """Records actually affected: 0 until the integration reports a count, in both shapes."""
+    job = job_in_status(job_status, company=company)
+
+    v1 = api.get(job_url(job.pk)).json()
+    seed = api.get(api_job_url(job.pk)).json()
+
+    assert v1["effected_records"] == seed["effected_records"] == 0
+
+
+def test_a_reported_count_reads_the_same_in_v1_and_the_api_job_record(
+    api: APIClient, company: Any
+) -> None:
+    job = job_in_status(JobStatus.PROCESSING, company=company)
+    services.job_record_progress(job_id=job.pk, effected_records=3)
+
+    v1 = api.get(job_url(job.pk)).json()
+    seed = api.get(api_job_url(job.pk)).json()
+
+    assert v1["effected_records"] == seed["effected_records"] == 3
 
 
 @pytest.mark.parametrize(
@@ -1029,7 +1074,8 @@ def test_the_seed_success_example_is_stored(api: APIClient, company: Any) -> Non
 
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) == PUSH_OUTPUT_KEYS
+    assert set(body) == PUSH_OUTPUT_KEYS | {"ignored_fields"}
+    assert body["ignored_fields"] == []  # the seed's fields are all read
     assert body["job_id"] == str(job.pk)
     assert body["push_communication_id"] == PUSH_ID
     assert body["status"] == "success"
@@ -1063,7 +1109,8 @@ def test_the_seed_failed_example_is_stored(api: APIClient, company: Any) -> None
 
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) == PUSH_OUTPUT_KEYS
+    assert set(body) == PUSH_OUTPUT_KEYS | {"ignored_fields"}
+    assert body["ignored_fields"] == []  # the seed's fields are all read
     assert body["status"] == "failed"
     assert body["source_object_ids"] == ["354"]  # the seed spells it sourceObjectId here
     result = PushResult.objects.get()
@@ -1120,20 +1167,42 @@ def test_a_different_report_under_a_stored_id_does_not_overwrite_it(
     assert (result.status, result.validation_errors) == (PushStatus.SUCCESS, [])
 
 
-def test_unknown_fields_are_accepted(api: APIClient, company: Any) -> None:
+def test_unknown_fields_are_accepted_and_listed_back(api: APIClient, company: Any) -> None:
     job = job_in_status(JobStatus.PROCESSING, company=company)
     payload = success_payload(
         pushCommunicationId="push-extra",
         somethingNew={"nested": [1, 2]},
         retryCount=3,
         clientRef=None,
+        validationErrors=[{"field": "memo", "message": "misspelled: not read"}],
     )
-    payload["webhookVersion"] = "2"
+    payload["webhookVersion"] = "2"  # outside data: not a push field at all
 
     response = api.post(push_url(job.pk), payload, format="json")
 
     assert response.status_code == 201, response.content
-    assert PushResult.objects.get().push_communication_id == "push-extra"
+    expected = ["clientRef", "retryCount", "somethingNew", "validationErrors"]
+    assert response.json()["ignored_fields"] == expected
+    result = PushResult.objects.get()
+    assert result.push_communication_id == "push-extra"
+    assert result.validation_errors == []  # the misspelled key was not read as errors
+    assert result.ignored_fields == expected  # kept for staff
+
+    repeat = api.post(
+        push_url(job.pk), success_payload(pushCommunicationId="push-extra"), format="json"
+    )
+    assert repeat.status_code == 200
+    assert repeat.json()["ignored_fields"] == []  # what this request sent
+
+
+def test_a_push_with_only_known_fields_ignores_nothing(api: APIClient, company: Any) -> None:
+    job = job_in_status(JobStatus.PROCESSING, company=company)
+
+    response = api.post(push_url(job.pk), success_payload(), format="json")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["ignored_fields"] == []
+    assert PushResult.objects.get().ignored_fields == []
 
 
 def test_a_minimal_push_report(api: APIClient, company: Any) -> None:

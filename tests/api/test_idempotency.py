@@ -242,21 +242,71 @@ def test_a_404_first_answer_is_replayed(api: APIClient) -> None:
     assert_same_answer(first, post(api, url, {"status": "started"}, "missing"))
 
 
-def test_a_request_that_crashed_does_not_leave_its_key_stuck(api: APIClient) -> None:
+def test_a_request_that_crashed_does_not_leave_its_key_stuck(
+    api: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A 5xx is not stored: retrying with the same key runs the request again.
 
-    A lone UTF-16 surrogate in metadata currently makes the answer unrenderable (see
-    test_errors); it stands in for any crash after the view returned. Once that input is refused
-    with a 400, the retry is a plain replay and this still holds.
+    The body is valid (the strict parser accepts it); the service then crashes inside the
+    handler, so the key-release path on a 5xx runs.
     """
+    from jobs import services
+
+    calls: list[dict[str, Any]] = []
+
+    def crash(**kwargs: Any) -> Job:
+        calls.append(kwargs)
+        raise RuntimeError("the service crashed")
+
+    real_job_create = services.job_create
+    monkeypatch.setattr(services, "job_create", crash)
     api.raise_request_exception = False
-    body = '{"type": "export", "metadata": {"x": "\\ud800"}}'
-    post(api, JOBS_URL, body, "crash", raw=True)
+    body = {"type": "export", "total_records": 3}
 
-    retry = post(api, JOBS_URL, body, "crash", raw=True)
+    crashed = post(api, JOBS_URL, body, "crash")
 
-    assert retry.status_code != 409, retry.content[:300]
-    assert IdempotencyKey.objects.filter(key="crash", response_status=None).count() == 0
+    assert crashed.status_code == 500
+    assert len(calls) == 1  # the handler ran: the crash is past the parser
+    assert not IdempotencyKey.objects.filter(key="crash").exists()
+    assert Job.objects.count() == 0
+
+    monkeypatch.setattr(services, "job_create", real_job_create)
+    retry = post(api, JOBS_URL, body, "crash")
+
+    assert retry.status_code == 201, retry.content[:300]
+    assert not retry.has_header(REPLAYED)  # it ran again, it was not a replay
+    assert Job.objects.count() == 1
+    assert IdempotencyKey.objects.get(key="crash").response_status == 201
+    assert_same_answer(retry, post(api, JOBS_URL, body, "crash"))
+
+
+def test_a_request_answered_503_does_not_leave_its_key_stuck(
+    api: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database outage inside the handler answers 503 + Retry-After and stores no answer."""
+    from django.db import OperationalError
+
+    from jobs import services
+
+    def outage(**kwargs: Any) -> Job:
+        raise OperationalError("connection lost")
+
+    real_job_create = services.job_create
+    monkeypatch.setattr(services, "job_create", outage)
+    body = {"type": "export"}
+
+    unavailable = post(api, JOBS_URL, body, "outage")
+
+    assert_problem(unavailable, 503, "database_unavailable")
+    assert unavailable["Retry-After"]
+    assert not IdempotencyKey.objects.filter(key="outage").exists()
+
+    monkeypatch.setattr(services, "job_create", real_job_create)
+    retry = post(api, JOBS_URL, body, "outage")
+
+    assert retry.status_code == 201
+    assert not retry.has_header(REPLAYED)
+    assert Job.objects.count() == 1
 
 
 # --- keys are per user ------------------------------------------------------------------------

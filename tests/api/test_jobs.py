@@ -206,6 +206,30 @@ def test_cancel_without_body(api: APIClient) -> None:
     assert response.json()["failure_reason"] == "canceled_by_user"
 
 
+@pytest.mark.parametrize("finish", ["completed", "failed"])
+def test_cancelling_a_finished_job_says_it_is_finished(api: APIClient, finish: str) -> None:
+    job = _create(api)
+    url = f"/api/v1/jobs/{job['id']}/"
+    api.post(url + "events/", {"status": "started"}, format="json")
+    ending = {"status": finish}
+    if finish == "failed":
+        ending["failure_reason"] = "service_unreachable"
+    assert api.post(url + "events/", ending, format="json").status_code == 201
+    before = JobEvent.objects.filter(job_id=job["id"]).count()
+
+    response = api.post(url + "cancel/", {"message": "too late"}, format="json")
+
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "job_finished"
+    assert body["detail"] == (
+        f"Job {job['code']} is already finished ({finish}); it cannot be cancelled."
+    )
+    assert "cannot become" not in body["detail"]
+    assert JobEvent.objects.filter(job_id=job["id"]).count() == before
+    assert api.get(url).json()["status"] == finish
+
+
 def test_patch_validates_counts_against_stored_values(api: APIClient) -> None:
     job = _create(api, total_records=5)
     response = api.patch(f"/api/v1/jobs/{job['id']}/", {"effected_records": 6}, format="json")

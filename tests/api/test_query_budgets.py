@@ -2,9 +2,9 @@
 
 Every SQL statement the request sends counts, BEGIN/COMMIT/SAVEPOINT included (Django logs
 them). A poll (GET /api/v1/jobs/{id}/, seed 002's status POST, seed 003's job GET) is at most 3
-statements: the authenticated user with its membership and company (one), the job with its
-report joined (one), and for seed 003's completed-with-errors job the failed push results it
-lists. An event POST is at most 8.
+statements: the authenticated user with its membership and company and, on the GETs, the job
+with its report joined, in one; seed 002 reads the job by code in a second; seed 003's
+completed-with-errors job adds the failed push results it lists. An event POST is at most 8.
 
 The request writes the job and its event only: the relay fans the event out to the webhook
 endpoints in the worker (issue 10, item 1), so no statement on a ``webhooks_*`` table runs in the
@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from jobs import services
 from jobs.models import Company, Job, JobStatus, PushStatus
+from reports.models import Report, ReportStatus
 from tests.conftest import bearer_client
 from tests.factories import ApiClientFactory, CompanyFactory, JobFactory, job_in_status
 from webhooks.models import WebhookEndpoint
@@ -125,10 +127,57 @@ def test_a_poll_reads_the_job_once_with_its_report(
 ) -> None:
     job = job_in_status(JobStatus.COMPLETED, company=tenant["company"])
 
-    with django_assert_num_queries(2):  # the user (membership, company) and the job (report)
+    # one statement: the user (membership, company) and the job it asks for (report joined)
+    with django_assert_num_queries(1):
         body = tenant["api"].get(f"/api/v1/jobs/{job.pk}/").json()
 
     assert body["report"]["status"] == "pending"
+    assert body["id"] == str(job.pk)
+
+
+def test_a_poll_of_a_ready_report_links_it_in_the_same_statement(
+    tenant: dict[str, Any], django_assert_num_queries: Any
+) -> None:
+    job = job_in_status(JobStatus.COMPLETED, company=tenant["company"])
+    Report.objects.update_or_create(
+        job=job, defaults={"status": ReportStatus.READY, "ready_at": timezone.now()}
+    )
+
+    with django_assert_num_queries(1):
+        v1 = tenant["api"].get(f"/api/v1/jobs/{job.pk}/").json()
+    with django_assert_num_queries(1):
+        seed003 = tenant["api"].get(f"/engine/api/api-jobs/{job.pk}").json()
+    with django_assert_num_queries(1):
+        seed002 = (
+            tenant["api"]
+            .post("/services/rest/v1/export/job/status", {"jobCode": job.code}, format="json")
+            .json()
+        )
+
+    assert v1["report"]["status"] == "ready"
+    assert "/reports/download/" in v1["report"]["url"]
+    assert seed003["id"] == str(job.pk)
+    assert seed002["status"] == "SUCCESSFUL"
+    assert "/reports/download/" in seed002["filePath"]
+
+
+def test_a_poll_of_another_companys_job_is_a_404_in_one_statement(
+    tenant: dict[str, Any], django_assert_num_queries: Any
+) -> None:
+    other = job_in_status(JobStatus.PROCESSING, company=CompanyFactory(name="Other Co"))
+
+    with django_assert_num_queries(1):
+        response = tenant["api"].get(f"/api/v1/jobs/{other.pk}/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/problem+json")
+
+    with django_assert_num_queries(1):
+        seed002 = tenant["api"].post(
+            "/services/rest/v1/export/job/status", {"jobCode": other.code}, format="json"
+        )
+    assert seed002.status_code == 200
+    assert seed002.json()["successful"] is False
 
 
 # --- a job read never scans push results --------------------------------------------------------

@@ -60,6 +60,7 @@ class Stack:
             JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS="1",
             JOBTRAIL_WEBHOOK_RETRY_SCHEDULE="1,1,1,1,1",
             JOBTRAIL_API_RATE_LIMIT="100000/minute",
+            JOBTRAIL_WAKEUP_WINDOW="0.02",  # coalesced wake-ups, as deployed
             DJANGO_CONN_MAX_AGE="0",
             PYTHONUNBUFFERED="1",
             PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",

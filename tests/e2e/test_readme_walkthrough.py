@@ -34,4 +34,10 @@ def test_readme_walkthrough_runs_as_written(stack: Stack, tmp_path: Path) -> Non
     assert re.match(r"^job [0-9a-f-]{36}$", next(line for line in lines if line.startswith("job ")))
     for expected in ["processing", "success", "completed", '"SUCCESSFUL"', "job_finished"]:
         assert any(expected in line for line in lines), (expected, result.stdout)
-    assert lines[-1] == "job_finished"
+    # the integration role and the push ingest URL (issue 12)
+    assert "job_finished" in lines and "integration" in lines
+    assert lines[lines.index("integration") + 1] == "true"  # the new job's delivery: a hand-off
+    ingest = next(line for line in lines if "/api/v1/push-ingest/" in line)
+    assert re.match(r"^http://127\.0\.0\.1:8000/api/v1/push-ingest/[0-9a-f-]{36}/$", ingest)
+    assert "push_communication_id" in lines
+    assert lines[-1] == "attached"

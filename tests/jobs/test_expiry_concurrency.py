@@ -64,6 +64,7 @@ def test_event_racing_expiry_ends_in_one_consistent_state(move: str) -> None:
         job = JobFactory()
         services.job_start(job_id=job.pk)
         Job.objects.filter(pk=job.pk).update(expires_at=timezone.now() - timedelta(seconds=5))
+        events_before = job.events.count()
 
         def event(job_id=job.pk):  # type: ignore[no-untyped-def]
             if move == "progress":
@@ -73,16 +74,28 @@ def test_event_racing_expiry_ends_in_one_consistent_state(move: str) -> None:
         event_result, expired = _run_together(event, services.jobs_expire_stale)
         job.refresh_from_db()
         terminal_events = job.events.filter(status__in=["completed", "failed"]).count()
+        expiry_events = job.events.filter(failure_reason="job_expired").count()
         if isinstance(event_result, JobFinished):
             assert (job.status, job.failure_reason, expired) == ("failed", "job_expired", 1)
+            assert expiry_events == 1  # expired once, its event written once
+            assert job.events.count() == events_before + 1  # the refused event wrote nothing
             outcomes["expiry won"] += 1
         else:
             assert not isinstance(event_result, BaseException), event_result
             assert expired == 0
+            assert expiry_events == 0
             expected = JobStatus.PROCESSING if move == "progress" else JobStatus.COMPLETED
             assert job.status == expected and job.failure_reason == ""
+            assert job.events.count() == events_before + 1  # the event, once
+            if move == "progress":  # the event refreshed the expiry
+                assert job.expires_at is not None and job.expires_at > timezone.now()
             outcomes["event won"] += 1
         assert terminal_events == (0 if job.status == "processing" else 1)
         seqs = list(job.events.order_by("sequence").values_list("sequence", flat=True))
         assert seqs == list(range(1, len(seqs) + 1))
-    assert sum(outcomes.values()) == 25
+    # across all races: every job the expiry reported is expired exactly once, and no other
+    expired_jobs = Job.objects.filter(failure_reason="job_expired")
+    assert expired_jobs.count() == outcomes["expiry won"]
+    assert JobEvent.objects.filter(failure_reason="job_expired").count() == outcomes["expiry won"]
+    left = JobStatus.PROCESSING if move == "progress" else JobStatus.COMPLETED
+    assert Job.objects.filter(status=left).count() == outcomes["event won"]

@@ -77,6 +77,7 @@ def base_env() -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="config.settings",
         DJANGO_DEBUG="0",
         JOBTRAIL_READ_DOTENV="0",
+        DJANGO_SECURE_SSL_REDIRECT="0",  # the tests talk plain HTTP to gunicorn
         JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS="1",  # the receivers are on loopback
         JOBTRAIL_API_RATE_LIMIT="100000/minute",
         PYTHONUNBUFFERED="1",
@@ -319,7 +320,11 @@ def manage(env: dict[str, str], *args: str) -> str:
 def migrate_template(pg: PostgresCluster, database: str) -> None:
     """Create ``database``, migrate it and add the API client: the template of every test."""
     pg.execute(f'CREATE DATABASE "{database}"')
-    env = {**base_env(), "DATABASE_URL": pg.url(database), "DJANGO_SECRET_KEY": "migrate-only"}
+    env = {
+        **base_env(),
+        "DATABASE_URL": pg.url(database),
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+    }
     manage(env, "migrate", "--noinput", "--verbosity", "0")
     company, username, password = API_CLIENT
     manage(env, "create_api_client", company, username, "--password", password)

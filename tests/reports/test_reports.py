@@ -179,7 +179,11 @@ def test_postgresql_writes_the_same_csv_as_the_portable_writer() -> None:
         (["1", "1b", "x;y"], moment.replace(microsecond=1), moment, 400, TRICKY, "a,b"),
         ([7, "mixed"], datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC), None, 599, ["bare"], 'q"uote'),
         ([42], moment, None, 100, [{"field": "", "message": ""}, {"message": "no field"}], " "),
+        # formula triggers: a leading apostrophe on both paths (reports.cells)
+        (["=1+1"], None, None, None, [{"field": "-x", "message": "@y"}], "=HYPERLINK(1)"),
+        (["a", "b"], None, None, None, ["\tbare", "+1"], "@sum"),
     ]
+
     PushResult.objects.bulk_create(
         PushResult(
             job=job,
@@ -206,6 +210,7 @@ def test_postgresql_writes_the_same_csv_as_the_portable_writer() -> None:
     assert rows[2][5:8] == ["only", "2021-03-09T19:56:03.952000Z", "2021-03-09T19:56:03Z"]
     assert rows[4][5:7] == ["7;mixed", "0999-01-02T03:04:05Z"]
     assert rows[5][8] == ":  | : no field"
+    assert (rows[6][3], rows[6][5], rows[6][8]) == ("'=HYPERLINK(1)", "'=1+1", "'-x: @y")
 
 
 def test_a_report_builds_in_the_same_statements_whatever_its_rows() -> None:
@@ -351,8 +356,44 @@ def test_a_report_is_built_once_per_request() -> None:
     assert WebhookDelivery.objects.filter(events_id="jobs.report.ready").count() == 1
 
 
-def test_a_build_superseded_by_a_newer_request_is_discarded() -> None:
+def test_a_build_superseded_by_a_newer_request_is_discarded(monkeypatch) -> None:
+    """A request that arrives while a build runs wins: the running build's file is thrown away."""
     job = _finished_job_with_pushes()
+    endpoint_create(company=job.company, url="http://127.0.0.1:9/", events=["jobs.report.ready"])
+    real_write = services.write_report_csv
+
+    def write_then_newer_request(*, job_id, out):  # type: ignore[no-untyped-def]
+        rows = real_write(job_id=job_id, out=out)
+        # meanwhile a late push result arrives and its job's report is requested again
+        _push(job, 3)
+        services.reports_request(job_ids=[job.pk])
+        return rows
+
+    monkeypatch.setattr(services, "write_report_csv", write_then_newer_request)
+    superseded = services.report_build(job_id=job.pk)
+
+    assert superseded is None
+    report = Report.objects.get(job=job)
+    assert report.status == "pending" and not report.file  # the newer request still owns it
+    assert report.build_started_at is None
+    storage = report.file.storage
+    folder = f"reports/{timezone.now():%Y/%m}"
+    assert not [f for f in storage.listdir(folder)[1] if str(job.pk) in f]  # its file deleted
+    assert not job.events.filter(kind="report_ready").exists()
+
+    monkeypatch.setattr(services, "write_report_csv", real_write)
+    newer = services.report_build(job_id=job.pk)
+
+    assert newer is not None and newer.status == "ready" and newer.row_count == 3
+    assert [r[0] for r in _read(newer)[1:]] == ["push-1", "push-2", "push-3"]
+    run_relay()
+    assert WebhookDelivery.objects.filter(events_id="jobs.report.ready").count() == 1
+
+
+def test_a_build_that_outlived_its_lease_may_be_taken_over() -> None:
+    job = _finished_job_with_pushes()
+    Report.objects.filter(job=job).update(build_started_at=timezone.now() - timedelta(minutes=1))
+    assert services.report_build(job_id=job.pk) is None  # a build within its lease runs alone
     Report.objects.filter(job=job).update(build_started_at=timezone.now() - timedelta(hours=2))
     # a build that outlived its lease: a new build may take over
     assert services.report_build(job_id=job.pk) is not None

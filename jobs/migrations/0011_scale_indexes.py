@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0005_job_push_counts'),
+        ('jobs', '0010_push_result_ignored_fields'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

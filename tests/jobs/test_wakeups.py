@@ -1,0 +1,104 @@
+"""Coalesced wake-ups (config/outbox.py): one background thread per process sends them."""
+
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from config import outbox
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.01)
+    return check()
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
+    """What the waker publishes (recorded instead of sent to a broker)."""
+    published: list[tuple[str, tuple[Any, ...]]] = []
+    lock = threading.Lock()
+
+    def record(task_name: str, args: Any = ()) -> bool:
+        with lock:
+            published.append((task_name, tuple(args)))
+        return True
+
+    monkeypatch.setattr(outbox, "publish", record)
+    return published
+
+
+def test_wake_ups_asked_for_within_the_window_are_sent_once_more_after_it(
+    sent: list[tuple[str, tuple[Any, ...]]],
+) -> None:
+    waker = outbox.Waker(window=0.5)
+
+    waker.request(("jobs.relay_events", ()))
+    assert wait_for(lambda: len(sent) == 1)  # the first one goes out at once
+    for _ in range(200):  # a burst of commits while the window is open
+        waker.request(("jobs.relay_events", ()))
+
+    assert wait_for(lambda: len(sent) == 2)
+    time.sleep(1.2)  # two more windows: nothing else was asked for
+    assert sent == [("jobs.relay_events", ()), ("jobs.relay_events", ())]
+
+
+def test_distinct_wake_ups_are_each_sent(sent: list[tuple[str, tuple[Any, ...]]]) -> None:
+    waker = outbox.Waker(window=0.3)
+
+    waker.request(("jobs.relay_events", ()))
+    assert wait_for(lambda: len(sent) == 1)
+    waker.request(("reports.build", ("a",)))
+    waker.request(("reports.build", ("b",)))
+    waker.request(("reports.build", ("a",)))
+
+    assert wait_for(lambda: len(sent) == 3)
+    assert sent[1:] == [("reports.build", ("a",)), ("reports.build", ("b",))]
+
+
+def test_with_no_window_the_committing_thread_publishes_itself(
+    sent: list[tuple[str, tuple[Any, ...]]], settings: Any
+) -> None:
+    settings.JOBTRAIL_WAKEUP_WINDOW = 0
+
+    outbox.wake("jobs.relay_events")
+
+    assert sent == [("jobs.relay_events", ())]  # already sent, by this thread
+
+
+def test_a_forked_child_sends_its_own_wake_ups(
+    sent: list[tuple[str, tuple[Any, ...]]], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker forked while the parent's wake-up thread runs starts a thread of its own."""
+    settings.JOBTRAIL_WAKEUP_WINDOW = 0.2
+    monkeypatch.setattr(outbox, "_waker", None)
+    outbox.wake("jobs.relay_events")  # the parent's thread exists now
+    assert wait_for(lambda: len(sent) == 1)
+    read_end, write_end = os.pipe()
+
+    pid = os.fork()
+    if pid == 0:  # the child: report what its waker publishes through the pipe
+        try:
+            monkeypatch.setattr(
+                outbox, "publish", lambda name, args=(): os.write(write_end, name.encode()) > 0
+            )
+            outbox.wake("webhooks.send_due_deliveries")
+            time.sleep(2)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 10)
+        assert ready, "the forked child published nothing"
+        assert os.read(read_end, 100) == b"webhooks.send_due_deliveries"
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
