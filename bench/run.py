@@ -1278,8 +1278,17 @@ def scale_table(path: Path) -> list[str]:
         f"\n## At scale: `{path.name}` ({d['when']}, {d['commit']}, took {d['took_s']} s)\n",
         f"`bench/scale.py`, {sizes['jobs']:,} jobs built set-based "
         f"(in {d['populate']['took_s']} s).\n",
-        *_header("what", "baseline", "measured", "ratio"),
     ]
+    if len(d.get("runs", [])) > 1:
+        parts.append(
+            "Measured in "
+            + "; ".join(
+                f"{run['when']} ({run['commit']}): {', '.join(run['parts'])} in {run['took_s']} s"
+                for run in d["runs"]
+            )
+            + ".\n"
+        )
+    parts += _header("what", "baseline", "measured", "ratio")
     if e := d.get("expiry"):
         parts.append(
             _row(
@@ -1289,24 +1298,52 @@ def scale_table(path: Path) -> list[str]:
                 f"**{_fmt(e['ratio'], X)}**",
             )
         )
+        if "raw_update_with_events_s" in e:
+            parts.append(
+                _row(
+                    "the same expiry",
+                    f"raw UPDATE + a bare event per job: {e['raw_update_with_events_s']} s",
+                    f"{e['expire_s']} s",
+                    _fmt(e["ratio_with_events"], X),
+                )
+            )
+        if "relay_s" in e:
+            parts.append(
+                _row(
+                    "then the relay fans its events out (worker; not in the ratio)",
+                    "",
+                    f"{e['relayed_events']:,} events → {e['deliveries']:,} deliveries "
+                    f"in {e['relay_s']} s",
+                    "",
+                )
+            )
     if a := d.get("admin"):
         for label, view in a["views"].items():
+            sql = f" (SQL {view['sql_ms_small']} → {view['sql_ms']} ms)" if "sql_ms" in view else ""
             parts.append(
                 _row(
                     f"admin {label}",
                     f"at {a['jobs_small']:,} jobs: {view['ms_small']} ms",
-                    f"{view['ms']} ms",
+                    f"{view['ms']} ms{sql}",
                     f"**{_fmt(view['ratio'], X)}**"
                     if (view["ratio"] or 0) > 1.5
                     else _fmt(view["ratio"], X),
                 )
             )
     if r := d.get("read"):
+        sql = (
+            f"; its {r['read_queries']} SQL statements "
+            + (f"{r['read_sql_ms_before']} → " if "read_sql_ms_before" in r else "")
+            + f"{r['read_sql_ms']} ms"
+            + (", reading push results" if r["read_touches_push_results"] else ", no push result")
+            if "read_sql_ms" in r
+            else ""
+        )
         parts.append(
             _row(
                 f"GET a job while another holds {r['push_results']:,} push results",
                 f"before those rows: {r['read_ms_before']} ms",
-                f"{r['read_ms']} ms (worst {r['read_ms_worst']} ms)",
+                f"{r['read_ms']} ms (worst {r['read_ms_worst']} ms){sql}",
                 _fmt(ratio(r["read_ms"], r["read_ms_before"]), X),
             )
         )

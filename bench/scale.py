@@ -1,6 +1,6 @@
 """One-off measurements at scale (PostgreSQL): what a million jobs do to Jobtrail.
 
-    .venv/bin/python bench/scale.py                       # everything, 1M jobs
+    .venv/bin/python bench/scale.py --relay --label after  # everything, 1M jobs
     .venv/bin/python bench/scale.py --jobs 100000 --expire 10000 --push-results 100000
     .venv/bin/python bench/scale.py --only admin,read      # some parts: expiry, admin, read, report
 
@@ -9,12 +9,19 @@ drops (<BENCH_DB_PREFIX>_scale, _scale_small on BENCH_PG), then measures, each a
 baseline in the same run:
 
 expiry  ``jobs_expire_stale()`` of --expire stale jobs among --jobs (2 endpoints subscribed per
-        company) vs one raw SQL UPDATE of the same rows;
+        company) vs one raw SQL UPDATE of the same rows (the ratio), and vs that UPDATE
+        writing a bare event per job in the same statement (``ratio_with_events``); each run
+        on the same rows made stale again, vacuumed, after a checkpoint. With --relay, the
+        relay's fan-out of the events afterwards is timed too (the worker's part: not in
+        the ratio);
 admin   every admin job-list view (each filter choice, search by code, every sortable column both
         ways) and the change page of a job with --events events, at --jobs vs --small jobs
-        (Django's test client as a logged-in superuser, best of 5 after a warm-up);
+        (Django's test client as a logged-in superuser, best of 5 after a warm-up, the two
+        sizes alternating for --admin-rounds rounds, each view's best kept; ``sql_ms`` is the
+        time of its SQL statements);
 read    GET /api/v1/jobs/{id}/ of a job while another job holds --push-results push results
-        (median and worst of 20), vs the same read before those rows existed;
+        (median and worst of 20), vs the same read before those rows existed, with the time
+        of its SQL statements and whether any touches push results;
 report  the CSV report of those push results (``report_build`` in a subprocess: rows/s, peak
         RSS from ``resource.getrusage``) vs PostgreSQL's ``COPY ... CSV`` of the same rows.
 
@@ -77,6 +84,8 @@ def phase(name: str, database: str, args: argparse.Namespace, *extra: str) -> di
     argv = [sys.executable, __file__, "--phase", name, "--db", database, *extra]
     for option in ("jobs", "small", "expire", "events", "push_results"):
         argv += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    if args.relay:
+        argv.append("--relay")
     started = time.perf_counter()
     run = subprocess.run(argv, cwd=ROOT, env=env_for(database), capture_output=True, text=True)
     if run.returncode:
@@ -94,6 +103,32 @@ def timed(fn: Callable[[], Any]) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
+
+
+class SQLTimer:
+    """Counts and times the SQL statements Django runs inside ``with`` (``execute_wrapper``)."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.seconds = 0.0
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.statements.append(sql)
+
+    def __enter__(self) -> SQLTimer:
+        from django.db import connection
+
+        self._wrapper = connection.execute_wrapper(self)
+        self._wrapper.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._wrapper.__exit__(*exc)
 
 
 def insert_series(model: Any, count: int, exprs: dict[str, str]) -> None:
@@ -213,29 +248,58 @@ def measure_expiry(args: argparse.Namespace) -> dict[str, Any]:
     from django.db import connection, transaction
 
     from jobs.models import JobEvent
+    from jobs.relay import events_relay
     from jobs.services import jobs_expire_stale
+    from webhooks.models import WebhookDelivery
 
     stale = "status IN ('pending', 'processing') AND expires_at <= now()"
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id FROM jobs_job WHERE {stale}")
         ids = [row[0] for row in cursor.fetchall()]
+    failed = (
+        "status = 'failed', failure_reason = 'job_expired', "
+        "message = 'No activity within the expiry time limit.', "
+        "start_time = COALESCE(start_time, now()), end_time = now(), expires_at = NULL, "
+        "last_activity_at = now(), updated_at = now()"
+    )
+
+    def prepare() -> None:
+        """The same rows stale again, nothing left behind, no checkpoint pending."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE jobs_job SET status = 'processing', failure_reason = '', end_time = NULL, "
+                "expires_at = now() - interval '1 minute' WHERE id = ANY(%s) "
+                "AND status = 'failed'",
+                [ids],
+            )
+            cursor.execute("DELETE FROM jobs_jobevent WHERE job_id = ANY(%s)", [ids])
+            cursor.execute("VACUUM ANALYZE jobs_job")
+            cursor.execute("VACUUM ANALYZE jobs_jobevent")
+            cursor.execute("CHECKPOINT")
 
     def raw_update() -> None:
         with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"UPDATE jobs_job SET {failed} WHERE {stale}")
+
+    def raw_update_with_events() -> None:
+        # the same UPDATE and, in the same statement, one bare event per job (numbered after
+        # the job's last one, no snapshot): the least a change logged in the outbox writes
+        with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
-                "UPDATE jobs_job SET status = 'failed', failure_reason = 'job_expired', "
-                "end_time = now(), expires_at = NULL, last_activity_at = now(), "
-                f"updated_at = now() WHERE {stale}"
+                f"WITH failed AS (UPDATE jobs_job SET {failed} WHERE {stale} RETURNING id) "
+                "INSERT INTO jobs_jobevent (job_id, kind, sequence, status, failure_reason, "
+                "message, data, source, created_at) "
+                "SELECT f.id, 'timeline', COALESCE((SELECT max(e.sequence) FROM jobs_jobevent e "
+                "WHERE e.job_id = f.id AND e.sequence IS NOT NULL), 0) + 1, 'failed', "
+                "'job_expired', 'No activity within the expiry time limit.', '{}', 'system', "
+                "now() FROM failed f"
             )
 
+    prepare()
     baseline = timed(raw_update)
-    with connection.cursor() as cursor:  # put the same rows back, stale again
-        cursor.execute(
-            "UPDATE jobs_job SET status = 'processing', failure_reason = '', end_time = NULL, "
-            "expires_at = now() - interval '1 minute' WHERE id = ANY(%s)",
-            [ids],
-        )
-        cursor.execute("VACUUM ANALYZE jobs_job")
+    prepare()
+    baseline_events = timed(raw_update_with_events)
+    prepare()
     events_before = JobEvent.objects.count()
     expired = 0
 
@@ -244,15 +308,30 @@ def measure_expiry(args: argparse.Namespace) -> dict[str, Any]:
         expired = jobs_expire_stale()
 
     measured = timed(expire)
-    redis.Redis.from_url(REDIS).flushdb()
-    return {
+    events_written = JobEvent.objects.count() - events_before
+    result = {
         "stale_jobs": len(ids),
         "expired": expired,
-        "events_written": JobEvent.objects.count() - events_before,
+        "events_written": events_written,
         "raw_update_s": round(baseline, 3),
+        "raw_update_with_events_s": round(baseline_events, 3),
         "expire_s": round(measured, 3),
         "ratio": round(measured / baseline, 2) if baseline else None,
+        "ratio_with_events": round(measured / baseline_events, 2) if baseline_events else None,
     }
+    if args.relay:
+        # not part of the ratio: the worker's relay fanning the events out afterwards
+        relayed = 0
+
+        def relay() -> None:
+            nonlocal relayed
+            relayed = events_relay(budget=None)
+
+        result["relay_s"] = round(timed(relay), 1)
+        result["relayed_events"] = relayed
+        result["deliveries"] = WebhookDelivery.objects.count()
+    redis.Redis.from_url(REDIS).flushdb()
+    return result
 
 
 def admin_urls() -> dict[str, str]:
@@ -320,9 +399,28 @@ def measure_admin(args: argparse.Namespace) -> dict[str, Any]:
             assert response.status_code == 200, (url, response.status_code)
 
         get()  # warm-up
-        # the best of 5: the work is deterministic, the machine's noise only ever adds time
-        timings[label] = {"url": url, "ms": round(min(timed(get) for _ in range(5)) * 1000, 1)}
+        # the best of 5: the work is deterministic, the machine's noise only ever adds time;
+        # the SQL statements timed apart (what grows with the table, the rest does not)
+        samples = []
+        for _ in range(5):
+            with SQLTimer() as sql:
+                samples.append((timed(get), sql.seconds, len(sql.statements)))
+        timings[label] = {
+            "url": url,
+            "ms": round(min(total for total, _, _ in samples) * 1000, 1),
+            "sql_ms": round(min(sql_s for _, sql_s, _ in samples) * 1000, 2),
+            "queries": samples[0][2],
+        }
     return {"jobs": Job.objects.count(), "views": timings}
+
+
+def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per view, the fastest of several admin runs (interleaved with the other size's)."""
+    views = {
+        label: min((run["views"][label] for run in runs), key=lambda view: view["ms"])
+        for label in runs[0]["views"]
+    }
+    return {"jobs": runs[0]["jobs"], "views": views, "took_s": sum(r["took_s"] for r in runs)}
 
 
 def api_get(client: Any, token: str, job_id: Any) -> float:
@@ -350,11 +448,20 @@ def measure_read(args: argparse.Namespace) -> dict[str, Any]:
     heavy, other = jobs
     client = Client()
 
+    sql_ms: list[float] = []
+
     def reads() -> list[float]:
         api_get(client, token, other.pk)
-        return [api_get(client, token, other.pk) * 1000 for _ in range(20)]
+        times = []
+        sql_ms.clear()
+        for _ in range(20):
+            with SQLTimer() as sql:
+                times.append(api_get(client, token, other.pk) * 1000)
+            sql_ms.append(sql.seconds * 1000)
+        return times
 
     before = reads()
+    sql_before = list(sql_ms)
     started = time.perf_counter()
     insert_series(
         PushResult,
@@ -376,9 +483,14 @@ def measure_read(args: argparse.Namespace) -> dict[str, Any]:
     )
     insert_s = time.perf_counter() - started
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE jobs_pushresult")
+        # as autovacuum would have by the time: hint bits set, so the report's first read of
+        # the rows is not also the one that writes them (scale-before.json only ANALYZEd)
+        cursor.execute("VACUUM ANALYZE jobs_pushresult")
     after = reads()
     heavy_read = [api_get(client, token, heavy.pk) * 1000 for _ in range(5)]
+    # the database's part of one read: its statements, and whether any touches push results
+    with SQLTimer() as sql:
+        api_get(client, token, other.pk)
     return {
         "push_results": args.push_results,
         "insert_push_results_s": round(insert_s, 1),
@@ -387,6 +499,10 @@ def measure_read(args: argparse.Namespace) -> dict[str, Any]:
         "read_ms": round(statistics.median(after), 2),
         "read_ms_worst": round(max(after), 2),
         "read_heavy_job_ms": round(statistics.median(heavy_read), 2),
+        "read_queries": len(sql.statements),
+        "read_sql_ms_before": round(statistics.median(sql_before), 2),
+        "read_sql_ms": round(statistics.median(sql_ms), 2),
+        "read_touches_push_results": any("jobs_pushresult" in q for q in sql.statements),
     }
 
 
@@ -480,7 +596,15 @@ def main() -> None:
     parser.add_argument("--push-results", type=int, default=1_000_000)
     parser.add_argument("--only", default="expiry,admin,read,report")
     parser.add_argument("--label", default="latest")
+    parser.add_argument(
+        "--admin-rounds", type=int, default=3, help="admin runs per size, alternating"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="after the expiry, time the relay fanning its events out (not in the ratio)",
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)
@@ -531,8 +655,13 @@ def main() -> None:
         if "admin" in parts:
             pg_admin(f'CREATE DATABASE "{small}" TEMPLATE "{template}"')
             phase("populate-small", small, args)
-            at_small = phase("admin", small, args)
-            at_big = phase("admin", big, args)
+            # the two sizes alternate, each view's best taken: a busy spell of the machine
+            # then slows one round of both sizes, not one size
+            runs_small, runs_big = [], []
+            for _ in range(args.admin_rounds):
+                runs_small.append(phase("admin", small, args))
+                runs_big.append(phase("admin", big, args))
+            at_small, at_big = best_of(runs_small), best_of(runs_big)
             views = {
                 label: {
                     "url": view["url"],
@@ -541,14 +670,19 @@ def main() -> None:
                     "ratio": round(view["ms"] / at_small["views"][label]["ms"], 2)
                     if label in at_small["views"]
                     else None,
+                    "sql_ms_small": at_small["views"].get(label, {}).get("sql_ms"),
+                    "sql_ms": view["sql_ms"],
+                    "queries": view["queries"],
                 }
                 for label, view in at_big["views"].items()
             }
             report["admin"] = {
                 "jobs": at_big["jobs"],
                 "jobs_small": at_small["jobs"],
+                "rounds": args.admin_rounds,
                 "took_s": at_small["took_s"] + at_big["took_s"],
                 "worst_ratio": max((v["ratio"] or 0) for v in views.values()),
+                "worst_sql_ms": max(v["sql_ms"] for v in views.values()),
                 "views": views,
             }
             log(f"admin: worst ratio {report['admin']['worst_ratio']}")
@@ -560,6 +694,15 @@ def main() -> None:
             log(f"report: {report['report']}")
     finally:
         report["took_s"] = round(time.perf_counter() - started, 1)
+        # a partial run updates its parts: which run measured what
+        report.setdefault("runs", []).append(
+            {
+                "when": report["when"],
+                "commit": report["commit"],
+                "parts": parts,
+                "took_s": report["took_s"],
+            }
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
         log(f"written to {out.relative_to(ROOT)} ({report['took_s']} s)")

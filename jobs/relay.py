@@ -41,7 +41,11 @@ from reports.services import reports_request
 from webhooks.services import Message, deliveries_fan_out
 
 from .models import EventStatus, Job, JobEvent, JobEventKind, JobStatus
-from .representation import job_event_representation, job_representation
+from .representation import (
+    job_event_representation,
+    job_representation,
+    snapshot_representation,
+)
 from .services import RELAY_TASK
 
 logger = logging.getLogger(__name__)
@@ -82,7 +86,7 @@ def webhook_id_of(event: JobEvent) -> str:
 def webhook_data(event: JobEvent) -> dict[str, Any]:
     """The ``data`` of the event's webhook: the job as of the event, plus the event's own part."""
     if event.snapshot is not None:
-        data = dict(event.snapshot)
+        data = dict(snapshot_representation(event.snapshot))
     else:  # logged without a snapshot (by hand): the job as it is now
         logger.warning("job event %s has no snapshot; using the current job", event.pk)
         data = job_representation(Job.objects.select_related("report").get(pk=event.job_id))

@@ -8,9 +8,11 @@ Reading a job's representation never queries push results (the counts live on th
 report comes from ``select_related("report")`` when the job was read with it.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from django.db.models import F, Func, JSONField
+from django.db.models.functions import JSONObject
 from django.utils import timezone
 
 from reports.links import job_report, report_state
@@ -63,6 +65,67 @@ def job_representation(job: Job, *, report: Report | None = UNSET) -> dict[str, 
         "created_at": iso_datetime(job.created_at),
         "updated_at": iso_datetime(job.updated_at),
     }
+
+
+# --- row images: a job's row as JSON, written by the database in set-based changes -------------
+
+# The key of a snapshot that holds a row image instead of the representation.
+ROW_IMAGE = "job_row"
+
+
+class _JSONColumn(Func):
+    """A JSON column nested as JSON (SQLite stores it as text, which ``json()`` parses)."""
+
+    template = "%(expressions)s"
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="JSON(%(expressions)s)", **extra)
+
+
+def job_row_image() -> JSONObject:
+    """A SQL expression: ``{"job_row": {<column>: <value>, ...}}`` of the job row it reads.
+
+    Set-based changes (expiry, bulk cancel) write it as their events' snapshot in the same
+    ``INSERT ... SELECT`` that logs the events, so no job is read into Python; the relay
+    renders it with ``snapshot_representation``, through ``job_representation`` like any other.
+    """
+    columns = {
+        str(f.column): _JSONColumn(F(f.attname), output_field=JSONField())
+        if isinstance(f, JSONField)
+        else F(f.attname)
+        for f in Job._meta.concrete_fields
+    }
+    return JSONObject(**{ROW_IMAGE: JSONObject(**columns)})
+
+
+def job_row_image_sql(alias: str) -> str:
+    """``job_row_image`` in PostgreSQL's SQL, of the job row named ``alias`` (all its columns)."""
+    return f"jsonb_build_object('{ROW_IMAGE}', to_jsonb({alias}))"
+
+
+def job_from_row_image(row: dict[str, Any]) -> Job:
+    """The (unsaved) ``Job`` a row image shows, its values converted as a read would."""
+    values: dict[str, Any] = {}
+    for f in Job._meta.concrete_fields:
+        value = row.get(str(f.column))
+        if value is not None and not isinstance(f, JSONField):
+            value = f.to_python(value)
+            if isinstance(value, datetime) and timezone.is_naive(value):
+                value = value.replace(tzinfo=UTC)  # SQLite keeps UTC without an offset
+        values[f.attname] = value
+    return Job(**values)
+
+
+def snapshot_representation(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The job's representation that an event's snapshot holds.
+
+    A row image (set-based changes) is rendered here; it is shown without a report: only
+    active jobs are changed set-based (expired, canceled), and an active job has no report.
+    """
+    row = snapshot.get(ROW_IMAGE)
+    if row is None:
+        return snapshot
+    return job_representation(job_from_row_image(row), report=None)
 
 
 def job_event_representation(event: JobEvent) -> dict[str, Any]:

@@ -15,12 +15,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Value
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, JSONField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config.outbox import publish_on_commit
+from config.sql import insert_from_select
 from config.transactions import atomic_service
 
 from . import selectors
@@ -47,7 +48,13 @@ from .models import (
     PushResult,
     PushStatus,
 )
-from .representation import UNSET, job_representation, push_result_representation
+from .representation import (
+    UNSET,
+    job_representation,
+    job_row_image,
+    job_row_image_sql,
+    push_result_representation,
+)
 
 # The state machine: (current job status, reported event) -> new job status.
 # Pairs not listed are refused; terminal statuses have no way out.
@@ -95,6 +102,8 @@ def push_result_size(data: PushResultData) -> int:
 
 RELAY_TASK = "jobs.relay_events"
 CANCEL_BATCH = 500
+# Jobs expired per transaction: their rows stay locked while it runs (well under a second).
+EXPIRE_BATCH = 5000
 
 
 def relay_on_commit() -> None:
@@ -504,7 +513,7 @@ def push_result_record(
     return result, True
 
 
-def jobs_expire_stale(*, batch_size: int = 500) -> int:
+def jobs_expire_stale(*, batch_size: int = EXPIRE_BATCH) -> int:
     """Fail every active job whose ``expires_at`` has passed as ``job_expired``; return how many.
 
     Works in batches: each locks its jobs with SKIP LOCKED (a job that is busy receiving an
@@ -523,6 +532,11 @@ def jobs_expire_stale(*, batch_size: int = 500) -> int:
 @transaction.atomic
 def _expire_batch(*, batch_size: int) -> int:
     now = timezone.now()
+    if connection.vendor == "postgresql":
+        count = _expire_batch_postgresql(batch_size=batch_size, now=now)
+        if count:
+            relay_on_commit()
+        return count
     ids = list(
         Job.objects.select_for_update(skip_locked=True)
         .filter(status__in=list(ACTIVE_STATUSES), expires_at__lte=now)
@@ -540,6 +554,58 @@ def _expire_batch(*, batch_size: int) -> int:
     return len(ids)
 
 
+def _expire_batch_postgresql(*, batch_size: int, now: datetime) -> int:
+    """``_fail_locked`` for a batch of stale jobs in ONE statement (PostgreSQL).
+
+    Locks the oldest stale jobs (``SKIP LOCKED``), fails them (``UPDATE ... RETURNING``) and
+    logs their events from the returned rows (``INSERT ... SELECT``, the snapshot a row image of
+    the failed job): the rows are read once and never leave the database.
+    """
+    job, event = Job._meta.db_table, JobEvent._meta.db_table
+    active = sorted(ACTIVE_STATUSES)
+    active_list = ", ".join(f"%(active{i})s" for i in range(len(active)))
+    statement = f"""
+        WITH failed AS (
+            UPDATE {job} SET status = %(failed)s, failure_reason = %(reason)s,
+                message = %(message)s, start_time = COALESCE(start_time, %(now)s),
+                end_time = %(now)s, last_activity_at = %(now)s, expires_at = NULL,
+                updated_at = %(now)s
+            WHERE id = ANY(ARRAY(
+                SELECT id FROM {job}
+                WHERE status IN ({active_list})
+                    AND expires_at <= %(now)s
+                ORDER BY expires_at LIMIT %(limit)s
+                FOR UPDATE SKIP LOCKED
+            ))
+            RETURNING {job}.*
+        )
+        INSERT INTO {event} (job_id, kind, sequence, status, failure_reason, message, data,
+            source, created_at, snapshot)
+        SELECT f.id, %(kind)s,
+            COALESCE((
+                SELECT e.sequence FROM {event} e
+                WHERE e.job_id = f.id AND e.sequence IS NOT NULL
+                ORDER BY e.sequence DESC LIMIT 1
+            ), 0) + 1,
+            %(failed)s, %(reason)s, %(message)s, '{{}}'::jsonb, %(source)s, %(now)s,
+            {job_row_image_sql("f")}
+        FROM failed f
+    """
+    params: dict[str, Any] = {
+        "failed": JobStatus.FAILED.value,
+        "reason": FailureReason.JOB_EXPIRED.value,
+        "message": EXPIRED_MESSAGE,
+        "now": now,
+        "limit": batch_size,
+        "kind": JobEventKind.TIMELINE.value,
+        "source": EventSource.SYSTEM.value,
+        **{f"active{i}": str(status) for i, status in enumerate(active)},
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return int(cursor.rowcount)
+
+
 def _fail_locked(
     ids: list[Any],
     *,
@@ -549,10 +615,17 @@ def _fail_locked(
     actor: Actor,
     now: datetime,
 ) -> None:
-    """Fail the active jobs ``ids`` (rows locked by the caller) and log their events, set-based."""
+    """Fail the active jobs ``ids`` (rows locked by the caller) and log their events.
+
+    Two statements whatever the number of jobs, and no job read into Python: one ``UPDATE``,
+    then one ``INSERT ... SELECT`` of their ``failed`` events, each numbered after the job's
+    last one (through the (job, sequence) index) with a row image of the failed job as its
+    snapshot (``job_row_image``, rendered by the relay).
+    """
     if not ids:
         return
-    Job.objects.filter(pk__in=ids).update(
+    jobs = Job.objects.filter(pk__in=ids)
+    jobs.update(
         status=JobStatus.FAILED,
         failure_reason=failure_reason,
         message=message,
@@ -562,27 +635,26 @@ def _fail_locked(
         expires_at=None,
         updated_at=now,
     )
-    last_sequences = dict(
-        JobEvent.objects.filter(job_id__in=ids, kind=JobEventKind.TIMELINE)
-        .values("job_id")
-        .annotate(last=Max("sequence"))
-        .values_list("job_id", "last")
+    last_sequence = (
+        JobEvent.objects.filter(job_id=OuterRef("pk"), sequence__isnull=False)
+        .order_by("-sequence")
+        .values("sequence")[:1]
     )
-    JobEvent.objects.bulk_create(
-        [
-            JobEvent(
-                job_id=job.pk,
-                sequence=last_sequences.get(job.pk, 0) + 1,
-                status=EventStatus.FAILED,
-                failure_reason=failure_reason,
-                message=message,
-                source=source,
-                actor=actor,
-                snapshot=job_representation(job),
-            )
-            for job in Job.objects.select_related("report").filter(pk__in=ids).order_by("pk")
-        ]
-    )
+    columns: dict[str, Any] = {
+        "job": F("pk"),
+        "kind": Value(JobEventKind.TIMELINE.value),
+        "sequence": Coalesce(Subquery(last_sequence), Value(0)) + Value(1),
+        "status": Value(EventStatus.FAILED.value),
+        "failure_reason": Value(str(failure_reason)),
+        "message": Value(message),
+        "data": Value({}, output_field=JSONField()),
+        "source": Value(str(source)),
+        "created_at": Value(now),
+        "snapshot": job_row_image(),
+    }
+    if actor is not None:
+        columns["actor"] = Value(actor.pk)
+    insert_from_select(JobEvent, columns, jobs.order_by("pk"))
     relay_on_commit()
 
 

@@ -4,13 +4,14 @@ import csv
 import io
 import logging
 import tempfile
+import uuid
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core import signing
 from django.core.files import File
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -19,7 +20,7 @@ from jobs.errors import LinkExpired, LinkInvalid, ReportNotPossible
 from jobs.models import EventSource, Job, JobEvent, JobEventKind, PushResult
 from jobs.representation import job_representation
 
-from .cells import safe_cell
+from .cells import FORMULA_TRIGGERS, safe_cell
 from .links import (  # noqa: F401 - re-exported: the report's state and link live in .links
     REPORTABLE_STATUSES,
     SIGNING_SALT,
@@ -44,6 +45,7 @@ HEADER = [
     "validation_errors",
 ]
 CHUNK = 2000
+COPY_BLOCK = 1 << 18  # bytes of CSV written to the file at a time
 
 
 BUILD_TASK = "reports.build_job_report"
@@ -85,6 +87,19 @@ def report_rebuild(*, job: Job) -> Report:
         return report_request(job=job)
 
 
+# --- the CSV's cells -----------------------------------------------------------------------------
+# Every cell is text made by one of two writers that agree byte for byte on what the API stores
+# (source ids: a list of strings; validation errors: a list of {field, message} strings):
+# - PostgreSQL: the database formats each cell (``_POSTGRESQL_CELLS``, each through
+#   ``_pg_cell``) and writes the CSV itself (``COPY ... TO STDOUT (FORMAT csv)``); Python only
+#   copies the bytes to the file, so a million rows take no Python object per value. (One
+#   difference: PostgreSQL quotes a cell holding a bare carriage return; Python's writer left it
+#   bare, which readers split.)
+# - other databases (SQLite): ``_csv_row`` and ``csv.writer``.
+# A rule for every cell goes into ``_pg_cell`` and ``_csv_row``: both apply ``reports.cells``
+# (no cell opens as a formula).
+
+
 def _iso(value: Any) -> str:
     return value.isoformat().replace("+00:00", "Z") if value else ""
 
@@ -108,10 +123,82 @@ def _csv_row(row: tuple[Any, ...]) -> list[Any]:
     return [safe_cell(cell) for cell in cells]  # no cell opens as a formula (reports.cells)
 
 
+def _pg_iso(column: str) -> str:
+    # datetime.isoformat() in UTC with Z: microseconds only when there are any
+    return (
+        f"replace(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), "
+        "'.000000', '') || 'Z'"
+    )
+
+
+_POSTGRESQL_CELLS = [
+    "push_communication_id",
+    "status",
+    "response_code::text",
+    "data_type",
+    "service_name",
+    # source ids: most hold one
+    "CASE WHEN jsonb_typeof(source_object_ids) <> 'array' THEN NULL "
+    "WHEN jsonb_array_length(source_object_ids) <= 1 THEN source_object_ids ->> 0 "
+    "ELSE array_to_string(ARRAY(SELECT jsonb_array_elements_text(source_object_ids)), ';') END",
+    _pg_iso("requested_on"),
+    _pg_iso("completed_on"),
+    "CASE WHEN jsonb_typeof(validation_errors) <> 'array' OR validation_errors = '[]' "
+    "THEN NULL ELSE (SELECT string_agg(CASE WHEN jsonb_typeof(e) = 'object' THEN "
+    "COALESCE(e ->> 'field', '') || ': ' || COALESCE(e ->> 'message', '') "
+    "ELSE e #>> '{}' END, ' | ' ORDER BY n) "
+    "FROM jsonb_array_elements(validation_errors) WITH ORDINALITY AS t(e, n)) END",
+]
+
+
+def _pg_cell(column: str) -> str:
+    """The SQL of a cell: ``safe_cell`` (a leading ``'`` before a formula trigger), and NULL
+    for an empty cell (COPY writes NULL bare and an empty string as ``""``; csv.writer: bare)."""
+    triggers = ", ".join(str(ord(char)) for char in FORMULA_TRIGGERS)
+    return (
+        f"CASE WHEN ascii({column}) IN ({triggers}) THEN '''' || {column} "
+        f"ELSE NULLIF({column}, '') END"
+    )
+
+
+def _copy_postgresql(job_id: Any, out: Any) -> int:
+    """Write the job's rows as CSV through ``COPY``; return how many."""
+    table = PushResult._meta.db_table
+    job = uuid.UUID(str(job_id))  # a literal: COPY takes no parameters
+    names = [f"c{index}" for index in range(len(_POSTGRESQL_CELLS))]
+    # each cell computed once (OFFSET 0 keeps the inner SELECT whole), then made safe
+    cells = ", ".join(
+        f"{cell} AS {name}" for cell, name in zip(_POSTGRESQL_CELLS, names, strict=True)
+    )
+    statement = (
+        f"COPY (SELECT {', '.join(_pg_cell(name) for name in names)} FROM ("
+        f"SELECT id, {cells} FROM {table} WHERE job_id = '{job}'::uuid ORDER BY id OFFSET 0"
+        ") AS cells ORDER BY id) TO STDOUT (FORMAT csv)"
+    )
+    connection.ensure_connection()
+    buffer = bytearray()
+    with connection.connection.cursor() as cursor:
+        with cursor.copy(statement) as copy:
+            for data in copy:  # a row at a time: written out in blocks of whole rows
+                buffer += data
+                if len(buffer) >= COPY_BLOCK:
+                    out.write(buffer.decode())
+                    buffer.clear()
+        out.write(buffer.decode())
+        return int(cursor.rowcount)
+
+
 def write_report_csv(*, job_id: Any, out: Any) -> int:
-    """Write the CSV to the text stream ``out``, reading rows in chunks; return the row count."""
+    """Write the CSV to the text stream ``out``, streaming the rows; return the row count."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEADER)
+    if connection.vendor == "postgresql":
+        return _copy_postgresql(job_id, out)
+    return _write_portable(job_id, writer)
+
+
+def _write_portable(job_id: Any, writer: Any) -> int:
+    """Write the job's rows with ``writer`` (a ``csv.writer``), in chunks; return how many."""
     rows = (
         PushResult.objects.filter(job_id=job_id)
         .order_by("id")

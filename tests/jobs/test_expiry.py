@@ -5,10 +5,13 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs import services
 from jobs.models import Job, JobEvent, JobStatus
+from jobs.representation import ROW_IMAGE, job_representation, snapshot_representation
 from tests.factories import CompanyFactory, JobFactory, job_in_status
 from tests.relay import run_relay
 from webhooks.models import WebhookDelivery
@@ -60,6 +63,54 @@ def test_stale_active_jobs_expire_with_a_system_event_and_webhook() -> None:
     fresh.refresh_from_db()
     finished.refresh_from_db()
     assert fresh.status == "processing" and finished.status == "completed"
+
+
+def test_expiry_writes_set_based_with_no_job_read_into_python() -> None:
+    jobs = [JobFactory() for _ in range(30)]
+    make_stale(*jobs)
+    with CaptureQueriesContext(connection) as queries:
+        assert services.jobs_expire_stale() == 30
+    statements = [
+        q["sql"]
+        for q in queries.captured_queries
+        if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT"))
+    ]
+    if connection.vendor == "postgresql":
+        # lock, update and log in one statement: the rows never leave the database
+        [statement] = statements
+        assert statement.split()[:2] == ["WITH", "failed"]
+        assert "FOR UPDATE SKIP LOCKED" in statement and "RETURNING" in statement
+        assert "INSERT INTO jobs_jobevent" in statement
+    else:
+        # lock the stale ids, one UPDATE of the jobs, one INSERT ... SELECT of their events
+        assert [s.split()[0] for s in statements] == ["SELECT", "UPDATE", "INSERT"]
+        assert statements[2].startswith('INSERT INTO "jobs_jobevent"')
+        assert " SELECT " in statements[2]
+    assert JobEvent.objects.filter(failure_reason="job_expired").count() == 30
+
+
+def test_expiry_snapshot_renders_as_the_failed_jobs_representation() -> None:
+    job = job_in_status(JobStatus.PROCESSING, total_records=10)
+    services.job_record_progress(
+        job_id=job.pk, effected_records=4, metadata={"batch": [1, "two"], "nested": {"ok": True}}
+    )
+    services.push_result_record(
+        job_id=job.pk, data=services.PushResultData(push_communication_id="p", status="failed")
+    )
+    other = JobFactory()  # pending: no start time yet
+    make_stale(job, other)
+    assert services.jobs_expire_stale() == 2
+    for expired in (job, other):
+        event = expired.events.get(status="failed")
+        assert event.sequence == expired.events.filter(sequence__isnull=False).count()
+        assert event.snapshot is not None and set(event.snapshot) == {ROW_IMAGE}
+        current = Job.objects.select_related("report").get(pk=expired.pk)
+        assert snapshot_representation(event.snapshot) == job_representation(current)
+    rendered = snapshot_representation(job.events.get(status="failed").snapshot)
+    assert rendered["metadata"] == {"batch": [1, "two"], "nested": {"ok": True}}
+    assert rendered["push_results"] == {"success": 0, "failed": 1}
+    assert (rendered["effected_records"], rendered["total_records"]) == (4, 10)
+    assert rendered["report"] == {"status": "none", "url": None}
 
 
 def test_nothing_stale_expires_nothing() -> None:

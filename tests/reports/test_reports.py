@@ -7,6 +7,8 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -163,6 +165,67 @@ def test_hundred_thousand_rows_stream_in_flat_memory() -> None:
     assert report.row_count == 100_000
     # 100,000 rows are tens of MB as Python objects; streaming in chunks stays far below.
     assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+
+
+@pytest.mark.postgres
+def test_postgresql_writes_the_same_csv_as_the_portable_writer() -> None:
+    """The COPY path (PostgreSQL formats the cells) and csv.writer agree byte for byte."""
+    job = job_in_status(JobStatus.PROCESSING)
+    moment = datetime(2021, 3, 9, 19, 56, 3, 952000, tzinfo=UTC)
+    cases = [
+        # (source ids, requested, completed, response code, validation errors, data type)
+        ([], None, None, None, [], ""),
+        (["only"], moment, moment.replace(microsecond=0), 200, [], "invoices"),
+        (["1", "1b", "x;y"], moment.replace(microsecond=1), moment, 400, TRICKY, "a,b"),
+        ([7, "mixed"], datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC), None, 599, ["bare"], 'q"uote'),
+        ([42], moment, None, 100, [{"field": "", "message": ""}, {"message": "no field"}], " "),
+        # formula triggers: a leading apostrophe on both paths (reports.cells)
+        (["=1+1"], None, None, None, [{"field": "-x", "message": "@y"}], "=HYPERLINK(1)"),
+        (["a", "b"], None, None, None, ["\tbare", "+1"], "@sum"),
+    ]
+
+    PushResult.objects.bulk_create(
+        PushResult(
+            job=job,
+            push_communication_id=f'push-{n} "id", {n}',
+            status="failed" if errors else "success",
+            response_code=code,
+            data_type=data_type,
+            service_name="Ünïcødé ✓",
+            source_object_ids=ids,
+            requested_on=requested,
+            completed_on=completed,
+            validation_errors=errors,
+        )
+        for n, (ids, requested, completed, code, errors, data_type) in enumerate(cases)
+    )
+    copied = io.StringIO()
+    assert services.write_report_csv(job_id=job.pk, out=copied) == len(cases)
+    portable = io.StringIO()
+    writer = csv.writer(portable, lineterminator="\n")
+    writer.writerow(services.HEADER)
+    assert services._write_portable(job.pk, writer) == len(cases)
+    assert copied.getvalue() == portable.getvalue()
+    rows = list(csv.reader(io.StringIO(copied.getvalue())))
+    assert rows[2][5:8] == ["only", "2021-03-09T19:56:03.952000Z", "2021-03-09T19:56:03Z"]
+    assert rows[4][5:7] == ["7;mixed", "0999-01-02T03:04:05Z"]
+    assert rows[5][8] == ":  | : no field"
+    assert (rows[6][3], rows[6][5], rows[6][8]) == ("'=HYPERLINK(1)", "'=1+1", "'-x: @y")
+
+
+def test_a_report_builds_in_the_same_statements_whatever_its_rows() -> None:
+    counts = []
+    for pushes in (1, 40):
+        job = job_in_status(JobStatus.PROCESSING)
+        for n in range(pushes):
+            _push(job, n)
+        jobs.job_complete(job_id=job.pk)
+        run_relay()
+        with CaptureQueriesContext(connection) as queries:
+            report = services.report_build(job_id=job.pk)
+        assert report is not None and report.row_count == pushes
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
 
 
 # --- links and the API ------------------------------------------------------------------------
