@@ -37,6 +37,8 @@ a big backlog for one endpoint does not starve another. An endpoint whose attemp
 than ``SLOW_AFTER`` is slow: it gets at most ``PER_ENDPOINT`` threads, its waiting deliveries
 are given back unsent, and it is claimed for separately, only as its threads come free. A
 hanging receiver therefore holds ``PER_ENDPOINT`` threads per process; the others keep sending.
+The process remembers a slow endpoint for ``SLOW_REMEMBERED`` seconds, so a new round does not
+give it every thread again before it proves slow once more.
 """
 
 import contextlib
@@ -70,6 +72,9 @@ USER_AGENT = "Jobtrail-Webhooks/1.0"
 PER_ENDPOINT = 2
 # An endpoint is slow once one of its attempts has run this long (or ended by the deadline).
 SLOW_AFTER = 1.0
+# A slow endpoint is remembered this long by the process, so the next round starts it at
+# PER_ENDPOINT threads instead of learning it again with every thread it has.
+SLOW_REMEMBERED = 60.0
 # A URL's resolution and SSRF check are trusted this long; then they are done again.
 TARGET_RECHECK = 60.0
 # Idle connections kept per (scheme, host, port, address).
@@ -606,6 +611,25 @@ class _Sending:
     started_at: Any
 
 
+_slow_until: dict[Any, float] = {}  # endpoint -> until when (monotonic) it counts as slow
+_slow_lock = threading.Lock()
+
+
+def _slow_remembered(now: float) -> set[Any]:
+    with _slow_lock:
+        for endpoint in [e for e, until in _slow_until.items() if until <= now]:
+            del _slow_until[endpoint]
+        return set(_slow_until)
+
+
+def _remember_slow(endpoint: Any, slow: bool) -> None:
+    with _slow_lock:
+        if slow:
+            _slow_until[endpoint] = time.monotonic() + SLOW_REMEMBERED
+        else:
+            _slow_until.pop(endpoint, None)
+
+
 class _Round:
     """One batch sender round: lanes per endpoint, sender threads, batched claims and records.
 
@@ -624,8 +648,10 @@ class _Round:
         self.turns: deque[Any] = deque()  # endpoints in the order their lanes get a thread
         self.in_flight: dict[int, _Sending] = {}
         self.busy: Counter[Any] = Counter()
-        self.slow: set[Any] = set()
-        self.freed: set[Any] = set()  # slow endpoints with a thread come free since last claim
+        # endpoints found slow by this process's earlier rounds start slow (claimed for apart,
+        # PER_ENDPOINT threads at most) and, as none of their threads is busy, with room
+        self.slow: set[Any] = _slow_remembered(time.monotonic())
+        self.freed: set[Any] = set(self.slow)  # slow endpoints with room since the last claim
         self.late: list[Claim] = []
         self.outcomes: list[tuple[Claim, AttemptResult]] = []
         self.closing = False
@@ -693,8 +719,10 @@ class _Round:
                 self.outcomes.append((claim, result))
                 if took >= SLOW_AFTER:
                     self.slow.add(endpoint)
+                    _remember_slow(endpoint, True)
                 elif endpoint in self.slow and result.status_code is not None:
                     self.slow.discard(endpoint)  # quick again
+                    _remember_slow(endpoint, False)
                 if endpoint in self.slow:
                     self.freed.add(endpoint)
                 self.cond.notify_all()
@@ -756,6 +784,7 @@ class _Round:
             for sending in self.in_flight.values():
                 if now - sending.started >= SLOW_AFTER:
                     self.slow.add(sending.claim.endpoint.pk)
+                    _remember_slow(sending.claim.endpoint.pk, True)
             waiting = [e for e in self.lanes if e in self.slow and self.busy[e] >= PER_ENDPOINT]
             late, self.late = self.late, []
             for endpoint in waiting:  # a slow endpoint's backlog waits in the table, not here
