@@ -52,6 +52,8 @@ TIMERS = {
     # read when migrate registers the periodic tasks
     "JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL": "1",
     "JOBTRAIL_EXPIRY_INTERVAL": "1",
+    # the backlog test spreads its deliveries over 20 endpoints of one company
+    "JOBTRAIL_MAX_WEBHOOK_ENDPOINTS": "50",
 }
 
 
