@@ -239,6 +239,9 @@ def populate(args: argparse.Namespace, jobs: int, expire: int) -> dict[str, Any]
         },
     )
     with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE jobs_job SET last_sequence = %s WHERE id = %s", [args.events, event_job.pk]
+        )
         cursor.execute("VACUUM ANALYZE")
     return {"jobs": jobs, "stale": expire, "insert_jobs_s": round(jobs_s, 1)}
 
@@ -283,14 +286,15 @@ def measure_expiry(args: argparse.Namespace) -> dict[str, Any]:
 
     def raw_update_with_events() -> None:
         # the same UPDATE and, in the same statement, one bare event per job (numbered after
-        # the job's last one, no snapshot): the least a change logged in the outbox writes
+        # the job's last one, kept on the row, no snapshot): the least a change logged in the
+        # outbox writes
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
-                f"WITH failed AS (UPDATE jobs_job SET {failed} WHERE {stale} RETURNING id) "
+                f"WITH failed AS (UPDATE jobs_job SET {failed}, "
+                f"last_sequence = last_sequence + 1 WHERE {stale} RETURNING id, last_sequence) "
                 "INSERT INTO jobs_jobevent (job_id, kind, sequence, status, failure_reason, "
                 "message, data, source, created_at) "
-                "SELECT f.id, 'timeline', COALESCE((SELECT max(e.sequence) FROM jobs_jobevent e "
-                "WHERE e.job_id = f.id AND e.sequence IS NOT NULL), 0) + 1, 'failed', "
+                "SELECT f.id, 'timeline', f.last_sequence, 'failed', "
                 "'job_expired', 'No activity within the expiry time limit.', '{}', 'system', "
                 "now() FROM failed f"
             )

@@ -98,6 +98,9 @@ class Job(models.Model):
     # its transaction) so no read of a job ever counts its push results.
     push_success_count = models.PositiveIntegerField(default=0, editable=False)
     push_failed_count = models.PositiveIntegerField(default=0, editable=False)
+    # The sequence of the job's last timeline event: the next event is numbered from the locked
+    # job row (no MAX over events), and set-based writers (expiry, bulk cancel) bump it too.
+    last_sequence = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

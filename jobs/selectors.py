@@ -154,23 +154,6 @@ def job_with_report(
     return None if row is None else _job_from(row, 0, company)
 
 
-@functools.cache
-def _last_sequence_sql() -> str:
-    return (
-        f"SELECT MAX({_column(JobEvent, 'sequence')}) FROM {_q(JobEvent._meta.db_table)} "
-        f"WHERE {_column(JobEvent, 'job')} = %s"
-    )
-
-
-def last_event_sequence(job_id: Any) -> int:
-    """The job's last timeline sequence (0 before its first event), by the (job, sequence)
-    index; read after the job row is locked, so no other writer can add one meanwhile."""
-    with connection.cursor() as cursor:
-        cursor.execute(_last_sequence_sql(), [_JOB.param("id", job_id)])
-        row = cursor.fetchone()
-    return int(row[0] or 0) if row else 0
-
-
 def job_queryset_all() -> QuerySet[Job]:
     """Every company's jobs with their reports joined: one query reads all a job shows.
 

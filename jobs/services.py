@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, JSONField, OuterRef, Subquery, Value
+from django.db.models import F, JSONField, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -193,8 +193,14 @@ JOB_CHANGE_FIELDS = (
     "end_time",
     "last_activity_at",
     "expires_at",
+    "last_sequence",
     "updated_at",
 )
+
+
+def _next_sequence(job: Job) -> None:
+    """Number the job's next timeline event on its (locked) row: saved with the job change."""
+    job.last_sequence += 1
 
 
 def _touch(job: Job, now: datetime) -> None:
@@ -211,18 +217,16 @@ def _append_event(
     failure_reason: str = "",
     message: str = "",
     data: dict[str, Any] | None = None,
-    sequence: int | None = None,
     report: Any = UNSET,
 ) -> JobEvent:
-    """Log the next timeline event of ``job`` (already saved), with the job's snapshot.
+    """Log the timeline event numbered ``job.last_sequence`` (the job already saved with it,
+    ``_next_sequence``), with the job's snapshot.
 
     ``job`` is read with its report joined (``lock_job``), so the snapshot costs no query.
     """
-    if sequence is None:
-        sequence = selectors.last_event_sequence(job.pk) + 1
     event = JobEvent.objects.create(
         job=job,
-        sequence=sequence,
+        sequence=job.last_sequence,
         status=status,
         failure_reason=failure_reason,
         message=message,
@@ -261,6 +265,7 @@ def job_create(
         expires_after=expires_after,
         metadata=metadata or {},
         last_activity_at=now,
+        last_sequence=1,  # its ``created`` event
     )
     _touch(job, now)
     for _attempt in range(1 if code else 5):
@@ -279,7 +284,7 @@ def job_create(
     else:  # pragma: no cover - five 40-bit random codes taken in a row
         raise DuplicateJobCode("Could not generate a unique job code; try again.")
     _append_event(  # a new job's first event, and no report: nothing to look up
-        job=job, status=EventStatus.CREATED, source=source, actor=actor, sequence=1, report=None
+        job=job, status=EventStatus.CREATED, source=source, actor=actor, report=None
     )
     return job
 
@@ -331,6 +336,7 @@ def job_apply_event(
     if new_status in TERMINAL_STATUSES:
         job.end_time = now
     _touch(job, now)
+    _next_sequence(job)
     job.save(update_fields=JOB_CHANGE_FIELDS)
     job_event = _append_event(
         job=job,
@@ -441,6 +447,7 @@ def job_record_progress(
     if metadata is not None:
         job.metadata = data["metadata"] = metadata
     _touch(job, timezone.now())
+    _next_sequence(job)
     job.save(update_fields=JOB_CHANGE_FIELDS)
     job_event = _append_event(
         job=job,
@@ -569,7 +576,7 @@ def _expire_batch_postgresql(*, batch_size: int, now: datetime) -> int:
             UPDATE {job} SET status = %(failed)s, failure_reason = %(reason)s,
                 message = %(message)s, start_time = COALESCE(start_time, %(now)s),
                 end_time = %(now)s, last_activity_at = %(now)s, expires_at = NULL,
-                updated_at = %(now)s
+                last_sequence = last_sequence + 1, updated_at = %(now)s
             WHERE id = ANY(ARRAY(
                 SELECT id FROM {job}
                 WHERE status IN ({active_list})
@@ -581,12 +588,7 @@ def _expire_batch_postgresql(*, batch_size: int, now: datetime) -> int:
         )
         INSERT INTO {event} (job_id, kind, sequence, status, failure_reason, message, data,
             source, created_at, snapshot)
-        SELECT f.id, %(kind)s,
-            COALESCE((
-                SELECT e.sequence FROM {event} e
-                WHERE e.job_id = f.id AND e.sequence IS NOT NULL
-                ORDER BY e.sequence DESC LIMIT 1
-            ), 0) + 1,
+        SELECT f.id, %(kind)s, f.last_sequence,
             %(failed)s, %(reason)s, %(message)s, '{{}}'::jsonb, %(source)s, %(now)s,
             {job_row_image_sql("f")}
         FROM failed f
@@ -617,10 +619,10 @@ def _fail_locked(
 ) -> None:
     """Fail the active jobs ``ids`` (rows locked by the caller) and log their events.
 
-    Two statements whatever the number of jobs, and no job read into Python: one ``UPDATE``,
-    then one ``INSERT ... SELECT`` of their ``failed`` events, each numbered after the job's
-    last one (through the (job, sequence) index) with a row image of the failed job as its
-    snapshot (``job_row_image``, rendered by the relay).
+    Two statements whatever the number of jobs, and no job read into Python: one ``UPDATE``
+    (which also numbers each job's next event: ``last_sequence + 1``), then one
+    ``INSERT ... SELECT`` of their ``failed`` events, numbered from the updated rows, with a
+    row image of the failed job as its snapshot (``job_row_image``, rendered by the relay).
     """
     if not ids:
         return
@@ -633,17 +635,13 @@ def _fail_locked(
         end_time=now,
         last_activity_at=now,
         expires_at=None,
+        last_sequence=F("last_sequence") + 1,
         updated_at=now,
-    )
-    last_sequence = (
-        JobEvent.objects.filter(job_id=OuterRef("pk"), sequence__isnull=False)
-        .order_by("-sequence")
-        .values("sequence")[:1]
     )
     columns: dict[str, Any] = {
         "job": F("pk"),
         "kind": Value(JobEventKind.TIMELINE.value),
-        "sequence": Coalesce(Subquery(last_sequence), Value(0)) + Value(1),
+        "sequence": F("last_sequence"),
         "status": Value(EventStatus.FAILED.value),
         "failure_reason": Value(str(failure_reason)),
         "message": Value(message),
