@@ -10,6 +10,16 @@ timestamps and JSON come back exactly as the ORM would return them).
     JOB = Columns(Job, "j")
     sql = f"SELECT {JOB.sql} FROM jobs_job j WHERE j.id = %s"
     job = JOB.instance(row, 0)   # None when the joined row is absent (NULL primary key)
+
+The hot writes (a job change: UPDATE the job, INSERT its event) go through ``Writer``: the
+same fixed statements Django's compiler would send, built once per field list, with each
+value prepared by its field (``pre_save``, so ``auto_now`` stamps; ``get_db_prep_save``, so
+JSON, UUIDs and timestamps are adapted exactly as ``Model.save`` does). No model signals are
+sent; the models written this way have no receivers.
+
+    JOB_WRITER = Writer(Job)
+    JOB_WRITER.update(job, ["status", "updated_at"])   # UPDATE ... WHERE id = job.pk
+    EVENT_WRITER.insert(event)                         # INSERT ... RETURNING id
 """
 
 from collections.abc import Callable, Sequence
@@ -17,6 +27,7 @@ from typing import Any, Generic, TypeVar
 
 from django.db import connections
 from django.db.models import Field, Model
+from django.db.models.expressions import DatabaseDefault
 
 M = TypeVar("M", bound=Model)
 Converter = Callable[[Any, Any, Any], Any]
@@ -77,3 +88,76 @@ class Columns(Generic[M]):
         field = self.model._meta.get_field(field_name)
         assert isinstance(field, Field), field_name  # a column, not a reverse relation
         return field.get_db_prep_value(field.to_python(value), connections[self.using])
+
+
+class Writer(Generic[M]):
+    """Fixed UPDATE and INSERT statements for one model's hot writes (see the module doc)."""
+
+    def __init__(self, model: type[M], *, using: str = "default") -> None:
+        self.model = model
+        self.using = using
+        opts = model._meta
+        self.table = str(opts.db_table)
+        self.pk = opts.pk
+        self.auto_pk = bool(getattr(opts.pk, "db_returning", False))
+        self.insert_fields = [
+            f for f in opts.concrete_fields if not (self.auto_pk and f is opts.pk)
+        ]
+        self._update_sql: dict[tuple[str, ...], tuple[str, list[Field[Any, Any]]]] = {}
+        self._insert_sql: str | None = None
+
+    def _field(self, name: str) -> "Field[Any, Any]":
+        field = self.model._meta.get_field(name)
+        assert isinstance(field, Field), name  # a column, not a reverse relation
+        return field
+
+    def _quote(self, name: str) -> str:
+        return connections[self.using].ops.quote_name(name)
+
+    def update(self, obj: M, fields: Sequence[str]) -> int:
+        """``obj.save(update_fields=fields)`` for an existing row; returns the rows updated."""
+        key = tuple(fields)
+        if key not in self._update_sql:
+            chosen = [self._field(name) for name in key]
+            assignments = ", ".join(f"{self._quote(str(f.column))} = %s" for f in chosen)
+            self._update_sql[key] = (
+                f"UPDATE {self._quote(self.table)} SET {assignments} "
+                f"WHERE {self._quote(str(self.pk.column))} = %s",
+                chosen,
+            )
+        sql, chosen = self._update_sql[key]
+        connection = connections[self.using]
+        params = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in chosen]
+        params.append(self.pk.get_db_prep_value(obj.pk, connection))
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return int(cursor.rowcount)
+
+    def insert(self, obj: M) -> M:
+        """``obj.save(force_insert=True)``: one INSERT, the generated primary key set on ``obj``."""
+        connection = connections[self.using]
+        if self._insert_sql is None:
+            columns = ", ".join(self._quote(str(f.column)) for f in self.insert_fields)
+            values = ", ".join("%s" for _ in self.insert_fields)
+            sql = f"INSERT INTO {self._quote(self.table)} ({columns}) VALUES ({values})"
+            if self.auto_pk and connection.features.can_return_columns_from_insert:
+                sql += f" RETURNING {self._quote(str(self.pk.column))}"
+            self._insert_sql = sql
+        params = []
+        for f in self.insert_fields:
+            value = f.pre_save(obj, True)
+            if isinstance(value, DatabaseDefault):
+                raise TypeError(f"{self.model.__name__}.{f.name}: set it before a Writer insert")
+            params.append(f.get_db_prep_save(value, connection))
+        with connection.cursor() as cursor:
+            cursor.execute(self._insert_sql, params)
+            if self.auto_pk:
+                if connection.features.can_return_columns_from_insert:
+                    row = cursor.fetchone()
+                    new_pk = row[0] if row else None
+                else:  # pragma: no cover - SQLite before 3.35
+                    new_pk = cursor.lastrowid
+                setattr(obj, self.pk.attname, new_pk)
+        obj._state.adding = False
+        obj._state.db = self.using
+        return obj
