@@ -259,3 +259,31 @@ def test_healthz_detail_is_for_staff_and_the_operations_token(
     ]:
         broker = client.get("/healthz", headers=headers).json()["checks"]["broker"]
         assert broker.startswith("error: ") is detailed, (headers, broker)
+
+
+@pytest.mark.django_db
+def test_the_cached_policy_is_the_one_django_csp_builds(settings: Any) -> None:
+    from csp.utils import build_policy
+
+    assert Client().get("/api/v1/jobs/")["Content-Security-Policy"] == build_policy()
+    settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"default-src": ["'none'"]}}
+    assert Client().get("/api/v1/jobs/")["Content-Security-Policy"] == "default-src 'none'"
+
+
+def test_a_response_that_changes_the_policy_still_gets_its_own() -> None:
+    from csp.decorators import csp_update
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from config.middleware import SitePolicyCSPMiddleware
+
+    @csp_update({"img-src": ["https://img.example"]})
+    def view(request: Any) -> HttpResponse:
+        return HttpResponse("ok")
+
+    request = RequestFactory().get("/somewhere")
+    middleware = SitePolicyCSPMiddleware(view)
+
+    response = middleware(request)
+
+    assert "img-src 'self' data: https://img.example" in response["Content-Security-Policy"]
