@@ -104,7 +104,7 @@ class Writer(Generic[M]):
             f for f in opts.concrete_fields if not (self.auto_pk and f is opts.pk)
         ]
         self._update_sql: dict[tuple[str, ...], tuple[str, list[Field[Any, Any]]]] = {}
-        self._insert_sql: str | None = None
+        self._insert_sql: dict[tuple[str, ...], str] = {}
 
     def _field(self, name: str) -> "Field[Any, Any]":
         field = self.model._meta.get_field(name)
@@ -133,16 +133,26 @@ class Writer(Generic[M]):
             cursor.execute(sql, params)
             return int(cursor.rowcount)
 
-    def insert(self, obj: M) -> M:
-        """``obj.save(force_insert=True)``: one INSERT, the generated primary key set on ``obj``."""
+    def insert(self, obj: M, *, unless_taken: Sequence[str] = ()) -> bool:
+        """``obj.save(force_insert=True)``: one INSERT, the generated primary key set on ``obj``.
+
+        ``unless_taken``: the fields of a unique constraint; a row that would repeat its values
+        is not inserted (``ON CONFLICT (...) DO NOTHING``, PostgreSQL and SQLite) and the
+        answer is False, with no error to roll back to a savepoint. Any other constraint
+        still raises.
+        """
         connection = connections[self.using]
-        if self._insert_sql is None:
+        key = tuple(unless_taken)
+        if key not in self._insert_sql:
             columns = ", ".join(self._quote(str(f.column)) for f in self.insert_fields)
             values = ", ".join("%s" for _ in self.insert_fields)
             sql = f"INSERT INTO {self._quote(self.table)} ({columns}) VALUES ({values})"
+            if key:
+                target = ", ".join(self._quote(str(self._field(n).column)) for n in key)
+                sql += f" ON CONFLICT ({target}) DO NOTHING"
             if self.auto_pk and connection.features.can_return_columns_from_insert:
                 sql += f" RETURNING {self._quote(str(self.pk.column))}"
-            self._insert_sql = sql
+            self._insert_sql[key] = sql
         params = []
         for f in self.insert_fields:
             value = f.pre_save(obj, True)
@@ -150,7 +160,9 @@ class Writer(Generic[M]):
                 raise TypeError(f"{self.model.__name__}.{f.name}: set it before a Writer insert")
             params.append(f.get_db_prep_save(value, connection))
         with connection.cursor() as cursor:
-            cursor.execute(self._insert_sql, params)
+            cursor.execute(self._insert_sql[key], params)
+            if key and cursor.rowcount == 0:
+                return False
             if self.auto_pk:
                 if connection.features.can_return_columns_from_insert:
                     row = cursor.fetchone()
@@ -160,4 +172,4 @@ class Writer(Generic[M]):
                 setattr(obj, self.pk.attname, new_pk)
         obj._state.adding = False
         obj._state.db = self.using
-        return obj
+        return True

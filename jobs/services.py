@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, JSONField, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -278,17 +278,10 @@ def job_create(
     _touch(job, now)
     for _attempt in range(1 if code else 5):
         job.code = code or generate_job_code()
-        try:
-            with transaction.atomic():
-                JOB_WRITER.insert(job)
+        if JOB_WRITER.insert(job, unless_taken=("company", "code")):
             break
-        except IntegrityError:
-            if not Job.objects.filter(company=company, code=job.code).exists():
-                raise
-            if code:
-                raise DuplicateJobCode(
-                    f"A job with code '{code}' already exists.", field="code"
-                ) from None
+        if code:
+            raise DuplicateJobCode(f"A job with code '{code}' already exists.", field="code")
     else:  # pragma: no cover - five 40-bit random codes taken in a row
         raise DuplicateJobCode("Could not generate a unique job code; try again.")
     _append_event(  # a new job's first event, and no report: nothing to look up

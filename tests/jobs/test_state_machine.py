@@ -323,3 +323,29 @@ def test_job_row_unchanged_when_writing_the_event_fails() -> None:
 
     assert Job.objects.values().get(pk=job.pk) == before
     assert not job.events.filter(status=EventStatus.COMPLETED).exists()
+
+
+def test_a_generated_code_already_taken_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The INSERT skips a taken code (ON CONFLICT DO NOTHING) and the next draw is used: no
+    error, no savepoint, the transaction intact."""
+    taken = JobFactory(code="JOB-TAKEN001")
+    draws = iter(["JOB-TAKEN001", "JOB-FRESH002"])
+    monkeypatch.setattr(services, "generate_job_code", lambda: next(draws))
+
+    job = services.job_create(company=taken.company, type="export")
+
+    assert job.code == "JOB-FRESH002"
+    assert Job.objects.filter(company=taken.company).count() == 2
+    assert list(job.events.values_list("sequence", flat=True)) == [1]
+
+
+def test_a_taken_code_given_by_the_client_is_refused_and_nothing_is_written() -> None:
+    from jobs.errors import DuplicateJobCode
+
+    taken = JobFactory(code="EXPORT-9")
+
+    with pytest.raises(DuplicateJobCode, match="already exists"):
+        services.job_create(company=taken.company, type="export", code="EXPORT-9")
+
+    assert Job.objects.filter(company=taken.company).count() == 1
+    assert taken.events.count() == 1
