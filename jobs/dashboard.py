@@ -362,6 +362,7 @@ def _delivery_trend(now: datetime, window: Window) -> dict[str, Any]:
                 "bar_delivered": round(delivered * scale, 1),
                 "bar_pending": round(pending * scale, 1),
                 "bar_failed": round(failed * scale, 1),
+                "x_failed": round((delivered + pending) * scale, 1),
                 "url": delivery_list + "?" + urlencode({"endpoint__id__exact": endpoint.pk}),
             }
         )
@@ -380,6 +381,14 @@ def trends_context(window_key: str | None = None) -> dict[str, Any]:
 
 
 # --- live: is anything moving? -----------------------------------------------------------------
+
+
+MOVING_TEXT = {
+    "jobs": "jobs are unfinished",
+    "deliveries": "deliveries are due",
+    "reports": "reports are being built",
+    "events": "events wait for the relay",
+}
 
 
 def activity() -> dict[str, bool]:
@@ -405,6 +414,7 @@ def dashboard_context(window_key: str | None = None) -> dict[str, Any]:
         "trends": trends_context(window_key),
         "activity": moving,
         "live": any(moving.values()),
+        "moving": ", ".join(MOVING_TEXT[name] for name, yes in moving.items() if yes),
         "refresh_seconds": settings.JOBTRAIL_ADMIN_REFRESH_SECONDS,
         "rendered_at": now,
     }
