@@ -124,31 +124,36 @@ def seed(receiver_url: str) -> dict[str, Any]:
     return {"user": user, "job": interesting, "company": Company.objects.get(pk=company.pk)}
 
 
-def pages(data: dict[str, Any]) -> list[tuple[str, str]]:
+def pages(data: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(file name, path, the element scrolled to the top of the picture or "")."""
     job = data["job"]
     delivery = WebhookDelivery.objects.filter(attempts__gt=1).first() or WebhookDelivery.objects.first()
     assert delivery is not None
     push = job.push_results.order_by("id").first()
     endpoint = delivery.endpoint
+    job_page = f"/admin/jobs/job/{job.pk}/change/"
+    delivery_page = f"/admin/webhooks/webhookdelivery/{delivery.pk}/change/"
     return [
-        ("dashboard", "/admin/"),
-        ("dashboard-7d-trends", "/admin/?window=7d"),
-        ("jobs", "/admin/jobs/job/"),
-        ("job", f"/admin/jobs/job/{job.pk}/change/"),
-        ("push-results", "/admin/jobs/pushresult/"),
-        ("push-result", f"/admin/jobs/pushresult/{push.pk}/change/"),
-        ("unmatched-pushes", "/admin/jobs/unmatchedpush/"),
-        ("companies", "/admin/jobs/company/"),
-        ("company", f"/admin/jobs/company/{data['company'].pk}/change/"),
-        ("deliveries", "/admin/webhooks/webhookdelivery/"),
-        ("delivery", f"/admin/webhooks/webhookdelivery/{delivery.pk}/change/"),
-        ("endpoints", "/admin/webhooks/webhookendpoint/"),
-        ("endpoint", f"/admin/webhooks/webhookendpoint/{endpoint.pk}/change/"),
-        ("reports", "/admin/reports/report/"),
+        ("dashboard", "/admin/", ""),
+        ("dashboard-trends-7d", "/admin/?window=7d", "#trends"),
+        ("jobs", "/admin/jobs/job/", ""),
+        ("job", job_page, ""),
+        ("job-timeline", job_page, "#timeline"),
+        ("push-results", "/admin/jobs/pushresult/", ""),
+        ("push-result", f"/admin/jobs/pushresult/{push.pk}/change/", ""),
+        ("unmatched-pushes", "/admin/jobs/unmatchedpush/", ""),
+        ("companies", "/admin/jobs/company/", ""),
+        ("company", f"/admin/jobs/company/{data['company'].pk}/change/", ""),
+        ("deliveries", "/admin/webhooks/webhookdelivery/", ""),
+        ("delivery", delivery_page, ""),
+        ("delivery-attempts", delivery_page, ".inline-group"),
+        ("endpoints", "/admin/webhooks/webhookendpoint/", ""),
+        ("endpoint", f"/admin/webhooks/webhookendpoint/{endpoint.pk}/change/", ""),
+        ("reports", "/admin/reports/report/", ""),
     ]
 
 
-def capture(base: str, targets: list[tuple[str, str]], *, measure: bool) -> int:
+def capture(base: str, targets: list[tuple[str, str, str]], *, measure: bool) -> int:
     from playwright.sync_api import sync_playwright
 
     too_wide = 0
@@ -165,9 +170,9 @@ def capture(base: str, targets: list[tuple[str, str]], *, measure: bool) -> int:
         page.wait_for_url(f"{base}/admin/")
         page.evaluate("localStorage.setItem('jobtrail.live.paused', '1')")  # still pictures
         OUT.mkdir(parents=True, exist_ok=True)
-        for name, path in targets:
+        for name, path, anchor in targets:
             page.goto(base + path)
-            page.wait_for_load_state("networkidle")
+            page.wait_for_load_state("load")
             width = page.evaluate(OVERFLOW_JS)
             if width > WIDTH:
                 too_wide += 1
@@ -176,9 +181,14 @@ def capture(base: str, targets: list[tuple[str, str]], *, measure: bool) -> int:
                 if "--columns" in sys.argv and width > WIDTH:
                     print(page.evaluate(COLUMNS_JS))
                 continue
-            page.screenshot(
-                path=str(OUT / f"{name}.png"), clip={"x": 0, "y": 0, "width": WIDTH, "height": HEIGHT}
-            )
+            if anchor:  # the viewport (1280x900) scrolled to the element
+                page.evaluate("(s) => document.querySelector(s).scrollIntoView()", anchor)
+                page.screenshot(path=str(OUT / f"{name}.png"))
+            else:
+                page.screenshot(
+                    path=str(OUT / f"{name}.png"),
+                    clip={"x": 0, "y": 0, "width": WIDTH, "height": HEIGHT},
+                )
             print(f"docs/screenshots/{name}.png  (scrollWidth {width})")
         browser.close()
     return too_wide

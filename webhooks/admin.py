@@ -26,7 +26,7 @@ from jobs.models import Job
 
 from . import services
 from .events import patterns_problem
-from .models import EndpointRole, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .models import DeliveryStatus, EndpointRole, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .ssrf import UnsafeTarget, check_url
 
 
@@ -355,6 +355,13 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, delivery: WebhookDelivery) -> str:
+        """Delivered, failed, pending (never tried yet) or retrying (pending after a failure)."""
+        if delivery.status == DeliveryStatus.PENDING and delivery.attempts:
+            return format_html(
+                '<span class="jt-badge jt-retrying" title="pending: attempt {} is scheduled">'
+                "retrying</span>",
+                delivery.attempts + 1,
+            )
         return format_html(
             '<span class="jt-badge jt-{}">{}</span>', delivery.status, delivery.status
         )
