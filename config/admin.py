@@ -6,9 +6,9 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -100,7 +100,9 @@ class JobtrailAdminSite(admin.AdminSite):
         if not request.user.is_staff:
             raise PermissionDenied
         return TemplateResponse(
-            request, "admin/jobtrail_dashboard.html", {**self._dashboard(request), "live_fragment": True}
+            request,
+            "admin/jobtrail_dashboard.html",
+            {**self._dashboard(request), "live_fragment": True},
         )
 
     def get_urls(self) -> list[Any]:

@@ -54,7 +54,6 @@ from webhooks.models import DeliveryStatus, WebhookDelivery  # noqa: E402
 from webhooks.sending import deliver  # noqa: E402
 from webhooks.services import endpoint_create  # noqa: E402
 
-
 # the page's width, or the list's when its table scrolls inside the page (the admin's .results
 # box has overflow-x: auto): what a reader would have to scroll sideways to see
 OVERFLOW_JS = """() => {
@@ -127,7 +126,9 @@ def seed(receiver_url: str) -> dict[str, Any]:
 def pages(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(file name, path, the element scrolled to the top of the picture or "")."""
     job = data["job"]
-    delivery = WebhookDelivery.objects.filter(attempts__gt=1).first() or WebhookDelivery.objects.first()
+    delivery = (
+        WebhookDelivery.objects.filter(attempts__gt=1).first() or WebhookDelivery.objects.first()
+    )
     assert delivery is not None
     push = job.push_results.order_by("id").first()
     endpoint = delivery.endpoint

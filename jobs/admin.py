@@ -73,6 +73,7 @@ class CompanyAdmin(admin.ModelAdmin):
     @admin.display(description="id", ordering="id")
     def id_col(self, company: Company) -> str:
         return clipped(company.pk)
+
     inlines = [CompanyMemberInline]
 
 

@@ -17,9 +17,8 @@ from django.db.models.functions import TruncDay, TruncHour
 from django.urls import reverse
 from django.utils import timezone
 
-from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
-
 from reports.models import Report, ReportStatus
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 from .models import FailureReason, Job, JobEvent, JobStatus
 
@@ -238,7 +237,9 @@ def _job_trend(now: datetime, window: Window) -> dict[str, Any]:
         if bucket not in counts:
             continue
         outcome = (
-            f"failed:{row['failure_reason']}" if row["status"] == JobStatus.FAILED else row["status"]
+            f"failed:{row['failure_reason']}"
+            if row["status"] == JobStatus.FAILED
+            else row["status"]
         )
         counts[bucket][outcome] = counts[bucket].get(outcome, 0) + row["n"]
         totals[outcome] = totals.get(outcome, 0) + row["n"]
@@ -279,7 +280,9 @@ def _job_trend(now: datetime, window: Window) -> dict[str, Any]:
             }
         )
     since = start.strftime("%Y-%m-%d %H:%M:%S")
-    finished = sum(n for o, n in totals.items() if o not in (JobStatus.PROCESSING, JobStatus.PENDING))
+    finished = sum(
+        n for o, n in totals.items() if o not in (JobStatus.PROCESSING, JobStatus.PENDING)
+    )
     legend = []
     for outcome in order:
         n = totals.get(outcome, 0)
@@ -298,8 +301,9 @@ def _job_trend(now: datetime, window: Window) -> dict[str, Any]:
                 "title": REASON_LABELS.get(reason, reason) if reason else outcome.replace("_", " "),
                 "color": _outcome_color(outcome),
                 "count": n,
-                "share": round(100 * n / finished) if finished and outcome not in (
-                    JobStatus.PROCESSING, JobStatus.PENDING) else None,
+                "share": round(100 * n / finished)
+                if finished and outcome not in (JobStatus.PROCESSING, JobStatus.PENDING)
+                else None,
                 "bar": round(ENDPOINT_BAR * n / max(totals.values()), 1) if n else 0,
                 "url": _job_list_url(**params),
             }

@@ -137,7 +137,7 @@ def operations_report() -> tuple[bool, dict[str, Any]]:
 # --- the staff console's operations panel -----------------------------------------------------
 
 BACKLOG_COUNT_CAP = 10_000  # counts stop here ("10000+"): each count stays an index range scan
-BROKER_CHECK_TIMEOUT = 1.0  # seconds for one connection attempt to the broker
+BROKER_CHECK_TIMEOUT = 1  # seconds for one connection attempt to the broker
 BROKER_CHECK_CACHE = 5.0  # seconds a broker check's answer is reused across page refreshes
 
 _broker_checked: dict[str, Any] = {}
