@@ -383,9 +383,11 @@ class JobAdmin(admin.ModelAdmin):
         if request.method == "POST":
             try:
                 report_rebuild(job=job)
-                self.message_user(request, f"The report of {job.code} is being rebuilt.")
             except ReportNotPossible as exc:
                 self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.log_change(request, job, "Rebuild report: queued.")
+                self.message_user(request, f"The report of {job.code} is being rebuilt.")
         return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
 
     @admin.action(description="Rebuild the reports of the selected jobs", permissions=["rebuild"])
@@ -395,6 +397,7 @@ class JobAdmin(admin.ModelAdmin):
             status__in=[JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS]
         ):
             report_rebuild(job=job)
+            self.log_change(request, job, "Rebuild report: queued (list action).")
             done += 1
         self.message_user(request, f"{done} reports queued for rebuilding.")
 

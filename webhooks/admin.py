@@ -165,10 +165,15 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         )
         if form.is_valid():
             since = form.cleaned_data["since"]
-            total = sum(
-                services.endpoint_redeliver_failed(endpoint=endpoint, since=since)
-                for endpoint in queryset
-            )
+            total = 0
+            for endpoint in queryset:
+                count = services.endpoint_redeliver_failed(endpoint=endpoint, since=since)
+                total += count
+                self.log_change(
+                    request,
+                    endpoint,
+                    f"Redeliver failed since {since:%Y-%m-%d %H:%M:%S %Z}: {count} queued.",
+                )
             self.message_user(
                 request,
                 f"{total} failed deliver{'y' if total == 1 else 'ies'} queued for redelivery.",
