@@ -140,7 +140,7 @@ BACKLOG_COUNT_CAP = 10_000  # counts stop here ("10000+"): each count stays an i
 BROKER_CHECK_TIMEOUT = 1  # seconds for one connection attempt to the broker
 BROKER_CHECK_CACHE = 5.0  # seconds a broker check's answer is reused across page refreshes
 
-_broker_checked: dict[str, Any] = {}
+_broker_checked: dict[str, dict[str, Any]] = {}  # broker URL ("" configured) -> last answer
 
 
 def _capped_count(queryset: Any) -> tuple[int, bool]:
@@ -149,31 +149,33 @@ def _capped_count(queryset: Any) -> tuple[int, bool]:
     return min(count, BACKLOG_COUNT_CAP), count > BACKLOG_COUNT_CAP
 
 
-def broker_check(*, now: float | None = None) -> dict[str, Any]:
+def broker_check(*, now: float | None = None, url: str | None = None) -> dict[str, Any]:
     """Can this process connect to the Celery broker? One short attempt, cached a few seconds.
 
     The answer (``ok``, ``error`` with the exception's text, ``checked_at``, ``cached``) is kept
-    per process for ``BROKER_CHECK_CACHE`` seconds, so a page refreshing every few seconds does
-    not open a connection each time.
+    per process and broker URL (``url``: the configured broker unless given) for
+    ``BROKER_CHECK_CACHE`` seconds, so a page refreshing every few seconds does not open a
+    connection each time.
     """
     import time
 
     from config.celery_app import app as celery_app
 
     clock = time.monotonic() if now is None else now
-    if _broker_checked and clock - _broker_checked["at"] < BROKER_CHECK_CACHE:
-        return {**_broker_checked["result"], "cached": True}
+    cached = _broker_checked.get(url or "")
+    if cached and 0 <= clock - cached["at"] < BROKER_CHECK_CACHE:
+        return {**cached["result"], "cached": True}
     started = time.monotonic()
     try:
-        with celery_app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=BROKER_CHECK_TIMEOUT)
+        with celery_app.connection_for_write(url) as conn:
+            conn.ensure_connection(max_retries=0, timeout=BROKER_CHECK_TIMEOUT)
         result: dict[str, Any] = {"ok": True, "error": ""}
     except Exception as exc:  # any failure to connect is the answer, not an error of the page
         logger.warning("operations panel: the broker is unreachable: %s", exc)
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
     result["checked_at"] = timezone.now()
     result["took_ms"] = round((time.monotonic() - started) * 1000)
-    _broker_checked.update(at=clock, result=result)
+    _broker_checked[url or ""] = {"at": clock, "result": result}
     return {**result, "cached": False}
 
 

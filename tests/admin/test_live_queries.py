@@ -128,3 +128,11 @@ def test_broker_check_is_cached_a_few_seconds() -> None:
     later = broker_check(now=start + 10)
     assert first["cached"] is False and again["cached"] is True and later["cached"] is False
     assert first["ok"] is True  # the test broker (filesystem or Redis) is reachable
+
+
+def test_broker_check_names_an_unreachable_broker() -> None:
+    closed = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    answer = broker_check(url=closed, now=time.monotonic() + 2000)
+    assert answer["ok"] is False and answer["cached"] is False
+    assert "Connection refused" in answer["error"]
+    assert broker_check()["ok"] is True  # the configured broker's answer is its own
