@@ -532,7 +532,7 @@ class PushResultAdmin(admin.ModelAdmin):
 
     @admin.display(description="push id", ordering="push_communication_id")
     def push_id_col(self, result: PushResult) -> str:
-        return clipped(result.push_communication_id)
+        return clipped(result.push_communication_id, css="jt-id jt-id-wide")
 
     @admin.display(description="code", ordering="response_code")
     def code_col(self, result: PushResult) -> str:
@@ -624,7 +624,7 @@ class UnmatchedPushAdmin(admin.ModelAdmin):
 
     @admin.display(description="push id", ordering="push_communication_id")
     def push_id_col(self, push: UnmatchedPush) -> str:
-        return clipped(push.push_communication_id)
+        return clipped(push.push_communication_id, css="jt-id jt-id-wide")
 
     @admin.display(description="request id", ordering="request_id")
     def request_col(self, push: UnmatchedPush) -> str:
