@@ -324,7 +324,7 @@ def _delivery_trend(now: datetime, window: Window) -> dict[str, Any]:
     """Deliveries created in the window per endpoint: delivered, retrying, failed.
 
     Two queries: the counts (``created_at >= start``, index ``webhook_delivery_trend``, which
-    carries the endpoint and status: an index-only scan), then the endpoints shown.
+    carries the endpoint and status too), then the endpoints shown.
     """
     start = window.start(now)
     rows = (

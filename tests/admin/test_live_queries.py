@@ -136,3 +136,43 @@ def test_broker_check_names_an_unreachable_broker() -> None:
     assert answer["ok"] is False and answer["cached"] is False
     assert "Connection refused" in answer["error"]
     assert broker_check()["ok"] is True  # the configured broker's answer is its own
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes += _plan_nodes(child)
+    return nodes
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("window", ["24h", "30d"])
+def test_trend_aggregates_read_their_window_through_an_index(window: str) -> None:
+    """The jobs trend through job_created, the deliveries trend through webhook_delivery_trend
+    (the planner told to avoid sequential scans, as the tables are small here)."""
+    import json
+
+    from jobs.dashboard import trends_context
+
+    add_rows(2)
+    with CaptureQueriesContext(connection) as queries:
+        trends_context(window)
+    trend_sql = [q["sql"] for q in queries.captured_queries if "GROUP BY" in q["sql"]]
+    assert len(trend_sql) == 2
+    used: dict[str, set[tuple[str, str]]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        for sql in trend_sql:
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
+            raw = cursor.fetchone()[0]
+            plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+            table = "jobs" if 'FROM "jobs_job"' in sql else "deliveries"
+            used[table] = {
+                (node["Node Type"], node.get("Index Name", ""))
+                for node in _plan_nodes(plan)
+                if "Scan" in node["Node Type"]
+            }
+        cursor.execute("RESET enable_seqscan")
+    for table, index in (("jobs", "job_created"), ("deliveries", "webhook_delivery_trend")):
+        assert {name for _, name in used[table] if name} == {index}, used[table]
+        assert "Seq Scan" not in {node for node, _ in used[table]}
