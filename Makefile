@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test test-quick test-production bench lint typecheck check migrate clean help runtime-venv
+.PHONY: run test test-quick test-production bench screenshots lint typecheck check migrate clean help runtime-venv
 
 help:
 	@echo "make run     - web + Celery worker + Celery beat on http://127.0.0.1:$(PORT)/"
@@ -68,6 +68,10 @@ test-production: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
+
+# Demo data in a throwaway SQLite database, every console page at 1280x900 into docs/screenshots/
+screenshots: $(VENV)/.dev
+	$(PY) docs/screenshots.py
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

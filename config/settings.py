@@ -458,5 +458,7 @@ JOBTRAIL_HEARTBEAT_INTERVAL = env.int("JOBTRAIL_HEARTBEAT_INTERVAL", default=15)
 JOBTRAIL_OPS_HEARTBEAT_MAX_AGE = env.int("JOBTRAIL_OPS_HEARTBEAT_MAX_AGE", default=60)
 JOBTRAIL_OPS_MAX_DELIVERY_LAG = env.int("JOBTRAIL_OPS_MAX_DELIVERY_LAG", default=300)
 JOBTRAIL_OPS_MAX_REPORT_LAG = env.int("JOBTRAIL_OPS_MAX_REPORT_LAG", default=900)
+# The staff console's dashboard and job page poll this often (seconds) while something is moving.
+JOBTRAIL_ADMIN_REFRESH_SECONDS = env.int("JOBTRAIL_ADMIN_REFRESH_SECONDS", default=5)
 # When set, the operations view wants "Authorization: Bearer <token>"; empty leaves it open.
 JOBTRAIL_OPS_TOKEN = env.str("JOBTRAIL_OPS_TOKEN", default="")

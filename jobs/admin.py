@@ -3,6 +3,7 @@
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
@@ -17,11 +18,14 @@ from django.http import (
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from config.admin import EstimatedCountPaginator, exact_time, exact_time_field
+from config.admin_display import breakable, clipped
+from reports.models import ReportStatus
 from reports.services import job_report, report_rebuild, report_state
-from webhooks.models import WebhookDelivery
+from webhooks.models import DeliveryStatus, WebhookDelivery
 from webhooks.selectors import handoff_state, job_handoff
 from webhooks.services import handoff_resend
 
@@ -62,8 +66,14 @@ class CompanyMemberInline(admin.TabularInline):
 
 @admin.register(Company)
 class CompanyAdmin(admin.ModelAdmin):
-    list_display = ["name", "id", "created_at"]
+    list_display = ["name", "id_col", "created_col"]
     search_fields = ["name"]
+    created_col = exact_time_field("created_at", "created", relative="title")
+
+    @admin.display(description="id", ordering="id")
+    def id_col(self, company: Company) -> str:
+        return clipped(company.pk)
+
     inlines = [CompanyMemberInline]
 
 
@@ -72,7 +82,8 @@ def reason_code(reason: str) -> str:
     if not reason:
         return "—"
     label = dict(FailureReason.choices).get(reason, reason)
-    return format_html('<span class="jt-code" title="{}">{}</span>', label, reason)
+    # wraps after its underscores in a narrow column; copied, it is the exact code
+    return format_html('<span class="jt-code" title="{}">{}</span>', label, breakable(reason))
 
 
 def status_badge(status: str) -> str:
@@ -84,7 +95,7 @@ class JobAdmin(admin.ModelAdmin):
     list_display = [
         "code",
         "company_display",
-        "type",
+        "type_col",
         "status_display",
         "reason",
         "records",
@@ -193,6 +204,10 @@ class JobAdmin(admin.ModelAdmin):
     def status_display(self, job: Job) -> str:
         return status_badge(job.status)
 
+    @admin.display(description="type", ordering="type")
+    def type_col(self, job: Job) -> str:
+        return breakable(job.type)
+
     # list columns: the exact time, the time from now as its tooltip (keeps the columns narrow)
     @admin.display(description="created", ordering="created_at")
     def created(self, job: Job) -> str:
@@ -245,6 +260,11 @@ class JobAdmin(admin.ModelAdmin):
                 name="jobs_job_rebuild_report",
             ),
             path(
+                "<uuid:job_id>/live/",
+                self.admin_site.admin_view(self.live_view),
+                name="jobs_job_live",
+            ),
+            path(
                 "<uuid:job_id>/resend-handoff/",
                 self.admin_site.admin_view(self.resend_handoff_view),
                 name="jobs_job_resend_handoff",
@@ -284,8 +304,21 @@ class JobAdmin(admin.ModelAdmin):
         push_list = reverse("admin:jobs_pushresult_changelist")
         report = job_report(job)
         handoff = job_handoff(job_id=job.pk)
+        moving = {
+            "the job is unfinished": not job.is_terminal,
+            "deliveries are pending": any(d.status == DeliveryStatus.PENDING for d in deliveries)
+            or (handoff is not None and handoff.status == DeliveryStatus.PENDING),
+            "its report is being built": report is not None
+            and report.status == ReportStatus.PENDING,
+            "events wait for the relay": job.events.filter(relayed_at__isnull=True).exists(),
+        }
         return {
             "job": job,
+            "job_page_url": reverse("admin:jobs_job_change", args=[job.pk]),
+            "job_live": any(moving.values()),
+            "job_moving": ", ".join(text for text, yes in moving.items() if yes),
+            "refresh_seconds": settings.JOBTRAIL_ADMIN_REFRESH_SECONDS,
+            "rendered_at": timezone.now(),
             "job_status_badge": status_badge(job.status),
             "job_reason": reason_code(job.failure_reason),
             "events": events,
@@ -304,6 +337,16 @@ class JobAdmin(admin.ModelAdmin):
             "handoff": handoff,
             "handoff_state": handoff_state(handoff) if handoff else None,
         }
+
+    def live_view(self, request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+        """The job page's live fragment: htmx polls it while the job or its deliveries move."""
+        job = job_queryset_all().select_related("company").filter(pk=job_id).first()
+        if job is None:
+            raise Http404("No such job.")
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        context = {**self._job_page_context(request, job), "live_fragment": True}
+        return TemplateResponse(request, "admin/jobs/job/live.html", context)
 
     def resend_handoff_view(self, request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
         """The "Re-send hand-off" button of the job page: POST, delivery change permission.
@@ -340,9 +383,11 @@ class JobAdmin(admin.ModelAdmin):
         if request.method == "POST":
             try:
                 report_rebuild(job=job)
-                self.message_user(request, f"The report of {job.code} is being rebuilt.")
             except ReportNotPossible as exc:
                 self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.log_change(request, job, "Rebuild report: queued.")
+                self.message_user(request, f"The report of {job.code} is being rebuilt.")
         return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
 
     @admin.action(description="Rebuild the reports of the selected jobs", permissions=["rebuild"])
@@ -352,6 +397,7 @@ class JobAdmin(admin.ModelAdmin):
             status__in=[JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS]
         ):
             report_rebuild(job=job)
+            self.log_change(request, job, "Rebuild report: queued (list action).")
             done += 1
         self.message_user(request, f"{done} reports queued for rebuilding.")
 
@@ -428,14 +474,14 @@ class JobAdmin(admin.ModelAdmin):
 @admin.register(PushResult)
 class PushResultAdmin(admin.ModelAdmin):
     list_display = [
-        "push_communication_id",
+        "push_id_col",
         "job",
         "status_display",
-        "response_code",
+        "code_col",
         "data_type",
         "service_name",
         "errors_display",
-        "received_at",
+        "received_col",
     ]
     list_filter = [
         "status",
@@ -470,6 +516,8 @@ class PushResultAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["jobtrail/admin.css"]}
 
+    received_col = exact_time_field("received_at", "received", relative="title")
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [str(name) for name in self.fields]
 
@@ -481,6 +529,14 @@ class PushResultAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="push id", ordering="push_communication_id")
+    def push_id_col(self, result: PushResult) -> str:
+        return clipped(result.push_communication_id, css="jt-id jt-id-wide")
+
+    @admin.display(description="code", ordering="response_code")
+    def code_col(self, result: PushResult) -> str:
+        return "—" if result.response_code is None else str(result.response_code)
 
     @admin.display(description="status", ordering="status")
     def status_display(self, result: PushResult) -> str:
@@ -522,14 +578,16 @@ class UnmatchedPushAdmin(admin.ModelAdmin):
     """Push results that reached a company's ingest URL before their job registered them."""
 
     list_display = [
-        "push_communication_id",
+        "push_id_col",
         "company",
         "status_display",
-        "request_id",
-        "received_at",
+        "request_col",
+        "received_col",
         "job",
-        "attached_at",
+        "attached_col",
     ]
+    received_col = exact_time_field("received_at", "received", relative="title")
+    attached_col = exact_time_field("attached_at", "attached", relative="title")
     list_filter = [WaitingFilter, "status", CompanyFilter]
     list_select_related = ["company", "job"]
     search_fields = ["=push_communication_id", "=request_id"]
@@ -563,6 +621,14 @@ class UnmatchedPushAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # part of the audit trail: only retention purges delete
+
+    @admin.display(description="push id", ordering="push_communication_id")
+    def push_id_col(self, push: UnmatchedPush) -> str:
+        return clipped(push.push_communication_id, css="jt-id jt-id-wide")
+
+    @admin.display(description="request id", ordering="request_id")
+    def request_col(self, push: UnmatchedPush) -> str:
+        return clipped(push.request_id)
 
     @admin.display(description="status", ordering="status")
     def status_display(self, push: UnmatchedPush) -> str:

@@ -1,18 +1,26 @@
-"""What the admin index shows: the last 24 hours by status, stuck jobs, failing endpoints."""
+"""What the admin index shows: the last 24 hours by status, stuck jobs, failing endpoints,
+trends over 24 h / 7 d / 30 d, and whether anything is moving (the page then refreshes itself).
 
-from datetime import datetime, timedelta
+Every figure is a fixed number of aggregate queries over a bounded time window, each served by
+an index (``job_created`` for jobs by creation time, ``webhook_delivery_trend`` for deliveries):
+the page's query count does not grow with the rows.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Count, Q
-from django.db.models.functions import TruncHour
+from django.db.models.functions import TruncDay, TruncHour
 from django.urls import reverse
 from django.utils import timezone
 
+from reports.models import Report, ReportStatus
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
-from .models import Job, JobStatus
+from .models import FailureReason, Job, JobEvent, JobStatus
 
 STATUS_COLORS: dict[str, str] = {
     JobStatus.PENDING: "#8b95a1",
@@ -144,6 +152,273 @@ def _failing_endpoints(now: datetime) -> list[dict[str, Any]]:
     return sorted(failing, key=lambda f: (-f["failed"], -f["retrying"]))
 
 
-def dashboard_context() -> dict[str, Any]:
+# --- trends -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    key: str
+    label: str
+    buckets: int
+    step: timedelta
+    trunc: Any  # TruncHour or TruncDay: date_trunc on PostgreSQL, strftime on SQLite
+
+    def start(self, now: datetime) -> datetime:
+        now = now.astimezone(UTC)
+        if self.step == timedelta(hours=1):
+            current = now.replace(minute=0, second=0, microsecond=0)
+        else:
+            current = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return current - self.step * (self.buckets - 1)
+
+    def label_of(self, bucket: datetime) -> str:
+        return f"{bucket:%H}" if self.step == timedelta(hours=1) else f"{bucket:%d}"
+
+
+WINDOWS: dict[str, Window] = {
+    "24h": Window("24h", "24 hours", 24, timedelta(hours=1), TruncHour),
+    "7d": Window("7d", "7 days", 7, timedelta(days=1), TruncDay),
+    "30d": Window("30d", "30 days", 30, timedelta(days=1), TruncDay),
+}
+DEFAULT_WINDOW = "24h"
+TREND_HEIGHT = 110
+TREND_WIDTH = 696
+ENDPOINTS_SHOWN = 12
+ENDPOINT_BAR = 180
+
+# an outcome: a status, or "failed" with its reason (the API's code)
+OUTCOME_COLORS: dict[str, str] = {
+    JobStatus.COMPLETED: "#1f9d55",
+    JobStatus.COMPLETED_WITH_ERRORS: "#d98b00",
+    JobStatus.PROCESSING: "#2f6fde",
+    JobStatus.PENDING: "#8b95a1",
+}
+REASON_COLORS = [
+    "#d64545", "#9b2c8f", "#e0662b", "#7a3e9d", "#b83280", "#c53030", "#805ad5", "#dd6b20",
+    "#97266d", "#e53e3e", "#6b46c1", "#c05621", "#702459", "#f56565", "#553c9a",
+]  # fmt: skip
+REASON_LABELS: dict[str, str] = {str(value): str(label) for value, label in FailureReason.choices}
+
+
+def window_of(key: str | None) -> Window:
+    return WINDOWS.get(key or "", WINDOWS[DEFAULT_WINDOW])
+
+
+def _outcome_color(outcome: str) -> str:
+    if outcome in OUTCOME_COLORS:
+        return OUTCOME_COLORS[outcome]
+    reasons = list(REASON_LABELS)
+    reason = outcome.removeprefix("failed:")
+    index = reasons.index(reason) if reason in reasons else len(reasons) - 1
+    return REASON_COLORS[index % len(REASON_COLORS)]
+
+
+def _job_trend(now: datetime, window: Window) -> dict[str, Any]:
+    """Jobs created in the window, per bucket, by outcome (a failed job by its reason).
+
+    One query: ``created_at >= start`` (index ``job_created``), grouped by the truncated
+    creation time, status and failure reason: at most buckets x 19 rows, whatever the jobs.
+    """
+    start = window.start(now)
+    rows = (
+        Job.objects.filter(created_at__gte=start)
+        .annotate(bucket=window.trunc("created_at", tzinfo=UTC))
+        .values("bucket", "status", "failure_reason")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    buckets = [start + window.step * i for i in range(window.buckets)]
+    counts: dict[datetime, dict[str, int]] = {b: {} for b in buckets}
+    totals: dict[str, int] = {}
+    for row in rows:
+        bucket = row["bucket"]
+        if bucket.tzinfo is None:
+            bucket = bucket.replace(tzinfo=UTC)
+        if bucket not in counts:
+            continue
+        outcome = (
+            f"failed:{row['failure_reason']}"
+            if row["status"] == JobStatus.FAILED
+            else row["status"]
+        )
+        counts[bucket][outcome] = counts[bucket].get(outcome, 0) + row["n"]
+        totals[outcome] = totals.get(outcome, 0) + row["n"]
+    order = [
+        JobStatus.COMPLETED,
+        JobStatus.COMPLETED_WITH_ERRORS,
+        *sorted((o for o in totals if o.startswith("failed:")), key=lambda o: -totals[o]),
+        JobStatus.PROCESSING,
+        JobStatus.PENDING,
+    ]
+    peak = max((sum(c.values()) for c in counts.values()), default=0) or 1
+    slot = TREND_WIDTH / window.buckets
+    bar_width = max(4.0, slot - 4)
+    bars = []
+    for index, bucket in enumerate(buckets):
+        y: float = TREND_HEIGHT
+        segments = []
+        for outcome in order:
+            n = counts[bucket].get(outcome, 0)
+            if not n:
+                continue
+            height = max(1.0, n / peak * TREND_HEIGHT)
+            y -= height
+            segments.append(
+                {
+                    "y": round(y, 1),
+                    "height": round(height, 1),
+                    "color": _outcome_color(outcome),
+                    "title": f"{bucket:%Y-%m-%d %H:%M} UTC {outcome.removeprefix('failed:')}: {n}",
+                }
+            )
+        bars.append(
+            {
+                "x": round(index * slot, 1),
+                "label": window.label_of(bucket),
+                "label_x": round(bar_width / 2, 1),
+                "segments": segments,
+            }
+        )
+    since = start.strftime("%Y-%m-%d %H:%M:%S")
+    finished = sum(
+        n for o, n in totals.items() if o not in (JobStatus.PROCESSING, JobStatus.PENDING)
+    )
+    legend = []
+    for outcome in order:
+        n = totals.get(outcome, 0)
+        if not n and outcome.startswith("failed:"):
+            continue
+        reason = outcome.removeprefix("failed:") if outcome.startswith("failed:") else ""
+        params: dict[str, Any] = {"created_from": since}
+        if reason:
+            params.update(status__exact=JobStatus.FAILED, failure_reason__exact=reason)
+        else:
+            params["status__exact"] = outcome
+        legend.append(
+            {
+                "outcome": reason or outcome,
+                "is_reason": bool(reason),
+                "title": REASON_LABELS.get(reason, reason) if reason else outcome.replace("_", " "),
+                "color": _outcome_color(outcome),
+                "count": n,
+                "share": round(100 * n / finished)
+                if finished and outcome not in (JobStatus.PROCESSING, JobStatus.PENDING)
+                else None,
+                "bar": round(ENDPOINT_BAR * n / max(totals.values()), 1) if n else 0,
+                "url": _job_list_url(**params),
+            }
+        )
+    return {
+        "bars": bars,
+        "bar_width": round(bar_width, 1),
+        "width": TREND_WIDTH,
+        "height": TREND_HEIGHT,
+        "total": sum(totals.values()),
+        "failed": sum(n for o, n in totals.items() if o.startswith("failed:")),
+        "legend": legend,
+        "reasons": [item for item in legend if item["is_reason"]],
+    }
+
+
+def _delivery_trend(now: datetime, window: Window) -> dict[str, Any]:
+    """Deliveries created in the window per endpoint: delivered, retrying, failed.
+
+    Two queries: the counts (``created_at >= start``, index ``webhook_delivery_trend``, which
+    carries the endpoint and status too), then the endpoints shown.
+    """
+    start = window.start(now)
+    rows = (
+        WebhookDelivery.objects.filter(created_at__gte=start)
+        .values("endpoint", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    per: dict[Any, dict[str, int]] = {}
+    for row in rows:
+        per.setdefault(row["endpoint"], {})[row["status"]] = row["n"]
+
+    def badness(item: tuple[Any, dict[str, int]]) -> tuple[int, int]:
+        counts = item[1]
+        return (-counts.get(DeliveryStatus.FAILED, 0), -sum(counts.values()))
+
+    shown = sorted(per.items(), key=badness)[:ENDPOINTS_SHOWN]
+    endpoints = WebhookEndpoint.objects.select_related("company").in_bulk([pk for pk, _ in shown])
+    delivery_list = reverse("admin:webhooks_webhookdelivery_changelist")
+    result = []
+    for pk, counts in shown:
+        endpoint = endpoints.get(pk)
+        if endpoint is None:
+            continue
+        delivered = counts.get(DeliveryStatus.DELIVERED, 0)
+        failed = counts.get(DeliveryStatus.FAILED, 0)
+        pending = counts.get(DeliveryStatus.PENDING, 0)
+        total = delivered + failed + pending
+        done = delivered + failed
+        scale = ENDPOINT_BAR / total if total else 0
+        result.append(
+            {
+                "endpoint": endpoint,
+                "delivered": delivered,
+                "failed": failed,
+                "pending": pending,
+                "total": total,
+                "success": round(100 * delivered / done) if done else None,
+                "bar_delivered": round(delivered * scale, 1),
+                "bar_pending": round(pending * scale, 1),
+                "bar_failed": round(failed * scale, 1),
+                "x_failed": round((delivered + pending) * scale, 1),
+                "url": delivery_list + "?" + urlencode({"endpoint__id__exact": endpoint.pk}),
+            }
+        )
+    return {"endpoints": result, "more": max(0, len(per) - len(shown)), "bar": ENDPOINT_BAR}
+
+
+def trends_context(window_key: str | None = None) -> dict[str, Any]:
     now = timezone.now()
-    return {"chart": _chart(now), "stuck": _stuck(now), "failing": _failing_endpoints(now)}
+    window = window_of(window_key)
+    return {
+        "window": window,
+        "windows": list(WINDOWS.values()),
+        "jobs": _job_trend(now, window),
+        "deliveries": _delivery_trend(now, window),
+    }
+
+
+# --- live: is anything moving? -----------------------------------------------------------------
+
+
+MOVING_TEXT = {
+    "jobs": "jobs are unfinished",
+    "deliveries": "deliveries are due",
+    "reports": "reports are being built",
+    "events": "events wait for the relay",
+}
+
+
+def activity() -> dict[str, bool]:
+    """What is moving now, each an index probe (``EXISTS``): the page polls while any is."""
+    now = timezone.now()
+    return {
+        "jobs": Job.objects.filter(status__in=[JobStatus.PENDING, JobStatus.PROCESSING]).exists(),
+        "deliveries": WebhookDelivery.objects.filter(
+            status=DeliveryStatus.PENDING, next_attempt_at__lte=now + timedelta(minutes=1)
+        ).exists(),
+        "reports": Report.objects.filter(status=ReportStatus.PENDING).exists(),
+        "events": JobEvent.objects.filter(relayed_at__isnull=True).exists(),
+    }
+
+
+def dashboard_context(window_key: str | None = None) -> dict[str, Any]:
+    now = timezone.now()
+    moving = activity()
+    return {
+        "chart": _chart(now),
+        "stuck": _stuck(now),
+        "failing": _failing_endpoints(now),
+        "trends": trends_context(window_key),
+        "activity": moving,
+        "live": any(moving.values()),
+        "moving": ", ".join(MOVING_TEXT[name] for name, yes in moving.items() if yes),
+        "refresh_seconds": settings.JOBTRAIL_ADMIN_REFRESH_SECONDS,
+        "rendered_at": now,
+    }

@@ -132,3 +132,111 @@ def operations_report() -> tuple[bool, dict[str, Any]]:
             problems.append(f"{name}: {what} has waited {checks[name][key]} s (limit {limit} s)")
     body.update(status="degraded" if problems else "ok", problems=problems, checks=checks)
     return not problems, body
+
+
+# --- the staff console's operations panel -----------------------------------------------------
+
+BACKLOG_COUNT_CAP = 10_000  # counts stop here ("10000+"): each count stays an index range scan
+BROKER_CHECK_TIMEOUT = 1  # seconds for one connection attempt to the broker
+BROKER_CHECK_CACHE = 5.0  # seconds a broker check's answer is reused across page refreshes
+
+_broker_checked: dict[str, dict[str, Any]] = {}  # broker URL ("" configured) -> last answer
+
+
+def _capped_count(queryset: Any) -> tuple[int, bool]:
+    """How many rows, stopping at ``BACKLOG_COUNT_CAP`` (and whether it stopped there)."""
+    count = queryset.order_by().values("pk")[: BACKLOG_COUNT_CAP + 1].count()
+    return min(count, BACKLOG_COUNT_CAP), count > BACKLOG_COUNT_CAP
+
+
+def broker_check(*, now: float | None = None, url: str | None = None) -> dict[str, Any]:
+    """Can this process connect to the Celery broker? One short attempt, cached a few seconds.
+
+    The answer (``ok``, ``error`` with the exception's text, ``checked_at``, ``cached``) is kept
+    per process and broker URL (``url``: the configured broker unless given) for
+    ``BROKER_CHECK_CACHE`` seconds, so a page refreshing every few seconds does not open a
+    connection each time.
+    """
+    import time
+
+    from config.celery_app import app as celery_app
+
+    clock = time.monotonic() if now is None else now
+    cached = _broker_checked.get(url or "")
+    if cached and 0 <= clock - cached["at"] < BROKER_CHECK_CACHE:
+        return {**cached["result"], "cached": True}
+    started = time.monotonic()
+    try:
+        with celery_app.connection_for_write(url) as conn:
+            conn.ensure_connection(max_retries=0, timeout=BROKER_CHECK_TIMEOUT)
+        result: dict[str, Any] = {"ok": True, "error": ""}
+    except Exception as exc:  # any failure to connect is the answer, not an error of the page
+        logger.warning("operations panel: the broker is unreachable: %s", exc)
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    result["checked_at"] = timezone.now()
+    result["took_ms"] = round((time.monotonic() - started) * 1000)
+    _broker_checked[url or ""] = {"at": clock, "result": result}
+    return {**result, "cached": False}
+
+
+def operations_panel() -> dict[str, Any]:
+    """What the console's operations panel shows: heartbeats, backlog, the broker.
+
+    A fixed number of queries, each answered by an index: the heartbeat rows; the oldest due
+    delivery and the due count (``webhook_delivery_due``); the pending reports
+    (``report_pending``); the events the relay has not fanned out yet (``job_event_unrelayed``).
+    Counts are capped at ``BACKLOG_COUNT_CAP``.
+    """
+    from jobs.models import JobEvent
+
+    now = timezone.now()
+    rows = {row.name: row for row in Heartbeat.objects.filter(name__in=[BEAT, WORKER])}
+    checks = _heartbeats(now, rows)
+    heartbeats = [
+        {
+            "name": name,
+            "status": checks[name]["status"],
+            "seen_at": rows[name].beat_at if name in rows else None,
+            "age_seconds": checks[name]["age_seconds"],
+            "limit_seconds": checks[name]["limit_seconds"],
+            "hostname": checks[name]["hostname"] or "",
+        }
+        for name in (BEAT, WORKER)
+    ]
+    due = WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+    due_count, due_more = _capped_count(due)
+    oldest_due = oldest_due_delivery(now)
+    reports = Report.objects.filter(status=ReportStatus.PENDING)
+    reports_count, reports_more = _capped_count(reports)
+    oldest_report = oldest_pending_report()
+    unrelayed = JobEvent.objects.filter(relayed_at__isnull=True)
+    unrelayed_count, unrelayed_more = _capped_count(unrelayed)
+    oldest_unrelayed = (
+        unrelayed.order_by("id").values_list("created_at", flat=True).first()
+        if unrelayed_count
+        else None
+    )
+    delivery_lag = _age(now, oldest_due)
+    report_lag = _age(now, oldest_report)
+    return {
+        "checked_at": now,
+        "heartbeats": heartbeats,
+        "backlog": {
+            "due_deliveries": due_count,
+            "due_deliveries_more": due_more,
+            "oldest_due_at": oldest_due,
+            "oldest_due_age_seconds": delivery_lag,
+            "delivery_behind": delivery_lag is not None
+            and delivery_lag > settings.JOBTRAIL_OPS_MAX_DELIVERY_LAG,
+            "pending_reports": reports_count,
+            "pending_reports_more": reports_more,
+            "oldest_report_at": oldest_report,
+            "oldest_report_age_seconds": report_lag,
+            "report_behind": report_lag is not None
+            and report_lag > settings.JOBTRAIL_OPS_MAX_REPORT_LAG,
+            "unrelayed_events": unrelayed_count,
+            "unrelayed_events_more": unrelayed_more,
+            "oldest_unrelayed_at": oldest_unrelayed,
+        },
+        "broker": broker_check(),
+    }

@@ -20,12 +20,13 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from config.admin import exact_time_field
+from config.admin_display import breakable, clipped
 from jobs.errors import InvalidEndpoint
 from jobs.models import Job
 
 from . import services
 from .events import patterns_problem
-from .models import EndpointRole, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .models import DeliveryStatus, EndpointRole, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .ssrf import UnsafeTarget, check_url
 
 
@@ -90,14 +91,15 @@ class RedeliverFailedForm(forms.Form):
 class WebhookEndpointAdmin(admin.ModelAdmin):
     form = EndpointForm
     list_display = [
-        "url",
+        "url_col",
         "company",
         "role",
-        "events",
+        "events_col",
         "is_active",
-        "disabled_reason",
+        "disabled_col",
         "created_col",
     ]
+    list_display_links = ["url_col"]
     created_col = exact_time_field("created_at", "created", relative="title")
     list_filter = ["is_active", "role"]
     list_select_related = ["company"]
@@ -106,6 +108,18 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     created = exact_time_field("created_at", "created")
     updated = exact_time_field("updated_at", "updated")
     actions = ["send_test_event", "redeliver_failed_since"]
+
+    @admin.display(description="url", ordering="url")
+    def url_col(self, endpoint: WebhookEndpoint) -> str:
+        return clipped(endpoint.url, css="jt-url")
+
+    @admin.display(description="events")
+    def events_col(self, endpoint: WebhookEndpoint) -> str:
+        return clipped(", ".join(endpoint.events or []) or "(jobs.create only)", css="jt-clip")
+
+    @admin.display(description="disabled reason", ordering="disabled_reason")
+    def disabled_col(self, endpoint: WebhookEndpoint) -> str:
+        return clipped(endpoint.disabled_reason, css="jt-clip")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # clients register endpoints through the API, which shows them the secret
@@ -151,10 +165,15 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         )
         if form.is_valid():
             since = form.cleaned_data["since"]
-            total = sum(
-                services.endpoint_redeliver_failed(endpoint=endpoint, since=since)
-                for endpoint in queryset
-            )
+            total = 0
+            for endpoint in queryset:
+                count = services.endpoint_redeliver_failed(endpoint=endpoint, since=since)
+                total += count
+                self.log_change(
+                    request,
+                    endpoint,
+                    f"Redeliver failed since {since:%Y-%m-%d %H:%M:%S %Z}: {count} queued.",
+                )
             self.message_user(
                 request,
                 f"{total} failed deliver{'y' if total == 1 else 'ies'} queued for redelivery.",
@@ -175,6 +194,18 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         )
 
 
+def attempt_badge(attempt: WebhookAttempt) -> str:
+    """An attempt's outcome as a coloured badge: 2xx delivered, another answer, or no answer."""
+    code = attempt.status_code
+    if code is not None and 200 <= code < 300:
+        return format_html('<span class="jt-badge jt-attempt-ok">{} ok</span>', code)
+    if code is not None:
+        return format_html('<span class="jt-badge jt-attempt-fail">HTTP {}</span>', code)
+    return format_html(
+        '<span class="jt-badge jt-attempt-error" title="{}">no answer</span>', attempt.error
+    )
+
+
 class WebhookAttemptInline(admin.TabularInline):
     model = WebhookAttempt
     extra = 0
@@ -184,6 +215,7 @@ class WebhookAttemptInline(admin.TabularInline):
         "trigger",
         "started",
         "duration",
+        "outcome",
         "status_code",
         "error",
         "response_body",
@@ -195,6 +227,10 @@ class WebhookAttemptInline(admin.TabularInline):
     @admin.display(description="duration")
     def duration(self, attempt: WebhookAttempt) -> str:
         return f"{attempt.duration_ms} ms"
+
+    @admin.display(description="outcome")
+    def outcome(self, attempt: WebhookAttempt) -> str:
+        return attempt_badge(attempt)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -233,16 +269,17 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     """
 
     list_display = [
-        "events_id",
-        "object_id",
-        "endpoint",
+        "event_col",
+        "job_col",
+        "endpoint_col",
         "handoff",
         "status_badge",
         "attempts",
-        "last_status_code",
+        "last_code_col",
         "next_attempt_col",
         "created_col",
     ]
+    list_display_links = ["event_col"]
     list_filter = ["status", "events_id", "handoff"]
     list_select_related = ["endpoint"]
     search_fields = ["=object_id", "=event_id", "=id"]
@@ -323,9 +360,37 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, delivery: WebhookDelivery) -> str:
+        """Delivered, failed, pending (never tried yet) or retrying (pending after a failure)."""
+        if delivery.status == DeliveryStatus.PENDING and delivery.attempts:
+            return format_html(
+                '<span class="jt-badge jt-retrying" title="pending: attempt {} is scheduled">'
+                "retrying</span>",
+                delivery.attempts + 1,
+            )
         return format_html(
             '<span class="jt-badge jt-{}">{}</span>', delivery.status, delivery.status
         )
+
+    @admin.display(description="event", ordering="events_id")
+    def event_col(self, delivery: WebhookDelivery) -> str:
+        return breakable(delivery.events_id)
+
+    @admin.display(description="job", ordering="object_id")
+    def job_col(self, delivery: WebhookDelivery) -> str:
+        """The job's id (its page for jobs.* events), clipped; whole in the tooltip."""
+        if delivery.events_id.startswith("jobs."):
+            url = reverse("admin:jobs_job_change", args=[delivery.object_id])
+            return clipped(delivery.object_id, url=url)
+        return clipped(delivery.object_id)
+
+    @admin.display(description="endpoint", ordering="endpoint")
+    def endpoint_col(self, delivery: WebhookDelivery) -> str:
+        return clipped(delivery.endpoint.url, css="jt-url")
+
+    @admin.display(description="last code", ordering="last_status_code")
+    def last_code_col(self, delivery: WebhookDelivery) -> str:
+        code = delivery.last_status_code
+        return "—" if code is None else str(code)
 
     @admin.display(description="payload")
     def payload_pretty(self, delivery: WebhookDelivery) -> str:

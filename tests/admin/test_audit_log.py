@@ -1,0 +1,80 @@
+"""Every manual action in the console is recorded in the admin history with the staff user."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.admin import helpers
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs.models import Job, JobStatus
+from reports.services import report_build
+from tests.factories import CompanyFactory, JobFactory, job_in_status
+from tests.relay import run_relay
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.services import endpoint_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(admin_user: Any) -> Client:
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+def history(obj: Any) -> list[tuple[str, int, str]]:
+    entries = LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(type(obj)), object_id=str(obj.pk)
+    ).order_by("id")
+    return [(e.user.username, e.action_flag, e.get_change_message()) for e in entries]
+
+
+def completed_job() -> Job:
+    job = job_in_status(JobStatus.COMPLETED, company=CompanyFactory())
+    run_relay()
+    report_build(job_id=job.pk)
+    return job
+
+
+def test_rebuild_report_from_the_job_page_is_logged(staff: Client, admin_user: Any) -> None:
+    job = completed_job()
+    staff.post(reverse("admin:jobs_job_rebuild_report", args=[job.pk]))
+    assert history(job) == [(admin_user.username, CHANGE, "Rebuild report: queued.")]
+
+
+def test_rebuild_reports_action_is_logged_per_job(staff: Client, admin_user: Any) -> None:
+    jobs = [completed_job(), completed_job()]
+    staff.post(
+        reverse("admin:jobs_job_changelist"),
+        {"action": "rebuild_reports", helpers.ACTION_CHECKBOX_NAME: [str(j.pk) for j in jobs]},
+    )
+    for job in jobs:
+        assert history(job) == [
+            (admin_user.username, CHANGE, "Rebuild report: queued (list action).")
+        ]
+
+
+def test_redeliver_failed_since_is_logged_per_endpoint(staff: Client, admin_user: Any) -> None:
+    company = CompanyFactory()
+    endpoint = endpoint_create(company=company, url="http://127.0.0.1:9/h", events=["*"])
+    JobFactory(company=company)
+    run_relay()
+    WebhookDelivery.objects.update(status="failed")
+    since = timezone.now() - timedelta(days=1)
+    staff.post(
+        reverse("admin:webhooks_webhookendpoint_changelist"),
+        {
+            "action": "redeliver_failed_since",
+            helpers.ACTION_CHECKBOX_NAME: [str(endpoint.pk)],
+            "since": since.strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    )
+    [(user, flag, message)] = history(WebhookEndpoint.objects.get(pk=endpoint.pk))
+    assert (user, flag) == (admin_user.username, CHANGE)
+    assert message.startswith("Redeliver failed since ") and message.endswith(": 1 queued.")
