@@ -81,7 +81,8 @@ class EndpointForm(forms.ModelForm):
 
 class RedeliverFailedForm(forms.Form):
     since = forms.DateTimeField(
-        help_text="Redeliver every failed delivery created at or after this time (UTC).",
+        help_text="Redeliver every failed delivery created at or after this time (in your "
+        "time zone: the Time zone link at the top).",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
 
@@ -185,12 +186,26 @@ class WebhookAttemptInline(admin.TabularInline):
         "started",
         "duration",
         "status_code",
+        "exchange",
         "error",
         "response_body",
     )
     readonly_fields = fields
 
     started = exact_time_field("started_at", "started")
+
+    @admin.display(description="request and answer")
+    def exchange(self, attempt: WebhookAttempt) -> str:
+        """The URL posted to, the request headers (signature redacted) and the answer's."""
+        if not attempt.url and not attempt.request_headers:
+            return "—"  # attempts logged before URLs and headers were
+        return format_html(
+            '<details class="jt-exchange"><summary>POST <code>{}</code></summary>'
+            "<p>Request headers</p><pre>{}</pre><p>Response headers</p><pre>{}</pre></details>",
+            attempt.url or "—",
+            _header_lines(attempt.request_headers),
+            _header_lines(attempt.response_headers) or "(no answer)",
+        )
 
     @admin.display(description="duration")
     def duration(self, attempt: WebhookAttempt) -> str:
@@ -204,6 +219,10 @@ class WebhookAttemptInline(admin.TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def _header_lines(headers: dict[str, Any]) -> str:
+    return "\n".join(f"{name}: {value}" for name, value in headers.items())
 
 
 def _job_of(delivery: WebhookDelivery) -> Job | None:

@@ -161,6 +161,11 @@ class WebhookAttempt(models.Model):
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.TextField(blank=True, default="")
     error = models.TextField(blank=True, default="")
+    # Where the attempt went and what was said: the endpoint's URL at the time, the request
+    # headers sent (the signature redacted: never stored), the answer's headers (bounded).
+    url = models.CharField(max_length=2000, blank=True, default="")
+    request_headers = models.JSONField(default=dict, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["delivery", "number"]
