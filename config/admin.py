@@ -57,9 +57,7 @@ def exact_time(value: datetime | None, *, relative: str = "beside") -> SafeStrin
     text = f"{local:%Y-%m-%d %H:%M:%S} {zone_label(local)}"
     ago = naturaltime(value)
     if relative == "title":
-        return format_html(
-            '<time datetime="{}" title="{}">{}</time>', local.isoformat(), ago, text
-        )
+        return format_html('<time datetime="{}" title="{}">{}</time>', local.isoformat(), ago, text)
     return format_html(
         '<time datetime="{}">{}</time> <span class="jt-ago">({})</span>',
         local.isoformat(),

@@ -28,9 +28,7 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
 
 def staff_time_zone(*, user_id: Any) -> str:
     """The zone name the user chose, or ``DEFAULT`` (one primary-key lookup)."""
-    name = (
-        StaffTimeZone.objects.filter(user_id=user_id).values_list("time_zone", flat=True).first()
-    )
+    name = StaffTimeZone.objects.filter(user_id=user_id).values_list("time_zone", flat=True).first()
     return name or DEFAULT
 
 

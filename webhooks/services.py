@@ -71,6 +71,8 @@ def headers_as_received(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
         joined = f"{kept[name]}, {value}" if name in kept else value
         kept[name] = joined[:HEADER_VALUE_LIMIT]
     return kept
+
+
 RETRY_AFTER_BOUNDS = (1, 24 * 3600)
 # A due delivery whose message was queued longer ago than this (or never) is taken by the batch
 # sender; taking one whose message still waits is harmless (the claim makes the message a no-op).
