@@ -536,6 +536,7 @@ def _outcome(claim: Claim, result: AttemptResult, now: datetime) -> dict[str, An
         "next_attempt_at": None,
         "dispatched_at": None,
         "updated_at": now,
+        "last_attempt_at": now,  # the same for a whole batch: its outcomes still share UPDATEs
     }
     if code is not None and 200 <= code < 300:
         fields.update(status=DeliveryStatus.DELIVERED, delivered_at=now)

@@ -11,6 +11,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from jobs.models import Job, PushCorrelation, PushCorrelationKind, PushResult
 from ops.models import StaffTimeZone
@@ -302,17 +303,28 @@ def test_deliveries_filtered_by_created_window(staff: Client) -> None:
     assert staff.get(DELIVERIES, {"created_from": "yesterday"}).status_code in (200, 302)
 
 
-def test_deliveries_filtered_by_attempt_window(staff: Client) -> None:
-    a, b, never = _deliveries(CompanyFactory(), 3)
-    WebhookAttempt.objects.create(delivery=a, number=1, started_at=MOMENT - timedelta(hours=5))
-    WebhookAttempt.objects.create(delivery=b, number=1, started_at=MOMENT - timedelta(days=2))
-    WebhookAttempt.objects.create(delivery=b, number=2, started_at=MOMENT)
+def test_deliveries_filtered_by_last_attempt_window(staff: Client) -> None:
+    with running_receiver() as receiver:
+        a, b, never = _deliveries(CompanyFactory(), 3)
+        WebhookDelivery.objects.filter(pk__in=[a.pk, b.pk]).update(
+            endpoint=endpoint_create(company=a.company, url=receiver.url, events=["jobs.update"])
+        )
+        before = timezone.now()
+        deliver(a.pk)  # the sender records when the attempt was made
+        a.refresh_from_db()
+    assert a.last_attempt_at is not None and a.last_attempt_at >= before
+    never.refresh_from_db()
+    assert never.last_attempt_at is None
+    WebhookDelivery.objects.filter(pk=a.pk).update(last_attempt_at=MOMENT - timedelta(hours=5))
+    WebhookDelivery.objects.filter(pk=b.pk).update(last_attempt_at=MOMENT)
 
-    window = {"attempted_from": "2026-11-23 00:00", "attempted_to": "2026-11-23 07:00"}
+    window = {"last_attempt_from": "2026-11-23 00:00", "last_attempt_to": "2026-11-23 07:00"}
     assert _listed_deliveries(staff, window) == {str(a.pk)}
-    assert _listed_deliveries(staff, {"attempted_from": "2026-11-23 07:30"}) == {str(b.pk)}
-    assert _listed_deliveries(staff, {"attempted_to": "2026-11-22"}) == {str(b.pk)}
-    assert str(never.pk) not in _listed_deliveries(staff, {"attempted_from": "2026-01-01"})
+    assert _listed_deliveries(staff, {"last_attempt_from": "2026-11-23 07:30"}) == {str(b.pk)}
+    assert _listed_deliveries(staff, {"last_attempt_to": "2026-11-23 07:30"}) == {str(a.pk)}
+    assert str(never.pk) not in _listed_deliveries(staff, {"last_attempt_from": "2026-01-01"})
+    page = staff.get(reverse("admin:webhooks_webhookdelivery_change", args=[b.pk]))
+    assert "2026-11-23 07:32:05 UTC" in page.content.decode()  # its last attempt, exactly
 
 
 def test_deliveries_of_a_job_code_with_a_window_and_a_company(staff: Client) -> None:
@@ -335,7 +347,7 @@ def test_delivery_filters_run_as_many_queries_for_many_rows_as_for_one(staff: Cl
     params = {
         "company__id__exact": str(company.pk),
         "created_from": "2020-01-01",
-        "attempted_from": "2020-01-01",
+        "last_attempt_from": "2020-01-01",
         "events_id": "jobs.create",
     }
 
@@ -344,11 +356,11 @@ def test_delivery_filters_run_as_many_queries_for_many_rows_as_for_one(staff: Cl
             assert staff.get(DELIVERIES, params).status_code == 200
         return len(captured)
 
-    for delivery in _deliveries(company, 1):
-        WebhookAttempt.objects.create(delivery=delivery, number=1, started_at=MOMENT)
+    _deliveries(company, 1)
+    WebhookDelivery.objects.update(last_attempt_at=MOMENT)
     one = queries()
-    for delivery in _deliveries(company, 6)[1:]:
-        WebhookAttempt.objects.create(delivery=delivery, number=1, started_at=MOMENT)
+    _deliveries(company, 6)
+    WebhookDelivery.objects.update(last_attempt_at=MOMENT)
     assert len(_listed_deliveries(staff, params)) == 7
     assert queries() == one
 
@@ -401,7 +413,7 @@ def test_metadata_and_external_id_searches_use_their_indexes(staff: Client) -> N
 
 
 @pytest.mark.postgres
-def test_the_delivery_list_and_its_created_window_use_an_index(staff: Client) -> None:
+def test_the_delivery_list_and_its_time_windows_use_indexes(staff: Client) -> None:
     _deliveries(CompanyFactory(), 3)
     listed = WebhookDelivery.objects.filter(created_at__gte=MOMENT).order_by("-created_at", "-id")
     with connection.cursor() as cursor:
@@ -411,3 +423,5 @@ def test_the_delivery_list_and_its_created_window_use_an_index(staff: Client) ->
         finally:
             cursor.execute("RESET enable_sort")
     assert "webhook_delivery_created" in plan, plan
+    attempted = WebhookDelivery.objects.filter(last_attempt_at__gte=MOMENT).order_by()
+    assert "webhook_delivery_last_attempt" in _plan(*attempted.query.sql_with_params())

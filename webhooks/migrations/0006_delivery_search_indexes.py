@@ -1,8 +1,7 @@
-"""The console's delivery list and its created from/before filter, index-backed on PostgreSQL.
+"""The console's delivery list and its time windows, index-backed on PostgreSQL.
 
-``webhook_delivery_created`` gives the list's order (newest first) and serves the window. (The
-attempted from/before filter reads a delivery's few attempts by their foreign key's index, or
-the attempts in the window by ``webhook_attempt_started``.)
+- ``webhook_delivery_created``: the list's order (newest first), the created window;
+- ``webhook_delivery_last_attempt``: the last-attempt window.
 
 PostgreSQL only, built CONCURRENTLY (no write lock on big tables).
 """
@@ -11,6 +10,7 @@ from django.db import migrations
 
 INDEXES = {
     "webhook_delivery_created": "webhooks_webhookdelivery (created_at DESC, id DESC)",
+    "webhook_delivery_last_attempt": "webhooks_webhookdelivery (last_attempt_at)",
 }
 
 
@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY
 
     dependencies = [
-        ("webhooks", "0005_attempt_url_and_headers"),
+        ("webhooks", "0005_attempt_details_last_attempt_at"),
     ]
 
     operations = [migrations.RunPython(create, drop, elidable=False)]
