@@ -315,6 +315,8 @@ def test_deliveries_filtered_by_last_attempt_window(staff: Client) -> None:
     assert a.last_attempt_at is not None and a.last_attempt_at >= before
     never.refresh_from_db()
     assert never.last_attempt_at is None
+    # created a day earlier (a delivery is always created before its attempts)
+    WebhookDelivery.objects.update(created_at=MOMENT - timedelta(days=1))
     WebhookDelivery.objects.filter(pk=a.pk).update(last_attempt_at=MOMENT - timedelta(hours=5))
     WebhookDelivery.objects.filter(pk=b.pk).update(last_attempt_at=MOMENT)
 

@@ -1,7 +1,10 @@
 """Console v2 in Debian's Chromium: a staff user's time zone, and a job found by its metadata.
 
-Same browser, fixtures and Content-Security-Policy check as tests/admin/test_browser.py.
+Same browser, fixtures and Content-Security-Policy check as tests/admin/test_browser.py (its
+fixtures imported by name, so the tests' arguments shadow them: F811 is expected here).
 """
+
+# ruff: noqa: F811
 
 import re
 from datetime import UTC, datetime

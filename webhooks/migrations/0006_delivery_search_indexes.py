@@ -1,7 +1,9 @@
 """The console's delivery list and its time windows, index-backed on PostgreSQL.
 
 - ``webhook_delivery_created``: the list's order (newest first), the created window;
-- ``webhook_delivery_last_attempt``: the last-attempt window.
+- ``webhook_delivery_last_attempt``: the last-attempt window;
+- ``webhook_delivery_event_id``: the search by webhook-id (``msg_…``; the unique constraint
+  leads with the endpoint), beside the job id's ``webhook_delivery_object`` in one BitmapOr.
 
 PostgreSQL only, built CONCURRENTLY (no write lock on big tables).
 """
@@ -11,6 +13,7 @@ from django.db import migrations
 INDEXES = {
     "webhook_delivery_created": "webhooks_webhookdelivery (created_at DESC, id DESC)",
     "webhook_delivery_last_attempt": "webhooks_webhookdelivery (last_attempt_at)",
+    "webhook_delivery_event_id": "webhooks_webhookdelivery (event_id)",
 }
 
 
