@@ -153,7 +153,9 @@ class TimeZoneForm(forms.Form):
         from ops.preferences import time_zone_names
 
         super().__init__(*args, **kwargs)
-        self.fields["time_zone"].choices = [(name, name) for name in time_zone_names()]
+        field = self.fields["time_zone"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [(name, name) for name in time_zone_names()]
 
 
 class JobtrailAdminConfig(AdminConfig):
