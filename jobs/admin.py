@@ -444,7 +444,7 @@ class PushResultAdmin(admin.ModelAdmin):
         "data_type",
         "service_name",
         "errors_display",
-        "received_at",
+        "received_col",
     ]
     list_filter = [
         "status",
@@ -468,13 +468,17 @@ class PushResultAdmin(admin.ModelAdmin):
         "service_name",
         "data_type",
         "source_object_ids",
-        "requested_on",
-        "completed_on",
+        "requested",
+        "completed",
         "service_account_ref",
         "request_id",
         "ignored_fields",
-        "received_at",
+        "received",
     ]
+    received_col = exact_time_field("received_at", "received", relative="title")
+    requested = exact_time_field("requested_on", "requested on")
+    completed = exact_time_field("completed_on", "completed on")
+    received = exact_time_field("received_at", "received")
 
     class Media:
         css = {"all": ["jobtrail/admin.css"]}
@@ -535,10 +539,12 @@ class UnmatchedPushAdmin(admin.ModelAdmin):
         "company",
         "status_display",
         "request_id",
-        "received_at",
+        "received_col",
         "job",
-        "attached_at",
+        "attached_col",
     ]
+    received_col = exact_time_field("received_at", "received", relative="title")
+    attached_col = exact_time_field("attached_at", "attached", relative="title")
     list_filter = [WaitingFilter, "status", CompanyFilter]
     list_select_related = ["company", "job"]
     search_fields = ["=push_communication_id", "=request_id"]
@@ -553,10 +559,12 @@ class UnmatchedPushAdmin(admin.ModelAdmin):
         "request_id",
         "status",
         "data",
-        "received_at",
+        "received",
         "job",
-        "attached_at",
+        "attached",
     ]
+    received = exact_time_field("received_at", "received")
+    attached = exact_time_field("attached_at", "attached")
 
     class Media:
         css = {"all": ["jobtrail/admin.css"]}

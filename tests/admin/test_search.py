@@ -427,3 +427,41 @@ def test_the_delivery_list_and_its_time_windows_use_indexes(staff: Client) -> No
     assert "webhook_delivery_created" in plan, plan
     attempted = WebhookDelivery.objects.filter(last_attempt_at__gte=MOMENT).order_by()
     assert "webhook_delivery_last_attempt" in _plan(*attempted.query.sql_with_params())
+
+
+def test_push_result_and_unmatched_push_times_follow_the_zone(staff: Client) -> None:
+    from jobs.models import UnmatchedPush
+
+    job = JobFactory()
+    result = PushResult.objects.create(
+        job=job, push_communication_id="pc-tz", status="success", requested_on=MOMENT
+    )
+    PushResult.objects.filter(pk=result.pk).update(received_at=MOMENT)
+    unmatched = UnmatchedPush.objects.create(
+        company=job.company, push_communication_id="pc-late", status="success", data={}
+    )
+    UnmatchedPush.objects.filter(pk=unmatched.pk).update(received_at=MOMENT)
+    _set_zone(staff, "Europe/Paris")
+    paris = "2026-11-23 08:32:05 CET (UTC+01:00)"
+    pages = [
+        reverse("admin:jobs_pushresult_changelist"),
+        reverse("admin:jobs_pushresult_change", args=[result.pk]),
+        reverse("admin:jobs_unmatchedpush_changelist"),
+        reverse("admin:jobs_unmatchedpush_change", args=[unmatched.pk]),
+    ]
+    for url in pages:
+        assert paris in staff.get(url).content.decode(), url
+
+
+def test_the_dashboards_since_links_keep_their_offset_in_any_zone(staff: Client) -> None:
+    from html import unescape
+    from urllib.parse import parse_qs, urlparse
+
+    job = JobFactory(code="DASH-TZ")
+    _set_zone(staff, "Pacific/Kiritimati")  # UTC+14: a time without offset would be read 14 h off
+    page = staff.get(reverse("admin:index")).content.decode()
+    links = [unescape(h) for h in re.findall(r'href="([^"]*created_from=[^"]*)"', page)]
+    assert links
+    since = parse_qs(urlparse(links[0]).query)["created_from"][0]
+    assert since.endswith("+00:00"), since
+    assert job.code in staff.get(links[0]).content.decode()
