@@ -3,6 +3,7 @@
     .venv/bin/python bench/scale.py --relay --label after  # everything, 1M jobs
     .venv/bin/python bench/scale.py --jobs 100000 --expire 10000 --push-results 100000
     .venv/bin/python bench/scale.py --only admin,read      # some parts: expiry, admin, read, report
+    .venv/bin/python bench/scale.py --only search --out bench/results/console-search.json
 
 Builds the data set-based (INSERT ... SELECT FROM generate_series), in databases it creates and
 drops (<BENCH_DB_PREFIX>_scale, _scale_small on BENCH_PG), then measures, each against its
@@ -22,6 +23,12 @@ admin   every admin job-list view (each filter choice, search by code, every sor
 read    GET /api/v1/jobs/{id}/ of a job while another job holds --push-results push results
         (median and worst of 20), vs the same read before those rows existed, with the time
         of its SQL statements and whether any touches push results;
+search  the staff console's searches (``--only search --out bench/results/console-search.json``):
+        jobs by code prefix, code in any case, company name, metadata key=value, push
+        communication id and request id; deliveries by job code, created or last attempted in
+        an hour, by company; at --jobs vs --small jobs, each job with one delivery and attempt
+        and one in five with a push result (built with the jobs for this part only), measured
+        like admin;
 report  the CSV report of those push results (``report_build`` in a subprocess: rows/s, peak
         RSS from ``resource.getrusage``) vs PostgreSQL's ``COPY ... CSV`` of the same rows.
 
@@ -34,10 +41,12 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -86,6 +95,8 @@ def phase(name: str, database: str, args: argparse.Namespace, *extra: str) -> di
         argv += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
     if args.relay:
         argv.append("--relay")
+    if args.search_data:
+        argv.append("--search-data")
     started = time.perf_counter()
     run = subprocess.run(argv, cwd=ROOT, env=env_for(database), capture_output=True, text=True)
     if run.returncode:
@@ -131,8 +142,12 @@ class SQLTimer:
         self._wrapper.__exit__(*exc)
 
 
-def insert_series(model: Any, count: int, exprs: dict[str, str]) -> None:
+def insert_series(
+    model: Any, count: int, exprs: dict[str, str], *, source: str | None = None
+) -> None:
     """INSERT ``count`` rows of ``model`` in one statement over generate_series (``g``).
+
+    ``source`` replaces the generate_series (``FROM <source>``): rows made from other rows.
 
     Columns not in ``exprs`` get their field's default (so fields added later need no change
     here): uuid4 -> gen_random_uuid(), auto_now(_add) -> now(), other defaults as literals.
@@ -167,9 +182,10 @@ def insert_series(model: Any, count: int, exprs: dict[str, str]) -> None:
             raise ValueError(f"{model.__name__}.{f.name}: no value for a bulk insert")
         columns.append(f'"{f.column}"')
         values.append(expr)
+    source = source or f"generate_series(1, {int(count)}) AS g"
     statement = (
         f'INSERT INTO "{model._meta.db_table}" ({", ".join(columns)}) '
-        f"SELECT {', '.join(values)} FROM generate_series(1, {int(count)}) AS g"
+        f"SELECT {', '.join(values)} FROM {source}"
     )
     with connection.cursor() as cursor:
         cursor.execute(statement)
@@ -196,11 +212,19 @@ def populate(args: argparse.Namespace, jobs: int, expire: int) -> dict[str, Any]
     )
     created = "now() - g * interval '1 second' - interval '1 hour'"
     terminal = f"({status}) IN ('completed','completed_with_errors','failed')"
+    extra = {}
+    if args.search_data:
+        # the console's metadata search: a customer shared by 1 job in 1,000, a unique ref
+        extra["metadata"] = (
+            "jsonb_build_object('customer', 'C' || lpad((g % 1000)::text, 4, '0'), "
+            "'order', jsonb_build_object('ref', 'SO-' || g))"
+        )
     started = time.perf_counter()
     insert_series(
         Job,
         jobs,
         {
+            **extra,
             "company": f"({ids})[1 + g % {COMPANIES}]",
             "code": "'JOB-' || lpad(g::text, 8, '0')",
             "type": "(ARRAY['export','import','sync'])[1 + g % 3]",
@@ -238,12 +262,76 @@ def populate(args: argparse.Namespace, jobs: int, expire: int) -> dict[str, Any]
             "created_at": "now() - interval '1 hour' + g * interval '1 second'",
         },
     )
+    result = {"jobs": jobs, "stale": expire, "insert_jobs_s": round(jobs_s, 1)}
+    if args.search_data:
+        result |= populate_search(jobs)
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE jobs_job SET last_sequence = %s WHERE id = %s", [args.events, event_job.pk]
         )
         cursor.execute("VACUUM ANALYZE")
-    return {"jobs": jobs, "stale": expire, "insert_jobs_s": round(jobs_s, 1)}
+    return result
+
+
+def populate_search(jobs: int) -> dict[str, Any]:
+    """What the console's searches read beside the jobs: push results (one job in five, with
+    a push communication id and a request id shared by ten), and one delivery per job to its
+    company's first endpoint, with one attempt each."""
+    from jobs.models import PushResult
+    from webhooks.models import WebhookAttempt, WebhookDelivery
+
+    started = time.perf_counter()
+    insert_series(
+        PushResult,
+        jobs // 5,
+        {
+            "job": "(SELECT id FROM jobs_job WHERE code = 'JOB-' || lpad((g * 5)::text, 8, '0'))",
+            "push_communication_id": "'pc-' || (g * 5)",
+            "request_id": "'req-' || (g / 2)",
+            "status": "'success'",
+            "response_code": "200",
+        },
+    )
+    endpoint = (
+        "(SELECT e.id FROM webhooks_webhookendpoint e WHERE e.company_id = j.company_id "
+        "ORDER BY e.url LIMIT 1)"
+    )
+    insert_series(
+        WebhookDelivery,
+        jobs,
+        {
+            "endpoint": endpoint,
+            "company": "j.company_id",
+            "job_event": "NULL",
+            "event_id": "'msg_' || j.id",
+            "events_id": "'jobs.create'",
+            "object_id": "j.id::text",
+            "payload": "'{}'::jsonb",
+            "status": "CASE WHEN j.status = 'failed' THEN 'failed' ELSE 'delivered' END",
+            "attempts": "1",
+            "last_status_code": "CASE WHEN j.status = 'failed' THEN 500 ELSE 200 END",
+            "delivered_at": "CASE WHEN j.status = 'failed' THEN NULL "
+            "ELSE j.created_at + interval '1 second' END",
+            "last_attempt_at": "j.created_at + interval '1 second'",
+            "created_at": "j.created_at",
+            "updated_at": "j.created_at + interval '1 second'",
+        },
+        source="jobs_job j",
+    )
+    insert_series(
+        WebhookAttempt,
+        jobs,
+        {
+            "delivery": "d.id",
+            "number": "1",
+            "started_at": "d.created_at + interval '1 second'",
+            "duration_ms": "40",
+            "status_code": "d.last_status_code",
+            "url": "'http://127.0.0.1:9/hook/0'",
+        },
+        source="webhooks_webhookdelivery d",
+    )
+    return {"insert_search_data_s": round(time.perf_counter() - started, 1)}
 
 
 def measure_expiry(args: argparse.Namespace) -> dict[str, Any]:
@@ -418,6 +506,82 @@ def measure_admin(args: argparse.Namespace) -> dict[str, Any]:
     return {"jobs": Job.objects.count(), "views": timings}
 
 
+def search_urls() -> dict[str, str]:
+    """The console's searches (issue 13): jobs by code, company, metadata, external id;
+    deliveries by job code, time window and company. Values from the middle of the data."""
+    from jobs.models import Job
+    from webhooks.models import WebhookDelivery
+
+    count = Job.objects.count()
+    middle = count // 2
+    code = f"JOB-{middle:08d}"
+    job = Job.objects.get(code=code)
+    company = job.company_id
+    jobs, deliveries = "/admin/jobs/job/", "/admin/webhooks/webhookdelivery/"
+    # an hour of deliveries ending with the middle job's (at 1k jobs: all of them)
+    end = job.created_at
+    window = (
+        f"{(end - timedelta(hours=1)).isoformat(timespec='seconds')}",
+        f"{end.isoformat(timespec='seconds')}",
+    )
+    assert WebhookDelivery.objects.filter(object_id=str(job.pk)).exists()
+    external = middle - middle % 5 or 5  # one job in five has push results
+    qs = urllib.parse.urlencode
+    return {
+        "jobs: code prefix (1%)": f"{jobs}?{qs({'q': code[:-2].lower()})}",
+        "jobs: code, lower case": f"{jobs}?{qs({'q': code.lower()})}",
+        "jobs: company name": f"{jobs}?{qs({'q': 'scale 3'})}",
+        "jobs: metadata key=value (1 job in 1,000)": f"{jobs}?"
+        + qs({"q": f"meta:customer=C{middle % 1000:04d}"}),
+        "jobs: metadata nested key=value (one job)": f"{jobs}?"
+        + qs({"q": f"meta:order.ref=SO-{middle}"}),
+        "jobs: push communication id": f"{jobs}?{qs({'q': f'pc-{external}'})}",
+        "jobs: request id": f"{jobs}?{qs({'q': f'req-{external // 5 // 2}'})}",
+        "deliveries: list": deliveries,
+        "deliveries: by job code": f"{deliveries}?{qs({'q': code.lower()})}",
+        "deliveries: created in an hour": f"{deliveries}?"
+        + qs({"created_from": window[0], "created_to": window[1]}),
+        "deliveries: last attempt in an hour": f"{deliveries}?"
+        + qs({"last_attempt_from": window[0], "last_attempt_to": window[1]}),
+        "deliveries: company": f"{deliveries}?{qs({'company__id__exact': company})}",
+        "deliveries: company, created in an hour": f"{deliveries}?"
+        + qs({"company__id__exact": company, "created_from": window[0], "created_to": window[1]}),
+    }
+
+
+def measure_search(args: argparse.Namespace) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.test.utils import setup_test_environment
+
+    from jobs.models import Job
+
+    setup_test_environment()
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="scale-admin"))
+    timings = {}
+    for label, url in search_urls().items():
+
+        def get(url: str = url) -> int:
+            response = client.get(url)
+            assert response.status_code == 200, (url, response.status_code)
+            return len(re.findall(rb'name="_selected_action"', response.content))
+
+        rows = get()  # warm-up; how many rows the page lists
+        samples = []
+        for _ in range(5):
+            with SQLTimer() as sql:
+                samples.append((timed(get), sql.seconds, len(sql.statements)))
+        timings[label] = {
+            "url": url,
+            "rows_listed": rows,
+            "ms": round(min(total for total, _, _ in samples) * 1000, 1),
+            "sql_ms": round(min(sql_s for _, sql_s, _ in samples) * 1000, 2),
+            "queries": samples[0][2],
+        }
+    return {"jobs": Job.objects.count(), "views": timings}
+
+
 def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per view, the fastest of several admin runs (interleaved with the other size's)."""
     views = {
@@ -579,6 +743,8 @@ def run_phase(args: argparse.Namespace) -> None:
         result = measure_expiry(args)
     elif args.phase == "admin":
         result = measure_admin(args)
+    elif args.phase == "search":
+        result = measure_search(args)
     elif args.phase == "read":
         result = measure_read(args)
     elif args.phase == "report":
@@ -586,6 +752,43 @@ def run_phase(args: argparse.Namespace) -> None:
     else:
         raise SystemExit(f"unknown phase {args.phase}")
     print("RESULT " + json.dumps(result), flush=True)
+
+
+def compare_sizes(part: str, big: str, small: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run the views of ``part`` (admin, search) on both sizes: best of each, the ratio.
+
+    The two sizes alternate, each view's best taken: a busy spell of the machine then slows
+    one round of both sizes, not one size.
+    """
+    runs_small, runs_big = [], []
+    for _ in range(args.admin_rounds):
+        runs_small.append(phase(part, small, args))
+        runs_big.append(phase(part, big, args))
+    at_small, at_big = best_of(runs_small), best_of(runs_big)
+    views = {
+        label: {
+            "url": view["url"],
+            "ms_small": at_small["views"].get(label, {}).get("ms"),
+            "ms": view["ms"],
+            "ratio": round(view["ms"] / at_small["views"][label]["ms"], 2)
+            if label in at_small["views"]
+            else None,
+            "sql_ms_small": at_small["views"].get(label, {}).get("sql_ms"),
+            "sql_ms": view["sql_ms"],
+            "queries": view["queries"],
+            **({"rows_listed": view["rows_listed"]} if "rows_listed" in view else {}),
+        }
+        for label, view in at_big["views"].items()
+    }
+    return {
+        "jobs": at_big["jobs"],
+        "jobs_small": at_small["jobs"],
+        "rounds": args.admin_rounds,
+        "took_s": at_small["took_s"] + at_big["took_s"],
+        "worst_ratio": max((v["ratio"] or 0) for v in views.values()),
+        "worst_sql_ms": max(v["sql_ms"] for v in views.values()),
+        "views": views,
+    }
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -609,6 +812,8 @@ def main() -> None:
         action="store_true",
         help="after the expiry, time the relay fanning its events out (not in the ratio)",
     )
+    parser.add_argument("--out", help="the results file (default bench/results/scale-<label>.json)")
+    parser.add_argument("--search-data", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)
@@ -617,9 +822,11 @@ def main() -> None:
         run_phase(args)
         return
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    # the console's searches read push results, deliveries and attempts built with the jobs
+    args.search_data = args.search_data or "search" in parts
     big, small, template = PREFIX, f"{PREFIX}_small", f"{PREFIX}_tmpl"
     started = time.perf_counter()
-    out = ROOT / "bench" / "results" / f"scale-{args.label}.json"
+    out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"scale-{args.label}.json"
     # a run of some parts updates them in an existing file of the same label
     report: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     report |= {
@@ -656,40 +863,13 @@ def main() -> None:
         if "expiry" in parts:
             report["expiry"] = phase("expiry", big, args)
             log(f"expiry: {report['expiry']}")
-        if "admin" in parts:
+        if "admin" in parts or "search" in parts:
             pg_admin(f'CREATE DATABASE "{small}" TEMPLATE "{template}"')
             phase("populate-small", small, args)
-            # the two sizes alternate, each view's best taken: a busy spell of the machine
-            # then slows one round of both sizes, not one size
-            runs_small, runs_big = [], []
-            for _ in range(args.admin_rounds):
-                runs_small.append(phase("admin", small, args))
-                runs_big.append(phase("admin", big, args))
-            at_small, at_big = best_of(runs_small), best_of(runs_big)
-            views = {
-                label: {
-                    "url": view["url"],
-                    "ms_small": at_small["views"].get(label, {}).get("ms"),
-                    "ms": view["ms"],
-                    "ratio": round(view["ms"] / at_small["views"][label]["ms"], 2)
-                    if label in at_small["views"]
-                    else None,
-                    "sql_ms_small": at_small["views"].get(label, {}).get("sql_ms"),
-                    "sql_ms": view["sql_ms"],
-                    "queries": view["queries"],
-                }
-                for label, view in at_big["views"].items()
-            }
-            report["admin"] = {
-                "jobs": at_big["jobs"],
-                "jobs_small": at_small["jobs"],
-                "rounds": args.admin_rounds,
-                "took_s": at_small["took_s"] + at_big["took_s"],
-                "worst_ratio": max((v["ratio"] or 0) for v in views.values()),
-                "worst_sql_ms": max(v["sql_ms"] for v in views.values()),
-                "views": views,
-            }
-            log(f"admin: worst ratio {report['admin']['worst_ratio']}")
+        for part in ("admin", "search"):
+            if part in parts:
+                report[part] = compare_sizes(part, big, small, args)
+                log(f"{part}: worst ratio {report[part]['worst_ratio']}")
         if "read" in parts or "report" in parts:
             report["read"] = phase("read", big, args)
             log(f"read: {report['read']}")
@@ -709,7 +889,7 @@ def main() -> None:
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
-        log(f"written to {out.relative_to(ROOT)} ({report['took_s']} s)")
+        log(f"written to {out} ({report['took_s']} s)")
         if not args.keep:
             pg_admin(
                 *(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in (big, small, template))

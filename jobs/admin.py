@@ -29,7 +29,7 @@ from webhooks.models import DeliveryStatus, WebhookDelivery
 from webhooks.selectors import handoff_state, job_handoff
 from webhooks.services import handoff_resend
 
-from . import services
+from . import search, services
 from .admin_filters import (
     CancelForm,
     CompanyFilter,
@@ -115,7 +115,8 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["company"]
     search_fields = ["=code"]
     search_help_text = (
-        "A job id, a code or the start of one, or the start of a company name (any case)."
+        "A job id, a code or the start of one, the start of a company name (any case), a push "
+        "communication id or request id, or meta:key=value (metadata; meta:a.b=value nested)."
     )
     ordering = ["-created_at", "-id"]
     show_full_result_count = False
@@ -169,28 +170,36 @@ class JobAdmin(admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
     ) -> tuple[QuerySet[Job], bool]:
-        """A job id; else a code or code prefix, or a company name prefix (any case).
+        """``meta:key=value``; else a job id, code, code or company prefix, or external id.
 
-        Index-backed at millions of jobs: ``code__istartswith`` is ``UPPER(code) LIKE 'ABC%'``
-        (index ``job_code_upper_pattern``, migration 0008); the companies whose name starts
-        with the term (``company_name_upper_pattern``, at most ``COMPANY_MATCHES``) select
-        their jobs by ``job_company_created``. Never a leading-wildcard LIKE on jobs.
+        Index-backed at millions of jobs: ``meta:`` through the GIN index on the metadata
+        (``jobs.search``); ``code__istartswith`` is ``UPPER(code) LIKE 'ABC%'`` (index
+        ``job_code_upper_pattern``, migration 0009); the companies whose name starts with the
+        term (``company_name_upper_pattern``, at most ``COMPANY_MATCHES``) select their jobs
+        by ``job_company_created``; a push communication id or request id selects the jobs
+        of its push results (``jobs.search.job_ids_by_external_id``). Never a
+        leading-wildcard LIKE on jobs.
         """
         term = search_term.strip()
         if not term:
             return queryset, False
+        metadata = search.parse_metadata_term(term)
+        if metadata is not None:
+            return search.jobs_with_metadata(queryset, metadata), False
+        external = search.job_ids_by_external_id(term)
         try:
-            return queryset.filter(pk=uuid.UUID(term)), False
+            matches = Q(pk=uuid.UUID(term))
         except ValueError:
-            pass
-        companies = list(
-            Company.objects.filter(name__istartswith=term)
-            .order_by()
-            .values_list("pk", flat=True)[:COMPANY_MATCHES]
-        )
-        matches = Q(code__istartswith=term)
-        if companies:
-            matches |= Q(company_id__in=companies)
+            companies = list(
+                Company.objects.filter(name__istartswith=term)
+                .order_by()
+                .values_list("pk", flat=True)[:COMPANY_MATCHES]
+            )
+            matches = Q(code__istartswith=term)
+            if companies:
+                matches |= Q(company_id__in=companies)
+        if external:
+            matches |= Q(pk__in=external)
         return queryset.filter(matches), False
 
     # Sorting by company groups each company's jobs (newest first) in company id order, through
@@ -505,13 +514,17 @@ class PushResultAdmin(admin.ModelAdmin):
         "service_name",
         "data_type",
         "source_object_ids",
-        "requested_on",
-        "completed_on",
+        "requested",
+        "completed",
         "service_account_ref",
         "request_id",
         "ignored_fields",
-        "received_at",
+        "received",
     ]
+    received_col = exact_time_field("received_at", "received", relative="title")
+    requested = exact_time_field("requested_on", "requested on")
+    completed = exact_time_field("completed_on", "completed on")
+    received = exact_time_field("received_at", "received")
 
     class Media:
         css = {"all": ["jobtrail/admin.css"]}
@@ -602,10 +615,12 @@ class UnmatchedPushAdmin(admin.ModelAdmin):
         "request_id",
         "status",
         "data",
-        "received_at",
+        "received",
         "job",
-        "attached_at",
+        "attached",
     ]
+    received = exact_time_field("received_at", "received")
+    attached = exact_time_field("attached_at", "attached")
 
     class Media:
         css = {"all": ["jobtrail/admin.css"]}

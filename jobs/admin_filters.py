@@ -95,7 +95,9 @@ class StuckFilter(admin.SimpleListFilter):
 
 
 class CompanyFilter(admin.SimpleListFilter):
-    """Pick the company with the admin's autocomplete (no list of every company)."""
+    """Pick the company with the admin's autocomplete (no list of every company).
+
+    For any model with a ``company`` foreign key (jobs, deliveries)."""
 
     title = "company"
     parameter_name = "company__id__exact"
@@ -104,7 +106,7 @@ class CompanyFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("", "")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if not value:
             return queryset
@@ -120,7 +122,7 @@ class CompanyFilter(admin.SimpleListFilter):
             queryset=Company.objects.all(),
             required=False,
             widget=AutocompleteSelect(
-                Job._meta.get_field("company"), changelist.model_admin.admin_site
+                changelist.model._meta.get_field("company"), changelist.model_admin.admin_site
             ),
         ).widget
         params = {
@@ -136,12 +138,15 @@ class CompanyFilter(admin.SimpleListFilter):
         }
 
 
-class CreatedRangeFilter(admin.ListFilter):
-    """Created between two dates/times (``created_from`` inclusive, ``created_to`` exclusive)."""
+class DateRangeFilter(admin.ListFilter):
+    """Between two dates/times on ``field`` (``<prefix>_from`` inclusive, ``<prefix>_to``
+    exclusive). A date is its midnight, a time without an offset is read in the current time
+    zone (the staff user's: ``config.middleware.StaffTimeZoneMiddleware``)."""
 
     title = "created"
+    field = "created_at"
+    prefix = "created"
     template = "admin/jobtrail_range_filter.html"
-    parameters = ("created_from", "created_to")
 
     def __init__(
         self, request: HttpRequest, params: dict[str, Any], model: Any, model_admin: Any
@@ -153,6 +158,10 @@ class CreatedRangeFilter(admin.ListFilter):
                 value = params.pop(name)
                 self.values[name] = value[-1] if isinstance(value, list) else value
                 self.used_parameters[name] = self.values[name]
+
+    @property
+    def parameters(self) -> tuple[str, str]:
+        return (f"{self.prefix}_from", f"{self.prefix}_to")
 
     def has_output(self) -> bool:
         return True
@@ -172,21 +181,39 @@ class CreatedRangeFilter(admin.ListFilter):
             moment = timezone.make_aware(moment)
         return moment
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+    def bounds(self) -> dict[str, Any]:
+        """The lookups of the window on ``field`` (``field__gte``, ``field__lt``)."""
+        start, end = self.parameters
+        lookups = {}
         try:
-            if self.values.get("created_from"):
-                queryset = queryset.filter(created_at__gte=self._parse(self.values["created_from"]))
-            if self.values.get("created_to"):
-                queryset = queryset.filter(created_at__lt=self._parse(self.values["created_to"]))
+            if self.values.get(start):
+                lookups[f"{self.field}__gte"] = self._parse(self.values[start])
+            if self.values.get(end):
+                lookups[f"{self.field}__lt"] = self._parse(self.values[end])
         except ValueError as exc:
             raise admin.options.IncorrectLookupParameters(str(exc)) from exc
-        return queryset
+        return lookups
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        bounds = self.bounds()
+        return queryset.filter(**bounds) if bounds else queryset
 
     def choices(self, changelist: Any) -> Any:
         params = {
             k: v for k, v in changelist.get_filters_params().items() if k not in self.parameters
         }
-        yield {"params": params, "values": self.values}
+        start, end = self.parameters
+        yield {
+            "params": params,
+            "start": start,
+            "end": end,
+            "start_value": self.values.get(start, ""),
+            "end_value": self.values.get(end, ""),
+        }
+
+
+class CreatedRangeFilter(DateRangeFilter):
+    """Created between two dates/times (``created_from`` inclusive, ``created_to`` exclusive)."""
 
 
 class CancelForm(forms.Form):

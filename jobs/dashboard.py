@@ -81,7 +81,8 @@ def _chart(now: datetime) -> dict[str, Any]:
                 "total": sum(counts.values()),
             }
         )
-    since = start.strftime("%Y-%m-%d %H:%M:%S")
+    # with its offset: the list's filter reads a time without one in the staff user's zone
+    since = start.isoformat(timespec="seconds")
     legend = [
         {
             "status": status,

@@ -1,5 +1,6 @@
-"""Heartbeats of the background processes (beat and worker), one row each."""
+"""Heartbeats of the background processes (beat and worker); staff users' time zones."""
 
+from django.conf import settings
 from django.db import models
 
 
@@ -10,3 +11,19 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class StaffTimeZone(models.Model):
+    """The time zone a staff user reads the console in (UTC when the user has none)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="+",
+    )
+    time_zone = models.CharField(max_length=64, help_text="An IANA zone name: Europe/Paris.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.time_zone}"

@@ -112,6 +112,9 @@ class WebhookDelivery(models.Model):
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # When its last attempt was recorded (null until one was, and for deliveries attempted
+    # before this field existed): the console's "last attempt" window reads it by an index.
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -166,6 +169,11 @@ class WebhookAttempt(models.Model):
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.TextField(blank=True, default="")
     error = models.TextField(blank=True, default="")
+    # Where the attempt went and what was said: the endpoint's URL at the time, the request
+    # headers sent (the signature redacted: never stored), the answer's headers (bounded).
+    url = models.CharField(max_length=2000, blank=True, default="")
+    request_headers = models.JSONField(default=dict, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["delivery", "number"]

@@ -340,8 +340,8 @@ class Transport:
 
     def post(
         self, target: Target, *, body: bytes, headers: dict[str, str], deadline: float
-    ) -> tuple[int, str, str | None]:
-        """POST to the checked address; (status, first 16 KiB of the answer, Retry-After).
+    ) -> "Answer":
+        """POST to the checked address; the status, first 16 KiB and headers of the answer.
 
         A kept-alive connection the receiver closed just as it was reused fails before any
         answer: the request is then sent once more on a new connection, within the deadline.
@@ -364,7 +364,7 @@ class Transport:
         body: bytes,
         headers: dict[str, str],
         deadline: float,
-    ) -> tuple[int, str, str | None]:
+    ) -> "Answer":
         watch = self.watchdog.watch(deadline)
         conn.watch = watch
         if conn.sock is not None:  # kept alive: the watch covers it from now on
@@ -377,7 +377,7 @@ class Transport:
                 "POST",
                 target.path,
                 body=body,
-                headers={**headers, "Host": _host_header(target)},
+                headers=headers,
                 preload_content=False,  # read at most RESPONSE_BODY_LIMIT below
             )
             phase = "waiting for the answer"
@@ -393,7 +393,7 @@ class Transport:
                 raise AttemptTimeout(phase)
             keep = complete and conn.sock is not None
             text = content.decode("utf-8", errors="replace")
-            return response.status, text, response.headers.get("Retry-After")
+            return Answer(response.status, text, response.headers)
         except NETWORK_ERRORS as exc:
             if watch.fired or time.monotonic() >= deadline:
                 raise AttemptTimeout(phase) from exc
@@ -404,6 +404,18 @@ class Transport:
                 origin.give_back(conn)
             else:
                 conn.discard()
+
+
+@dataclass
+class Answer:
+    status: int
+    text: str
+    headers: Any  # urllib3's HTTPHeaderDict: read only for what an attempt logs
+
+    @property
+    def retry_after(self) -> str | None:
+        value: str | None = self.headers.get("Retry-After")
+        return value
 
 
 def _host_header(target: Target) -> str:
@@ -495,15 +507,21 @@ def attempt(claim: Claim, *, deadline: float) -> AttemptResult:
     def failed(error: str, kind: str = hooks.UNREACHABLE) -> AttemptResult:
         duration_ms = int((time.monotonic() - started) * 1000)
         return AttemptResult(
-            started_at=now, duration_ms=duration_ms, error=error[:2000], error_kind=kind
+            started_at=now,
+            duration_ms=duration_ms,
+            error=error[:2000],
+            error_kind=kind,
+            # logged once the request went to a checked address (not for a refused target)
+            request_headers=services.headers_as_sent(headers) if "Host" in headers else {},
         )
 
     try:
         client = transport()
         target = client.target(endpoint.url, deadline)
-        status, text, retry_after = client.post(
-            target, body=body.encode(), headers=headers, deadline=deadline
-        )
+        encoded = body.encode()
+        headers["Content-Length"] = str(len(encoded))
+        headers["Host"] = _host_header(target)
+        answer = client.post(target, body=encoded, headers=headers, deadline=deadline)
     except AttemptTimeout as exc:
         return failed(
             f"Timed out {exc}: the attempt did not finish within "
@@ -522,9 +540,11 @@ def attempt(claim: Claim, *, deadline: float) -> AttemptResult:
     return AttemptResult(
         started_at=now,
         duration_ms=int((time.monotonic() - started) * 1000),
-        status_code=status,
-        response_body=text,
-        retry_after=retry_after,
+        status_code=answer.status,
+        response_body=answer.text,
+        retry_after=answer.retry_after,
+        request_headers=services.headers_as_sent(headers),
+        response_headers=services.headers_as_received(answer.headers.items()),
     )
 
 

@@ -5,8 +5,8 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,6 +41,38 @@ logger = logging.getLogger(__name__)
 
 SECRET_OVERLAP = timedelta(hours=24)
 RESPONSE_BODY_LIMIT = 16 * 1024
+# An attempt logs at most this many response headers, each value cut to HEADER_VALUE_LIMIT
+# characters (a receiver cannot make the attempt log grow without bound).
+RESPONSE_HEADERS_LIMIT = 50
+HEADER_VALUE_LIMIT = 512
+# What the attempt log keeps of a request's signature header: never the signature itself.
+REDACTED = "[redacted]"
+SIGNATURE_HEADER = "webhook-signature"
+
+
+def headers_as_sent(headers: Mapping[str, str]) -> dict[str, str]:
+    """The request headers for the attempt log: the signature header's value redacted."""
+    return {
+        name: REDACTED if name.lower() == SIGNATURE_HEADER else value
+        for name, value in headers.items()
+    }
+
+
+def headers_as_received(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The first ``RESPONSE_HEADERS_LIMIT`` response headers, values cut to a bound.
+
+    A repeated header (``Set-Cookie``) keeps its values joined with ``, `` as HTTP reads them.
+    """
+    kept: dict[str, str] = {}
+    for name, value in headers:
+        if name not in kept and len(kept) >= RESPONSE_HEADERS_LIMIT:
+            break
+        name = name[:HEADER_VALUE_LIMIT]
+        joined = f"{kept[name]}, {value}" if name in kept else value
+        kept[name] = joined[:HEADER_VALUE_LIMIT]
+    return kept
+
+
 RETRY_AFTER_BOUNDS = (1, 24 * 3600)
 # A due delivery whose message was queued longer ago than this (or never) is taken by the batch
 # sender; taking one whose message still waits is harmless (the claim makes the message a no-op).
@@ -455,6 +487,9 @@ class AttemptResult:
     retry_after: str | None = None
     # Why no answer came (``hooks.UNREACHABLE`` or ``hooks.TIMEOUT``); "" when one did.
     error_kind: str = ""
+    # The request headers sent (signature redacted) and the answer's (bounded), as logged.
+    request_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: dict[str, str] = field(default_factory=dict)
 
 
 # A hand-off answered with one of these is refused by the integration: final after
@@ -501,6 +536,7 @@ def _outcome(claim: Claim, result: AttemptResult, now: datetime) -> dict[str, An
         "next_attempt_at": None,
         "dispatched_at": None,
         "updated_at": now,
+        "last_attempt_at": now,  # the same for a whole batch: its outcomes still share UPDATEs
     }
     if code is not None and 200 <= code < 300:
         fields.update(status=DeliveryStatus.DELIVERED, delivered_at=now)
@@ -548,6 +584,9 @@ def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) 
             status_code=result.status_code,
             response_body=result.response_body[:RESPONSE_BODY_LIMIT],
             error=result.error,
+            url=claim.endpoint.url,
+            request_headers=result.request_headers,
+            response_headers=result.response_headers,
         )
         for claim, result in outcomes
     )
