@@ -54,9 +54,7 @@ def _indexes(table: str) -> dict[str, list[str]]:
         constraints = connection.introspection.get_constraints(cursor, table)
     # a unique constraint's index counts too (the planner may count a company's jobs on
     # job_code_unique_per_company, which leads with company_id)
-    return {
-        name: c["columns"] for name, c in constraints.items() if c["index"] or c["unique"]
-    }
+    return {name: c["columns"] for name, c in constraints.items() if c["index"] or c["unique"]}
 
 
 def test_the_scale_indexes_exist_and_the_redundant_ones_are_gone() -> None:
