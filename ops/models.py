@@ -1,4 +1,4 @@
-"""Heartbeats of the background processes (beat and worker), one row each."""
+"""Heartbeats of the background processes (beat and worker); outstanding wake-ups."""
 
 from django.db import models
 
@@ -10,3 +10,21 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Wakeup(models.Model):
+    """Whether a wake-up message for a task is outstanding: published, not yet started on.
+
+    ``config.outbox.publish_wakeup`` sets it and publishes only when none is; the task clears it
+    when it starts (``config.outbox.wakeup_consumed``).
+    """
+
+    task = models.CharField(max_length=100, primary_key=True)
+    pending_since = models.DateTimeField(null=True, blank=True)
+    unanswered = models.PositiveIntegerField(
+        default=0, help_text="Wake-ups published since a worker last started on one."
+    )
+
+    def __str__(self) -> str:
+        since = self.pending_since
+        return f"{self.task}: wake-up outstanding since {since}" if since else f"{self.task}: none"
