@@ -6,15 +6,18 @@ once need PostgreSQL: the suite's in-memory SQLite database (shared cache) answe
 writers "database table is locked" at once, where the real SQLite file waits (busy timeout).
 """
 
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection
 from django.utils import timezone
 
 from config import outbox
 from ops.models import Wakeup
+from jobs.models import JobEvent
 from tests.factories import CompanyFactory, JobFactory
 from tests.receiver import Receiver, Reply
 from tests.webhooks.helpers import deliveries, endpoint_for
@@ -174,6 +177,44 @@ def test_a_slow_endpoint_does_not_take_every_sender(
     )
     assert log.index(("end", "/fast", fast[0].event_id)) < last_slow_end
     assert WebhookDelivery.objects.filter(status="delivered").count() == 7
+
+
+@pytest.mark.postgres
+def test_a_long_round_relays_and_sends_new_events_itself(
+    receiver: Receiver, wakeups: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that holds its worker slot does not wait for the relay task: its feeder thread
+    fans a job change committed meanwhile out, and the round sends it."""
+    relay_woken: list[str] = []
+    monkeypatch.setattr(  # the relay task's wake-ups are recorded, never run
+        outbox, "publish", lambda name, args=(): relay_woken.append(name) or True
+    )
+    receiver.path_replies["/slow"] = Reply(200, delay=3.0)
+    [slow] = _deliveries_for(receiver.url + "/slow", 1)
+    company = CompanyFactory()
+    endpoint_for(company, receiver.url + "/new", ["jobs.create"])
+    sent: list[int] = []
+
+    def round_() -> None:
+        try:
+            sent.append(send_due(budget=30))
+        finally:
+            connection.close()
+
+    sender = threading.Thread(target=round_)
+    sender.start()
+    receiver.wait_for(lambda requests: len(requests) == 1)  # the slow one is in flight
+    job = JobFactory(company=company)  # committed while the round runs
+    sender.join(60)
+
+    assert sent == [2]
+    [event] = JobEvent.objects.filter(job=job)
+    assert event.relayed_at is not None
+    [new] = WebhookDelivery.objects.filter(endpoint__url=receiver.url + "/new")
+    assert new.status == "delivered"
+    log = receiver.events
+    assert log.index(("end", "/new", new.event_id)) < log.index(("end", "/slow", slow.event_id))
+    assert "jobs.relay_events" in relay_woken  # its wake-up went out, and was not needed
 
 
 def test_a_sender_out_of_time_queues_another_wake_up(
