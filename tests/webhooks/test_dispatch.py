@@ -16,8 +16,8 @@ from django.db import connection
 from django.utils import timezone
 
 from config import outbox
-from ops.models import Wakeup
 from jobs.models import JobEvent
+from ops.models import Wakeup
 from tests.factories import CompanyFactory, JobFactory
 from tests.receiver import Receiver, Reply
 from tests.webhooks.helpers import deliveries, endpoint_for
