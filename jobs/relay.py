@@ -38,7 +38,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config import leases
-from config.outbox import publish, publish_on_commit, publish_wakeup
+from config.outbox import publish_on_commit, publish_wakeup
 from reports.services import reports_request
 from webhooks.services import Message, deliveries_fan_out
 
@@ -181,7 +181,7 @@ def events_relay(*, batch_size: int = BATCH_SIZE, budget: float | None = BUDGET)
         if count < batch_size:
             return relayed
         if stop_at is not None and time.monotonic() >= stop_at:
-            publish(RELAY_TASK)
+            publish_wakeup(RELAY_TASK)  # its own wake-up was consumed when it started
             return relayed
 
 

@@ -324,8 +324,11 @@ def _insert_wide(
     columns: list[str] = []
     values: list[str] = []
     params: list[Any] = []
+    special = {"id", "endpoint", "fair_at", "handoff"}
     for model_field in meta.concrete_fields:
         name = model_field.name
+        if name not in special and name not in given and model_field.has_db_default():
+            continue  # the database writes its default
         columns.append(qn(str(model_field.column)))
         if name == "id":
             values.append("gen_random_uuid()")
