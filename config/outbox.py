@@ -140,6 +140,17 @@ class Waker:
         self._cond = threading.Condition()
         self._pending: dict[Key, None] = {}  # an ordered set
         self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Send what was asked for, then end the thread and close its database connection
+        (tests; a process that exits just leaves the rest to the sweeps)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(10)
 
     def request(self, key: Key) -> None:
         with self._cond:
@@ -154,8 +165,11 @@ class Waker:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending:
+                while not self._pending and not self._stopping:
                     self._cond.wait()
+                if not self._pending:  # stopping, nothing left to send
+                    connection.close()
+                    return
                 keys = list(self._pending)
                 self._pending.clear()
             for task_name, args in keys:

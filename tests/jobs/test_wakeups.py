@@ -122,18 +122,21 @@ def test_an_outstanding_wake_up_is_not_published_again_until_a_worker_starts_on_
 
     relay = ("jobs.relay_events", ())
     waker = outbox.Waker(window=0.01)
-    waker.request(relay)
-    _sent_through(waker, sent, "a")
-    for n in range(5):  # job changes commit while the first wake-up waits in the queue
+    try:
         waker.request(relay)
-        _sent_through(waker, sent, f"b{n}")
-    assert sent.count(relay) == 1
-    assert Wakeup.objects.get(task="jobs.relay_events").pending_since is not None
+        _sent_through(waker, sent, "a")
+        for n in range(5):  # job changes commit while the first wake-up waits in the queue
+            waker.request(relay)
+            _sent_through(waker, sent, f"b{n}")
+        assert sent.count(relay) == 1
+        assert Wakeup.objects.get(task="jobs.relay_events").pending_since is not None
 
-    outbox.wakeup_consumed("jobs.relay_events")  # a worker starts on it
-    waker.request(relay)  # a change committed after that needs a wake-up of its own
-    _sent_through(waker, sent, "c")
-    assert sent.count(relay) == 2
+        outbox.wakeup_consumed("jobs.relay_events")  # a worker starts on it
+        waker.request(relay)  # a change committed after that needs a wake-up of its own
+        _sent_through(waker, sent, "c")
+        assert sent.count(relay) == 2
+    finally:
+        waker.stop()  # its thread's database connection is closed before the test's ends
 
 
 @pytest.mark.django_db(transaction=True)
