@@ -51,6 +51,11 @@ from typing import Any
 import urllib3
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: bench/ is on the path, the project is not
+    sys.path.insert(0, str(ROOT))
+
+from tests.live import free_port, wait_until  # noqa: E402 - after the path is set
+
 BENCH_DIR = ROOT / "bench"
 BIN = Path(sys.executable).parent
 SCENARIOS = ("http", "webhooks", "latency", "noisy")
@@ -140,23 +145,6 @@ def median(values: list[float]) -> float | None:
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else round(a / b, 3)
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def git_commit() -> str:
@@ -1411,7 +1399,6 @@ def main() -> int:
     if "--table" in sys.argv:  # only regenerate README.md from the JSON files (e.g. after scale.py)
         (config.out / "README.md").write_text(results_table(config.out))
         return 0
-    sys.path.insert(0, str(ROOT))
     preflight(config)
     log(
         f"scenarios: {', '.join(config.scenarios)}{' (quick)' if config.quick else ''}; "

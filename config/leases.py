@@ -32,8 +32,13 @@ Use::
 
 Pick the duration so the work (including any hard deadline of its own) always ends before the
 lease does; a worker that dies simply lets its leases run out, and the rows become claimable.
-Webhook deliveries use it (``webhooks.services.deliveries_claim_due``); the relay's event claims
-and the report build lease are meant to adopt it.
+Webhook deliveries (``webhooks.services.deliveries_claim_due``) and report builds
+(``reports.services.report_build``, on ``Report.locked_until``) use it.
+
+Work that holds its rows only for the length of one transaction needs no lease column:
+``locked`` takes the free rows of a queryset with ``FOR UPDATE SKIP LOCKED`` (the relay's event
+batches and the expiry's job batches), so the same rows are never worked on twice at once and
+a crash gives them back with the rollback.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -58,6 +63,22 @@ def free(field: str = "locked_until", *, now: datetime | None = None) -> Q:
     """The rows whose lease ``field`` is unset or over at ``now``."""
     now = now or timezone.now()
     return Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lt": now})
+
+
+def locked(
+    queryset: "QuerySet[M]",
+    *,
+    limit: int,
+    order_by: Sequence[str] = (),
+) -> "QuerySet[M]":
+    """The first ``limit`` rows of ``queryset`` (in ``order_by`` order) that no other transaction
+    holds, locked until the current transaction ends (``FOR UPDATE SKIP LOCKED``).
+
+    Rows another transaction has locked are passed over, never waited for; only this model's
+    rows are locked (``OF``), not those of joined tables. Evaluate it inside
+    ``transaction.atomic()``.
+    """
+    return queryset.select_for_update(skip_locked=True, of=("self",)).order_by(*order_by)[:limit]
 
 
 def claim(

@@ -11,6 +11,16 @@ message wakes the relay for every event committed before it runs. So the request
 wake-up to one background thread of its process, which sends it at once when idle and
 otherwise once more at the end of the window for all the wake-ups asked for meanwhile. With the
 window at 0 the message is sent by the committing thread itself (the tests' setting).
+
+One outstanding wake-up per task (``ONE_OUTSTANDING``: the relay and the batch sender). A
+wake-up only says "there is work", and one message wakes its task for all the work committed
+before it runs, so while one is outstanding (published, and no worker has started on it yet)
+another is pointless: under load it only fills the broker and makes the workers run empty
+rounds. An ``ops.Wakeup`` row per task says since when one is outstanding; the wake-up thread
+(never the request) publishes only when none is, and the task clears the row when it starts
+(``wakeup_consumed``), before it looks for work, so work committed after that gets a wake-up
+of its own. A wake-up the broker lost leaves its row outstanding: the beat sweeps, which look
+for work that waited, send it again once it is presumed lost (``resend_lost``).
 """
 
 import logging
@@ -18,10 +28,13 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.models import F
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +61,64 @@ def publish(task_name: str, args: Sequence[Any] = ()) -> bool:
     return True
 
 
+# Wake-up tasks that clear their ``ops.Wakeup`` row when they start (``wakeup_consumed``).
+ONE_OUTSTANDING = frozenset({"jobs.relay_events", "webhooks.send_due_deliveries"})
+# An outstanding wake-up is presumed lost (e.g. a broker restart emptied the queue) after this,
+# doubled for each further wake-up that nobody answered, up to WAKEUP_LOST_MAX: a stopped
+# worker leaves a handful of wake-ups in the broker after hours, not one per sweep.
+WAKEUP_LOST_AFTER = timedelta(seconds=60)
+WAKEUP_LOST_MAX = timedelta(hours=1)
+
+
+def publish_wakeup(task_name: str, *, resend_lost: bool = False) -> bool:
+    """Publish a wake-up for ``task_name`` unless one is outstanding; True if published.
+
+    With ``resend_lost`` (the sweeps) an outstanding one that nobody answered in time is
+    presumed lost and sent again. Of two processes deciding at once, one publishes (a
+    compare-and-set on the row); a refused publish leaves the row as it was.
+    """
+    from ops.models import Wakeup
+
+    now = timezone.now()
+    state, _ = Wakeup.objects.get_or_create(task=task_name)
+    if state.pending_since is not None:
+        wait = min(WAKEUP_LOST_AFTER * 2 ** max(state.unanswered - 1, 0), WAKEUP_LOST_MAX)
+        if not resend_lost or state.pending_since > now - wait:
+            return False
+    won = Wakeup.objects.filter(
+        task=task_name, pending_since=state.pending_since, unanswered=state.unanswered
+    ).update(pending_since=now, unanswered=F("unanswered") + 1)
+    if not won:
+        return False
+    if publish(task_name):
+        return True
+    Wakeup.objects.filter(task=task_name, pending_since=now).update(
+        pending_since=state.pending_since, unanswered=state.unanswered
+    )
+    return False
+
+
+def wakeup_consumed(task_name: str) -> None:
+    """A worker started on ``task_name``'s wake-up: none is outstanding any more (call it
+    before looking for work)."""
+    from ops.models import Wakeup
+
+    Wakeup.objects.filter(task=task_name).update(pending_since=None, unanswered=0)
+
+
+def _publish_from_thread(task_name: str, args: tuple[Any, ...]) -> None:
+    if args or task_name not in ONE_OUTSTANDING:
+        publish(task_name, args)
+        return
+    try:
+        publish_wakeup(task_name)
+    except Exception:
+        # the database is away: a duplicate wake-up is harmless, a missing one costs a sweep
+        logger.warning("wake-up row of %s unreadable; publishing anyway", task_name, exc_info=True)
+        connection.close()  # this thread's; a new one is opened next time
+        publish(task_name)
+
+
 Key = tuple[str, tuple[Any, ...]]
 
 
@@ -56,7 +127,8 @@ class Waker:
 
     ``request`` never blocks on the broker. The first wake-up after a quiet spell is sent at
     once; those asked for while a message is being sent or within ``window`` seconds after it
-    are sent together (each distinct message once) when the window ends. A process that exits
+    are sent together (each distinct message once) when the window ends, and a wake-up task
+    with one outstanding already is not sent again (``publish_wakeup``). A process that exits
     with wake-ups unsent leaves them to the beat sweeps, as a failed publish does.
     """
 
@@ -68,6 +140,17 @@ class Waker:
         self._cond = threading.Condition()
         self._pending: dict[Key, None] = {}  # an ordered set
         self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Send what was asked for, then end the thread and close its database connection
+        (tests; a process that exits just leaves the rest to the sweeps)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(10)
 
     def request(self, key: Key) -> None:
         with self._cond:
@@ -82,12 +165,15 @@ class Waker:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending:
+                while not self._pending and not self._stopping:
                     self._cond.wait()
+                if not self._pending:  # stopping, nothing left to send
+                    connection.close()
+                    return
                 keys = list(self._pending)
                 self._pending.clear()
             for task_name, args in keys:
-                publish(task_name, args)
+                _publish_from_thread(task_name, args)
             time.sleep(self.window)
 
 

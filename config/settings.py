@@ -449,6 +449,9 @@ JOBTRAIL_WEBHOOK_RETENTION_DAYS = env.int("JOBTRAIL_WEBHOOK_RETENTION_DAYS", def
 # Wake-ups to the worker are coalesced per process over this many seconds (config/outbox.py).
 JOBTRAIL_WAKEUP_WINDOW = env.float("JOBTRAIL_WAKEUP_WINDOW", default=0.02)
 JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL = env.int("JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL", default=5)
+# Fairness between companies: the fan-out spaces one company's deliveries this many seconds
+# apart on the ``fair_at`` clock that claims are taken in (webhooks/services.py).
+JOBTRAIL_WEBHOOK_FAIR_SPACING = env.float("JOBTRAIL_WEBHOOK_FAIR_SPACING", default=0.01)
 JOBTRAIL_EXPIRY_INTERVAL = env.int("JOBTRAIL_EXPIRY_INTERVAL", default=60)
 JOBTRAIL_PUBLIC_URL = env.str("JOBTRAIL_PUBLIC_URL", default="http://127.0.0.1:8000")
 JOBTRAIL_REPORT_LINK_TTL = env.int("JOBTRAIL_REPORT_LINK_TTL", default=3600)

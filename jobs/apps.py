@@ -13,12 +13,16 @@ class JobsConfig(AppConfig):
 
         from . import (
             handoff,
+            relay,
             schema,  # noqa: F401 - registers the OpenAPI auth extension
         )
         from .tokens import remember_credentials, revoke_on_credential_change
 
         # a job's hand-off that fails for good fails the job while it is pending (seed 000)
         hooks.on_handoff_failed(handoff.fail_pending_jobs)
+        # a batch sender round relays new events itself (its feeder thread): the relay's own
+        # wake-ups can wait behind rounds that hold every worker slot
+        hooks.on_relay_batch(relay.relay_batch)
         # Token revocation must follow every code path that changes a password or deactivates
         # a user (the admin, changepassword, set_password + save), hence the model's signals.
         user_model = get_user_model()

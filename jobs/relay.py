@@ -22,7 +22,8 @@ Why this is safe:
   them, and after the commit they are no longer unrelayed. A crash anywhere before the commit
   rolls the whole batch back (deliveries, report requests, marks): the next run redoes it.
 - *Lost wake-ups.* ``relay_sweep`` (beat, every few seconds) wakes the relay when an event has
-  waited longer than ``SWEEP_AFTER``.
+  waited longer than ``SWEEP_AFTER`` and no wake-up is outstanding (or the outstanding one is
+  presumed lost: ``config.outbox.publish_wakeup``).
 """
 
 import logging
@@ -36,7 +37,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from config.outbox import publish, publish_on_commit
+from config import leases
+from config.outbox import publish_on_commit, publish_wakeup
 from reports.services import reports_request
 from webhooks.services import Message, deliveries_fan_out
 
@@ -103,11 +105,13 @@ def webhook_data(event: JobEvent) -> dict[str, Any]:
 def _claim(batch_size: int) -> list[JobEvent]:
     """Lock the oldest unrelayed committed events that no other relay holds."""
     return list(
-        JobEvent.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(relayed_at__isnull=True)
-        .select_related("actor")
-        .annotate(company_id=F("job__company_id"), job_status=F("job__status"))
-        .order_by("id")[:batch_size]
+        leases.locked(
+            JobEvent.objects.filter(relayed_at__isnull=True)
+            .select_related("actor")
+            .annotate(company_id=F("job__company_id"), job_status=F("job__status")),
+            limit=batch_size,
+            order_by=("id",),
+        )
     )
 
 
@@ -177,7 +181,7 @@ def events_relay(*, batch_size: int = BATCH_SIZE, budget: float | None = BUDGET)
         if count < batch_size:
             return relayed
         if stop_at is not None and time.monotonic() >= stop_at:
-            publish(RELAY_TASK)
+            publish_wakeup(RELAY_TASK)  # its own wake-up was consumed when it started
             return relayed
 
 
@@ -188,7 +192,11 @@ def events_waiting(*, older_than: timedelta = SWEEP_AFTER) -> bool:
 
 
 def relay_sweep() -> bool:
-    """Wake the relay if an event waits that its wake-up should have handled; True if woken."""
+    """Wake the relay if an event waits that its wake-up should have handled; True if woken.
+
+    Not while a wake-up is outstanding and not yet presumed lost (``publish_wakeup``): a busy
+    worker will get to it, and more messages would only queue behind it.
+    """
     if not events_waiting():
         return False
-    return publish(RELAY_TASK)
+    return publish_wakeup(RELAY_TASK, resend_lost=True)

@@ -20,6 +20,7 @@ from django.db.models import F, JSONField, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from config import leases
 from config.outbox import publish_on_commit
 from config.rows import Writer
 from config.sql import insert_from_select
@@ -546,10 +547,11 @@ def _expire_batch(*, batch_size: int) -> int:
             relay_on_commit()
         return count
     ids = list(
-        Job.objects.select_for_update(skip_locked=True)
-        .filter(status__in=list(ACTIVE_STATUSES), expires_at__lte=now)
-        .order_by("expires_at")
-        .values_list("pk", flat=True)[:batch_size]
+        leases.locked(
+            Job.objects.filter(status__in=list(ACTIVE_STATUSES), expires_at__lte=now),
+            limit=batch_size,
+            order_by=("expires_at",),
+        ).values_list("pk", flat=True)
     )
     _fail_locked(
         ids,

@@ -4,9 +4,11 @@ import logging
 
 from celery import shared_task
 
+from config.outbox import wakeup_consumed
+
 from . import relay
 from .idempotency import idempotency_keys_purge
-from .services import jobs_expire_stale
+from .services import RELAY_TASK, jobs_expire_stale
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ def expire_stale_jobs() -> int:
 )
 def relay_events() -> int:
     """Turn new job events into webhook deliveries and report builds (``jobs.relay``)."""
+    wakeup_consumed(RELAY_TASK)  # before looking: what commits from now on wakes it again
     relayed = relay.events_relay()
     if relayed:
         logger.info("relayed %d job events", relayed)

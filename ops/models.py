@@ -1,4 +1,5 @@
-"""Heartbeats of the background processes (beat and worker); staff users' time zones."""
+"""Heartbeats of the background processes (beat and worker); outstanding wake-ups; staff
+users' time zones."""
 
 from django.conf import settings
 from django.db import models
@@ -27,3 +28,21 @@ class StaffTimeZone(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.time_zone}"
+
+
+class Wakeup(models.Model):
+    """Whether a wake-up message for a task is outstanding: published, not yet started on.
+
+    ``config.outbox.publish_wakeup`` sets it and publishes only when none is; the task clears it
+    when it starts (``config.outbox.wakeup_consumed``).
+    """
+
+    task = models.CharField(max_length=100, primary_key=True)
+    pending_since = models.DateTimeField(null=True, blank=True)
+    unanswered = models.PositiveIntegerField(
+        default=0, help_text="Wake-ups published since a worker last started on one."
+    )
+
+    def __str__(self) -> str:
+        since = self.pending_since
+        return f"{self.task}: wake-up outstanding since {since}" if since else f"{self.task}: none"

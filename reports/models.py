@@ -21,8 +21,9 @@ class Report(models.Model):
     row_count = models.PositiveIntegerField(null=True, blank=True)
     size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
-    # Set by the build that is writing the file (a lease: a build that died frees it).
-    build_started_at = models.DateTimeField(null=True, blank=True)
+    # The build writing the file holds the report until then (``config.leases``: a build that
+    # died frees it when it passes; a new request ends it).
+    locked_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     ready_at = models.DateTimeField(null=True, blank=True)

@@ -12,9 +12,9 @@ from django.conf import settings
 from django.core import signing
 from django.core.files import File
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
+from config import leases
 from config.outbox import publish_on_commit
 from jobs.errors import LinkExpired, LinkInvalid, ReportNotPossible
 from jobs.models import EventSource, Job, JobEvent, JobEventKind, PushResult
@@ -63,7 +63,7 @@ def reports_request(*, job_ids: list[Any]) -> int:
         [Report(job_id=job_id, status=ReportStatus.PENDING) for job_id in job_ids],
         update_conflicts=True,
         unique_fields=["job"],
-        update_fields=["status", "error", "build_started_at", "updated_at"],
+        update_fields=["status", "error", "locked_until", "updated_at"],
     )
     for job_id in job_ids:
         publish_on_commit(BUILD_TASK, (str(job_id),))
@@ -219,20 +219,18 @@ def _build_lease() -> timedelta:
 def report_build(*, job_id: Any) -> Report | None:
     """Build the job's CSV into storage, mark the report ready and fire ``jobs.report.ready``.
 
-    Only a pending report is built, by one build at a time (a lease on ``build_started_at``);
-    a duplicate task, or one whose request was superseded by a newer one, does nothing.
+    Only a pending report is built, by one build at a time (``config.leases`` on
+    ``locked_until``); a duplicate task, or one whose request was superseded by a newer one (a
+    new request ends the lease), does nothing.
     """
-    started = timezone.now()
-    claimed = (
+    claimed = leases.claim(
         Report.objects.filter(
-            job_id=job_id,
-            status=ReportStatus.PENDING,
-            job__status__in=REPORTABLE_STATUSES,
-        )
-        .filter(Q(build_started_at__isnull=True) | Q(build_started_at__lt=started - _build_lease()))
-        .update(build_started_at=started)
+            job_id=job_id, status=ReportStatus.PENDING, job__status__in=REPORTABLE_STATUSES
+        ),
+        duration=_build_lease(),
+        limit=1,
     )
-    if not claimed:
+    if not claimed.rows:
         logger.info("no pending report to build for job %s", job_id)
         return None
     report = Report.objects.select_related("job").get(job_id=job_id)
@@ -248,8 +246,13 @@ def report_build(*, job_id: Any) -> Report | None:
             f"reports/{timezone.now():%Y/%m}/{job.pk}.csv", File(raw, name=f"{job.pk}.csv")
         )
     with transaction.atomic():
-        report = Report.objects.select_for_update().get(pk=report.pk)
-        if report.status != ReportStatus.PENDING or report.build_started_at != started:
+        mine = leases.held(
+            Report.objects.filter(status=ReportStatus.PENDING),
+            {report.pk: claimed.until},
+            lock=True,
+        )
+        report.refresh_from_db()
+        if report.pk not in mine:
             superseded = True  # a newer request (or a build that outlived its lease) owns it
         else:
             superseded = False
@@ -260,7 +263,7 @@ def report_build(*, job_id: Any) -> Report | None:
             report.size_bytes = size
             report.error = ""
             report.ready_at = timezone.now()
-            report.build_started_at = None
+            report.locked_until = None
             report.save()
             # logged for the relay, which sends jobs.report.ready
             JobEvent.objects.create(
@@ -293,7 +296,7 @@ def reports_queue_pending(*, older_than_seconds: int = 60) -> int:
     now = timezone.now()
     stale = Report.objects.filter(
         status=ReportStatus.PENDING, updated_at__lt=now - timedelta(seconds=older_than_seconds)
-    ).filter(Q(build_started_at__isnull=True) | Q(build_started_at__lt=now - _build_lease()))
+    ).filter(leases.free(now=now))
     job_ids = list(stale.values_list("job_id", flat=True)[:500])
     Report.objects.filter(job_id__in=job_ids).update(updated_at=now)  # once per interval
     for job_id in job_ids:

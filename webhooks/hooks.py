@@ -1,8 +1,9 @@
-"""Hooks through which other apps hear of webhook outcomes; webhooks imports none of them.
+"""Hooks through which webhooks reaches other apps; webhooks imports none of them.
 
-The jobs app registers its handler when it is ready (``jobs.apps``): webhooks' services call
-the hooks inside the transaction that records the outcome, so the outcome and what the
-handler changes commit together.
+The jobs app registers its handlers when it is ready (``jobs.apps``). Webhooks' services call
+``handoff_failed`` inside the transaction that records the outcome, so the outcome and what the
+handler changes commit together; the batch sender calls ``relay_batch`` from its feeder thread
+(``webhooks.sending``) to fan new events out while it holds a worker slot.
 """
 
 from collections.abc import Callable, Sequence
@@ -44,3 +45,19 @@ def handoff_failed(failures: Sequence[HandoffFailure]) -> None:
         return
     for handler in list(_handoff_failed):
         handler(failures)
+
+
+RelayBatch = Callable[[], int]
+_relay_batch: list[RelayBatch] = []
+
+
+def on_relay_batch(handler: RelayBatch) -> RelayBatch:
+    """Register the job event relay's one-batch function (``jobs.relay.relay_batch``)."""
+    if handler not in _relay_batch:
+        _relay_batch.append(handler)
+    return handler
+
+
+def relay_batch() -> int | None:
+    """Relay one batch of new job events now; how many, or None when no relay is registered."""
+    return sum(handler() for handler in list(_relay_batch)) if _relay_batch else None

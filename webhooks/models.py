@@ -4,6 +4,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 
 from jobs.models import Company
 
@@ -100,6 +101,11 @@ class WebhookDelivery(models.Model):
     )
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Where the delivery stands in line: due deliveries are claimed in this order. The fan-out
+    # spaces a company's deliveries JOBTRAIL_WEBHOOK_FAIR_SPACING apart after its last ones, so
+    # another company's delivery goes ahead of most of a burst. Never before next_attempt_at
+    # (a retry stands in line from its time), so the claim's index scan meets due rows first.
+    fair_at = models.DateTimeField(db_default=Now())
     # When a send task was last queued for it (the dispatcher queues what stays unsent).
     dispatched_at = models.DateTimeField(null=True, blank=True)
     # A sender holds the delivery until then (a worker that dies frees it when it passes).
@@ -134,6 +140,16 @@ class WebhookDelivery(models.Model):
                 fields=["next_attempt_at"],
                 name="webhook_delivery_due",
                 condition=Q(status="pending"),
+            ),
+            # the claim: pending rows in line order
+            models.Index(
+                fields=["fair_at"], name="webhook_delivery_fair", condition=Q(status="pending")
+            ),
+            # the fan-out: where a company's untried deliveries end (one backward probe)
+            models.Index(
+                fields=["company", "fair_at"],
+                name="webhook_delivery_company_fair",
+                condition=Q(status="pending", attempts=0),
             ),
             models.Index(fields=["company", "-created_at"], name="webhook_delivery_company"),
             models.Index(
@@ -181,20 +197,3 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.number} {self.status_code or self.error[:40]}"
-
-
-class DeliveryWakeup(models.Model):
-    """The one row that says whether a wake-up for the batch sender is on its way.
-
-    The dispatcher queues a wake-up only when none is outstanding (``queued_at`` is null) or the
-    outstanding one is clearly lost (see ``services.wakeup_send``); a sender clears it on start.
-    """
-
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
-    queued_at = models.DateTimeField(null=True, blank=True)
-    unanswered = models.PositiveIntegerField(
-        default=0, help_text="Wake-ups queued since a sender last started."
-    )
-
-    def __str__(self) -> str:
-        return f"wake-up queued at {self.queued_at}" if self.queued_at else "no wake-up queued"

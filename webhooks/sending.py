@@ -39,6 +39,14 @@ are given back unsent, and it is claimed for separately, only as its threads com
 hanging receiver therefore holds ``PER_ENDPOINT`` threads per process; the others keep sending.
 The process remembers a slow endpoint for ``SLOW_REMEMBERED`` seconds, so a new round does not
 give it every thread again before it proves slow once more.
+
+Feeding. While a round runs it holds a worker slot; with every slot held by rounds (the
+Procfile's two processes under load) the relay's own wake-up waits behind them and no new
+event becomes a delivery: the rounds drain the backlog, then the relay runs, in waves. So on
+PostgreSQL a round relays new events itself: a feeder thread runs the relay's batch
+(``hooks.relay_batch``, SKIP LOCKED beside any relay task) every ``FEED_EVERY`` seconds, on its
+own connection, and the coordinator claims the new deliveries with its next batch. (On SQLite,
+whose writers take turns, the relay task does it alone.)
 """
 
 import contextlib
@@ -57,6 +65,7 @@ from typing import Any
 
 import urllib3
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
@@ -87,6 +96,8 @@ FLUSH_EVERY = 0.05
 # When a claim finds nothing due, the next one waits this long (a round keeps sending as long as
 # deliveries come due; an empty table is not asked again and again).
 IDLE_CLAIM_EVERY = 0.2
+# The round's feeder thread looks for new job events to relay this often (PostgreSQL).
+FEED_EVERY = 0.1
 
 # What a receiver can make a send raise. Anything else (Celery's SoftTimeLimitExceeded, a bug)
 # propagates: it is recorded as an interrupted attempt and re-raised.
@@ -676,6 +687,7 @@ class _Round:
         self.outcomes: list[tuple[Claim, AttemptResult]] = []
         self.closing = False
         self.sent = 0
+        self.stopping = threading.Event()  # set when the round ends: the feeder stops
         # the coordinator's own:
         self.last_flush = time.monotonic()
         self.next_claim = 0.0
@@ -829,9 +841,29 @@ class _Round:
         with self.cond:
             return not self.lanes and not self.in_flight
 
+    # --- the feeder -------------------------------------------------------------------------
+
+    def feed(self) -> None:
+        """Relay new job events while the round runs (its own thread and connection)."""
+        try:
+            while not self.stopping.wait(FEED_EVERY):
+                try:
+                    while not self.stopping.is_set():
+                        if not hooks.relay_batch():  # nothing (more) waiting for now
+                            break
+                except Exception:
+                    logger.exception("relaying from the sender round failed; the relay task will")
+                    connection.close()
+        finally:
+            connection.close()
+
     def run(self) -> int:
         threads = _sender_threads(self.senders)
         senders = [threads.submit(self.sender) for _ in range(self.senders)]
+        feeder = None
+        if connection.features.has_select_for_update_skip_locked:
+            feeder = threading.Thread(target=self.feed, name="webhook-feeder", daemon=True)
+            feeder.start()
         try:
             while True:
                 claimed = self.claim()
@@ -846,7 +878,10 @@ class _Round:
                 with self.cond:
                     self.cond.wait(FLUSH_EVERY)
         finally:
+            self.stopping.set()
             self.finish(senders)
+            if feeder is not None:
+                feeder.join()
         return self.sent
 
     def finish(self, senders: list[Future[None]]) -> None:

@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from config import leases
+from config import leases, outbox
 from jobs.errors import (
     DeliveryInProgress,
     IntegrationEndpointTaken,
@@ -30,7 +30,6 @@ from .events import HANDOFF_EVENT, subscribed
 from .models import (
     AttemptTrigger,
     DeliveryStatus,
-    DeliveryWakeup,
     EndpointRole,
     WebhookAttempt,
     WebhookDelivery,
@@ -77,10 +76,9 @@ RETRY_AFTER_BOUNDS = (1, 24 * 3600)
 # A due delivery whose message was queued longer ago than this (or never) is taken by the batch
 # sender; taking one whose message still waits is harmless (the claim makes the message a no-op).
 REDISPATCH_AFTER = timedelta(seconds=30)
-# An outstanding wake-up is presumed lost (e.g. a broker restart emptied the queue) after this,
-# doubled for each further wake-up that nobody answered, up to WAKEUP_LOST_MAX.
-WAKEUP_LOST_AFTER = timedelta(seconds=60)
-WAKEUP_LOST_MAX = timedelta(hours=1)
+SENDER_TASK = "webhooks.send_due_deliveries"
+# A fan-out to at least this many endpoints is one INSERT ... SELECT on PostgreSQL.
+WIDE_FAN_OUT = 50
 
 
 def generate_secret() -> str:
@@ -169,8 +167,9 @@ def endpoint_update(*, endpoint: WebhookEndpoint, **fields: Any) -> WebhookEndpo
     with transaction.atomic():
         _save_endpoint(endpoint)
         if resumed:  # deliveries held while it was paused go out now
+            now = timezone.now()
             WebhookDelivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.PENDING).update(
-                next_attempt_at=timezone.now(), dispatched_at=None
+                next_attempt_at=now, fair_at=now, dispatched_at=None
             )
     return endpoint
 
@@ -228,22 +227,58 @@ def is_handoff(endpoint: WebhookEndpoint, events_id: str) -> bool:
     return endpoint.role == EndpointRole.INTEGRATION and events_id == HANDOFF_EVENT
 
 
+def _line_ends(company_ids: Collection[Any]) -> dict[Any, datetime | None]:
+    """Where each company's line ends: the ``fair_at`` of its last untried delivery, or None.
+
+    One statement, one backward probe of ``webhook_delivery_company_fair`` per company.
+    """
+    last = (
+        WebhookDelivery.objects.filter(
+            company_id=OuterRef("pk"), status=DeliveryStatus.PENDING, attempts=0
+        )
+        .order_by("-fair_at")
+        .values("fair_at")[:1]
+    )
+    return dict(
+        Company.objects.filter(pk__in=list(company_ids))
+        .annotate(line_end=Subquery(last))
+        .values_list("pk", "line_end")
+    )
+
+
 def deliveries_fan_out(*, messages: list[Message]) -> int:
     """Write one delivery per subscribed active endpoint, in the caller's transaction.
 
-    One endpoint query and one insert for the whole batch, whatever the number of endpoints.
-    A (job event, endpoint) or (endpoint, webhook-id) pair that exists already is skipped, so
-    running the fan-out again over the same messages inserts nothing. Return how many rows
-    were offered; the caller wakes the sender after its commit.
+    One endpoint query, one query for where each company's line ends, and one insert for the
+    whole batch (plus one ``INSERT ... SELECT`` per message with ``WIDE_FAN_OUT`` subscribers or
+    more on PostgreSQL: no Python object per delivery). A (job event, endpoint) or (endpoint,
+    webhook-id) pair that exists already is skipped, so running the fan-out again over the same
+    messages inserts nothing. Return how many rows were offered; the caller wakes the sender
+    after its commit.
+
+    Fairness: a company's deliveries get ``fair_at`` values ``JOBTRAIL_WEBHOOK_FAIR_SPACING``
+    apart, starting after its last untried one (or now), and claims take due rows in ``fair_at``
+    order. So a burst of N deliveries stands in line over N x spacing, and a delivery another
+    company makes meanwhile starts at "now": ahead of most of the burst.
     """
     company_ids = {message.company_id for message in messages}
     endpoints: dict[Any, list[WebhookEndpoint]] = {}
-    for endpoint in WebhookEndpoint.objects.filter(company_id__in=company_ids, is_active=True):
+    active = WebhookEndpoint.objects.filter(company_id__in=company_ids, is_active=True).only(
+        "id", "company_id", "events", "role"
+    )
+    for endpoint in active:
         endpoints.setdefault(endpoint.company_id, []).append(endpoint)
     if not endpoints:
         return 0
     now = timezone.now()
+    spacing = timedelta(seconds=float(settings.JOBTRAIL_WEBHOOK_FAIR_SPACING))
+    line = {
+        company: now if end is None else max(now, end + spacing)
+        for company, end in _line_ends(endpoints).items()
+    }
+    wide = connection.vendor == "postgresql"
     rows: list[WebhookDelivery] = []
+    offered = 0
     for message in messages:
         subscribers = [
             endpoint
@@ -261,6 +296,12 @@ def deliveries_fan_out(*, messages: list[Message]) -> int:
             },
             "data": message.data(),
         }
+        start = line[message.company_id]
+        line[message.company_id] = start + spacing * len(subscribers)
+        offered += len(subscribers)
+        if wide and len(subscribers) >= WIDE_FAN_OUT:
+            _insert_wide(message, payload, subscribers, start=start, spacing=spacing, now=now)
+            continue
         rows.extend(
             WebhookDelivery(
                 endpoint=endpoint,
@@ -272,13 +313,76 @@ def deliveries_fan_out(*, messages: list[Message]) -> int:
                 handoff=is_handoff(endpoint, message.events_id),
                 payload=payload,
                 next_attempt_at=now,
+                fair_at=start + spacing * position,
                 # the sender's wake-up goes out on commit; the dispatcher takes over if lost
                 dispatched_at=now,
             )
-            for endpoint in subscribers
+            for position, endpoint in enumerate(subscribers)
         )
     WebhookDelivery.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
-    return len(rows)
+    return offered
+
+
+def _insert_wide(
+    message: Message,
+    payload: dict[str, Any],
+    subscribers: list[WebhookEndpoint],
+    *,
+    start: datetime,
+    spacing: timedelta,
+    now: datetime,
+) -> None:
+    """One message's deliveries as ONE ``INSERT ... SELECT`` over its endpoints' ids (PostgreSQL).
+
+    The payload is sent once, not once per row; each row's ``fair_at`` is ``start`` plus its
+    position times ``spacing``; conflicts (a re-run) are skipped as ``bulk_create`` does.
+    """
+    meta = WebhookDelivery._meta
+    qn = connection.ops.quote_name
+    given: dict[str, Any] = {
+        "endpoint": None,  # from the endpoints' ids
+        "fair_at": None,  # from the position
+        "company": message.company_id,
+        "job_event": message.job_event_id,
+        "event_id": message.event_id,
+        "events_id": message.events_id,
+        "object_id": str(message.object_id),
+        "payload": payload,
+        "next_attempt_at": now,
+        "dispatched_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+    columns: list[str] = []
+    values: list[str] = []
+    params: list[Any] = []
+    special = {"id", "endpoint", "fair_at", "handoff"}
+    for model_field in meta.concrete_fields:
+        name = model_field.name
+        if name not in special and name not in given and model_field.has_db_default():
+            continue  # the database writes its default
+        columns.append(qn(str(model_field.column)))
+        if name == "id":
+            values.append("gen_random_uuid()")
+        elif name == "endpoint":
+            values.append("e.id")
+        elif name == "fair_at":
+            values.append("%s + (e.n - 1) * %s")
+            params += [model_field.get_db_prep_save(start, connection), spacing]
+        elif name == "handoff":
+            values.append("e.id = ANY(%s::uuid[])")
+            params.append([e.pk for e in subscribers if is_handoff(e, message.events_id)])
+        else:
+            value = given[name] if name in given else model_field.get_default()
+            values.append("%s")
+            params.append(model_field.get_db_prep_save(value, connection))
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(columns)}) "
+        f"SELECT {', '.join(values)} FROM unnest(%s::uuid[]) WITH ORDINALITY AS e(id, n) "
+        "ON CONFLICT DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, [e.pk for e in subscribers]])
 
 
 # After a failed publish, skip the broker for a few seconds: requests stay fast during an
@@ -287,7 +391,7 @@ BROKER_BACKOFF = 5.0
 _broker_down_until = 0.0
 
 
-def enqueue(ids: Iterable[Any], *, countdown: float | None = None) -> None:
+def enqueue(ids: Iterable[Any]) -> None:
     """Queue sending; if the broker is unreachable, leave the rows for the dispatcher."""
     global _broker_down_until
     from .tasks import send_delivery
@@ -298,11 +402,8 @@ def enqueue(ids: Iterable[Any], *, countdown: float | None = None) -> None:
         if time.monotonic() < _broker_down_until:
             failed.extend(ids[position:])
             break
-        options: dict[str, Any] = {"retry": False}
-        if countdown is not None:
-            options["countdown"] = countdown
         try:
-            send_delivery.apply_async((str(delivery_id),), **options)
+            send_delivery.apply_async((str(delivery_id),), retry=False)
         except Exception as exc:
             logger.warning("webhook delivery not queued (%s); the dispatcher will retry", exc)
             _broker_down_until = time.monotonic() + BROKER_BACKOFF
@@ -314,7 +415,7 @@ def enqueue(ids: Iterable[Any], *, countdown: float | None = None) -> None:
 def _unclaimed_due(now: datetime) -> Any:
     return WebhookDelivery.objects.filter(
         status=DeliveryStatus.PENDING, next_attempt_at__lte=now
-    ).filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+    ).filter(leases.free(now=now))
 
 
 def dispatch_due_deliveries() -> int:
@@ -348,39 +449,16 @@ def due_deliveries_exist() -> bool:
 def wakeup_send() -> bool:
     """Queue one wake-up for the batch sender unless one is on its way; True if queued.
 
-    A wake-up counts as on its way from when it is queued until a sender starts on it. One that
-    nobody answers within ``WAKEUP_LOST_AFTER`` is presumed lost and sent again; each further
-    unanswered one doubles the wait (up to ``WAKEUP_LOST_MAX``), so a stopped worker leaves a
-    handful of wake-ups in the broker after hours, not one per dispatcher round.
+    One outstanding wake-up for the sender (``config.outbox.publish_wakeup``, the ``ops.Wakeup``
+    row): one that nobody answers within ``WAKEUP_LOST_AFTER`` is presumed lost and sent again,
+    ever more rarely while nobody answers.
     """
-    from .tasks import send_due_deliveries
-
-    now = timezone.now()
-    state, _ = DeliveryWakeup.objects.get_or_create(pk=1)
-    if state.queued_at is not None:
-        wait = min(WAKEUP_LOST_AFTER * 2 ** max(state.unanswered - 1, 0), WAKEUP_LOST_MAX)
-        if state.queued_at > now - wait:
-            return False
-    # compare-and-set: of two dispatchers deciding at once, one queues
-    won = DeliveryWakeup.objects.filter(
-        pk=1, queued_at=state.queued_at, unanswered=state.unanswered
-    ).update(queued_at=now, unanswered=F("unanswered") + 1)
-    if not won:
-        return False
-    try:
-        send_due_deliveries.apply_async(retry=False)
-    except Exception as exc:
-        logger.warning("webhook wake-up not queued (%s); the dispatcher will retry", exc)
-        DeliveryWakeup.objects.filter(pk=1, queued_at=now).update(
-            queued_at=state.queued_at, unanswered=state.unanswered
-        )
-        return False
-    return True
+    return outbox.publish_wakeup(SENDER_TASK, resend_lost=True)
 
 
 def wakeup_received() -> None:
-    """A sender started: no wake-up is outstanding any more (the dispatcher may queue the next)."""
-    DeliveryWakeup.objects.filter(pk=1).update(queued_at=None, unanswered=0)
+    """A sender started: no wake-up is outstanding any more (the next one may go out)."""
+    outbox.wakeup_consumed(SENDER_TASK)
 
 
 # --- attempts and outcomes --------------------------------------------------------------------
@@ -419,7 +497,7 @@ def _claims(claimed: leases.Claimed[WebhookDelivery]) -> list[Claim]:
     claimed_at = time.monotonic()
     timeout = float(settings.JOBTRAIL_WEBHOOK_TIMEOUT)
     start_by = claimed_at + attempt_lease().total_seconds() - timeout - START_MARGIN
-    rows = sorted(claimed.rows, key=lambda row: (row.next_attempt_at, row.created_at))
+    rows = sorted(claimed.rows, key=lambda row: (row.fair_at, row.created_at))
     return [
         Claim(
             delivery=row,
@@ -441,7 +519,7 @@ def _claim(queryset: Any, *, limit: int) -> list[Claim]:
             queryset.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now),
             duration=attempt_lease(),
             limit=limit,
-            order_by=("next_attempt_at",),
+            order_by=("fair_at",),
             values={"updated_at": now},
             increment=("attempts",),
             select_related=("endpoint",),
@@ -555,9 +633,9 @@ def _outcome(claim: Claim, result: AttemptResult, now: datetime) -> dict[str, An
     else:
         delay = _retry_delay(claim.number, result.retry_after, handoff=claim.delivery.handoff)
         if delay is not None:
-            fields.update(
-                status=DeliveryStatus.PENDING, next_attempt_at=now + timedelta(seconds=delay)
-            )
+            retry_at = now + timedelta(seconds=delay)
+            # a retry stands in line from its time (fair_at never before next_attempt_at)
+            fields.update(status=DeliveryStatus.PENDING, next_attempt_at=retry_at, fair_at=retry_at)
     return fields
 
 
@@ -680,6 +758,7 @@ def deliveries_defer(claims: Iterable[Claim]) -> None:
             pks,
             until=until,
             next_attempt_at=now + PAUSED_RECHECK,
+            fair_at=now + PAUSED_RECHECK,
             dispatched_at=None,
             attempts=F("attempts") - 1,
             updated_at=now,
@@ -746,6 +825,7 @@ def _redeliver(deliveries: Any) -> int:
         WebhookDelivery.objects.filter(pk__in=ids).update(
             status=DeliveryStatus.PENDING,
             next_attempt_at=now,
+            fair_at=now,
             next_trigger=AttemptTrigger.MANUAL,
             locked_until=None,
             dispatched_at=now,
@@ -784,9 +864,8 @@ def delivery_send_now(*, delivery: WebhookDelivery) -> str:
             return "redelivered"
         if row.locked_until is not None and row.locked_until > now:
             raise DeliveryInProgress("This delivery is being sent right now; wait for its answer.")
-        row.next_attempt_at = now
-        row.dispatched_at = now
-        row.save(update_fields=["next_attempt_at", "dispatched_at", "updated_at"])
+        row.next_attempt_at = row.fair_at = row.dispatched_at = now
+        row.save(update_fields=["next_attempt_at", "fair_at", "dispatched_at", "updated_at"])
         transaction.on_commit(lambda: enqueue([row.pk]), robust=True)
     return "due now"
 

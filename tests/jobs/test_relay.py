@@ -16,9 +16,13 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from config import outbox
 from jobs import relay
 from jobs import services as jobs
 from jobs.models import Job, JobEvent, JobStatus
+from jobs.services import RELAY_TASK
+from jobs.tasks import relay_events
+from ops.models import Wakeup
 from reports.models import Report
 from tests.factories import CompanyFactory, JobFactory
 from tests.relay import run_relay
@@ -202,13 +206,38 @@ def test_bulk_cancel_is_set_based_and_goes_through_the_relay(admin_user) -> None
 
 def test_the_sweep_wakes_the_relay_only_for_events_that_waited(monkeypatch) -> None:
     published: list[str] = []
-    monkeypatch.setattr(relay, "publish", lambda name, args=(): published.append(name) or True)
+    monkeypatch.setattr(outbox, "publish", lambda name, args=(): published.append(name) or True)
     JobFactory()
     assert relay.relay_sweep() is False  # just written: its own wake-up is on its way
     JobEvent.objects.update(created_at=JobEvent.objects.get().created_at - relay.SWEEP_AFTER)
     assert relay.relay_sweep() is True
     assert published == ["jobs.relay_events"]
     run_relay()
+    assert relay.relay_sweep() is False
+
+
+def test_a_lost_relay_wake_up_is_sent_again_by_the_sweep_once_presumed_lost(monkeypatch) -> None:
+    """The wake-up row keeps the sweep from adding messages behind an outstanding wake-up; one
+    the broker lost (nobody starts on it) is sent again once presumed lost, and the relay task
+    then relays the waiting event."""
+    published: list[str] = []
+    monkeypatch.setattr(outbox, "publish", lambda name, args=(): published.append(name) or True)
+    company = _company_with_endpoints(1)
+    assert outbox.publish_wakeup(RELAY_TASK) is True  # the job change's wake-up ...
+    JobFactory(company=company)  # ... whose message the broker then lost
+    JobEvent.objects.update(created_at=JobEvent.objects.get().created_at - relay.SWEEP_AFTER)
+
+    assert relay.relay_sweep() is False  # outstanding, not yet presumed lost
+    assert published == [RELAY_TASK]
+    Wakeup.objects.filter(task=RELAY_TASK).update(
+        pending_since=Wakeup.objects.get(task=RELAY_TASK).pending_since - outbox.WAKEUP_LOST_AFTER
+    )
+    assert relay.relay_sweep() is True
+    assert published == [RELAY_TASK, RELAY_TASK]
+
+    assert relay_events.apply().get() == 1  # a worker takes the sweep's wake-up
+    assert Wakeup.objects.get(task=RELAY_TASK).pending_since is None
+    assert WebhookDelivery.objects.count() == 1
     assert relay.relay_sweep() is False
 
 
@@ -258,6 +287,7 @@ import os, sys, time
 import django
 django.setup()
 from django.db import connection
+from config import outbox
 from jobs import relay
 
 step, marker = sys.argv[1], sys.argv[2]

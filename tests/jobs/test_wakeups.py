@@ -102,3 +102,52 @@ def test_a_forked_child_sends_its_own_wake_ups(
     finally:
         os.close(read_end)
         os.waitpid(pid, 0)
+
+
+# --- one outstanding wake-up per task (the ops.Wakeup row, read by the wake-up thread) --------
+
+
+def _sent_through(waker: outbox.Waker, sent: list[Any], marker: str) -> None:
+    """Wait until the thread has handled everything asked for so far: a message that is never
+    held back (it has arguments) goes out after them."""
+    waker.request(("reports.build_job_report", (marker,)))
+    assert wait_for(lambda: ("reports.build_job_report", (marker,)) in sent)
+
+
+@pytest.mark.django_db(transaction=True)  # the wake-up thread reads the row on its connection
+def test_an_outstanding_wake_up_is_not_published_again_until_a_worker_starts_on_it(
+    sent: list[tuple[str, tuple[Any, ...]]],
+) -> None:
+    from ops.models import Wakeup
+
+    relay = ("jobs.relay_events", ())
+    waker = outbox.Waker(window=0.01)
+    try:
+        waker.request(relay)
+        _sent_through(waker, sent, "a")
+        for n in range(5):  # job changes commit while the first wake-up waits in the queue
+            waker.request(relay)
+            _sent_through(waker, sent, f"b{n}")
+        assert sent.count(relay) == 1
+        assert Wakeup.objects.get(task="jobs.relay_events").pending_since is not None
+
+        outbox.wakeup_consumed("jobs.relay_events")  # a worker starts on it
+        waker.request(relay)  # a change committed after that needs a wake-up of its own
+        _sent_through(waker, sent, "c")
+        assert sent.count(relay) == 2
+    finally:
+        waker.stop()  # its thread's database connection is closed before the test's ends
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wake_up_the_broker_refused_does_not_count_as_outstanding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ops.models import Wakeup
+
+    monkeypatch.setattr(outbox, "publish", lambda name, args=(): False)
+    assert outbox.publish_wakeup("webhooks.send_due_deliveries") is False
+    assert Wakeup.objects.get(task="webhooks.send_due_deliveries").pending_since is None
+    monkeypatch.setattr(outbox, "publish", lambda name, args=(): True)
+    assert outbox.publish_wakeup("webhooks.send_due_deliveries") is True
+    assert outbox.publish_wakeup("webhooks.send_due_deliveries") is False  # outstanding now

@@ -56,8 +56,9 @@ def insert_backlog(stack: ProductionStack, receiver: Receiver) -> None:
 
 
 def dispatcher_rounds(stack: ProductionStack) -> int:
-    """How many times beat has run the dispatcher (it logs each run it starts)."""
-    return stack.log("beat").count("Sending due task Dispatch due webhook deliveries")
+    """How many times beat has run the dispatcher (Celery's tracer logs each task beat runs
+    itself; beat no longer logs "Sending due task" for its sweeps)."""
+    return stack.log("beat").count("Task webhooks.dispatch_due_deliveries[")
 
 
 def queued_tasks(stack: ProductionStack) -> Counter[str]:

@@ -375,7 +375,7 @@ def test_a_build_superseded_by_a_newer_request_is_discarded(monkeypatch) -> None
     assert superseded is None
     report = Report.objects.get(job=job)
     assert report.status == "pending" and not report.file  # the newer request still owns it
-    assert report.build_started_at is None
+    assert report.locked_until is None
     storage = report.file.storage
     folder = f"reports/{timezone.now():%Y/%m}"
     assert not [f for f in storage.listdir(folder)[1] if str(job.pk) in f]  # its file deleted
@@ -392,9 +392,9 @@ def test_a_build_superseded_by_a_newer_request_is_discarded(monkeypatch) -> None
 
 def test_a_build_that_outlived_its_lease_may_be_taken_over() -> None:
     job = _finished_job_with_pushes()
-    Report.objects.filter(job=job).update(build_started_at=timezone.now() - timedelta(minutes=1))
+    Report.objects.filter(job=job).update(locked_until=timezone.now() + timedelta(minutes=1))
     assert services.report_build(job_id=job.pk) is None  # a build within its lease runs alone
-    Report.objects.filter(job=job).update(build_started_at=timezone.now() - timedelta(hours=2))
+    Report.objects.filter(job=job).update(locked_until=timezone.now() - timedelta(seconds=1))
     # a build that outlived its lease: a new build may take over
     assert services.report_build(job_id=job.pk) is not None
 

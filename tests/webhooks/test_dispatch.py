@@ -6,31 +6,47 @@ once need PostgreSQL: the suite's in-memory SQLite database (shared cache) answe
 writers "database table is locked" at once, where the real SQLite file waits (busy timeout).
 """
 
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection
 from django.utils import timezone
 
+from config import outbox
+from jobs.models import JobEvent
+from ops.models import Wakeup
 from tests.factories import CompanyFactory, JobFactory
 from tests.receiver import Receiver, Reply
 from tests.webhooks.helpers import deliveries, endpoint_for
 from webhooks import services, tasks
-from webhooks.models import DeliveryWakeup, WebhookDelivery
+from webhooks.models import WebhookDelivery
 from webhooks.sending import send_due
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+SENDER = services.SENDER_TASK
+
+
 @pytest.fixture
 def wakeups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The wake-ups published to the broker (the publish itself is recorded, not sent)."""
+    """The sender wake-ups published to the broker (the publish itself is recorded, not sent)."""
     published: list[int] = []
-    monkeypatch.setattr(
-        "webhooks.tasks.send_due_deliveries.apply_async", lambda *a, **kw: published.append(1)
-    )
+
+    def record(task_name: str, args: Any = ()) -> bool:
+        if task_name == SENDER:
+            published.append(1)
+        return True
+
+    monkeypatch.setattr(outbox, "publish", record)
     return published
+
+
+def _sender_row() -> Wakeup:
+    return Wakeup.objects.get(task=SENDER)
 
 
 def _deliveries_for(url: str, count: int, company: Any = None) -> list[WebhookDelivery]:
@@ -58,6 +74,7 @@ def _run_wakeup() -> int:
 
 def test_the_dispatcher_wakes_the_sender_once_for_lost_deliveries(wakeups: list[int]) -> None:
     _fresh, lost, later = _deliveries_for("http://127.0.0.1:9/", 3)
+    wakeups.clear()  # the relay's own wake-up after its fan-out
     WebhookDelivery.objects.filter(pk=later.pk).update(
         next_attempt_at=timezone.now() + timedelta(minutes=5), dispatched_at=None
     )
@@ -77,12 +94,15 @@ def test_the_dispatcher_wakes_the_sender_once_for_lost_deliveries(wakeups: list[
 
 def test_an_unanswered_wake_up_is_sent_again_ever_more_rarely(wakeups: list[int]) -> None:
     _lose_messages(_deliveries_for("http://127.0.0.1:9/", 1))
+    wakeups.clear()
     assert services.dispatch_due_deliveries() == 1
 
     def queued_ago(seconds: int) -> None:
-        DeliveryWakeup.objects.update(queued_at=timezone.now() - timedelta(seconds=seconds))
+        Wakeup.objects.filter(task=SENDER).update(
+            pending_since=timezone.now() - timedelta(seconds=seconds)
+        )
 
-    lost_after = int(services.WAKEUP_LOST_AFTER.total_seconds())
+    lost_after = int(outbox.WAKEUP_LOST_AFTER.total_seconds())
     queued_ago(lost_after - 5)
     assert services.dispatch_due_deliveries() == 0
     queued_ago(lost_after + 5)  # presumed lost (e.g. a broker restart): sent again
@@ -92,7 +112,7 @@ def test_an_unanswered_wake_up_is_sent_again_ever_more_rarely(wakeups: list[int]
     queued_ago(2 * lost_after + 5)
     assert services.dispatch_due_deliveries() == 1
     assert len(wakeups) == 3
-    assert DeliveryWakeup.objects.get().unanswered == 3
+    assert _sender_row().unanswered == 3
 
 
 def test_a_wake_up_the_broker_refused_is_tried_again_at_the_next_run(
@@ -100,17 +120,12 @@ def test_a_wake_up_the_broker_refused_is_tried_again_at_the_next_run(
 ) -> None:
     _lose_messages(_deliveries_for("http://127.0.0.1:9/", 1))
 
-    def broker_down(*args: Any, **kwargs: Any) -> None:
-        raise ConnectionRefusedError("broker down")
-
-    monkeypatch.setattr("webhooks.tasks.send_due_deliveries.apply_async", broker_down)
+    monkeypatch.setattr(outbox, "publish", lambda name, args=(): False)  # the broker refused
     assert services.dispatch_due_deliveries() == 0
-    assert DeliveryWakeup.objects.get().queued_at is None  # nothing is on its way
+    assert _sender_row().pending_since is None  # nothing is on its way
 
     published: list[int] = []
-    monkeypatch.setattr(
-        "webhooks.tasks.send_due_deliveries.apply_async", lambda *a, **kw: published.append(1)
-    )
+    monkeypatch.setattr(outbox, "publish", lambda name, args=(): published.append(1) or True)
     assert services.dispatch_due_deliveries() == 1
     assert published == [1]
 
@@ -164,12 +179,51 @@ def test_a_slow_endpoint_does_not_take_every_sender(
     assert WebhookDelivery.objects.filter(status="delivered").count() == 7
 
 
+@pytest.mark.postgres
+def test_a_long_round_relays_and_sends_new_events_itself(
+    receiver: Receiver, wakeups: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that holds its worker slot does not wait for the relay task: its feeder thread
+    fans a job change committed meanwhile out, and the round sends it."""
+    relay_woken: list[str] = []
+    monkeypatch.setattr(  # the relay task's wake-ups are recorded, never run
+        outbox, "publish", lambda name, args=(): relay_woken.append(name) or True
+    )
+    receiver.path_replies["/slow"] = Reply(200, delay=3.0)
+    [slow] = _deliveries_for(receiver.url + "/slow", 1)
+    company = CompanyFactory()
+    endpoint_for(company, receiver.url + "/new", ["jobs.create"])
+    sent: list[int] = []
+
+    def round_() -> None:
+        try:
+            sent.append(send_due(budget=30))
+        finally:
+            connection.close()
+
+    sender = threading.Thread(target=round_)
+    sender.start()
+    receiver.wait_for(lambda requests: len(requests) == 1)  # the slow one is in flight
+    job = JobFactory(company=company)  # committed while the round runs
+    sender.join(60)
+
+    assert sent == [2]
+    [event] = JobEvent.objects.filter(job=job)
+    assert event.relayed_at is not None
+    [new] = WebhookDelivery.objects.filter(endpoint__url=receiver.url + "/new")
+    assert new.status == "delivered"
+    log = receiver.events
+    assert log.index(("end", "/new", new.event_id)) < log.index(("end", "/slow", slow.event_id))
+    assert "jobs.relay_events" in relay_woken  # its wake-up went out, and was not needed
+
+
 def test_a_sender_out_of_time_queues_another_wake_up(
     receiver: Receiver, settings: Any, wakeups: list[int]
 ) -> None:
     settings.JOBTRAIL_WEBHOOK_SENDERS = 1
     rows = _deliveries_for(receiver.url + "/hook", 3)
     _lose_messages(rows)
+    wakeups.clear()
     sent = send_due(budget=0.0)  # the budget is over at once: no claim at all
     assert sent == 0 and receiver.requests == []
     assert len(wakeups) == 1  # the rest is left to the next wake-up, behind waiting messages

@@ -1,0 +1,169 @@
+"""Fairness between companies (``fair_at``) and the wide fan-out (one INSERT ... SELECT).
+
+A company's burst of deliveries stands in line ``JOBTRAIL_WEBHOOK_FAIR_SPACING`` apart; claims
+take due deliveries in ``fair_at`` order, so another company's delivery made during the burst
+goes ahead of most of it.
+"""
+
+from datetime import datetime, timedelta
+from itertools import pairwise
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from jobs.models import JobEvent
+from tests.factories import CompanyFactory, JobFactory
+from tests.relay import run_relay
+from tests.webhooks.helpers import endpoint_for
+from webhooks import sending, services
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+
+pytestmark = pytest.mark.django_db
+
+
+def _burst(company: Any, *, endpoints: int, jobs: int) -> None:
+    for n in range(endpoints):
+        endpoint_for(company, f"http://127.0.0.1:9/a{n}", ["jobs.create"])
+    for _ in range(jobs):
+        JobFactory(company=company)
+    run_relay()
+
+
+def _relay_at(monkeypatch: pytest.MonkeyPatch, moment: datetime) -> None:
+    """Run the relay as if its fan-out happened at ``moment`` (no clock in the assertions)."""
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "timezone", SimpleNamespace(now=lambda: moment))
+        run_relay()
+
+
+@pytest.mark.parametrize("spacing", [0.01, 0.0])
+def test_another_companys_delivery_goes_ahead_of_a_burst(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, spacing: float
+) -> None:
+    """A's burst of 500 deliveries is fanned out; one second into it (as the burst's line
+    counts: 5 s at 10 ms) B's one delivery is: B's is claimed in the sender's first batch,
+    after the 101 of A's that stand before it in line. Without the spacing (0) it stands
+    behind all 500 of A's."""
+    settings.JOBTRAIL_WEBHOOK_FAIR_SPACING = spacing
+    a, b = CompanyFactory(name="A"), CompanyFactory(name="B")
+    for n in range(5):
+        endpoint_for(a, f"http://127.0.0.1:9/a{n}", ["jobs.create"])
+    endpoint_for(b, "http://127.0.0.1:9/b", ["jobs.create"])
+    for _ in range(100):
+        JobFactory(company=a)
+    burst_at = timezone.now() - timedelta(minutes=1)
+    _relay_at(monkeypatch, burst_at)
+    assert WebhookDelivery.objects.filter(company=a).count() == 500
+    JobFactory(company=b)
+    _relay_at(monkeypatch, burst_at + timedelta(seconds=1.005))
+    [b_delivery] = WebhookDelivery.objects.filter(company=b)
+
+    first_batch = services.deliveries_claim_due(limit=sending.BATCH)
+
+    claimed = [claim.delivery.pk for claim in first_batch]
+    assert len(claimed) == sending.BATCH
+    if spacing:
+        assert claimed.index(b_delivery.pk) == 101
+    else:
+        assert b_delivery.pk not in claimed
+        assert services.deliveries_claim_due(limit=1000)[-1].delivery.pk == b_delivery.pk
+
+
+def test_a_companys_next_burst_lines_up_after_its_untried_deliveries(settings: Any) -> None:
+    settings.JOBTRAIL_WEBHOOK_FAIR_SPACING = 0.5  # far apart: no clock could blur the order
+    company = CompanyFactory()
+    _burst(company, endpoints=3, jobs=1)
+    first = sorted(WebhookDelivery.objects.values_list("fair_at", flat=True))
+    assert [later - earlier for earlier, later in pairwise(first)] == [timedelta(seconds=0.5)] * 2
+
+    JobFactory(company=company)  # a second burst while the first still waits
+    run_relay()
+    second = sorted(WebhookDelivery.objects.values_list("fair_at", flat=True))[3:]
+    assert second[0] == first[-1] + timedelta(seconds=0.5)
+
+    # once nothing of the company waits untried, a new delivery stands in line from now
+    WebhookDelivery.objects.update(status="delivered")
+    before = timezone.now()
+    JobFactory(company=company)
+    run_relay()
+    newest = WebhookDelivery.objects.filter(status="pending").order_by("fair_at").first()
+    assert newest is not None and before <= newest.fair_at <= timezone.now()
+
+
+def test_a_retry_stands_in_line_from_its_retry_time() -> None:
+    company = CompanyFactory()
+    _burst(company, endpoints=1, jobs=1)
+    [claim] = services.deliveries_claim_due(limit=10)
+    services.delivery_record_attempt(
+        claim=claim,
+        result=services.AttemptResult(started_at=timezone.now(), duration_ms=1, status_code=500),
+    )
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == "pending"
+    assert delivery.fair_at == delivery.next_attempt_at > timezone.now()
+
+
+@pytest.mark.postgres
+def test_claims_are_taken_in_line_order_through_the_partial_index() -> None:
+    company = CompanyFactory()
+    _burst(company, endpoints=1, jobs=3)
+    with CaptureQueriesContext(connection) as queries:
+        services.deliveries_claim_due(limit=2)
+    claim_sql = queries.captured_queries[0]["sql"]
+    assert "SKIP LOCKED" in claim_sql and "fair_at" in claim_sql
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute("EXPLAIN " + claim_sql)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "webhook_delivery_fair" in plan, plan
+    assert "Sort" not in plan, plan
+
+
+@pytest.mark.postgres
+def test_a_wide_fan_out_is_one_insert_select_and_idempotent(settings: Any) -> None:
+    settings.JOBTRAIL_MAX_WEBHOOK_ENDPOINTS = 100
+    settings.JOBTRAIL_WEBHOOK_FAIR_SPACING = 0.01
+    company = CompanyFactory()
+    integration = services.endpoint_create(
+        company=company, url="http://127.0.0.1:9/integration", events=[], role="integration"
+    )
+    subscribers = [
+        endpoint_for(company, f"http://127.0.0.1:9/s{n}", ["jobs.create"])
+        for n in range(services.WIDE_FAN_OUT - 1)
+    ]
+    endpoint_for(company, "http://127.0.0.1:9/other", ["jobs.completed"])  # not subscribed
+    job = JobFactory(company=company)
+
+    with CaptureQueriesContext(connection) as queries:
+        run_relay()
+
+    inserts = [
+        q["sql"] for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "webhooks_')
+    ]
+    assert len(inserts) == 1 and "unnest" in inserts[0]
+    rows = list(WebhookDelivery.objects.order_by("fair_at"))
+    expected = {integration.pk, *(e.pk for e in subscribers)}
+    assert len(rows) == len(expected) == services.WIDE_FAN_OUT
+    assert {row.endpoint_id for row in rows} == expected
+    assert {row.endpoint_id for row in rows if row.handoff} == {integration.pk}
+    assert {row.event_id for row in rows} == {rows[0].event_id}
+    assert all(row.payload == rows[0].payload for row in rows)
+    assert rows[0].payload["event"]["events_id"] == "jobs.create"
+    assert rows[0].payload["data"]["id"] == str(job.pk)
+    assert {(row.status, row.attempts, row.next_trigger) for row in rows} == {
+        ("pending", 0, "scheduled")
+    }
+    steps = {later.fair_at - earlier.fair_at for earlier, later in pairwise(rows)}
+    assert steps == {timedelta(seconds=0.01)}
+
+    JobEvent.objects.update(relayed_at=None)  # as if the relay's mark had been lost
+    run_relay()
+    assert sorted(WebhookDelivery.objects.values_list("pk", flat=True)) == sorted(
+        row.pk for row in rows
+    )
+    assert WebhookEndpoint.objects.filter(deliveries__isnull=True).count() == 1  # "other"
