@@ -88,6 +88,8 @@ echo "=== schemathesis run (all checks, $max_examples examples per operation, at
 # Phases: examples, fuzzing and stateful, with every check. The coverage phase is left out:
 # Schemathesis 4.32.5's coverage phase crashes on this document with an internal KeyError
 # (POST /api/v1/push-ingest/{company_id}/). Fuzzing alone generates the 1,000+ cases.
+# run from the work dir: Schemathesis keeps a cache (.schemathesis/) in the current directory
+cd "$work"
 SCHEMATHESIS_HOOKS="$root/tests/contract/hooks.py" timeout --signal=INT "$max_time" \
   "$root/$venv/bin/schemathesis" --config-file "$root/tests/contract/schemathesis.toml" \
   run "$base/api/schema/" \
