@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.plumbing import get_doc
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
@@ -114,9 +115,18 @@ class AutoSchema(SpectacularAutoSchema):
             and "enum" not in schema
         ):
             schema.setdefault("minLength", 1)
-            if field.trim_whitespace:
+            # a RegexField's own pattern (added after this) says more than "not only spaces"
+            regex = any(hasattr(v, "regex") for v in field.validators)
+            if field.trim_whitespace and not regex:
                 schema.setdefault("pattern", r"\S")
         return schema
+
+    def get_description(self) -> str:  # type: ignore[override]
+        """The handler's docstring, or the view class's own: never one inherited from a base
+        view (``CompanyAPIView``'s says nothing to a client)."""
+        handler = getattr(self.view, self.method.lower(), None)
+        own = self.view.__class__.__dict__.get("__doc__")
+        return get_doc(handler) or (get_doc(self.view.__class__) if own else "")
 
     def get_operation_id(self) -> str:
         """A page of a list is a ``_list`` operation (drf-spectacular sees one object)."""

@@ -464,3 +464,26 @@ def test_the_description_explains_what_an_integrator_needs(schema: dict[str, Any
         "webhook-signature",
     ):
         assert needed in description, needed
+
+
+def test_request_rules_are_the_serializers_rules(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    create = components["JobCreateInput"]
+    assert create["additionalProperties"] is False
+    assert create["properties"]["type"]["pattern"] == "^[-a-zA-Z0-9_]+$"  # the RegexField's own
+    assert create["properties"]["type"]["maxLength"] == 64
+    event = components["EventCreateInput"]
+    assert event["if"]["properties"]["status"] == {"const": "failed"}
+    assert event["then"] == {"required": ["failure_reason"]}
+    assert event["else"] == {"not": {"required": ["failure_reason"]}}
+    assert components["PatchedJobProgressInput"]["minProperties"] == 1
+    jobs = {p["name"]: p["schema"] for p in schema["paths"]["/api/v1/jobs/"]["get"]["parameters"]}
+    assert jobs["type"]["pattern"] == "^[-a-zA-Z0-9_]+$"
+    assert jobs["page_size"] == {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
+    assert jobs["status"]["enum"] == [
+        "pending",
+        "processing",
+        "completed",
+        "completed_with_errors",
+        "failed",
+    ]
