@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test test-quick test-production bench screenshots lint typecheck check migrate clean help runtime-venv
+.PHONY: run test test-quick test-production contract bench screenshots lint typecheck check migrate clean help runtime-venv
 
 help:
 	@echo "make run     - web + Celery worker + Celery beat on http://127.0.0.1:$(PORT)/"
 	@echo "make test    - the whole test suite (DATABASE_URL / CELERY_BROKER_URL when set)"
 	@echo "make test-production - the deployed shape under broker, worker and database failures"
 	@echo "make check   - ruff, import-linter contracts and mypy"
+	@echo "make contract - Schemathesis checks /api/schema/ against a DEBUG-off server (PostgreSQL)"
 	@echo "make bench   - benchmarks vs baselines run alongside (BENCH=http,webhooks,latency,noisy; BENCH_QUICK=1)"
 
 $(VENV)/.runtime: requirements.lock
@@ -65,6 +66,11 @@ test-quick: $(VENV)/.dev
 # PostgreSQL cluster and private Redis / RabbitMQ brokers that the tests start, break and stop.
 test-production: $(VENV)/.dev
 	$(VENV)/bin/pytest -m production tests/production $(PYTEST_ARGS)
+
+# The OpenAPI document against the server: a DEBUG-off gunicorn on a fresh PostgreSQL database
+# (SCHEMATHESIS_DB_SERVER, SCHEMATHESIS_DB_NAME), fuzzed by Schemathesis with every check.
+contract: $(VENV)/.dev
+	VENV=$(VENV) tests/contract/run_schemathesis.sh
 
 bench: $(VENV)/.dev
 	$(PY) bench/run.py

@@ -6,11 +6,13 @@ import functools
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.plumbing import get_doc
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
 from .problems import DATABASE_RETRY_AFTER, PROBLEM_CONTENT_TYPE, TITLES, problem
+from .schema_examples import BY_COMPONENT, NEXT_PAGE
 
 
 class FieldErrorSerializer(serializers.Serializer):
@@ -29,12 +31,42 @@ class ProblemSerializer(serializers.Serializer):
     errors = FieldErrorSerializer(many=True, required=False)  # type: ignore[assignment]
 
 
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField(help_text="Bearer token for the API; expires (15 min).")
+    refresh = serializers.CharField(help_text="Exchanges for a new access token (24 h).")
+
+
+class RefreshInputSerializer(serializers.Serializer):
+    refresh = serializers.CharField(help_text="The refresh token from POST /api/v1/auth/token/.")
+
+
+class AccessTokenSerializer(serializers.Serializer):
+    access = serializers.CharField(help_text="A new bearer token for the API.")
+
+
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "\\S"},
     OpenApiParameter.HEADER,
     required=False,
-    description="Same key and body replay the first answer (kept 48 h); another body: 422.",
+    description="1 to 255 characters, not only spaces (else 400 `invalid_idempotency_key`). The "
+    "same key and body replay the first answer (kept 48 h, header `Idempotent-Replayed: true`); "
+    "the same key with another body: 422 `idempotency_key_reused`. Use a new key (a UUID) per "
+    "distinct request.",
+    examples=[OpenApiExample("a UUID", value="5f1c9e0e-6a43-4c1e-9a55-2b0f7d2f0c11")],
+)
+CURSOR = OpenApiParameter(
+    "cursor",
+    str,
+    OpenApiParameter.QUERY,
+    description="Opaque: take it from a page's `next` or `previous` URL, never build one. A "
+    "cursor the server did not give answers 400 (`validation_error` on `cursor`).",
+)
+PAGE_SIZE = OpenApiParameter(
+    "page_size",
+    {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+    OpenApiParameter.QUERY,
+    description="Items per page, 1 to 500 (default 50); anything else answers 400.",
 )
 
 
@@ -47,16 +79,60 @@ class AutoSchema(SpectacularAutoSchema):
         named = {p.name for p in parameters if isinstance(p, OpenApiParameter)}
         if getattr(handler, "idempotent", False) and IDEMPOTENCY_KEY.name not in named:
             parameters.append(IDEMPOTENCY_KEY)
+        if self._paginated():
+            parameters += [p for p in (CURSOR, PAGE_SIZE) if p.name not in named]
         return parameters
+
+    def _paginated(self) -> bool:
+        if self.method != "GET":
+            return False
+        responses = self.get_response_serializers()
+        ok = responses.get(200) if isinstance(responses, dict) else None
+        return bool(getattr(ok, "paginated_list", False))
+
+    def _map_basic_serializer(self, serializer: Any, direction: str) -> dict[str, Any]:
+        """A request body the server refuses unknown fields of says so
+        (``additionalProperties: false``), with its rules between fields (``openapi_rules``)."""
+        schema: dict[str, Any] = super()._map_basic_serializer(serializer, direction)
+        if direction == "request":
+            if getattr(serializer, "openapi_additional_properties", True) is False:
+                schema["additionalProperties"] = False
+            schema.update(getattr(serializer, "openapi_rules", {}))
+        return schema
+
+    def _map_serializer_field(
+        self, field: Any, direction: str, bypass_extensions: bool = False
+    ) -> dict[str, Any]:
+        """A text field that may not be blank: at least one character that is not a space (DRF
+        trims the value, then refuses it empty)."""
+        schema: dict[str, Any] = super()._map_serializer_field(field, direction, bypass_extensions)
+        if (
+            direction == "request"
+            and isinstance(field, serializers.CharField)
+            and not field.allow_blank
+            and schema.get("type") == "string"
+            and "format" not in schema
+            and "enum" not in schema
+        ):
+            schema.setdefault("minLength", 1)
+            # a RegexField's own pattern (added after this) says more than "not only spaces"
+            regex = any(hasattr(v, "regex") for v in field.validators)
+            if field.trim_whitespace and not regex:
+                schema.setdefault("pattern", r"\S")
+        return schema
+
+    def get_description(self) -> str:  # type: ignore[override]
+        """The handler's docstring, or the view class's own: never one inherited from a base
+        view (``CompanyAPIView``'s says nothing to a client)."""
+        handler = getattr(self.view, self.method.lower(), None)
+        own = self.view.__class__.__dict__.get("__doc__")
+        return get_doc(handler) or (get_doc(self.view.__class__) if own else "")
 
     def get_operation_id(self) -> str:
         """A page of a list is a ``_list`` operation (drf-spectacular sees one object)."""
         operation_id: str = super().get_operation_id()
-        if self.method == "GET" and operation_id.endswith("_retrieve"):
-            responses = self.get_response_serializers()
-            ok = responses.get(200) if isinstance(responses, dict) else None
-            if getattr(ok, "paginated_list", False):
-                return operation_id.removesuffix("_retrieve") + "_list"
+        if operation_id.endswith("_retrieve") and self._paginated():
+            return operation_id.removesuffix("_retrieve") + "_list"
         return operation_id
 
 
@@ -237,6 +313,32 @@ REDIRECT = (
 )
 
 
+def _example_of(schema: dict[str, Any]) -> Any:
+    """The example of a response schema's component (a list page: a page of one), or None."""
+    if schema.get("type") == "array":
+        item = _example_of(schema.get("items", {}))
+        return None if item is None else [item]
+    name = schema.get("$ref", "").rsplit("/", 1)[-1]
+    if name.startswith("Paginated") and name.endswith("List"):
+        item = BY_COMPONENT.get(name.removeprefix("Paginated").removesuffix("List"))
+        if item is None:
+            return None
+        return {"next": NEXT_PAGE, "previous": None, "results": [item]}
+    return BY_COMPONENT.get(name)
+
+
+def _add_success_examples(operation: dict[str, Any]) -> None:
+    for code, response in operation.get("responses", {}).items():
+        if code[0] != "2":
+            continue
+        for media in (response.get("content") or {}).values():
+            if media.get("examples") or "example" in media:
+                continue
+            example = _example_of(media.get("schema") or {})
+            if example is not None:
+                media["examples"] = {"example": {"value": example}}
+
+
 def _problem_content() -> dict[str, Any]:
     return {PROBLEM_CONTENT_TYPE: {"schema": PROBLEM_REF}}
 
@@ -264,9 +366,9 @@ def postprocess_schema(
             )
             for code, response in responses.items():
                 content = response.get("content")
-                if code[0] in "45" and content and "application/json" in content:
-                    media = content.pop("application/json")
-                    content[PROBLEM_CONTENT_TYPE] = media
+                media = (content or {}).get("application/json")
+                if code[0] in "45" and media and media.get("schema") == PROBLEM_REF:
+                    content[PROBLEM_CONTENT_TYPE] = content.pop("application/json")
                 if keyed and code[0] in "234":
                     response.setdefault("headers", {})["Idempotent-Replayed"] = HEADERS[
                         "Idempotent-Replayed"
@@ -279,11 +381,18 @@ def postprocess_schema(
                         "description": f"{TITLES.get(int(code), 'Error')}: {description}",
                         "content": _problem_content(),
                     }
+            if "{" in path and "404" not in responses:
+                responses["404"] = {
+                    "description": "Not found: no such resource for your company, or a path "
+                    "parameter that is not one (`not_found`).",
+                    "content": _problem_content(),
+                }
             responses["503"].setdefault("headers", {})["Retry-After"] = HEADERS["Retry-After"]
             if path.endswith("/") and "308" not in responses:
                 responses["308"] = {
                     "description": REDIRECT,
                     "headers": {"Location": HEADERS["Location"]},
                 }
+            _add_success_examples(operation)
             operation["responses"] = dict(sorted(responses.items()))
     return result

@@ -288,11 +288,86 @@ SIMPLE_JWT = {
     "TOKEN_OBTAIN_SERIALIZER": "jobs.auth.CompanyTokenObtainPairSerializer",
     "TOKEN_REFRESH_SERIALIZER": "jobs.auth.CompanyTokenRefreshSerializer",
 }
+API_DESCRIPTION = """Track asynchronous export and bulk jobs: create a job, report its lifecycle \
+events and push results, poll it or receive signed webhooks, download its CSV report.
+
+## Authentication
+
+Every `/api/v1/` operation except the two token ones takes a JWT bearer token:
+`Authorization: Bearer <access>`. Get `{access, refresh}` with `POST /api/v1/auth/token/`
+(`{"username", "password"}` of an API client of your company). The access token lasts
+JOBTRAIL_ACCESS_TOKEN_LIFETIME (15 minutes), the refresh token JOBTRAIL_REFRESH_TOKEN_LIFETIME
+(24 hours). An expired access token answers 401 `token_expired`: exchange the refresh token with
+`POST /api/v1/auth/token/refresh/` for a new access token (or log in again). A token that is
+malformed or forged answers 401 `invalid_token`; one revoked (password changed, user deactivated
+or removed from the company) 401 `token_revoked`. A user who is no API client of a company gets
+403 `no_company`. Tokens carry the company: you only ever see your company's data (another
+company's job is a 404, never a 403).
+
+## Idempotency
+
+Every `POST` that creates or changes something takes an optional `Idempotency-Key` header (1 to
+255 characters; use a UUID per distinct request). Repeating the request with the same key and
+body replays the first answer (with `Idempotent-Replayed: true`) and changes nothing; the same
+key with another body answers 422 `idempotency_key_reused`; a repeat while the first is still
+running answers 409 `idempotency_request_in_progress`. Keys are kept 48 hours.
+
+## Pagination
+
+Lists are cursor pages: `{"next": url|null, "previous": url|null, "results": [...]}`. Follow
+`next` as it is (it keeps your filters); `page_size` is 1 to 500 (default 50) and any other
+value answers 400. A cursor is opaque: take it from `next`/`previous`, never build one.
+
+## Errors
+
+Every error is an RFC 9457 problem document, `Content-Type: application/problem+json`:
+`{"type": "/problems/<code>", "title", "status", "detail", "code", "errors"?}`. `code` is stable
+and meant for programs; `errors` lists `{field, message}` for a 400 `validation_error` (a nested
+field is dotted: `data.responseCode`). Types you can meet: `validation_error`, `malformed_json`,
+`body_too_large`, `unsupported_media_type`, `unsupported_charset`, `not_acceptable`,
+`length_required`, `invalid_content_length`, `invalid_counts`, `invalid_failure_reason`,
+`invalid_idempotency_key`, `not_authenticated`, `invalid_token`, `token_expired`,
+`token_revoked`, `authentication_failed`, `no_company`, `not_found`, `job_finished`,
+`invalid_transition`, `job_code_taken`, `report_not_ready`, `idempotency_key_reused`,
+`idempotency_request_in_progress`, `push_result_too_large`, `push_correlation_taken`,
+`invalid_endpoint`, `integration_endpoint_exists`, `webhook_endpoint_limit`,
+`delivery_pending`, `invalid_signature`, `rate_limited`, `database_unavailable`. A bad request
+changes nothing. Strings never contain U+0000 (refused with 400). Request bodies are JSON
+objects (UTF-8, at most 1 MiB); unknown fields are refused (400), except inside a push result's
+`data`, where they are accepted and listed back as `ignored_fields`. The seed-compatible
+operations (tag `seed-compatible`) keep the seed's own shapes.
+
+## Rate limits
+
+Each API client may make JOBTRAIL_API_RATE_LIMIT requests (1200 a minute), the token operations
+JOBTRAIL_AUTH_RATE_LIMIT (60 a minute). Over the limit the answer is 429 `rate_limited` with
+`Retry-After` (seconds): wait that long. A 503 `database_unavailable` also carries
+`Retry-After`; nothing was changed, retry after it.
+
+## Polling
+
+`GET /api/v1/jobs/{job_id}/` answers the job; while it is not finished the answer carries
+`Retry-After` (JOBTRAIL_POLL_INTERVAL seconds, 30): poll no sooner. A finished job (completed,
+completed_with_errors, failed) has no `Retry-After`. Rather than poll, subscribe a webhook
+endpoint.
+
+## Webhooks
+
+Jobtrail `POST`s each subscribed event to your endpoints, signed as
+[Standard Webhooks](https://www.standardwebhooks.com/) (`webhook-id`, `webhook-timestamp`,
+`webhook-signature`); the `webhooks` section of this document has one payload schema per event
+id and says how to verify a delivery.
+"""
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Jobtrail API",
-    "DESCRIPTION": "Track asynchronous export and bulk jobs.",
+    "DESCRIPTION": API_DESCRIPTION,
     "VERSION": "1.0.0",
+    # 3.1: JSON Schema 2020-12 (if/then rules between fields) and the `webhooks` section
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # one payload schema per event id the sender emits (webhooks/schema.py)
+    "WEBHOOKS": "webhooks.schema.WEBHOOKS",
     # Swagger UI's assets come from the drf-spectacular-sidecar package, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -300,6 +375,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.schema.postprocess_schema",
+        "webhooks.schema.postprocess_webhooks",
     ],
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "jobs.models.JobStatus",

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -27,6 +28,9 @@ from config.schema import (
     IDEMPOTENCY_ERRORS,
     IDEMPOTENCY_KEY,
     NOT_FOUND,
+    AccessTokenSerializer,
+    RefreshInputSerializer,
+    TokenPairSerializer,
     error,
     location,
     paginated,
@@ -72,6 +76,18 @@ class Cursor(CursorPagination):
     max_page_size = 500
     page_size_query_param = "page_size"
 
+    def get_page_size(self, request: Request) -> int:
+        """``page_size``: 1 to ``max_page_size``; anything else is refused (DRF would quietly
+        use the default), as the document's bounds say."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= self.max_page_size:
+            raise ValidationError(
+                {"page_size": [f"Must be a whole number from 1 to {self.max_page_size}."]}
+            )
+        return int(raw)
+
     def decode_cursor(self, request: Request) -> Any:
         try:
             return super().decode_cursor(request)
@@ -110,7 +126,9 @@ class TokenObtainView(TokenObtainPairView):
             )
         ],
         responses={
-            200: OpenApiResponse(description="`{access, refresh}`; access carries company_id."),
+            200: OpenApiResponse(
+                TokenPairSerializer, description="`{access, refresh}`; access carries company_id."
+            ),
             400: BAD_REQUEST[400],
             401: error(
                 401,
@@ -135,6 +153,7 @@ class TokenRefreshView_(TokenRefreshView):
     @extend_schema(
         tags=["auth"],
         summary="Exchange a refresh token for a new access token",
+        request=RefreshInputSerializer,
         examples=[
             OpenApiExample(
                 "refresh", value={"refresh": "eyJhbGciOiJIUzI1NiIs..."}, request_only=True
@@ -143,7 +162,12 @@ class TokenRefreshView_(TokenRefreshView):
                 "access", value={"access": "eyJhbGciOiJIUzI1NiIs..."}, response_only=True
             ),
         ],
-        responses={200: OpenApiResponse(description="`{access}`"), 401: AUTH_ERRORS[401]},
+        responses={
+            200: OpenApiResponse(AccessTokenSerializer, description="`{access}`"),
+            400: BAD_REQUEST[400],
+            401: AUTH_ERRORS[401],
+            429: AUTH_ERRORS[429],
+        },
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().post(request, *args, **kwargs)
@@ -232,7 +256,9 @@ JOB_EXAMPLE = {
     "created_at": "2026-11-22T10:21:30.000000Z",
     "updated_at": "2026-11-22T10:25:02.000000Z",
 }
-JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="The job's UUID")
+JOB_ID = OpenApiParameter(
+    "job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's UUID"
+)
 RETRY_AFTER_NOTE = "While the job is not finished the answer carries `Retry-After` (seconds)."
 
 
@@ -245,8 +271,6 @@ class JobCollectionView(CompanyAPIView):
         summary="List jobs",
         parameters=[
             JobListFilters,
-            OpenApiParameter("cursor", str, description="Opaque cursor from next/previous"),
-            OpenApiParameter("page_size", int, description="1-500, default 50"),
         ],
         responses={200: paginated(JobSerializer), 400: BAD_REQUEST[400], **AUTH_ERRORS},
     )
@@ -340,8 +364,13 @@ class JobEventsView(CompanyAPIView):
     @extend_schema(
         tags=["jobs"],
         summary="The job's timeline, by sequence",
-        parameters=[JOB_ID, OpenApiParameter("cursor", str), OpenApiParameter("page_size", int)],
-        responses={200: paginated(JobEventSerializer), **NOT_FOUND, **AUTH_ERRORS},
+        parameters=[JOB_ID],
+        responses={
+            200: paginated(JobEventSerializer),
+            400: BAD_REQUEST[400],
+            **NOT_FOUND,
+            **AUTH_ERRORS,
+        },
     )
     def get(self, request: Request, job_id: Any) -> Response:
         job = self.get_job(job_id)
@@ -469,8 +498,13 @@ class JobPushResultsView(CompanyAPIView):
     @extend_schema(
         tags=["push results"],
         summary="List the job's push results",
-        parameters=[JOB_ID, PushResultListFilters, OpenApiParameter("cursor", str)],
-        responses={200: paginated(PushResultSerializer), 400: BAD_REQUEST[400], **NOT_FOUND},
+        parameters=[JOB_ID, PushResultListFilters],
+        responses={
+            200: paginated(PushResultSerializer),
+            400: BAD_REQUEST[400],
+            **NOT_FOUND,
+            **AUTH_ERRORS,
+        },
     )
     def get(self, request: Request, job_id: Any) -> Response:
         job = self.get_job(job_id)

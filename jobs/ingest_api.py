@@ -5,6 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
@@ -35,7 +36,10 @@ from .serializers import (
 )
 
 COMPANY_ID = OpenApiParameter(
-    "company_id", str, OpenApiParameter.PATH, description="Your company's id (from the token)"
+    "company_id",
+    OpenApiTypes.UUID,
+    OpenApiParameter.PATH,
+    description="Your company's id (from the token)",
 )
 SIGNATURE = OpenApiParameter(
     ingest.SIGNATURE_HEADER,

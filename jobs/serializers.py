@@ -45,7 +45,11 @@ REPORTABLE_EVENTS = [
 
 
 class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer; ``2.0`` is one too (JSON Schema's ``integer`` says so), ``"2"`` is not."""
+
     def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, float) and data.is_integer():
+            data = int(data)
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
@@ -120,6 +124,10 @@ class StrictSerializer(serializers.Serializer):
     """
 
     unknown_field_messages: dict[str, str] = {}
+    # The OpenAPI document says so (config.schema.AutoSchema): ``additionalProperties: false``,
+    # plus the rules between fields that JSON Schema can state (``openapi_rules``).
+    openapi_additional_properties = False
+    openapi_rules: dict[str, Any] = {}
 
     @cached_property
     def fields(self) -> Any:
@@ -187,6 +195,7 @@ class JobProgressInput(StrictSerializer):
     unknown_field_messages = {
         "status": "status cannot be patched; POST an event to /api/v1/jobs/{id}/events/.",
     }
+    openapi_rules = {"minProperties": 1}
     total_records = count_field(required=False)
     effected_records = count_field(required=False)
     message = StrictCharField(required=False, allow_blank=True, max_length=MESSAGE_MAX)
@@ -201,6 +210,13 @@ class JobProgressInput(StrictSerializer):
 
 
 class EventCreateInput(StrictSerializer):
+    openapi_rules = {
+        "description": "`failure_reason` is required when `status` is `failed` and refused "
+        "otherwise.",
+        "if": {"properties": {"status": {"const": "failed"}}, "required": ["status"]},
+        "then": {"required": ["failure_reason"]},
+        "else": {"not": {"required": ["failure_reason"]}},
+    }
     status = StrictChoiceField(choices=REPORTABLE_EVENTS)
     failure_reason = StrictChoiceField(choices=FailureReason.choices, required=False)
     message = StrictCharField(required=False, allow_blank=True, max_length=MESSAGE_MAX)
@@ -212,7 +228,25 @@ class CancelInput(StrictSerializer):
     message = StrictCharField(required=False, allow_blank=True, max_length=MESSAGE_MAX)
 
 
-class JobListFilters(serializers.Serializer):
+class QueryFilters(serializers.Serializer):
+    """Query-string filters: a filter sent empty (``?status=``) is refused, not ignored.
+
+    DRF reads an empty value of an optional field from a query string as "not sent"; the API
+    refuses it instead, as its document says (``minLength``, ``enum``). ``null`` is no value
+    either: ``?status=null`` is the string "null", refused as any value outside the enum.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        names: list[str] = list(self.fields.keys())
+        blank = sorted(name for name in names if name in data and data.get(name) == "")
+        if blank:
+            raise serializers.ValidationError(
+                {name: ["Leave the filter out instead of sending it empty."] for name in blank}
+            )
+        return super().to_internal_value(data)
+
+
+class JobListFilters(QueryFilters):
     status = StrictChoiceField(choices=JobStatus.choices, required=False)
     type = StrictRegexField(SLUG_RE, max_length=64, required=False)
     code = StrictRegexField(CODE_RE, max_length=64, required=False)
@@ -220,7 +254,7 @@ class JobListFilters(serializers.Serializer):
     created_before = serializers.DateTimeField(required=False)
 
 
-class PushResultListFilters(serializers.Serializer):
+class PushResultListFilters(QueryFilters):
     status = StrictChoiceField(choices=PushStatus.choices, required=False)
 
 
@@ -439,6 +473,9 @@ def push_result_data(payload: dict[str, Any]) -> PushResultData:
 
 
 class PushCorrelationInput(StrictSerializer):
+    openapi_rules = {
+        "anyOf": [{"required": ["push_communication_id"]}, {"required": ["request_id"]}]
+    }
     push_communication_id = StrictCharField(max_length=128, required=False)
     request_id = StrictCharField(max_length=255, required=False)
 

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.db import transaction
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -50,8 +51,8 @@ DELIVERY_NOT_FOUND = {
         problem_example(404, "not_found", "No such webhook delivery."),
     )
 }
-ENDPOINT_ID = OpenApiParameter("endpoint_id", str, OpenApiParameter.PATH)
-DELIVERY_ID = OpenApiParameter("delivery_id", str, OpenApiParameter.PATH)
+ENDPOINT_ID = OpenApiParameter("endpoint_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+DELIVERY_ID = OpenApiParameter("delivery_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 SSRF_EXAMPLE = problem_example(
     400,
     "validation_error",
@@ -79,7 +80,7 @@ class EndpointCollectionView(CompanyAPIView):
     @extend_schema(
         tags=["webhooks"],
         summary="List webhook endpoints (secrets are never listed)",
-        responses={200: paginated(EndpointSerializer), **AUTH_ERRORS},
+        responses={200: paginated(EndpointSerializer), 400: BAD_REQUEST[400], **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
         paginator = CreatedCursor()
@@ -261,8 +262,6 @@ class DeliveryCollectionView(CompanyAPIView):
         summary="List webhook deliveries",
         parameters=[
             DeliveryFilters,
-            OpenApiParameter("cursor", str),
-            OpenApiParameter("page_size", int),
         ],
         responses={200: paginated(DeliverySerializer), 400: BAD_REQUEST[400], **AUTH_ERRORS},
     )

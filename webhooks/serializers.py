@@ -1,8 +1,9 @@
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs.serializers import StrictCharField, StrictChoiceField, StrictSerializer
+from jobs.serializers import QueryFilters, StrictCharField, StrictChoiceField, StrictSerializer
 
 from .events import EVENT_TYPES, patterns_problem
 from .models import (
@@ -37,12 +38,34 @@ def _check_events(events: list[str]) -> list[str]:
     return list(dict.fromkeys(events))
 
 
+def _event_patterns() -> list[str]:
+    """Every value ``events`` may hold: the ids, the prefix patterns that match one, ``*``."""
+    prefixes = {
+        ".".join(parts[:n]) + ".*"
+        for parts in (e.split(".") for e in EVENT_TYPES)
+        for n in range(1, len(parts))
+    }
+    return ["*", *sorted(prefixes), *EVENT_TYPES]
+
+
+@extend_schema_field({"type": "string", "enum": _event_patterns()})
+class EventPatternField(StrictCharField):
+    """An event id or a pattern (the document lists them all; anything else is refused)."""
+
+
 class EndpointInput(StrictSerializer):
+    openapi_rules = {
+        "description": "`events` must name at least one event id or pattern, except for an "
+        "`integration` endpoint (which always receives jobs.create). The `url`'s host must "
+        "resolve to a public address (private ones are refused unless the server allows them).",
+        "if": {"not": {"properties": {"role": {"const": "integration"}}, "required": ["role"]}},
+        "then": {"required": ["events"], "properties": {"events": {"minItems": 1}}},
+    }
     url = StrictCharField(max_length=2000)
     # how many may subscribe is checked with the patterns (JOBTRAIL_MAX_ENDPOINT_EVENTS); this
     # only bounds the work of reading the list
     events = serializers.ListField(
-        child=StrictCharField(max_length=64),
+        child=EventPatternField(max_length=64),
         max_length=1000,
         required=False,
         help_text="Event ids or patterns; at least one, except for an integration endpoint "
@@ -66,6 +89,11 @@ class EndpointInput(StrictSerializer):
 
 
 class EndpointUpdateInput(EndpointInput):
+    openapi_rules = {
+        "description": "Only the fields sent change. An endpoint left without events must be "
+        "the `integration` endpoint."
+    }
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, partial=True, **kwargs)
 
@@ -103,7 +131,7 @@ class RedeliveredSerializer(serializers.Serializer):
     redelivered = serializers.IntegerField()
 
 
-class DeliveryFilters(serializers.Serializer):
+class DeliveryFilters(QueryFilters):
     endpoint = serializers.UUIDField(required=False)
     status = StrictChoiceField(choices=DeliveryStatus.choices, required=False)
     events_id = StrictChoiceField(choices=list(EVENT_TYPES), required=False)

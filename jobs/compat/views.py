@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import Http404
 from django.http.request import RawPostDataException
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
@@ -216,7 +216,15 @@ class ExportJobStatusView(CompanyAPIView):
                 response_only=True,
             ),
         ],
-        responses={200: ExportJobStatusOutput, **AUTH_ERRORS},
+        responses={
+            200: ExportJobStatusOutput,
+            400: OpenApiResponse(
+                ExportJobStatusOutput,
+                description="The body is not JSON: the seed's error shape (`successful: "
+                "false`, an error naming `jobCode`), as `application/json`.",
+            ),
+            **AUTH_ERRORS,
+        },
     )
     def post(self, request: Request) -> Response:
         try:

@@ -162,7 +162,6 @@ WRONG_TYPES = [
     ("create", {"type": "export", "total_records": "5"}, "total_records"),
     ("create", {"type": "export", "total_records": True}, "total_records"),
     ("create", {"type": "export", "total_records": 1.5}, "total_records"),
-    ("create", {"type": "export", "total_records": 5.0}, "total_records"),
     ("create", {"type": "export", "total_records": [5]}, "total_records"),
     ("create", {"type": "export", "expires_after": "60"}, "expires_after"),
     ("create", {"type": "export", "expires_after": True}, "expires_after"),

@@ -307,11 +307,43 @@ def test_cursor_pagination_walks_every_job_once_newest_first(api: APIClient, com
     assert seen == [str(j.pk) for j in expected]
 
 
-def test_page_size_is_capped_at_500(api: APIClient, company) -> None:
+def test_page_size_up_to_500_is_taken(api: APIClient, company) -> None:
     for _ in range(3):
         JobFactory(company=company)
-    body = api.get("/api/v1/jobs/?page_size=100000").json()
+    body = api.get("/api/v1/jobs/?page_size=500").json()
     assert len(body["results"]) == 3
+    assert len(api.get("/api/v1/jobs/?page_size=2").json()["results"]) == 2
+
+
+@pytest.mark.parametrize("page_size", ["0", "501", "100000", "-1", "abc", "2.5", "null", ""])
+def test_a_page_size_outside_1_to_500_is_refused_as_the_document_says(
+    api: APIClient, company, page_size: str
+) -> None:
+    """DRF would quietly use the default (or the cap); the document says 1 to 500."""
+    JobFactory(company=company)
+    for path in ("/api/v1/jobs/", "/api/v1/webhook-deliveries/"):
+        response = api.get(path, {"page_size": page_size})
+        assert response.status_code == 400, (path, page_size)
+        assert response["Content-Type"] == "application/problem+json"
+        assert response.json()["errors"] == [
+            {"field": "page_size", "message": "Must be a whole number from 1 to 500."}
+        ]
+
+
+@pytest.mark.parametrize("query", ["status=", "type=", "code=", "status=null", "created_after="])
+def test_an_empty_or_null_filter_is_refused_not_ignored(
+    api: APIClient, company, query: str
+) -> None:
+    JobFactory(company=company)
+    response = api.get(f"/api/v1/jobs/?{query}")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == query.split("=")[0]
+
+
+def test_an_integral_float_is_an_integer_as_json_schema_says(api: APIClient) -> None:
+    response = api.post("/api/v1/jobs/", {"type": "export", "total_records": 5.0}, format="json")
+    assert response.status_code == 201
+    assert response.json()["total_records"] == 5
 
 
 def test_push_counts_in_list(api: APIClient, company) -> None:

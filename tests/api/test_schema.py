@@ -209,7 +209,9 @@ def test_list_operations_are_documented_as_the_pages_they_send(
     )
     assert page["type"] == "object"
     assert set(page["required"]) == set(page["properties"]) == {"next", "previous", "results"}
-    assert page["properties"]["next"]["nullable"] and page["properties"]["previous"]["nullable"]
+    # OpenAPI 3.1: a nullable value has "null" among its types
+    for cursor in ("next", "previous"):
+        assert "null" in page["properties"][cursor]["type"], page["properties"][cursor]
     results = page["properties"]["results"]
     assert results["type"] == "array"
     assert results["items"]["$ref"] == f"#/components/schemas/{item}"
@@ -222,6 +224,8 @@ def test_error_answers_are_documented_as_problem_json(schema: dict[str, Any]) ->
     for path, method, operation in _operations(schema):
         for code, response in operation["responses"].items():
             content = response.get("content") or {}
+            if path == "/services/rest/v1/export/job/status" and code == "400":
+                continue  # the seed's own error shape, documented as application/json
             if code[0] in "45" and set(content) != {"application/problem+json"}:
                 wrong.append(f"{method.upper()} {path} {code}: {sorted(content)}")
             if code[0] in "45":
@@ -296,3 +300,190 @@ def test_token_expired_is_documented(schema: dict[str, Any]) -> None:
         "application/problem+json"
     ]["examples"]
     assert {e["value"]["code"] for e in examples.values()} >= {"invalid_token", "token_expired"}
+
+
+# --- the webhooks section (issue 14) ------------------------------------------------------------
+
+
+def _webhook_payload_schema(document: dict[str, Any], events_id: str) -> dict[str, Any]:
+    operation = document["webhooks"][events_id]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    # 2020-12 lets $ref sit beside other keywords: the refs resolve against this root
+    return {**schema, "components": document["components"]}
+
+
+def test_every_event_id_the_code_can_emit_has_a_webhook(schema: dict[str, Any]) -> None:
+    from jobs.relay import KIND_WEBHOOKS, TIMELINE_WEBHOOKS
+    from webhooks.events import EVENT_TYPES
+    from webhooks.services import TEST_EVENT
+
+    emitted = {*TIMELINE_WEBHOOKS.values(), *KIND_WEBHOOKS.values(), *EVENT_TYPES, TEST_EVENT}
+    assert schema["openapi"].startswith("3.1")
+    assert emitted <= set(schema["webhooks"])
+
+
+def test_every_webhook_documents_the_standard_webhooks_headers(schema: dict[str, Any]) -> None:
+    for events_id, item in schema["webhooks"].items():
+        operation = item["post"]
+        headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+        assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}, events_id
+        assert "verify" in operation["description"].lower()
+        components = schema["components"]["schemas"]
+        payload = components[_webhook_payload_schema(schema, events_id)["$ref"].rsplit("/", 1)[1]]
+        envelope = components[payload["properties"]["event"]["$ref"].rsplit("/", 1)[1]]
+        assert envelope["properties"]["events_id"]["const"] == events_id
+
+
+def test_real_payloads_validate_against_their_webhook_schema(schema: dict[str, Any]) -> None:
+    """Every event the code sends, produced by the code, against the document's schema."""
+    from jsonschema import Draft202012Validator
+
+    from jobs import services as jobs
+    from reports import services as reports
+    from tests.factories import CompanyFactory, JobFactory
+    from tests.relay import run_relay
+    from webhooks import services as webhooks
+    from webhooks.models import WebhookDelivery
+
+    company = CompanyFactory()
+    endpoint = webhooks.endpoint_create(company=company, url="http://127.0.0.1:9/", events=["*"])
+    job = JobFactory(company=company, total_records=3)
+    jobs.job_start(job_id=job.pk)
+    jobs.job_record_progress(job_id=job.pk, effected_records=1, message="1/3")
+    jobs.push_result_record(
+        job_id=job.pk,
+        data=jobs.PushResultData(
+            push_communication_id="p1",
+            status="failed",
+            response_code=400,
+            validation_errors=[{"field": "currencyRef", "message": "Multi Currency"}],
+            source_object_ids=["354"],
+        ),
+    )
+    jobs.job_apply_event(job_id=job.pk, status="completed_with_errors", effected_records=2)
+    run_relay()
+    reports.report_build(job_id=job.pk)
+    completed = JobFactory(company=company)
+    jobs.job_complete(job_id=completed.pk)
+    failed = JobFactory(company=company)
+    jobs.job_apply_event(job_id=failed.pk, status="failed", failure_reason="service_timeout")
+    webhooks.endpoint_send_test(endpoint=endpoint)
+    run_relay()
+
+    seen = set()
+    for delivery in WebhookDelivery.objects.all():
+        validator = Draft202012Validator(_webhook_payload_schema(schema, delivery.events_id))
+        errors = [
+            f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(delivery.payload)
+        ]
+        assert errors == [], (delivery.events_id, delivery.payload)
+        seen.add(delivery.events_id)
+    assert seen == set(schema["webhooks"])
+
+
+def test_a_payload_that_breaks_its_schema_is_caught(schema: dict[str, Any]) -> None:
+    """The schemas are strict enough to tell: the wrong event id or a missing job field fails."""
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(_webhook_payload_schema(schema, "jobs.completed"))
+    payload = {
+        "event": {"dt": "2026-11-22T10:30:00Z", "events_id": "jobs.failed", "object_id": "x"},
+        "data": {"id": "not all the fields"},
+    }
+    messages = " ".join(e.message for e in validator.iter_errors(payload))
+    assert "'jobs.completed' was expected" in messages
+    assert "'code' is a required property" in messages
+
+
+# --- examples (issue 14) --------------------------------------------------------------------------
+
+
+def _example_values(media: dict[str, Any]) -> list[Any]:
+    values = [e["value"] for e in (media.get("examples") or {}).values() if "value" in e]
+    if "example" in media:
+        values.append(media["example"])
+    return values
+
+
+def test_every_operation_shows_a_request_and_an_answer_example(schema: dict[str, Any]) -> None:
+    missing = []
+    for path, method, operation in _operations(schema):
+        body = operation.get("requestBody")
+        if body and not _has_examples(body.get("content")):
+            missing.append(f"{method.upper()} {path}: request")
+        for code, response in operation["responses"].items():
+            content = {
+                media_type: media
+                for media_type, media in (response.get("content") or {}).items()
+                if "json" in media_type
+            }
+            if code.startswith("2") and content and not _has_examples(content):
+                missing.append(f"{method.upper()} {path}: {code}")
+    assert missing == []
+
+
+def test_every_example_is_valid_against_its_schema(schema: dict[str, Any]) -> None:
+    """Request and answer examples alike: the document shows what it also allows."""
+    from jsonschema import Draft202012Validator
+
+    wrong = []
+    checked = 0
+    for path, method, operation in _operations(schema):
+        places = [("request", operation.get("requestBody", {}).get("content") or {})]
+        places += [(code, r.get("content") or {}) for code, r in operation["responses"].items()]
+        for where, content in places:
+            for media_type, media in content.items():
+                if "json" not in media_type or "schema" not in media:
+                    continue
+                validator = Draft202012Validator(
+                    {**media["schema"], "components": schema["components"]}
+                )
+                for value in _example_values(media):
+                    checked += 1
+                    for error in validator.iter_errors(value):
+                        wrong.append(f"{method.upper()} {path} {where}: {error.message}")
+    assert checked > 60
+    assert wrong == []
+
+
+def test_the_description_explains_what_an_integrator_needs(schema: dict[str, Any]) -> None:
+    description = schema["info"]["description"]
+    for needed in (
+        "Bearer",
+        "token_expired",
+        "/api/v1/auth/token/refresh/",
+        "Idempotency-Key",
+        "idempotency_key_reused",
+        '"next"',
+        "page_size",
+        "RFC 9457",
+        "application/problem+json",
+        "/problems/",
+        "429",
+        "Retry-After",
+        "webhook-signature",
+    ):
+        assert needed in description, needed
+
+
+def test_request_rules_are_the_serializers_rules(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    create = components["JobCreateInput"]
+    assert create["additionalProperties"] is False
+    assert create["properties"]["type"]["pattern"] == "^[-a-zA-Z0-9_]+$"  # the RegexField's own
+    assert create["properties"]["type"]["maxLength"] == 64
+    event = components["EventCreateInput"]
+    assert event["if"]["properties"]["status"] == {"const": "failed"}
+    assert event["then"] == {"required": ["failure_reason"]}
+    assert event["else"] == {"not": {"required": ["failure_reason"]}}
+    assert components["PatchedJobProgressInput"]["minProperties"] == 1
+    jobs = {p["name"]: p["schema"] for p in schema["paths"]["/api/v1/jobs/"]["get"]["parameters"]}
+    assert jobs["type"]["pattern"] == "^[-a-zA-Z0-9_]+$"
+    assert jobs["page_size"] == {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
+    assert jobs["status"]["enum"] == [
+        "pending",
+        "processing",
+        "completed",
+        "completed_with_errors",
+        "failed",
+    ]
