@@ -13,6 +13,23 @@ os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
 # the production default (tests/e2e/stack.py) so their processes coalesce as deployed.
 os.environ.setdefault("JOBTRAIL_WAKEUP_WINDOW", "0")
 
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    # this test run's metrics files (an e2e stack gives its processes their own folder), removed
+    # at exit by the process that made it
+    import atexit
+    import shutil
+    import tempfile
+
+    _metrics = tempfile.mkdtemp(prefix="jobtrail-test-metrics-")
+    _metrics_owner = os.getpid()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics
+
+    def _remove_metrics_folder(path: str = _metrics, owner: int = _metrics_owner) -> None:
+        if os.getpid() == owner:
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(_remove_metrics_folder)
+
 from .settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -358,6 +358,8 @@ class ProductionStack:
             "CELERY_BROKER_URL": self.broker.url,
             "JOBTRAIL_MEDIA_ROOT": str(self.workdir / "media"),
             "JOBTRAIL_PORT": str(self.web_port),
+            # this stack's processes share their metrics here (not the test process's folder)
+            "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "prometheus"),
         }
 
     def start_process(self, name: str) -> int:
