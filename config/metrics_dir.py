@@ -24,15 +24,25 @@ BASE_DIR = CONFIG_DIR.parent if (CONFIG_DIR.parent / "manage.py").is_file() else
 DEFAULT = BASE_DIR / "var" / "prometheus"
 
 
+_configured: str | None = None
+
+
 def configure() -> str:
     """Set ``PROMETHEUS_MULTIPROC_DIR`` (default ``var/prometheus``) and create the folder.
 
-    Return it; an empty value set on purpose turns multiprocess mode off (one process only).
+    Return it. An empty value set on purpose turns multiprocess mode off: each process then
+    shows only its own metrics (the variable is removed, since prometheus-client goes by its
+    presence).
     """
-    path = os.environ.setdefault(ENV, str(DEFAULT))
-    if path:
-        Path(path).mkdir(parents=True, exist_ok=True)
-    return path
+    global _configured
+    if _configured is None:
+        path = os.environ.setdefault(ENV, str(DEFAULT))
+        if path:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        else:
+            del os.environ[ENV]
+        _configured = path
+    return _configured
 
 
 def reset() -> str:

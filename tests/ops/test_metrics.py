@@ -4,15 +4,22 @@ The counters add up over the test run (every process writes to the same folder),
 compares a scrape taken before the action with one taken after it.
 """
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from config import gunicorn as gunicorn_config
 from jobs.models import JobEvent
 from reports.models import Report, ReportStatus
 from tests.factories import CompanyFactory, JobFactory, UserFactory
@@ -297,3 +304,36 @@ def test_backlog_gauges_reflect_the_database(receiver: Receiver) -> None:
     assert value(figures, "jobtrail_webhook_deliveries_due") == 2
     assert 120 <= value(figures, "jobtrail_webhook_oldest_due_delivery_age_seconds") < 180
     assert value(figures, "jobtrail_reports_pending") == 1
+
+
+# --- the shared folder -------------------------------------------------------------------------
+
+
+def test_make_run_empties_the_metrics_folder_before_the_processes_start(tmp_path: Any) -> None:
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    (folder / "counter_12345.db").write_bytes(b"old run")
+    (folder / "stray").mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    subprocess.run(
+        [sys.executable, "-c", "from config import metrics_dir; metrics_dir.reset()"],
+        check=True,
+        env=env,
+        cwd=django_settings.BASE_DIR,
+    )
+    assert folder.is_dir() and list(folder.iterdir()) == []
+
+
+def test_a_dead_gunicorn_worker_loses_its_live_gauges_but_keeps_its_counts() -> None:
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    live = folder / "gauge_livesum_999999.db"
+    counts = folder / "counter_999999.db"
+    live.write_bytes(b"")
+    counts.write_bytes(b"")
+    try:
+        gunicorn_config.child_exit(None, SimpleNamespace(pid=999999))
+        assert not live.exists()
+        assert counts.exists()
+    finally:
+        live.unlink(missing_ok=True)
+        counts.unlink(missing_ok=True)
