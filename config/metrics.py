@@ -64,18 +64,6 @@ def _event_time(payload: Any) -> datetime | None:
         return None
 
 
-def attempts_observe(attempts: Iterable["AttemptObservation"]) -> None:
-    for observation in attempts:
-        WEBHOOK_ATTEMPT_DURATION.observe(observation.duration_ms / 1000)
-        if observation.outcome:
-            WEBHOOK_DELIVERIES.labels(outcome=observation.outcome).inc()
-        if observation.first:
-            committed = _event_time(observation.payload)
-            if committed is not None:
-                delay = (observation.started_at - committed).total_seconds()
-                WEBHOOK_FIRST_ATTEMPT_DELAY.observe(max(delay, 0.0))
-
-
 class AttemptObservation:
     """What one recorded attempt tells the metrics (built in the recording transaction)."""
 
@@ -89,6 +77,19 @@ class AttemptObservation:
         self.first = first  # the first scheduled attempt
         self.payload = payload
         self.started_at = started_at
+
+
+def attempts_observe(attempts: Iterable[AttemptObservation]) -> None:
+    """Observe recorded attempts: duration, the delivery's outcome, the first one's delay."""
+    for observation in attempts:
+        WEBHOOK_ATTEMPT_DURATION.observe(observation.duration_ms / 1000)
+        if observation.outcome:
+            WEBHOOK_DELIVERIES.labels(outcome=observation.outcome).inc()
+        if observation.first:
+            committed = _event_time(observation.payload)
+            if committed is not None:
+                delay = (observation.started_at - committed).total_seconds()
+                WEBHOOK_FIRST_ATTEMPT_DELAY.observe(max(delay, 0.0))
 
 
 def deliveries_abandoned_observe(count: int) -> None:
@@ -114,7 +115,14 @@ class RequestMetricsMiddleware:
         match = request.resolver_match
         route = "/" + str(match.route) if match is not None and match.route else UNMATCHED
         method = request.method if request.method in KNOWN_METHODS else "other"
-        HTTP_REQUEST_DURATION.labels(
-            route=route, method=method, status=f"{response.status_code // 100}xx"
-        ).observe(elapsed)
+        key = (route, method, response.status_code // 100)
+        child = _request_children.get(key)
+        if child is None:  # labels() validates and locks: once per key, not per request
+            child = HTTP_REQUEST_DURATION.labels(route=route, method=method, status=f"{key[2]}xx")
+            _request_children[key] = child
+        child.observe(elapsed)
         return response
+
+
+# (route, method, status class) -> the histogram's child; as many keys as URL patterns allow
+_request_children: dict[tuple[str, str, int], Any] = {}
