@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import OperationalError, connection
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -304,6 +305,20 @@ def test_backlog_gauges_reflect_the_database(receiver: Receiver) -> None:
     assert value(figures, "jobtrail_webhook_deliveries_due") == 2
     assert 120 <= value(figures, "jobtrail_webhook_oldest_due_delivery_age_seconds") < 180
     assert value(figures, "jobtrail_reports_pending") == 1
+
+
+def test_a_database_down_leaves_the_gauges_out_but_serves_the_rest() -> None:
+    def unreachable(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        raise OperationalError("connection to 10.0.0.7 failed")
+
+    with connection.execute_wrapper(unreachable):
+        response = Client().get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "jobtrail_backlog_up 0.0" in text
+    assert "jobtrail_webhook_deliveries_due" not in text
+    assert "jobtrail_http_request_duration_seconds_bucket" in text  # the processes' metrics
+    assert "10.0.0.7" not in text
 
 
 # --- the shared folder -------------------------------------------------------------------------
