@@ -21,7 +21,8 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from config import gunicorn as gunicorn_config
-from jobs.models import JobEvent
+from jobs.models import EventSource, Job, JobEvent
+from jobs.services import jobs_cancel, jobs_expire_stale
 from reports.models import Report, ReportStatus
 from tests.factories import CompanyFactory, JobFactory, UserFactory
 from tests.receiver import Receiver, Reply
@@ -172,6 +173,27 @@ def test_a_failed_event_counts_under_its_failure_reason(api: Any, committed: Any
     after = scrape()
     assert value(after, CHANGES, **timeout) == value(before, CHANGES, **timeout) + 1
     assert value(after, CHANGES, **expired) == value(before, CHANGES, **expired)
+
+
+def test_jobs_expired_and_canceled_in_bulk_count_one_change_each(committed: Any) -> None:
+    """The set-based paths (expiry's one statement, bulk cancel) are counted by the relay too."""
+    expired = {"status": "failed", "failure_reason": "job_expired"}
+    canceled = {"status": "failed", "failure_reason": "canceled_by_user"}
+    stale = [JobFactory(), JobFactory()]
+    doomed = [JobFactory(), JobFactory(), JobFactory()]
+    committed(run_relay)
+    before = scrape()
+    Job.objects.filter(pk__in=[job.pk for job in stale]).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert jobs_expire_stale() == 2
+    assert jobs_cancel(
+        job_ids=[job.pk for job in doomed], actor=None, source=EventSource.ADMIN
+    ) == (3, 0)
+    committed(run_relay)
+    after = scrape()
+    assert value(after, CHANGES, **expired) == value(before, CHANGES, **expired) + 2
+    assert value(after, CHANGES, **canceled) == value(before, CHANGES, **canceled) + 3
 
 
 # --- API latency -------------------------------------------------------------------------------
