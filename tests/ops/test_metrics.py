@@ -325,7 +325,8 @@ def test_backlog_gauges_reflect_the_database(receiver: Receiver) -> None:
     figures = scrape()
     assert value(figures, "jobtrail_job_events_unrelayed") == 0
     assert value(figures, "jobtrail_webhook_deliveries_due") == 2
-    assert 120 <= value(figures, "jobtrail_webhook_oldest_due_delivery_age_seconds") < 180
+    # due 120 s ago (the other due one became due when it was written, the third is not due)
+    assert 120 <= value(figures, "jobtrail_webhook_oldest_due_delivery_age_seconds") < 600
     assert value(figures, "jobtrail_reports_pending") == 1
 
 
