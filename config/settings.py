@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config import metrics_dir
+
 CONFIG_DIR = Path(__file__).resolve().parent
 # The local files (.env, var/, staticfiles/) live in the source tree; an installed package
 # (`pip install .`) keeps them in the working directory instead of site-packages.
@@ -29,6 +31,10 @@ env = environ.Env()
 DOTENV_FILE = BASE_DIR / ".env"
 if env.bool("JOBTRAIL_READ_DOTENV", default=True) and "DJANGO_SECRET_KEY" not in os.environ:
     environ.Env.read_env(DOTENV_FILE)
+
+# Before anything imports prometheus-client: the folder where this host's processes share their
+# metrics (default var/prometheus; README "Metrics").
+PROMETHEUS_MULTIPROC_DIR = metrics_dir.configure()
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
@@ -107,6 +113,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.SitePolicyCSPMiddleware",  # django-csp's, the policy built once
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.metrics.RequestMetricsMiddleware",  # what Django answers (static files are not)
     "config.middleware.BodySizeLimitMiddleware",
     "config.middleware.ApiProblemMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -542,3 +549,6 @@ JOBTRAIL_OPS_MAX_REPORT_LAG = env.int("JOBTRAIL_OPS_MAX_REPORT_LAG", default=900
 JOBTRAIL_ADMIN_REFRESH_SECONDS = env.int("JOBTRAIL_ADMIN_REFRESH_SECONDS", default=5)
 # When set, the operations view wants "Authorization: Bearer <token>"; empty leaves it open.
 JOBTRAIL_OPS_TOKEN = env.str("JOBTRAIL_OPS_TOKEN", default="")
+# GET /metrics: staff signed in to the admin, or "Authorization: Bearer <token>" with this token
+# (Prometheus' scrape config) or the operations token; nobody else (401).
+JOBTRAIL_METRICS_TOKEN = env.str("JOBTRAIL_METRICS_TOKEN", default="")

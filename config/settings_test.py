@@ -1,6 +1,7 @@
 """Settings for the test suite: production settings with a test secret and local webhook targets."""
 
 import os
+import sys
 
 os.environ["JOBTRAIL_READ_DOTENV"] = "0"
 os.environ.setdefault(
@@ -12,6 +13,28 @@ os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
 # In-process tests see a wake-up published by the committing thread; the end-to-end stacks set
 # the production default (tests/e2e/stack.py) so their processes coalesce as deployed.
 os.environ.setdefault("JOBTRAIL_WAKEUP_WINDOW", "0")
+
+if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+    pass  # an e2e stack's process (the stack gives them their own folder), or set by hand
+elif "pytest" not in sys.modules:
+    # mypy's Django plugin and other tools load these settings too, and exit without running
+    # atexit: no folder for them (the metrics stay in the process)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = ""
+else:
+    # this test run's metrics files, removed at exit by the process that made it
+    import atexit
+    import shutil
+    import tempfile
+
+    _metrics = tempfile.mkdtemp(prefix="jobtrail-test-metrics-")
+    _metrics_owner = os.getpid()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics
+
+    def _remove_metrics_folder(path: str = _metrics, owner: int = _metrics_owner) -> None:
+        if os.getpid() == owner:
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(_remove_metrics_folder)
 
 from .settings import *  # noqa: F403
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from ops.views import operations
+from ops.views import metrics, operations
 from reports.views import ReportDownloadView
 
 from .health import healthz
@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
     path("healthz/operations", operations, name="healthz-operations"),
+    path("metrics", metrics, name="metrics"),
     path("reports/download/<str:token>/", ReportDownloadView.as_view(), name="report-download"),
     path("", include("jobs.compat.urls")),
     # last: any other path under the API prefixes answers a problem document, DEBUG or not

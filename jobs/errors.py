@@ -106,7 +106,7 @@ class WebhookEndpointLimit(JobError):
 
 
 class DeliveryInProgress(JobError):
-    """A pending delivery is still being tried on its schedule; it cannot be redelivered."""
+    """A delivery cannot be sent now: an attempt of it is in flight (or it is no hand-off)."""
 
     code = "delivery_pending"
     status = 409

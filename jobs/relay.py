@@ -37,7 +37,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from config import leases
+from config import leases, metrics
 from config.outbox import publish_on_commit, publish_wakeup
 from reports.services import reports_request
 from webhooks.services import Message, deliveries_fan_out
@@ -164,6 +164,9 @@ def relay_batch(*, batch_size: int = BATCH_SIZE) -> int:
         publish_on_commit(SENDER_TASK)
     _request_reports(events)
     _mark_relayed(events)
+    changes = [(e.status, e.failure_reason) for e in events if e.kind == JobEventKind.TIMELINE]
+    if changes:  # counted once, when the batch commits (never for a batch rolled back)
+        transaction.on_commit(partial(metrics.job_changes_observe, changes), robust=True)
     return len(events)
 
 

@@ -289,11 +289,30 @@ class DeliveryDetailView(CompanyAPIView):
 class DeliveryRedeliverView(CompanyAPIView):
     @extend_schema(
         tags=["webhooks"],
-        summary="Send a delivery again now (a manual attempt)",
+        summary="Send a delivery now, whatever its state",
+        description=(
+            "A delivered or failed delivery gets one more attempt now, recorded as `manual` "
+            "(it does not start the retry schedule again). A delivery still retrying is made due "
+            "now: its next scheduled attempt happens at once, counted as such, and if it fails "
+            "the schedule carries on from there. Only a delivery whose attempt is in flight at "
+            "this moment answers 409 `delivery_pending`: wait for that attempt's answer. The "
+            "body is the delivery as it is after the request (`status` `pending`, "
+            "`next_attempt_at` now)."
+        ),
         parameters=[DELIVERY_ID],
         request=None,
         responses={
             202: DeliverySerializer,
+            409: error(
+                409,
+                "An attempt of this delivery is in flight right now.",
+                problem_example(
+                    409,
+                    "delivery_pending",
+                    "This delivery is being sent right now; wait for its answer.",
+                    title="Conflict",
+                ),
+            ),
             **DELIVERY_NOT_FOUND,
             **IDEMPOTENCY_ERRORS,
             **AUTH_ERRORS,
@@ -302,7 +321,8 @@ class DeliveryRedeliverView(CompanyAPIView):
     @idempotent
     def post(self, request: Request, delivery_id: Any) -> Response:
         delivery = selectors.delivery_get(company=self.company, delivery_id=delivery_id)
-        delivery = services.delivery_redeliver(delivery=delivery)  # DeliveryInProgress: 409
+        services.delivery_send_now(delivery=delivery)  # in flight: DeliveryInProgress, 409
+        delivery.refresh_from_db()
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 
 

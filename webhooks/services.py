@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -16,7 +17,7 @@ from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from config import leases, outbox
+from config import leases, metrics, outbox
 from jobs.errors import (
     DeliveryInProgress,
     IntegrationEndpointTaken,
@@ -639,6 +640,13 @@ def _outcome(claim: Claim, result: AttemptResult, now: datetime) -> dict[str, An
     return fields
 
 
+METRIC_OUTCOMES = {
+    DeliveryStatus.DELIVERED: metrics.OUTCOME_DELIVERED,
+    DeliveryStatus.PENDING: metrics.OUTCOME_RETRYING,
+    DeliveryStatus.FAILED: metrics.OUTCOME_FAILED,
+}
+
+
 @transaction.atomic
 def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) -> None:
     """Log the attempts and decide each delivery's fate, in a few queries for the whole batch.
@@ -676,7 +684,17 @@ def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) 
     groups: dict[tuple[tuple[str, Any], ...], list[Any]] = {}
     gone: set[Any] = set()
     handoffs_failed: list[hooks.HandoffFailure] = []
+    observed: list[metrics.AttemptObservation] = []
     for claim, result in outcomes:
+        first = claim.number == 1 and claim.trigger == AttemptTrigger.SCHEDULED
+        observation = metrics.AttemptObservation(
+            duration_ms=result.duration_ms,
+            outcome="",
+            first=first,
+            payload=claim.delivery.payload if first else None,
+            started_at=result.started_at,
+        )
+        observed.append(observation)
         if claim.delivery.pk not in mine:
             logger.warning(
                 "attempt %s of delivery %s finished after its lease",
@@ -685,6 +703,7 @@ def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) 
             )
             continue
         fields = _outcome(claim, result, now)
+        observation.outcome = METRIC_OUTCOMES[fields["status"]]
         groups.setdefault(tuple(sorted(fields.items())), []).append(claim.delivery.pk)
         if result.status_code == 410:
             gone.add(claim.endpoint.pk)
@@ -719,6 +738,7 @@ def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) 
         )
     # the jobs app fails the pending jobs of these hand-offs, in this transaction
     hooks.handoff_failed(handoffs_failed)
+    transaction.on_commit(partial(metrics.attempts_observe, observed), robust=True)
 
 
 def delivery_record_attempt(*, claim: Claim, result: AttemptResult) -> WebhookDelivery:
@@ -790,6 +810,7 @@ def deliveries_abandon(claims: Iterable[Claim], *, reason: str) -> None:
             attempts=F("attempts") - 1,
             updated_at=now,
         )
+    transaction.on_commit(partial(metrics.deliveries_abandoned_observe, len(claims)), robust=True)
     hooks.handoff_failed(
         [
             hooks.HandoffFailure(

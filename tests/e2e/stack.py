@@ -63,6 +63,8 @@ class Stack:
             JOBTRAIL_WAKEUP_WINDOW="0.02",  # coalesced wake-ups, as deployed
             DJANGO_CONN_MAX_AGE="0",
             PYTHONUNBUFFERED="1",
+            # this stack's processes share their metrics here (not the test process's folder)
+            PROMETHEUS_MULTIPROC_DIR=str(self.workdir / "prometheus"),
             PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         )
         env.update(self.env_overrides)
@@ -89,7 +91,8 @@ class Stack:
         env = self.env()
         # fmt: off
         self.processes.spawn("web", [
-            str(BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{self.web_port}",
+            str(BIN / "gunicorn"), "config.wsgi", "--config", "python:config.gunicorn",
+            "--bind", f"127.0.0.1:{self.web_port}",
             "--workers", "2", "--threads", "4", "--no-control-socket",
         ], env=env)
         # fmt: on

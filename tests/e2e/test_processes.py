@@ -63,7 +63,9 @@ def process_env(**extra: str) -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("DJANGO_", "JOBTRAIL_", "CELERY_"))
-        and k not in {"DATABASE_URL", "CACHE_URL", "PYTEST_CURRENT_TEST"}
+        # the test run's metrics folder too: `make run` empties the copy's own var/prometheus
+        and k
+        not in {"DATABASE_URL", "CACHE_URL", "PYTEST_CURRENT_TEST", "PROMETHEUS_MULTIPROC_DIR"}
     }
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
@@ -142,10 +144,26 @@ def test_make_run_processes_stop_gracefully_on_ctrl_c(
     app_copy: Path, running: list[Output]
 ) -> None:
     port = free_port()
+    stale = app_copy / "var" / "prometheus" / "counter_1.db"  # an earlier run's counts
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"old")
     # What `make run` runs once the database is migrated: honcho with the Procfile.
-    honcho = start([sys.executable, "-m", "config.run_procfile"], app_copy, JOBTRAIL_PORT=str(port))
+    honcho = start(
+        [sys.executable, "-m", "config.run_procfile"],
+        app_copy,
+        JOBTRAIL_PORT=str(port),
+        JOBTRAIL_METRICS_TOKEN="processes-metrics-token",
+    )
     running.append(honcho)
     wait_until(lambda: web_answers(port), 90, f"web to answer /healthz\n{honcho.text}")
+    assert not stale.exists()  # emptied before the processes started
+    scraped = requests.get(
+        f"http://127.0.0.1:{port}/metrics",
+        headers={"Authorization": "Bearer processes-metrics-token"},
+        timeout=10,
+    )
+    assert scraped.status_code == 200, scraped.text
+    assert "jobtrail_backlog_up 1.0" in scraped.text
     wait_until(lambda: "ready." in honcho.text, 90, f"the worker to be ready\n{honcho.text}")
     wait_until(lambda: "beat: Starting" in honcho.text, 90, f"beat to start\n{honcho.text}")
     pid = re.search(r"worker\.1 started \(pid=(\d+)\)", honcho.text)

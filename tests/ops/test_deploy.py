@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from gunicorn.app.base import Application
 from gunicorn.config import Config
 
 from reports.tasks import build_job_report
@@ -135,3 +136,33 @@ def test_a_visibility_timeout_shorter_than_a_countdown_refuses_to_start() -> Non
     )
     assert run.returncode != 0
     assert "ImproperlyConfigured: JOBTRAIL_BROKER_VISIBILITY_TIMEOUT must exceed" in run.stderr
+
+
+def test_the_units_share_one_metrics_folder_that_outlives_their_restarts() -> None:
+    """README "Metrics": the web's /metrics adds up the worker's and beat's samples only if
+    the three write to the same folder; a unit's restart must not empty it under the others."""
+    for name in ("jobtrail-web.service", "jobtrail-worker.service", "jobtrail-beat.service"):
+        service = unit(name)
+        environment = dict(item.split("=", 1) for item in shlex.split(service["Environment"]))
+        assert environment["PROMETHEUS_MULTIPROC_DIR"] == "/run/jobtrail-metrics", name
+        assert service["RuntimeDirectory"] == "jobtrail-metrics", name
+        assert service["RuntimeDirectoryPreserve"] == "yes", name
+
+
+def test_gunicorn_loads_the_metrics_hooks_in_the_unit_and_the_procfile() -> None:
+    """``--config python:config.gunicorn``: the master marks dead workers in the metrics."""
+    procfile = {
+        line.split(":", 1)[0]: line.split(":", 1)[1]
+        for line in (ROOT / "Procfile").read_text().splitlines()
+        if ":" in line
+    }
+    for argv in (
+        exec_start(unit("jobtrail-web.service"))[1:],
+        shlex.split(procfile["web"])[2:],
+    ):
+        options = Config().parser().parse_args(argv)
+        assert options.config == "python:config.gunicorn"
+    loader = Application.__new__(Application)  # only its config loading, as gunicorn does it
+    loader.cfg = Config()
+    loader.load_config_from_module_name_or_filename("python:config.gunicorn")
+    assert loader.cfg.child_exit is importlib.import_module("config.gunicorn").child_exit

@@ -25,9 +25,11 @@ STRONG_KEY = "env-key-" + secrets.token_urlsafe(48)
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
-    """A checkout of the settings (config/settings.py beside a manage.py), nothing else."""
+    """A checkout of the settings (config/settings.py and the metrics folder's setup it calls
+    first, beside a manage.py), nothing else."""
     (tmp_path / "config").mkdir()
-    shutil.copy2(ROOT / "config" / "settings.py", tmp_path / "config" / "settings.py")
+    for name in ("settings.py", "metrics_dir.py"):
+        shutil.copy2(ROOT / "config" / name, tmp_path / "config" / name)
     (tmp_path / "config" / "__init__.py").write_text("")
     (tmp_path / "manage.py").write_text("")
     return tmp_path

@@ -332,6 +332,9 @@ def migrate_template(pg: PostgresCluster, database: str) -> None:
     manage(env, "create_api_client", company, username, "--password", password)
 
 
+METRICS_TOKEN = "production-metrics-token"
+
+
 @dataclass
 class ProductionStack:
     workdir: Path
@@ -358,6 +361,9 @@ class ProductionStack:
             "CELERY_BROKER_URL": self.broker.url,
             "JOBTRAIL_MEDIA_ROOT": str(self.workdir / "media"),
             "JOBTRAIL_PORT": str(self.web_port),
+            # this stack's processes share their metrics here (not the test process's folder)
+            "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "prometheus"),
+            "JOBTRAIL_METRICS_TOKEN": METRICS_TOKEN,
         }
 
     def start_process(self, name: str) -> int:

@@ -4,9 +4,11 @@ import signal
 import time
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.live import wait_until
-from tests.production.stack import ProductionStack
+from tests.production.stack import METRICS_TOKEN, ProductionStack
 from tests.production.traffic import register_endpoint
 from tests.receiver import Receiver, Reply
 
@@ -49,3 +51,28 @@ def test_worker_killed_mid_delivery_is_redelivered_with_the_same_webhook_id(
         return rows == [("delivered",)]
 
     wait_until(delivered, 30, "the delivery to be marked delivered")
+
+    # The web's /metrics adds up every process's files, the SIGKILLed worker's included: its
+    # relay counted the job's creation; the new worker counted the one delivery. The attempt
+    # that died with its worker was never recorded: one attempt observed, and it was the
+    # second (no first-attempt delay).
+    def scraped() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        response = requests.get(
+            f"{stack.api}/metrics",
+            headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+        }
+
+    delivered_key = ("jobtrail_webhook_deliveries_total", frozenset({("outcome", "delivered")}))
+    wait_until(lambda: scraped().get(delivered_key) == 1.0, 30, "the delivery in /metrics")
+    samples = scraped()
+    created = frozenset({("status", "created"), ("failure_reason", "")})
+    assert samples[("jobtrail_job_changes_total", created)] == 1.0
+    assert samples[("jobtrail_webhook_attempt_duration_seconds_count", frozenset())] == 1.0
+    assert samples[("jobtrail_webhook_first_attempt_delay_seconds_count", frozenset())] == 0.0

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from config.periodic import periodic_tasks, register_periodic_tasks
 from tests.factories import JobFactory
-from tests.receiver import Receiver
+from tests.receiver import Receiver, Reply
 from tests.relay import run_relay
 from tests.webhooks.helpers import deliveries
 from webhooks import services
@@ -261,11 +261,49 @@ def test_periodic_tasks_are_registered_idempotently() -> None:
     assert not PeriodicTask.objects.get(pk=dispatcher.pk).enabled
 
 
-def test_redelivering_a_pending_delivery_is_409(api: APIClient, company) -> None:
+def test_redelivering_a_retrying_delivery_makes_it_due_now(
+    api: APIClient, company, receiver: Receiver
+) -> None:
+    """As the admin's Redeliver: the next scheduled attempt happens now, counted as such."""
+    receiver.default = Reply(503)
+    _register(api, url=receiver.url + "/hook")
+    JobFactory(company=company)
+    [delivery] = deliveries()
+    deliver(delivery.pk)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("pending", 1)
+    assert delivery.next_attempt_at > timezone.now()  # retrying later, on its schedule
+
+    before = timezone.now()
+    response = api.post(f"/api/v1/webhook-deliveries/{delivery.pk}/redeliver/")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert (body["status"], body["attempts"]) == ("pending", 1)
+    delivery.refresh_from_db()
+    assert delivery.next_attempt_at is not None and delivery.next_attempt_at >= before
+    assert delivery.next_attempt_at <= timezone.now()  # due now
+    assert delivery.next_trigger == "scheduled"
+
+    receiver.default = Reply(200)
+    deliver(delivery.pk)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("delivered", 2)
+    assert list(delivery.attempt_log.values_list("trigger", flat=True)) == [
+        "scheduled",
+        "scheduled",
+    ]
+
+
+def test_redelivering_a_delivery_being_sent_is_409(api: APIClient, company) -> None:
     _register(api)
     JobFactory(company=company)
-    run_relay()
-    delivery = WebhookDelivery.objects.get()
+    [delivery] = deliveries()
+    claim = services.delivery_claim(delivery_id=delivery.pk)  # a sender holds it now
+    assert claim is not None
     response = api.post(f"/api/v1/webhook-deliveries/{delivery.pk}/redeliver/")
     assert response.status_code == 409
+    assert response["Content-Type"].startswith("application/problem+json")
     assert response.json()["code"] == "delivery_pending"
+    assert "being sent right now" in response.json()["detail"]
+    unchanged = WebhookDelivery.objects.get(pk=delivery.pk)
+    assert (unchanged.attempts, unchanged.locked_until) == (1, claim.lease_until)
