@@ -74,10 +74,13 @@ class WebhookDelivery(models.Model):
     """One event for one endpoint: a row of the outbox, written with the change it reports."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No single-column indexes on the two foreign keys: composite ones lead with each
+    # (webhook_delivery_event_unique / webhook_delivery_endpoint, webhook_delivery_company), and
+    # every index on this table is written for each delivery and each of its status changes.
     endpoint = models.ForeignKey(
-        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
-    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+", db_index=False)
     # The logged event this delivery reports (null for rows older than the event log relay).
     # Unique with the endpoint: the relay's fan-out inserts each pair once, however often it runs.
     job_event = models.ForeignKey(

@@ -66,6 +66,8 @@ def test_the_scale_indexes_exist_and_the_redundant_ones_are_gone() -> None:
         ("jobs_job", "type"),
         ("jobs_jobevent", "job_id"),
         ("jobs_pushresult", "job_id"),
+        ("webhooks_webhookdelivery", "company_id"),
+        ("webhooks_webhookdelivery", "endpoint_id"),
     ]:
         assert [column] not in _indexes(table).values(), (table, column)
 
