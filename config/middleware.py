@@ -170,18 +170,15 @@ class StaffTimeZoneMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        from django.urls import reverse
+        # the API's requests pass straight through: one string comparison
+        if not request.path.startswith(_admin_prefix(settings.ROOT_URLCONF)):
+            return self.get_response(request)
         from django.utils import timezone
 
         from ops.preferences import UnknownTimeZone, staff_time_zone, zone
 
         user = getattr(request, "user", None)
-        if (
-            user is None
-            or not request.path.startswith(reverse("admin:index"))
-            or not user.is_authenticated
-            or not user.is_staff
-        ):
+        if user is None or not user.is_authenticated or not user.is_staff:
             return self.get_response(request)
         try:
             timezone.activate(zone(staff_time_zone(user_id=user.pk)))
@@ -191,3 +188,11 @@ class StaffTimeZoneMiddleware:
             return self.get_response(request)
         finally:
             timezone.deactivate()
+
+
+@functools.lru_cache(maxsize=4)
+def _admin_prefix(urlconf: str) -> str:
+    """The admin's path (``/admin/``), reversed once per URL configuration."""
+    from django.urls import reverse
+
+    return reverse("admin:index", urlconf=urlconf)
