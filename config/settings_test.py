@@ -45,20 +45,40 @@ STORAGES["staticfiles"] = {  # noqa: F405
 WHITENOISE_AUTOREFRESH = True  # no staticfiles/ needed to run the tests
 
 if CELERY_BROKER_URL.startswith("filesystem://"):  # noqa: F405
-    # messages queued by tests (no worker reads them) go to a throwaway folder, removed at exit
-    # by the process that made it (a forked child inherits the handler but not the folder)
+    # Messages queued by tests (no worker reads them) go to a throwaway folder. The first
+    # process makes it (its pid in the name) and hands it to its child processes through
+    # JOBTRAIL_TEST_BROKER_DIR, so a child killed by a test leaves nothing of its own; the
+    # maker removes it at exit, and any folder whose maker is gone (killed) is swept here.
     import atexit
+    import glob
     import shutil
     import tempfile
 
-    _broker = tempfile.mkdtemp(prefix="jobtrail-test-broker-")
-    _broker_owner = os.getpid()
+    def _alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
-    def _remove_broker_folder(path: str = _broker, owner: int = _broker_owner) -> None:
-        if os.getpid() == owner:
-            shutil.rmtree(path, ignore_errors=True)
+    for _left in glob.glob(os.path.join(tempfile.gettempdir(), "jobtrail-test-broker-*")):
+        _maker = os.path.basename(_left).split("-")[3]
+        if not _maker.isdigit() or not _alive(int(_maker)):
+            shutil.rmtree(_left, ignore_errors=True)
 
-    atexit.register(_remove_broker_folder)
+    _broker = os.environ.get("JOBTRAIL_TEST_BROKER_DIR", "")
+    if not _broker or not os.path.isdir(_broker):
+        _broker = tempfile.mkdtemp(prefix=f"jobtrail-test-broker-{os.getpid()}-")
+        os.environ["JOBTRAIL_TEST_BROKER_DIR"] = _broker
+        _broker_owner = os.getpid()
+
+        def _remove_broker_folder(path: str = _broker, owner: int = _broker_owner) -> None:
+            if os.getpid() == owner:
+                shutil.rmtree(path, ignore_errors=True)
+
+        atexit.register(_remove_broker_folder)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
         "data_folder_in": _broker,

@@ -18,11 +18,33 @@ class ReportAdmin(admin.ModelAdmin):
     search_fields = ["=job__code", "=job__id"]
     show_full_result_count = False
     ready = exact_time_field("ready_at", "ready", relative="title")
+    created = exact_time_field("created_at", "created")
+    updated = exact_time_field("updated_at", "updated")
+    ready_exact = exact_time_field("ready_at", "ready")
+    lease = exact_time_field("locked_until", "build lease until")
+    _TIMES = {"created_at": "created", "updated_at": "updated", "ready_at": "ready_exact"}
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        """Every column, timestamps shown exact (seconds, zone, relative), and the link."""
+        shown = [
+            self._TIMES.get(f.name, "lease" if f.name == "locked_until" else f.name)
+            for f in self.model._meta.fields
+        ]
+        return [*shown, "download"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [*(f.name for f in self.model._meta.fields), "download"]
+        return self.get_fields(request, obj)
 
+    # Read-only: a report is rebuilt from its job (the job page's action), never edited or
+    # deleted here (no Save buttons, no "Delete selected"); retention purges are the only
+    # deletion.
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     @admin.display(description="Download")

@@ -217,8 +217,7 @@ class WebhookAttemptInline(admin.TabularInline):
         "trigger",
         "started",
         "duration",
-        "outcome",
-        "status_code",
+        "outcome",  # the status code or what failed, coloured
         "exchange",
         "error",
         "response_body",
@@ -233,9 +232,9 @@ class WebhookAttemptInline(admin.TabularInline):
         if not attempt.url and not attempt.request_headers:
             return "—"  # attempts logged before URLs and headers were
         return format_html(
-            '<details class="jt-exchange"><summary>POST <code>{}</code></summary>'
+            '<details class="jt-exchange"><summary>POST {}</summary>'
             "<p>Request headers</p><pre>{}</pre><p>Response headers</p><pre>{}</pre></details>",
-            attempt.url or "—",
+            clipped(attempt.url or "—", css="jt-url"),
             _header_lines(attempt.request_headers),
             _header_lines(attempt.response_headers) or "(no answer)",
         )

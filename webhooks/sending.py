@@ -679,6 +679,7 @@ class _Round:
         self.turns: deque[Any] = deque()  # endpoints in the order their lanes get a thread
         self.in_flight: dict[int, _Sending] = {}
         self.busy: Counter[Any] = Counter()
+        self.quick: set[Any] = set()  # endpoints that answered within SLOW_AFTER this round
         # endpoints found slow by this process's earlier rounds start slow (claimed for apart,
         # PER_ENDPOINT threads at most) and, as none of their threads is busy, with room
         self.slow: set[Any] = _slow_remembered(time.monotonic())
@@ -696,11 +697,13 @@ class _Round:
     # --- the sender threads -------------------------------------------------------------------
 
     def cap(self, endpoint: Any) -> int:
-        """How many threads an endpoint may have: all of them alone, half while others wait
-        (until it proves slow or quick), PER_ENDPOINT once slow."""
+        """How many threads an endpoint may have: half of them until it proves slow or quick
+        (each worker process learns on its own: never every thread of every process on an
+        endpoint nobody has heard from), all of them once quick and alone, PER_ENDPOINT once
+        slow."""
         if endpoint in self.slow:
             return PER_ENDPOINT
-        if len(self.lanes) > 1:
+        if len(self.lanes) > 1 or endpoint not in self.quick:
             return max(PER_ENDPOINT, self.senders // 2)
         return self.senders
 
@@ -752,9 +755,11 @@ class _Round:
                 if took >= SLOW_AFTER:
                     self.slow.add(endpoint)
                     _remember_slow(endpoint, True)
-                elif endpoint in self.slow and result.status_code is not None:
-                    self.slow.discard(endpoint)  # quick again
-                    _remember_slow(endpoint, False)
+                elif result.status_code is not None:
+                    self.quick.add(endpoint)
+                    if endpoint in self.slow:
+                        self.slow.discard(endpoint)  # quick again
+                        _remember_slow(endpoint, False)
                 if endpoint in self.slow:
                     self.freed.add(endpoint)
                 self.cond.notify_all()

@@ -234,3 +234,31 @@ def test_unmatched_pushes_cannot_be_deleted_in_the_admin(staff: Client) -> None:
         {"action": "delete_selected", "post": "yes", helpers.ACTION_CHECKBOX_NAME: [push.pk]},
     )
     assert UnmatchedPush.objects.filter(pk=push.pk).exists()
+
+
+def test_reports_are_read_only_with_exact_times(staff: Client) -> None:
+    """The report page shows no Save or Delete, the list no "Delete selected", and a POST to
+    either changes nothing; its timestamps carry seconds and the zone."""
+    from django.contrib.admin import helpers
+
+    from reports.models import Report
+
+    job = job_in_status(JobStatus.COMPLETED)  # finishing requests its report
+    report = Report.objects.get(job=job)
+    change = reverse("admin:reports_report_change", args=[report.pk])
+    page = staff.get(change)
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert 'name="_save"' not in html and 'name="_continue"' not in html
+    assert "deletelink" not in html
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", html)
+    changelist = reverse("admin:reports_report_changelist")
+    assert 'value="delete_selected"' not in staff.get(changelist).content.decode()
+    delete = reverse("admin:reports_report_delete", args=[report.pk])
+    assert staff.post(delete, {"post": "yes"}).status_code == 403
+    staff.post(
+        changelist,
+        {"action": "delete_selected", "post": "yes", helpers.ACTION_CHECKBOX_NAME: [report.pk]},
+    )
+    assert staff.post(change, {"status": "failed"}).status_code == 403
+    assert Report.objects.filter(pk=report.pk, status=report.status).exists()

@@ -99,4 +99,12 @@ SCHEMATHESIS_HOOKS="$root/tests/contract/hooks.py" timeout --signal=INT "$max_ti
   --seed 1 \
   --no-color --generation-database none \
   --report junit --report-dir "$work/report" \
-  "$@"
+  "$@" 2>&1 | tee "$work/schemathesis.log"
+# (pipefail: a failed run fails here.) And it must have generated the cases it promises.
+generated=$(grep -oE '[0-9]+ generated' "$work/schemathesis.log" | tail -1 | grep -oE '[0-9]+' || true)
+min_cases=${SCHEMATHESIS_MIN_CASES:-1000}
+echo "=== $generated generated test cases (at least $min_cases required)"
+if [ -z "$generated" ] || [ "$generated" -lt "$min_cases" ]; then
+  echo "too few generated cases: ${generated:-none} < $min_cases" >&2
+  exit 1
+fi
