@@ -24,7 +24,7 @@ class ReportAdmin(admin.ModelAdmin):
     lease = exact_time_field("locked_until", "build lease until")
     _TIMES = {"created_at": "created", "updated_at": "updated", "ready_at": "ready_exact"}
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         """Every column, timestamps shown exact (seconds, zone, relative), and the link."""
         shown = [
             self._TIMES.get(f.name, "lease" if f.name == "locked_until" else f.name)
@@ -32,7 +32,7 @@ class ReportAdmin(admin.ModelAdmin):
         ]
         return [*shown, "download"]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.get_fields(request, obj)
 
     # Read-only: a report is rebuilt from its job (the job page's action), never edited or
