@@ -6,6 +6,8 @@ type DRF's ``DefaultContentNegotiation`` chooses are remembered per list of rend
 any other request is negotiated by DRF as before (a 406 included).
 """
 
+from collections.abc import Iterable
+
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
@@ -18,15 +20,19 @@ class CommonContentNegotiation(DefaultContentNegotiation):
     _answers: dict[tuple[str, tuple[type, ...]], tuple[int, str]] = {}
 
     def select_renderer(
-        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+        self,
+        request: Request,
+        renderers: Iterable[BaseRenderer],
+        format_suffix: str | None = None,
     ) -> tuple[BaseRenderer, str]:
+        renderers = list(renderers)
         accept = request.META.get("HTTP_ACCEPT", _ABSENT)
         if (
             format_suffix
             or accept not in COMMON_ACCEPT
             or self.settings.URL_FORMAT_OVERRIDE in request.query_params
         ):
-            return super().select_renderer(request, renderers, format_suffix)  # type: ignore[no-any-return]
+            return super().select_renderer(request, renderers, format_suffix)
         key = (accept, tuple(type(renderer) for renderer in renderers))
         answer = self._answers.get(key)
         if answer is None:

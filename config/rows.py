@@ -127,7 +127,7 @@ def _prepared(
     a ``str`` subclass such as a choices enum) goes through ``pre_save`` and
     ``get_db_prep_save`` as before.
     """
-    params = []
+    params: list[Any] = []
     for field, attname, kind in fields:
         if kind:
             value = obj.__dict__.get(attname, _MISSING)
