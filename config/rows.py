@@ -26,7 +26,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from django.db import connections
-from django.db.models import Field, Model
+from django.db.models import (
+    CharField,
+    Field,
+    IntegerField,
+    Model,
+    PositiveIntegerField,
+    SlugField,
+    TextField,
+)
 from django.db.models.expressions import DatabaseDefault
 
 M = TypeVar("M", bound=Model)
@@ -90,6 +98,59 @@ class Columns(Generic[M]):
         return field.get_db_prep_value(field.to_python(value), connections[self.using])
 
 
+# Field classes (exactly these, not subclasses) whose ``pre_save`` is reading the attribute
+# and whose preparation leaves a plain value as it is (a ``str`` or None: CharField's and
+# TextField's ``to_python``) or needs only the backend's adaptation (an ``int``: IntegerField's
+# ``get_prep_value`` is ``int(value)``, the same value; ``get_db_prep_value(prepared=True)``
+# still applies ``adapt_integerfield_value``, PostgreSQL's typed integer wrappers).
+_PLAIN_STR = (CharField, SlugField, TextField)
+_PLAIN_INT = (IntegerField, PositiveIntegerField)
+_SLOW, _STR, _INT = 0, 1, 2
+
+
+def _plain_kind(field: "Field[Any, Any]") -> int:
+    kind = type(field)
+    if kind in _PLAIN_STR:
+        return _STR
+    if kind in _PLAIN_INT:
+        return _INT
+    return _SLOW
+
+
+def _prepared(
+    fields: "Sequence[tuple[Field[Any, Any], str, int]]", obj: Model, add: bool, connection: Any
+) -> list[Any]:
+    """Each field's value of ``obj`` as ``Model.save`` would send it.
+
+    A plain ``str``/None of a text field or ``int``/None of an integer field skips the calls
+    that would return it unchanged; every other value (JSON, UUIDs, timestamps, foreign keys,
+    a ``str`` subclass such as a choices enum) goes through ``pre_save`` and
+    ``get_db_prep_save`` as before.
+    """
+    params: list[Any] = []
+    for field, attname, kind in fields:
+        if kind:
+            value = obj.__dict__.get(attname, _MISSING)
+            if value is None:
+                params.append(None)
+                continue
+            value_type = type(value)
+            if kind == _STR and value_type is str:
+                params.append(value)
+                continue
+            if kind == _INT and value_type is int:
+                params.append(field.get_db_prep_value(value, connection, prepared=True))
+                continue
+        value = field.pre_save(obj, add)
+        if add and isinstance(value, DatabaseDefault):
+            raise TypeError(f"{type(obj).__name__}.{field.name}: set it before a Writer insert")
+        params.append(field.get_db_prep_save(value, connection))
+    return params
+
+
+_MISSING = object()
+
+
 class Writer(Generic[M]):
     """Fixed UPDATE and INSERT statements for one model's hot writes (see the module doc)."""
 
@@ -103,7 +164,10 @@ class Writer(Generic[M]):
         self.insert_fields = [
             f for f in opts.concrete_fields if not (self.auto_pk and f is opts.pk)
         ]
-        self._update_sql: dict[tuple[str, ...], tuple[str, list[Field[Any, Any]]]] = {}
+        self._insert_plan = [(f, f.attname, _plain_kind(f)) for f in self.insert_fields]
+        self._update_sql: dict[
+            tuple[str, ...], tuple[str, list[tuple[Field[Any, Any], str, int]]]
+        ] = {}
         self._insert_sql: dict[tuple[str, ...], str] = {}
 
     def _field(self, name: str) -> "Field[Any, Any]":
@@ -123,11 +187,11 @@ class Writer(Generic[M]):
             self._update_sql[key] = (
                 f"UPDATE {self._quote(self.table)} SET {assignments} "
                 f"WHERE {self._quote(str(self.pk.column))} = %s",
-                chosen,
+                [(f, f.attname, _plain_kind(f)) for f in chosen],
             )
-        sql, chosen = self._update_sql[key]
+        sql, plan = self._update_sql[key]
         connection = connections[self.using]
-        params = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in chosen]
+        params = _prepared(plan, obj, False, connection)
         params.append(self.pk.get_db_prep_value(obj.pk, connection))
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -153,12 +217,7 @@ class Writer(Generic[M]):
             if self.auto_pk and connection.features.can_return_columns_from_insert:
                 sql += f" RETURNING {self._quote(str(self.pk.column))}"
             self._insert_sql[key] = sql
-        params = []
-        for f in self.insert_fields:
-            value = f.pre_save(obj, True)
-            if isinstance(value, DatabaseDefault):
-                raise TypeError(f"{self.model.__name__}.{f.name}: set it before a Writer insert")
-            params.append(f.get_db_prep_save(value, connection))
+        params = _prepared(self._insert_plan, obj, True, connection)
         with connection.cursor() as cursor:
             cursor.execute(self._insert_sql[key], params)
             if key and cursor.rowcount == 0:

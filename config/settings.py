@@ -280,6 +280,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.StrictJSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.negotiation.CommonContentNegotiation",
     "DEFAULT_THROTTLE_CLASSES": ["jobs.auth.ClientRateThrottle"],
     "NUM_PROXIES": JOBTRAIL_TRUSTED_PROXIES,
     "EXCEPTION_HANDLER": "config.problems.exception_handler",

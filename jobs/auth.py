@@ -1,9 +1,13 @@
 """Authentication, permission and throttling for the API (imported by DRF's settings)."""
 
+import threading
+import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
+from django.core.signals import setting_changed
 from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
@@ -107,6 +111,77 @@ SCHEMES = {
 }
 
 
+class VerifiedTokens:
+    """Access tokens this process has verified, by their exact encoded string (bounded LRU).
+
+    PyJWT's decode (base64 alphabet checks, the HMAC, the claim checks) is about a sixth of a
+    hot request's CPU, and an integration sends the same access token for its whole lifetime.
+    A token is remembered only after simplejwt verified it completely, and only its claims
+    are kept: a hit is honoured while ``now < exp`` (PyJWT refuses a token once
+    ``exp <= now - leeway``, so the cache never outlives what decoding would accept); a
+    token at or past its ``exp`` is dropped and goes through full verification again, which
+    refuses it exactly as before (401 ``token_expired``). Any other string, a tampered copy
+    included, is not a key and is verified in full. Revocation is unaffected: ``tv``, the
+    user's active flag and company are checked against the row read per request
+    (``CompanyJWTAuthentication.get_user``). At most ``size`` tokens are kept (the least
+    recently used goes first); a change of settings (``SIMPLE_JWT``, ``SECRET_KEY``) empties it.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._tokens: dict[bytes, tuple[int, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, raw_token: bytes) -> dict[str, Any] | None:
+        """The claims of a verified token that has not expired, else None."""
+        with self._lock:
+            found = self._tokens.pop(raw_token, None)
+            if found is None:
+                return None
+            if found[0] <= time.time():
+                return None  # expired: dropped, full verification answers it
+            self._tokens[raw_token] = found  # most recently used last
+        return dict(found[1])
+
+    def put(self, raw_token: bytes, payload: dict[str, Any]) -> None:
+        try:
+            exp = int(payload["exp"])
+        except (KeyError, ValueError, TypeError, OverflowError):
+            return
+        with self._lock:
+            self._tokens.pop(raw_token, None)
+            while len(self._tokens) >= self.size:
+                del self._tokens[next(iter(self._tokens))]
+            self._tokens[raw_token] = (exp, dict(payload))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+
+VERIFIED_TOKENS = VerifiedTokens(size=1024)
+
+
+def _forget_verified_tokens(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("SIMPLE_JWT", "SECRET_KEY"):
+        VERIFIED_TOKENS.clear()
+
+
+setting_changed.connect(_forget_verified_tokens)
+
+
+def _cached_token(token_class: type[Token], raw_token: bytes, payload: dict[str, Any]) -> Token:
+    """A ``token_class`` holding claims verified earlier (no decoding)."""
+    token = token_class.__new__(token_class)
+    token.token = raw_token  # type: ignore[assignment]
+    token.current_time = datetime.now(UTC)  # as simplejwt's aware_utcnow()
+    token.payload = payload
+    return token
+
+
 class CompanyJWTAuthentication(JWTAuthentication):
     """JWT bearer auth: the user, its membership and its company in one query.
 
@@ -147,9 +222,16 @@ class CompanyJWTAuthentication(JWTAuthentication):
         """simplejwt's, but a genuine token past its ``exp`` answers 401 ``token_expired``.
 
         simplejwt answers "Given token not valid for any token type" to it, as to garbage.
+        A token verified before by this process is not decoded again (``VerifiedTokens``).
         """
+        token_classes = jwt_settings.AUTH_TOKEN_CLASSES
+        key = bytes(raw_token)
+        if len(token_classes) == 1:
+            cached = VERIFIED_TOKENS.get(key)
+            if cached is not None:
+                return _cached_token(token_classes[0], raw_token, cached)
         try:
-            return super().get_validated_token(raw_token)
+            token = super().get_validated_token(raw_token)
         except InvalidToken:
             for token_class in jwt_settings.AUTH_TOKEN_CLASSES:
                 try:
@@ -159,6 +241,9 @@ class CompanyJWTAuthentication(JWTAuthentication):
                 except TokenError:
                     continue
             raise
+        if len(token_classes) == 1:
+            VERIFIED_TOKENS.put(key, token.payload)
+        return token
 
     def get_user(self, validated_token: Token) -> Any:
         try:
