@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+from config import schema_examples
 from config.schema import (
     AUTH_ERRORS,
     BAD_REQUEST,
@@ -266,25 +267,7 @@ def _valid(serializer_class: type, data: Any, **kwargs: Any) -> dict[str, Any]:
     return dict(serializer.validated_data)
 
 
-JOB_EXAMPLE = {
-    "id": "0b6f3c52-5a1e-4f53-9d8e-5f0a3e1c2b7d",
-    "code": "JOB-7F3K2Q9A",
-    "type": "export",
-    "company_id": "aff00be6-f734-4094-a8ae-62874485dac0",
-    "status": "processing",
-    "failure_reason": None,
-    "message": "Export started",
-    "total_records": 773,
-    "effected_records": 120,
-    "push_results": {"success": 119, "failed": 1},
-    "start_time": "2026-11-22T10:21:31.000000Z",
-    "end_time": None,
-    "expires_at": "2026-11-23T10:25:02.000000Z",
-    "report": {"status": "none", "url": None},
-    "metadata": {"batch": "2026-11"},
-    "created_at": "2026-11-22T10:21:30.000000Z",
-    "updated_at": "2026-11-22T10:25:02.000000Z",
-}
+JOB_EXAMPLE = schema_examples.JOB  # one example job for the document (config.schema_examples)
 JOB_ID = OpenApiParameter(
     "job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's UUID"
 )
