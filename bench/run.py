@@ -495,10 +495,14 @@ class WrkResult:
     errors: int
     wraps: int
     error_kinds: dict[str, int]
+    # CPU milliseconds per request: the server's gunicorn processes, the PostgreSQL backends of
+    # the bench databases, wrk itself (a figure the machine's other load moves far less)
+    cpu_ms: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "rps": round(self.rps, 1),
+            "cpu_ms_per_request": {k: round(v, 3) for k, v in self.cpu_ms.items()},
             "p50_ms": round(self.p50_ms, 2),
             "p99_ms": round(self.p99_ms, 2),
             "requests": self.requests,
@@ -514,8 +518,40 @@ def write_requests(workdir: Path, lines: list[tuple[str, str, str]]) -> Path:
     return path
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(port: int, db_prefix: str) -> dict[str, float]:
+    """CPU seconds so far of the gunicorn serving ``port`` and of the PostgreSQL backends
+    connected to a ``db_prefix`` database (their process titles name the database)."""
+    totals = {"app": 0.0, "postgres": 0.0}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        group = (
+            "app"
+            if "gunicorn" in cmdline and f"127.0.0.1:{port}" in cmdline
+            else "postgres"
+            if cmdline.startswith("postgres: ") and f" {db_prefix}" in cmdline
+            else None
+        )
+        if group:
+            totals[group] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return totals
+
+
 def wrk(url: str, token: str, requests_file: Path, duration: float, connections: int) -> WrkResult:
     threads = 2
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    prefix = os.environ.get("BENCH_DB_PREFIX", "jobtrail_bench")
+    before, children_before = cpu_seconds(port, prefix), os.times()
     out = subprocess.run(
         [
             "wrk",
@@ -538,6 +574,7 @@ def wrk(url: str, token: str, requests_file: Path, duration: float, connections:
         text=True,
         check=True,
     ).stdout
+    after, children_after = cpu_seconds(port, prefix), os.times()
     line = next((ln for ln in out.splitlines() if ln.startswith("WRK_JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no summary:\n{out}")
@@ -552,6 +589,17 @@ def wrk(url: str, token: str, requests_file: Path, duration: float, connections:
         errors=errors,
         wraps=data["wraps"],
         error_kinds={k: data[k] for k in kinds if data[k]},
+        cpu_ms={
+            **{k: 1000 * (after[k] - before[k]) / max(1, data["requests"]) for k in after},
+            "wrk": 1000
+            * (
+                children_after.children_user
+                + children_after.children_system
+                - children_before.children_user
+                - children_before.children_system
+            )
+            / max(1, data["requests"]),
+        },
     )
 
 
@@ -685,6 +733,10 @@ def scenario_http(bench: Bench) -> dict[str, Any]:
         errors = sum(r.errors for r in target_runs)
         baseline_errors = sum(r.errors for r in base_runs)
         wraps = sum(r.wraps for r in target_runs) if case.one_shot else 0
+        cpu = {
+            side: {k: rnd(median([r.cpu_ms[k] for r in runs]), 3) for k in runs[0].cpu_ms}
+            for side, runs in (("baseline", base_runs), ("target", target_runs))
+        }
         result = {
             "name": case.name,
             "baseline": "ceiling: one INSERT"
@@ -700,6 +752,7 @@ def scenario_http(bench: Bench) -> dict[str, Any]:
             "errors": errors,
             "baseline_errors": baseline_errors,
             "wraps": wraps,
+            "cpu_ms_per_request": cpu,
             "runs": {
                 "baseline": [r.as_dict() for r in base_runs],
                 "target": [r.as_dict() for r in target_runs],
@@ -709,7 +762,9 @@ def scenario_http(bench: Bench) -> dict[str, Any]:
         log(
             f"{case.name}: {result['rps']} req/s vs {result['baseline_rps']} "
             f"-> {result['ratio']}x; "
-            f"p99 {result['p99_ms']} ms vs {result['baseline_p99_ms']} ms -> {result['p99_ratio']}x"
+            f"p99 {result['p99_ms']} ms vs {result['baseline_p99_ms']} ms "
+            f"-> {result['p99_ratio']}x; CPU ms/request app, postgres, wrk: "
+            + ", ".join(f"{cpu['target'][k]} vs {cpu['baseline'][k]}" for k in cpu["target"])
             + (
                 ""
                 if result["valid"]

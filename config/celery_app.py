@@ -5,7 +5,7 @@ import os
 import kombu
 from celery import Celery
 from celery.app.amqp import AMQP
-from celery.signals import worker_process_init
+from celery.signals import celeryd_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -53,3 +53,16 @@ def leave_the_worker_process_group(**kwargs: object) -> None:
     processes on time limits and `revoke(terminate=True)` (it signals a group leader's group).
     """
     os.setpgid(0, 0)
+
+
+@celeryd_init.connect
+def yield_the_cpu_to_the_web(**kwargs: object) -> None:
+    """Lower the worker's CPU priority by ``JOBTRAIL_WORKER_NICE`` (its pool processes inherit
+    it): where web and worker share cores, the API's requests go first and the worker uses what
+    they leave (bench/run.py ``noisy``: one company's fan-out to 1,000 endpoints no longer takes
+    another company's request latency with it). 0 leaves the priority alone."""
+    from django.conf import settings
+
+    nice = int(getattr(settings, "JOBTRAIL_WORKER_NICE", 0))
+    if nice > 0:
+        os.nice(nice)

@@ -165,6 +165,15 @@ else:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # the same backend, checking a persistent connection only after it idled a while
         DATABASES["default"]["ENGINE"] = "config.postgresql"
+        # Server-side parameters and psycopg's automatic prepared statements: a statement run
+        # this many times on a connection is parsed and planned once (a third to a half of
+        # PostgreSQL's CPU per API request, bench/run.py). "none": client-side binding, no
+        # prepared statements (PgBouncer in transaction mode without max_prepared_statements).
+        _prepare = env.str("JOBTRAIL_DB_PREPARE_THRESHOLD", default="5").strip().lower()
+        if _prepare not in ("", "none"):
+            DATABASES["default"].setdefault("OPTIONS", {}).update(
+                server_side_binding=True, prepare_threshold=int(_prepare)
+            )
 # A persistent connection released in good health less than this many seconds ago is reused
 # without its `SELECT 1` health check (config/postgresql/base.py).
 JOBTRAIL_DB_HEALTH_CHECK_AFTER = env.float("JOBTRAIL_DB_HEALTH_CHECK_AFTER", default=1.0)
@@ -532,6 +541,8 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 JOBTRAIL_WEBHOOK_RETENTION_DAYS = env.int("JOBTRAIL_WEBHOOK_RETENTION_DAYS", default=30)
 # Wake-ups to the worker are coalesced per process over this many seconds (config/outbox.py).
 JOBTRAIL_WAKEUP_WINDOW = env.float("JOBTRAIL_WAKEUP_WINDOW", default=0.02)
+# How much the Celery worker lowers its CPU priority (os.nice) at start: web first on shared cores.
+JOBTRAIL_WORKER_NICE = env.int("JOBTRAIL_WORKER_NICE", default=10)
 JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL = env.int("JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL", default=5)
 # Fairness between companies: the fan-out spaces one company's deliveries this many seconds
 # apart on the ``fair_at`` clock that claims are taken in (webhooks/services.py).

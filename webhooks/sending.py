@@ -810,9 +810,24 @@ class _Round:
                 lane = self.lanes.get(endpoint)
                 if lane is None:
                     lane = self.lanes[endpoint] = deque()
-                    self.turns.append(endpoint)
+                    self._line_up(endpoint, claim.delivery.fair_at)
                 lane.append(claim)
             self.cond.notify_all()
+
+    def _line_up(self, endpoint: Any, fair_at: Any) -> None:
+        """Give a new lane its turn by ``fair_at``, with ``cond`` held: a quiet company's
+        delivery claimed while a burst of another company's waits in the lanes goes before the
+        burst's later ones, as it would in the table (claims come in ``fair_at`` order, so a
+        burst's own lanes are appended; only an earlier newcomer is looked for a place)."""
+        turns = self.turns
+        if not turns or self.lanes[turns[-1]][0].delivery.fair_at <= fair_at:
+            turns.append(endpoint)
+            return
+        for index, other in enumerate(turns):
+            if self.lanes[other][0].delivery.fair_at > fair_at:
+                turns.insert(index, endpoint)
+                return
+        turns.append(endpoint)  # pragma: no cover - the last lane was later, so one is
 
     def tend(self) -> None:
         """Mark endpoints slow whose sends run long; give back what must not start any more."""
