@@ -2,7 +2,8 @@
 
 Covers login, the job list (filters, search), the job page and its timeline, cancelling (one
 job, a selection, everything matching a filter), permissions, webhook redelivery and the
-dashboard. No Celery worker runs here: deliveries are sent by calling ``deliver`` in the test.
+dashboard. No Celery worker runs here: deliveries are sent by calling ``deliver`` in the test
+(test_console_browser.py drives the console on gunicorn with a real Celery worker).
 """
 
 import re
@@ -428,37 +429,6 @@ def test_redeliver_action_on_the_delivery_list(admin_page: Page, live_server: An
         expect(page.locator(ROWS).locator("td.field-status_badge .jt-delivered")).to_have_text(
             "delivered"
         )
-
-
-def test_redeliver_a_retrying_delivery_from_its_page(admin_page: Page, live_server: Any) -> None:
-    """A retrying delivery, next attempt hours away: Redeliver sends it now, schedule kept."""
-    page, base = admin_page, live_server.url
-    with running_receiver() as receiver:
-        delivery = failed_delivery(receiver)
-        later = timezone.now() + timedelta(hours=10)
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(
-            status=DeliveryStatus.PENDING, next_attempt_at=later, dispatched_at=None
-        )
-        job = Job.objects.get(pk=delivery.object_id)
-        page.goto(f"{base}/admin/webhooks/webhookdelivery/{delivery.pk}/change/")
-        expect(page.locator("#delivery-job")).to_have_text(job.code)
-        expect(page.locator("input[name=_save]")).to_have_count(0)
-        expect(page.locator(".deletelink")).to_have_count(0)
-        expect(page.locator(".field-next_attempt")).to_contain_text("UTC")
-        expect(page.locator(".field-next_attempt")).to_contain_text("from now")
-        page.click("#redeliver")
-        assert "its next attempt is due now (schedule kept)" in success_message(page)
-
-        receiver.default = Reply(200)
-        deliver(delivery.pk)  # no worker here: make the attempt the queued message asks for
-        delivery.refresh_from_db()
-        assert (delivery.status, delivery.attempts) == (DeliveryStatus.DELIVERED, 2)
-        assert len(receiver.requests) == 2
-        page.reload()
-        expect(page.locator(".field-status")).to_contain_text("Delivered")
-        expect(page.locator(".field-started").last).to_contain_text("UTC")
-        page.click("#delivery-job")
-        expect(page).to_have_url(f"{base}/admin/jobs/job/{job.pk}/change/")
 
 
 # --- 8. dashboard -----------------------------------------------------------------------------
