@@ -42,7 +42,11 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {  # noqa: F405
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
 }
-WHITENOISE_AUTOREFRESH = True  # no staticfiles/ needed to run the tests
+# No staticfiles/ needed to run the tests: WhiteNoise finds the apps' static files through the
+# finders (it only does by default with DEBUG on), so the e2e stack's gunicorn serves the
+# console's CSS and scripts as the live_server does.
+WHITENOISE_AUTOREFRESH = True
+WHITENOISE_USE_FINDERS = True
 
 if CELERY_BROKER_URL.startswith("filesystem://"):  # noqa: F405
     # Messages queued by tests (no worker reads them) go to a throwaway folder. The first

@@ -6,6 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import (
@@ -55,6 +56,7 @@ from .models import (
 from .selectors import job_queryset_all
 
 CANCEL_PREVIEW = 50
+CANCEL_LOG_BATCH = 1000  # jobs per admin-log insert when a cancel covers many
 COMPANY_MATCHES = 50  # companies a name search selects jobs from
 
 
@@ -428,6 +430,19 @@ class JobAdmin(admin.ModelAdmin):
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
         return self._cancel_flow(request, queryset, done_url=None, form_action=None)
 
+    def _log_canceled(self, request: HttpRequest, job_ids: list[Any], message: str) -> None:
+        """Record each job this user's cancel failed in its history (the admin log)."""
+        assert request.user.pk is not None  # the admin's views need a signed-in user
+        text = f"Canceled: {message}" if message else "Canceled."
+        for start in range(0, len(job_ids), CANCEL_LOG_BATCH):
+            canceled = Job.objects.filter(
+                pk__in=job_ids[start : start + CANCEL_LOG_BATCH],
+                events__status=JobStatus.FAILED,
+                events__source=EventSource.ADMIN,
+                events__actor_id=request.user.pk,
+            ).only("pk", "code")
+            LogEntry.objects.log_actions(request.user.pk, canceled, CHANGE, change_message=text)
+
     def _cancel_flow(
         self,
         request: HttpRequest,
@@ -443,13 +458,16 @@ class JobAdmin(admin.ModelAdmin):
         confirmed = request.method == "POST" and request.POST.get("confirm") == "yes"
         form = CancelForm(request.POST if confirmed else None)
         if confirmed and form.is_valid():
-            active_ids = queryset.exclude(status__in=TERMINAL_STATUSES).values_list("pk", flat=True)
+            active_ids = list(
+                queryset.exclude(status__in=TERMINAL_STATUSES).values_list("pk", flat=True)
+            )
             canceled, skipped = services.jobs_cancel(
-                job_ids=list(active_ids),
+                job_ids=active_ids,
                 actor=request.user,  # type: ignore[arg-type]
                 source=EventSource.ADMIN,
                 message=form.cleaned_data["message"],
             )
+            self._log_canceled(request, active_ids, form.cleaned_data["message"])
             skipped += counts["finished"]
             text = f"Canceled {canceled} job{'s' if canceled != 1 else ''}."
             if skipped:

@@ -129,30 +129,65 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # deleting one would delete its deliveries and attempts: pause it instead
 
+    def _send_test(self, request: HttpRequest, endpoint: WebhookEndpoint) -> bool:
+        """Queue a test event to one endpoint and log it with the staff user; False if refused."""
+        try:
+            delivery = services.endpoint_send_test(endpoint=endpoint)
+        except InvalidEndpoint as exc:
+            self.message_user(request, f"{endpoint.url}: {exc}", messages.WARNING)
+            return False
+        self.log_change(request, endpoint, f"Sent a test event ({delivery.event_id}).")
+        return True
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = {**(extra_context or {}), "can_send_test": self.has_change_permission(request)}
+        return super().change_view(request, object_id, form_url, context)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<uuid:endpoint_id>/send-test/",
+                self.admin_site.admin_view(self.send_test_view),
+                name="webhooks_webhookendpoint_send_test",
+            ),
+            *super().get_urls(),
+        ]
+
+    def send_test_view(self, request: HttpRequest, endpoint_id: Any) -> HttpResponse:
+        """The endpoint page's "Send a test event" button: POST only, endpoint change permission."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        endpoint = get_object_or_404(WebhookEndpoint, pk=endpoint_id)
+        if self._send_test(request, endpoint):
+            self.message_user(request, self._test_sent_text(1), messages.SUCCESS)
+        return HttpResponseRedirect(
+            reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk])
+        )
+
+    @staticmethod
+    def _test_sent_text(sent: int) -> str:
+        url = reverse("admin:webhooks_webhookdelivery_changelist")
+        return format_html(
+            '{} test event{} queued: <a href="{}?events_id={}">see the deliveries</a>.',
+            sent,
+            "" if sent == 1 else "s",
+            url,
+            services.TEST_EVENT,
+        )
+
     @admin.action(description="Send a test event to the selected endpoints", permissions=["change"])
     def send_test_event(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
-        sent = 0
-        for endpoint in queryset:
-            try:
-                delivery = services.endpoint_send_test(endpoint=endpoint)
-            except InvalidEndpoint as exc:
-                self.message_user(request, f"{endpoint.url}: {exc}", messages.WARNING)
-                continue
-            sent += 1
-            self.log_change(request, endpoint, f"Sent a test event ({delivery.event_id}).")
+        sent = sum(self._send_test(request, endpoint) for endpoint in queryset)
         if sent:
-            url = reverse("admin:webhooks_webhookdelivery_changelist")
-            self.message_user(
-                request,
-                format_html(
-                    '{} test event{} queued: <a href="{}?events_id={}">see the deliveries</a>.',
-                    sent,
-                    "" if sent == 1 else "s",
-                    url,
-                    services.TEST_EVENT,
-                ),
-                messages.SUCCESS,
-            )
+            self.message_user(request, self._test_sent_text(sent), messages.SUCCESS)
 
     @admin.action(
         description="Redeliver everything that failed for the selected endpoints since …",

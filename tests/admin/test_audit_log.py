@@ -78,3 +78,28 @@ def test_redeliver_failed_since_is_logged_per_endpoint(staff: Client, admin_user
     [(user, flag, message)] = history(WebhookEndpoint.objects.get(pk=endpoint.pk))
     assert (user, flag) == (admin_user.username, CHANGE)
     assert message.startswith("Redeliver failed since ") and message.endswith(": 1 queued.")
+
+
+def test_cancels_are_logged_per_canceled_job(staff: Client, admin_user: Any) -> None:
+    company = CompanyFactory()
+    one = job_in_status(JobStatus.PROCESSING, company=company)
+    selected = [JobFactory(company=company), job_in_status(JobStatus.PROCESSING, company=company)]
+    finished = job_in_status(JobStatus.COMPLETED, company=company)
+
+    staff.post(
+        reverse("admin:jobs_job_cancel", args=[one.pk]), {"confirm": "yes", "message": "Stop."}
+    )
+    staff.post(
+        reverse("admin:jobs_job_changelist"),
+        {
+            "action": "cancel_selected",
+            "confirm": "yes",
+            "message": "",
+            helpers.ACTION_CHECKBOX_NAME: [str(j.pk) for j in [*selected, finished]],
+        },
+    )
+
+    assert history(one) == [(admin_user.username, CHANGE, "Canceled: Stop.")]
+    for job in selected:
+        assert history(job) == [(admin_user.username, CHANGE, "Canceled.")]
+    assert history(finished) == []  # already finished: skipped, nothing logged

@@ -2,13 +2,12 @@
 
 Covers login, the job list (filters, search), the job page and its timeline, cancelling (one
 job, a selection, everything matching a filter), permissions, webhook redelivery and the
-dashboard. No Celery worker runs here: deliveries are sent by calling ``deliver`` in the test.
+dashboard. No Celery worker runs here: deliveries are sent by calling ``deliver`` in the test
+(test_console_browser.py drives the console on gunicorn with a real Celery worker).
 """
 
-import os
 import re
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote_plus
@@ -16,9 +15,20 @@ from urllib.parse import quote_plus
 import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from jobs.models import EventSource, Job, JobEvent, JobStatus
+from tests.admin.browser import (
+    PASSWORD,
+    ROW_CODES,
+    ROWS,
+    expect_rows,
+    job_list,
+    login,
+    run_action,
+    search,
+    success_message,
+)
 from tests.factories import CompanyFactory, JobFactory, job_in_status
 from tests.receiver import Receiver, Reply, running_receiver
 from tests.relay import run_relay
@@ -28,115 +38,11 @@ from webhooks.services import endpoint_create
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "browser-pass-word-123"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ROWS = "#result_list tbody tr"
-ROW_CODES = "#result_list tbody th.field-code a"
 # the type filter's text box (once a filter is applied, other forms carry type= as hidden input)
 TYPE_INPUT = "#changelist-filter input[type=text][name=type]"
 
 
-# --- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _orm_inside_playwright_loop() -> Iterator[None]:
-    """Playwright's sync API keeps an event loop in this thread; let the ORM run anyway."""
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(chromium: Browser) -> Iterator[Page]:
-    """A fresh page. Every test fails if the browser refused anything under the pages'
-    Content-Security-Policy (an inline script or style, a foreign source): the whole staff
-    console is exercised under the policy production sends."""
-    context = chromium.new_context()
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    refused: list[str] = []
-    page.on(
-        "console",
-        lambda message: (
-            refused.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
-    yield page
-    context.close()
-    assert refused == [], "the Content-Security-Policy blocked something"
-
-
-@pytest.fixture
-def superuser(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_superuser(
-        username="staffer", email="staffer@example.com", password=PASSWORD
-    )
-
-
-@pytest.fixture
-def admin_page(page: Page, live_server: Any, superuser: Any) -> Page:
-    """A page logged in (through the login form) as the superuser."""
-    login(page, live_server.url, superuser.username)
-    return page
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def login(page: Page, base: str, username: str, password: str = PASSWORD) -> None:
-    page.goto(f"{base}/admin/login/?next=/admin/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("#login-form input[type=submit]")
-    expect(page).to_have_url(f"{base}/admin/")
-    expect(page.locator("#user-tools")).to_contain_text(username)
-
-
-def job_list(page: Page, base: str, query: str = "") -> None:
-    page.goto(f"{base}/admin/jobs/job/{query}")
-    expect(page.locator("#changelist")).to_be_visible()
-
-
-def listed_codes(page: Page) -> set[str]:
-    page.wait_for_load_state()
-    return set(page.locator(ROW_CODES).all_inner_texts())
-
-
-def expect_rows(page: Page, *jobs: Job) -> None:
-    """The list shows exactly these jobs (waits for the page, then compares codes)."""
-    expect(page.locator(ROWS)).to_have_count(len(jobs))
-    assert listed_codes(page) == {job.code for job in jobs}
-
-
-def search(page: Page, term: str) -> None:
-    page.fill("#searchbar", term)
-    with page.expect_navigation():
-        page.press("#searchbar", "Enter")
-    expect(page).to_have_url(re.compile(rf"[?&]q={re.escape(quote_plus(term))}(&|$)"))
-    expect(page.locator("#searchbar")).to_have_value(term)
+# --- helpers (the fixtures and the shared helpers: tests/admin/conftest.py and browser.py) ------
 
 
 def filter_by_type(page: Page, value: str) -> None:
@@ -145,19 +51,6 @@ def filter_by_type(page: Page, value: str) -> None:
         page.press(TYPE_INPUT, "Enter")
     expect(page).to_have_url(re.compile(rf"[?&]type={re.escape(quote_plus(value))}(&|$)"))
     expect(page.locator(TYPE_INPUT)).to_have_value(value)
-
-
-def run_action(page: Page, action: str) -> None:
-    page.select_option("select[name=action]", action)
-    page.click(".actions button[name=index]")
-
-
-def success_message(page: Page, level: str = "success") -> str:
-    """The one admin message on the page, checked to be of ``level`` (success, info)."""
-    message = page.locator(".messagelist li")
-    expect(message).to_have_count(1)
-    expect(message).to_have_class(level)
-    return message.inner_text()
 
 
 def reload_job(job: Job) -> Job:
@@ -536,37 +429,6 @@ def test_redeliver_action_on_the_delivery_list(admin_page: Page, live_server: An
         expect(page.locator(ROWS).locator("td.field-status_badge .jt-delivered")).to_have_text(
             "delivered"
         )
-
-
-def test_redeliver_a_retrying_delivery_from_its_page(admin_page: Page, live_server: Any) -> None:
-    """A retrying delivery, next attempt hours away: Redeliver sends it now, schedule kept."""
-    page, base = admin_page, live_server.url
-    with running_receiver() as receiver:
-        delivery = failed_delivery(receiver)
-        later = timezone.now() + timedelta(hours=10)
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(
-            status=DeliveryStatus.PENDING, next_attempt_at=later, dispatched_at=None
-        )
-        job = Job.objects.get(pk=delivery.object_id)
-        page.goto(f"{base}/admin/webhooks/webhookdelivery/{delivery.pk}/change/")
-        expect(page.locator("#delivery-job")).to_have_text(job.code)
-        expect(page.locator("input[name=_save]")).to_have_count(0)
-        expect(page.locator(".deletelink")).to_have_count(0)
-        expect(page.locator(".field-next_attempt")).to_contain_text("UTC")
-        expect(page.locator(".field-next_attempt")).to_contain_text("from now")
-        page.click("#redeliver")
-        assert "its next attempt is due now (schedule kept)" in success_message(page)
-
-        receiver.default = Reply(200)
-        deliver(delivery.pk)  # no worker here: make the attempt the queued message asks for
-        delivery.refresh_from_db()
-        assert (delivery.status, delivery.attempts) == (DeliveryStatus.DELIVERED, 2)
-        assert len(receiver.requests) == 2
-        page.reload()
-        expect(page.locator(".field-status")).to_contain_text("Delivered")
-        expect(page.locator(".field-started").last).to_contain_text("UTC")
-        page.click("#delivery-job")
-        expect(page).to_have_url(f"{base}/admin/jobs/job/{job.pk}/change/")
 
 
 # --- 8. dashboard -----------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Every list fits a 1280x900 window without scrolling sideways; the job page refreshes itself
 when an event arrives through the API (and not while paused); the dashboard's trends and its
 operations panel show what the database holds. The Content-Security-Policy check of
-test_browser's ``page`` fixture applies: htmx runs under ``script-src 'self'``.
+tests/admin/conftest.py's ``page`` fixture applies: htmx runs under ``script-src 'self'``.
 """
 
 import json
@@ -24,13 +24,7 @@ from jobs.models import FailureReason, Job, JobStatus
 from ops.models import Heartbeat
 from ops.services import heartbeat_record
 from reports.models import Report, ReportStatus
-from tests.admin.test_browser import (  # noqa: F401  # the shared browser fixtures
-    PASSWORD,
-    _orm_inside_playwright_loop,
-    chromium,
-    login,
-    superuser,
-)
+from tests.admin.browser import csp_checked_page, login
 from tests.factories import ApiClientFactory, CompanyFactory, JobFactory, job_in_status
 from tests.receiver import Reply, running_receiver
 from tests.relay import run_relay
@@ -59,22 +53,11 @@ BROKEN_HEADERS_JS = """() => Array.from(document.querySelectorAll(
 
 
 @pytest.fixture
-def wide(chromium: Browser, live_server: Any, superuser: Any) -> Iterator[Page]:  # noqa: F811
+def wide(chromium: Browser, live_server: Any, superuser: Any) -> Iterator[Page]:
     """A signed-in page in a 1280x900 window; fails the test if the CSP refused anything."""
-    context = chromium.new_context(viewport={"width": WIDTH, "height": HEIGHT})
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    refused: list[str] = []
-    page.on(
-        "console",
-        lambda message: (
-            refused.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
-    login(page, live_server.url, superuser.username)
-    yield page
-    context.close()
-    assert refused == [], "the Content-Security-Policy blocked something"
+    with csp_checked_page(chromium, viewport={"width": WIDTH, "height": HEIGHT}) as page:
+        login(page, live_server.url, superuser.username)
+        yield page
 
 
 @pytest.fixture

@@ -1,10 +1,8 @@
 """Console v2 in Debian's Chromium: a staff user's time zone, and a job found by its metadata.
 
-Same browser, fixtures and Content-Security-Policy check as tests/admin/test_browser.py (its
-fixtures imported by name, so the tests' arguments shadow them: F811 is expected here).
+Same browser, fixtures and Content-Security-Policy check as tests/admin/test_browser.py (the
+fixtures of tests/admin/conftest.py).
 """
-
-# ruff: noqa: F811
 
 import re
 from datetime import UTC, datetime
@@ -14,16 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from jobs.models import Job
-from tests.admin.test_browser import (  # noqa: F401  (fixtures)
-    _orm_inside_playwright_loop,
-    admin_page,
-    chromium,
-    expect_rows,
-    job_list,
-    page,
-    search,
-    superuser,
-)
+from tests.admin.browser import expect_rows, job_list, search
 from tests.factories import CompanyFactory, JobFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]

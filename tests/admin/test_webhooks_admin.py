@@ -413,6 +413,50 @@ def test_sending_a_test_event_needs_the_endpoint_change_permission() -> None:
     assert not WebhookDelivery.objects.exists()
 
 
+def test_send_a_test_event_from_the_endpoint_page(staff: Client) -> None:
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.auth.models import Permission
+
+    company = CompanyFactory()
+    endpoint = endpoint_create(company=company, url="http://127.0.0.1:9/h", events=["*"])
+    paused = endpoint_create(company=company, url="http://127.0.0.1:9/off", events=["*"])
+    paused.is_active = False
+    paused.save()
+    page = reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk])
+    send = reverse("admin:webhooks_webhookendpoint_send_test", args=[endpoint.pk])
+    assert f'action="{send}"' in staff.get(page).content.decode()
+
+    assert staff.get(send).status_code == 405
+    forged = Client(enforce_csrf_checks=True)
+    forged.force_login(UserFactory(is_staff=True, is_superuser=True))
+    assert forged.post(send).status_code == 403  # no CSRF token
+    viewer = UserFactory(is_staff=True, is_superuser=False)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_webhookendpoint"))
+    client = Client()
+    client.force_login(viewer)
+    assert 'id="send-test-event"' not in client.get(page).content.decode()
+    assert client.post(send).status_code == 403
+    refused = staff.post(
+        reverse("admin:webhooks_webhookendpoint_send_test", args=[paused.pk]), follow=True
+    )
+    assert "is paused" in refused.content.decode()
+    assert not WebhookDelivery.objects.exists() and not LogEntry.objects.exists()
+    missing = "00000000-0000-0000-0000-000000000000"
+    assert (
+        staff.post(reverse("admin:webhooks_webhookendpoint_send_test", args=[missing])).status_code
+        == 404
+    )
+
+    done = staff.post(send, follow=True)
+    assert done.redirect_chain[-1][0] == page
+    assert "1 test event queued" in done.content.decode()
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.endpoint_id, delivery.events_id) == (endpoint.pk, "webhooks.test")
+    entry = LogEntry.objects.get()
+    assert (entry.object_id, entry.user.username) == (str(endpoint.pk), "admin")
+    assert entry.get_change_message() == f"Sent a test event ({delivery.event_id})."
+
+
 def test_endpoints_cannot_be_deleted_in_the_admin_with_their_deliveries(staff: Client) -> None:
     _job, delivery = _delivery()
     endpoint = delivery.endpoint

@@ -89,13 +89,7 @@ class Stack:
     def start(self, *, beat: bool = True) -> "Stack":
         self.start_broker()
         env = self.env()
-        # fmt: off
-        self.processes.spawn("web", [
-            str(BIN / "gunicorn"), "config.wsgi", "--config", "python:config.gunicorn",
-            "--bind", f"127.0.0.1:{self.web_port}",
-            "--workers", "2", "--threads", "4", "--no-control-socket",
-        ], env=env)
-        # fmt: on
+        self.start_web(wait=False)
         self.start_worker(wait=False)
         # fmt: off
         if beat:
@@ -109,6 +103,23 @@ class Stack:
         if beat:
             wait_until(lambda: "beat: Starting" in self.log("beat"), 60, "Celery beat")
         return self
+
+    def start_web(self, *, wait: bool = True) -> None:
+        # fmt: off
+        self.processes.spawn("web", [
+            str(BIN / "gunicorn"), "config.wsgi", "--config", "python:config.gunicorn",
+            "--bind", f"127.0.0.1:{self.web_port}",
+            "--workers", "2", "--threads", "4", "--no-control-socket",
+        ], env=self.env())
+        # fmt: on
+        if wait:
+            wait_until(lambda: web_ready(self.api), 60, "gunicorn")
+
+    def restart_web(self) -> None:
+        """A fresh gunicorn: after a transactional test's flush its processes' caches (content
+        type ids, which the admin log refers to) name rows that are gone."""
+        self.processes.stop("web")
+        self.start_web()
 
     def start_worker(self, *, wait: bool = True, pool: tuple[str, ...] = ()) -> None:
         """Start the worker: ``pool`` replaces the default ``--pool threads --concurrency 8``
