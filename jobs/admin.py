@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from config.admin import EstimatedCountPaginator, exact_time, exact_time_field
-from config.admin_display import breakable, clipped
+from config.admin_display import breakable, clipped, pretty_json
 from reports.models import ReportStatus
 from reports.services import job_report, report_rebuild, report_state
 from webhooks.models import DeliveryStatus, WebhookDelivery
@@ -129,7 +129,7 @@ class JobAdmin(admin.ModelAdmin):
             None,
             {"fields": ["id", "code", "company", "type", "status", "reason", "message"]},
         ),
-        ("Records", {"fields": ["total_records", "effected_records", "metadata"]}),
+        ("Records", {"fields": ["total_records", "effected_records", "metadata_pretty"]}),
         (
             "Times",
             {
@@ -148,6 +148,7 @@ class JobAdmin(admin.ModelAdmin):
 
     readonly_fields = [
         "reason",
+        "metadata_pretty",
         "created_exact",
         "started",
         "ended",
@@ -229,6 +230,11 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="failure reason", ordering="failure_reason")
     def reason(self, job: Job) -> str:
         return reason_code(job.failure_reason)
+
+    @admin.display(description="metadata")
+    def metadata_pretty(self, job: Job) -> str:
+        """The job's metadata, indented, in a collapsible block."""
+        return pretty_json(job.metadata)
 
     @admin.display(description="records")
     def records(self, job: Job) -> str:
@@ -614,7 +620,7 @@ class UnmatchedPushAdmin(admin.ModelAdmin):
         "push_communication_id",
         "request_id",
         "status",
-        "data",
+        "data_pretty",
         "received",
         "job",
         "attached",
@@ -636,6 +642,11 @@ class UnmatchedPushAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # part of the audit trail: only retention purges delete
+
+    @admin.display(description="data")
+    def data_pretty(self, push: UnmatchedPush) -> str:
+        """The pushed result as received, indented, in a collapsible block."""
+        return pretty_json(push.data)
 
     @admin.display(description="push id", ordering="push_communication_id")
     def push_id_col(self, push: UnmatchedPush) -> str:
