@@ -2,9 +2,12 @@
 
 Long machine values stay whole in the DOM (copy-paste gives the exact id or code): ``clipped``
 shows the start of one with an ellipsis and the full value as its tooltip; ``breakable`` lets
-a code wrap after its separators (``_ . / -``) instead of widening its column.
+a code wrap after its separators (``_ . / -``) instead of widening its column; ``pretty_json``
+shows a JSON document indented in a collapsible block (a delivery's payload, a job's metadata,
+an unmatched push's data).
 """
 
+import json
 import re
 
 from django.utils.html import escape, format_html
@@ -26,3 +29,16 @@ def clipped(value: object, *, css: str = "jt-id", url: str | None = None) -> Saf
     if url:
         return format_html('<a class="{}" href="{}" title="{}">{}</a>', css, url, text, text)
     return format_html('<span class="{}" title="{}">{}</span>', css, text, text)
+
+
+def pretty_json(value: object, *, open_: bool = True) -> SafeString:
+    """``value`` as indented JSON (keys sorted), escaped, in a ``<details>`` block that
+    collapses; its summary gives the compact size in bytes."""
+    body = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    size = len(json.dumps(value).encode())
+    return format_html(
+        '<details{} class="jt-payload"><summary>{} bytes of JSON</summary><pre>{}</pre></details>',
+        " open" if open_ else "",
+        size,
+        body,
+    )

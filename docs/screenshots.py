@@ -49,6 +49,7 @@ from jobs.ingest import push_ingest  # noqa: E402
 from jobs.models import Company, Job, JobStatus  # noqa: E402
 from jobs.relay import events_relay  # noqa: E402
 from ops.services import heartbeat_record  # noqa: E402
+from reports.models import Report  # noqa: E402
 from tests.receiver import Reply, running_receiver  # noqa: E402
 from webhooks.models import DeliveryStatus, WebhookDelivery  # noqa: E402
 from webhooks.sending import deliver  # noqa: E402
@@ -104,6 +105,14 @@ def seed(receiver_url: str) -> dict[str, Any]:
                 status=DeliveryStatus.PENDING,
                 next_attempt_at=now + timedelta(hours=rng.randint(1, 9)),
             )
+    # each delivery made when its job was (the per-endpoint trend has a shape too)
+    created = {str(pk): at for pk, at in Job.objects.values_list("pk", "created_at")}
+    for delivery in WebhookDelivery.objects.only("pk", "object_id"):
+        job_created = created.get(delivery.object_id)
+        if job_created is not None:
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(
+                created_at=job_created + timedelta(seconds=rng.randint(1, 90))
+            )
     heartbeat_record(name="beat", hostname="beat-1.internal")
     heartbeat_record(name="worker", hostname="worker-7c9f.internal")
     push_ingest(
@@ -132,6 +141,9 @@ def pages(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     assert delivery is not None
     push = job.push_results.order_by("id").first()
     endpoint = delivery.endpoint
+    active = Job.objects.filter(status__in=[JobStatus.PENDING, JobStatus.PROCESSING]).first()
+    report = Report.objects.select_related("job").order_by("-job__created_at").first()
+    assert active is not None and report is not None
     job_page = f"/admin/jobs/job/{job.pk}/change/"
     delivery_page = f"/admin/webhooks/webhookdelivery/{delivery.pk}/change/"
     return [
@@ -151,7 +163,48 @@ def pages(data: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("endpoints", "/admin/webhooks/webhookendpoint/", ""),
         ("endpoint", f"/admin/webhooks/webhookendpoint/{endpoint.pk}/change/", ""),
         ("reports", "/admin/reports/report/", ""),
+        ("report", f"/admin/reports/report/{report.pk}/change/", ""),
+        ("time-zone", "/admin/time-zone/", ""),
+        ("cancel-confirmation", f"/admin/jobs/job/{active.pk}/cancel/", ""),
     ]
+
+
+def _redeliver_failed_form(page: Any, base: str) -> None:
+    """The endpoints list's "Redeliver everything that failed … since" action, its form."""
+    page.goto(f"{base}/admin/webhooks/webhookendpoint/")
+    page.locator("#result_list tbody input.action-select").first.check()
+    page.select_option("select[name=action]", "redeliver_failed_since")
+    page.click(".actions button[name=index]")
+    page.wait_for_selector("input[name=since]")
+
+
+def _lockout(page: Any, base: str) -> None:
+    """The page a locked-out login gets (5 wrong passwords for one username)."""
+    for n in range(5):
+        page.goto(f"{base}/admin/login/?next=/admin/")
+        page.fill("#id_username", "former-contractor")
+        page.fill("#id_password", f"guess-{n}")
+        page.click("#login-form input[type=submit]")
+    page.wait_for_selector("h1:has-text('Too many failed logins')")
+
+
+def _shoot(page: Any, name: str, anchor: str, *, measure: bool) -> bool:
+    """Write the picture (or print the width); whether the page is wider than 1280 px."""
+    width = page.evaluate(OVERFLOW_JS)
+    if measure:
+        print(f"{name:24} {width:5} {'TOO WIDE' if width > WIDTH else 'ok'}")
+        if "--columns" in sys.argv and width > WIDTH:
+            print(page.evaluate(COLUMNS_JS))
+        return width > WIDTH
+    if anchor:  # the viewport (1280x900) scrolled to the element
+        page.evaluate("(s) => document.querySelector(s).scrollIntoView()", anchor)
+        page.screenshot(path=str(OUT / f"{name}.png"))
+    else:
+        page.screenshot(
+            path=str(OUT / f"{name}.png"), clip={"x": 0, "y": 0, "width": WIDTH, "height": HEIGHT}
+        )
+    print(f"docs/screenshots/{name}.png  (scrollWidth {width})")
+    return width > WIDTH
 
 
 def capture(base: str, targets: list[tuple[str, str, str]], *, measure: bool) -> int:
@@ -174,23 +227,13 @@ def capture(base: str, targets: list[tuple[str, str, str]], *, measure: bool) ->
         for name, path, anchor in targets:
             page.goto(base + path)
             page.wait_for_load_state("load")
-            width = page.evaluate(OVERFLOW_JS)
-            if width > WIDTH:
-                too_wide += 1
-            if measure:
-                print(f"{name:24} {width:5} {'TOO WIDE' if width > WIDTH else 'ok'}")
-                if "--columns" in sys.argv and width > WIDTH:
-                    print(page.evaluate(COLUMNS_JS))
-                continue
-            if anchor:  # the viewport (1280x900) scrolled to the element
-                page.evaluate("(s) => document.querySelector(s).scrollIntoView()", anchor)
-                page.screenshot(path=str(OUT / f"{name}.png"))
-            else:
-                page.screenshot(
-                    path=str(OUT / f"{name}.png"),
-                    clip={"x": 0, "y": 0, "width": WIDTH, "height": HEIGHT},
-                )
-            print(f"docs/screenshots/{name}.png  (scrollWidth {width})")
+            too_wide += _shoot(page, name, anchor, measure=measure)
+        _redeliver_failed_form(page, base)
+        too_wide += _shoot(page, "redeliver-failed-since", "", measure=measure)
+        # last: the failures lock this address out of the login form (not the session above)
+        locked = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT}).new_page()
+        _lockout(locked, base)
+        too_wide += _shoot(locked, "lockout", "", measure=measure)
         browser.close()
     return too_wide
 

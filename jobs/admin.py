@@ -7,6 +7,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import (
@@ -23,14 +25,14 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from config.admin import EstimatedCountPaginator, exact_time, exact_time_field
-from config.admin_display import breakable, clipped
+from config.admin_display import breakable, clipped, pretty_json
 from reports.models import ReportStatus
 from reports.services import job_report, report_rebuild, report_state
 from webhooks.models import DeliveryStatus, WebhookDelivery
 from webhooks.selectors import handoff_state, job_handoff
 from webhooks.services import handoff_resend
 
-from . import search, services
+from . import audit, search, services
 from .admin_filters import (
     CancelForm,
     CompanyFilter,
@@ -77,6 +79,25 @@ class CompanyAdmin(admin.ModelAdmin):
         return clipped(company.pk)
 
     inlines = [CompanyMemberInline]
+
+    # A company's jobs and deliveries are the audit trail: the models refuse to delete a company
+    # that has any (on_delete=PROTECT); the admin says so without collecting them (millions).
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and audit.companies_with_records(company_ids=[obj.pk]):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        companies = list(objs)
+        kept = audit.companies_with_records(company_ids=[c.pk for c in companies])
+        if kept:
+            protected = [
+                f"{company}: {audit.COMPANY_RECORDS_KEPT}"
+                for company in companies
+                if company.pk in kept
+            ]
+            return [], {}, set(), protected
+        return super().get_deleted_objects(objs, request)
 
 
 def reason_code(reason: str) -> str:
@@ -131,7 +152,7 @@ class JobAdmin(admin.ModelAdmin):
             None,
             {"fields": ["id", "code", "company", "type", "status", "reason", "message"]},
         ),
-        ("Records", {"fields": ["total_records", "effected_records", "metadata"]}),
+        ("Records", {"fields": ["total_records", "effected_records", "metadata_pretty"]}),
         (
             "Times",
             {
@@ -150,6 +171,7 @@ class JobAdmin(admin.ModelAdmin):
 
     readonly_fields = [
         "reason",
+        "metadata_pretty",
         "created_exact",
         "started",
         "ended",
@@ -231,6 +253,11 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="failure reason", ordering="failure_reason")
     def reason(self, job: Job) -> str:
         return reason_code(job.failure_reason)
+
+    @admin.display(description="metadata")
+    def metadata_pretty(self, job: Job) -> str:
+        """The job's metadata, indented, in a collapsible block."""
+        return pretty_json(job.metadata)
 
     @admin.display(description="records")
     def records(self, job: Job) -> str:
@@ -632,7 +659,7 @@ class UnmatchedPushAdmin(admin.ModelAdmin):
         "push_communication_id",
         "request_id",
         "status",
-        "data",
+        "data_pretty",
         "received",
         "job",
         "attached",
@@ -655,6 +682,11 @@ class UnmatchedPushAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # part of the audit trail: only retention purges delete
 
+    @admin.display(description="data")
+    def data_pretty(self, push: UnmatchedPush) -> str:
+        """The pushed result as received, indented, in a collapsible block."""
+        return pretty_json(push.data)
+
     @admin.display(description="push id", ordering="push_communication_id")
     def push_id_col(self, push: UnmatchedPush) -> str:
         return clipped(push.push_communication_id, css="jt-id jt-id-wide")
@@ -667,3 +699,59 @@ class UnmatchedPushAdmin(admin.ModelAdmin):
     def status_display(self, push: UnmatchedPush) -> str:
         css = "completed" if push.status == PushStatus.SUCCESS else "failed"
         return format_html('<span class="jt-badge jt-{}">{}</span>', css, push.status)
+
+
+# --- staff users: the audit trail outlives them -----------------------------------------------
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class StaffUserAdmin(UserAdmin):
+    """Django's user admin, except that a user whom admin log entries name is never deleted
+    (``LogEntry.user`` cascades): no Delete button, the bulk action refuses with the advice to
+    deactivate instead. ``jobs.audit`` refuses the same outside the admin."""
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        return [*fieldsets, ("Audit trail", {"fields": ["audit_trail"]})]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [*super().get_readonly_fields(request, obj), "audit_trail"]
+
+    @admin.display(description="admin log entries")
+    def audit_trail(self, user: Any) -> str:
+        count = audit.log_entry_counts(user_ids=[user.pk]).get(user.pk, 0)
+        if not count:
+            return "None: the user can be deleted."
+        return format_html(
+            '<span id="audit-trail">{} admin log entries name this user, so it cannot be '
+            "deleted: {}.</span>",
+            count,
+            audit.DEACTIVATE_ADVICE,
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and audit.log_entry_counts(user_ids=[obj.pk]):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """Users named by log entries are protected: the confirmation page lists them with
+        the advice, and a confirmed bulk delete deletes nothing."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        users = list(objs)
+        entries = audit.log_entry_counts(user_ids=[user.pk for user in users])
+        kept = [
+            f"{user}: {entries[user.pk]} admin log entries; {audit.DEACTIVATE_ADVICE}"
+            for user in users
+            if user.pk in entries
+        ]
+        if kept and super().has_delete_permission(request):
+            # listed as "no permission" by has_delete_permission above: the reason is the
+            # protection, which the page then names with its advice
+            perms_needed = set(perms_needed) - {str(self.model._meta.verbose_name)}
+        return deleted, counts, perms_needed, [*protected, *kept]

@@ -7,11 +7,12 @@ class JobsConfig(AppConfig):
 
     def ready(self) -> None:
         from django.contrib.auth import get_user_model
-        from django.db.models.signals import post_init, pre_save
+        from django.db.models.signals import post_init, pre_delete, pre_save
 
         from webhooks import hooks
 
         from . import (
+            audit,
             handoff,
             relay,
             schema,  # noqa: F401 - registers the OpenAPI auth extension
@@ -28,3 +29,8 @@ class JobsConfig(AppConfig):
         user_model = get_user_model()
         post_init.connect(remember_credentials, sender=user_model, dispatch_uid="jobtrail-tv")
         pre_save.connect(revoke_on_credential_change, sender=user_model, dispatch_uid="jobtrail-tv")
+        # The admin audit trail outlives staff users: a user whom LogEntry rows name cannot be
+        # deleted by any code path (LogEntry.user cascades), hence the model's signal.
+        pre_delete.connect(
+            audit.refuse_user_with_log_entries, sender=user_model, dispatch_uid="jobtrail-audit"
+        )

@@ -186,6 +186,13 @@ TREND_HEIGHT = 110
 TREND_WIDTH = 696
 ENDPOINTS_SHOWN = 12
 ENDPOINT_BAR = 180
+SERIES_WIDTH = 240  # an endpoint's chart: one bar per bucket
+SERIES_HEIGHT = 28
+DELIVERY_COLORS = {
+    DeliveryStatus.DELIVERED: "#1f9d55",
+    DeliveryStatus.PENDING: "#8b95a1",
+    DeliveryStatus.FAILED: "#d64545",
+}
 
 # an outcome: a status, or "failed" with its reason (the API's code)
 OUTCOME_COLORS: dict[str, str] = {
@@ -322,21 +329,32 @@ def _job_trend(now: datetime, window: Window) -> dict[str, Any]:
 
 
 def _delivery_trend(now: datetime, window: Window) -> dict[str, Any]:
-    """Deliveries created in the window per endpoint: delivered, retrying, failed.
+    """Deliveries created in the window per endpoint and bucket: delivered, pending, failed.
 
-    Two queries: the counts (``created_at >= start``, index ``webhook_delivery_trend``, which
-    carries the endpoint and status too), then the endpoints shown.
+    Two queries: the counts, grouped by the truncated creation time (the job trend's buckets),
+    endpoint and status (``created_at >= start``: index ``webhook_delivery_trend``, which
+    carries the endpoint and status too, so the scan reads the index alone), then the
+    endpoints shown. Each endpoint gets its totals and a small chart, one bar per bucket.
     """
     start = window.start(now)
     rows = (
         WebhookDelivery.objects.filter(created_at__gte=start)
-        .values("endpoint", "status")
+        .annotate(bucket=window.trunc("created_at", tzinfo=UTC))
+        .values("bucket", "endpoint", "status")
         .annotate(n=Count("id"))
         .order_by()
     )
+    buckets = [start + window.step * i for i in range(window.buckets)]
     per: dict[Any, dict[str, int]] = {}
+    series: dict[Any, dict[datetime, dict[str, int]]] = {}
     for row in rows:
-        per.setdefault(row["endpoint"], {})[row["status"]] = row["n"]
+        bucket = row["bucket"]
+        if bucket.tzinfo is None:
+            bucket = bucket.replace(tzinfo=UTC)
+        counts = per.setdefault(row["endpoint"], {})
+        counts[row["status"]] = counts.get(row["status"], 0) + row["n"]
+        by_status = series.setdefault(row["endpoint"], {}).setdefault(bucket, {})
+        by_status[row["status"]] = by_status.get(row["status"], 0) + row["n"]
 
     def badness(item: tuple[Any, dict[str, int]]) -> tuple[int, int]:
         counts = item[1]
@@ -355,7 +373,6 @@ def _delivery_trend(now: datetime, window: Window) -> dict[str, Any]:
         pending = counts.get(DeliveryStatus.PENDING, 0)
         total = delivered + failed + pending
         done = delivered + failed
-        scale = ENDPOINT_BAR / total if total else 0
         result.append(
             {
                 "endpoint": endpoint,
@@ -364,14 +381,63 @@ def _delivery_trend(now: datetime, window: Window) -> dict[str, Any]:
                 "pending": pending,
                 "total": total,
                 "success": round(100 * delivered / done) if done else None,
-                "bar_delivered": round(delivered * scale, 1),
-                "bar_pending": round(pending * scale, 1),
-                "bar_failed": round(failed * scale, 1),
-                "x_failed": round((delivered + pending) * scale, 1),
+                "series": _endpoint_series(window, buckets, series.get(pk, {})),
                 "url": delivery_list + "?" + urlencode({"endpoint__id__exact": endpoint.pk}),
             }
         )
-    return {"endpoints": result, "more": max(0, len(per) - len(shown)), "bar": ENDPOINT_BAR}
+    return {
+        "endpoints": result,
+        "more": max(0, len(per) - len(shown)),
+        "width": SERIES_WIDTH,
+        "height": SERIES_HEIGHT,
+    }
+
+
+def _endpoint_series(
+    window: Window, buckets: list[datetime], counts: dict[datetime, dict[str, int]]
+) -> dict[str, Any]:
+    """One endpoint's bars, one per bucket: delivered, pending and failed stacked (bottom up),
+    scaled to the endpoint's busiest bucket; each bar's tooltip gives its success rate."""
+    peak = max((sum(c.values()) for c in counts.values()), default=0) or 1
+    slot = SERIES_WIDTH / window.buckets
+    bar_width = max(2.0, slot - (2 if slot >= 6 else 1))
+    bars = []
+    for index, bucket in enumerate(buckets):
+        by_status = counts.get(bucket, {})
+        delivered = by_status.get(DeliveryStatus.DELIVERED, 0)
+        pending = by_status.get(DeliveryStatus.PENDING, 0)
+        failed = by_status.get(DeliveryStatus.FAILED, 0)
+        done = delivered + failed
+        success = round(100 * delivered / done) if done else None
+        y: float = SERIES_HEIGHT
+        segments = []
+        for status, n in (
+            (DeliveryStatus.DELIVERED, delivered),
+            (DeliveryStatus.PENDING, pending),
+            (DeliveryStatus.FAILED, failed),
+        ):
+            if not n:
+                continue
+            height = max(1.0, n / peak * SERIES_HEIGHT)
+            y -= height
+            segments.append(
+                {"y": round(y, 1), "height": round(height, 1), "color": DELIVERY_COLORS[status]}
+            )
+        rate = f"{success} % success" if success is not None else "none finished"
+        bars.append(
+            {
+                "x": round(index * slot, 1),
+                "bucket": bucket.isoformat(),
+                "delivered": delivered,
+                "pending": pending,
+                "failed": failed,
+                "success": success,
+                "segments": segments,
+                "title": f"{bucket:%Y-%m-%d %H:%M} UTC: {delivered} delivered, "
+                f"{pending} pending, {failed} failed ({rate})",
+            }
+        )
+    return {"bars": bars, "bar_width": round(bar_width, 1)}
 
 
 def trends_context(window_key: str | None = None) -> dict[str, Any]:

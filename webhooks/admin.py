@@ -1,6 +1,5 @@
 """Staff views of endpoints (secrets never shown), deliveries and their attempts."""
 
-import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from config.admin import EstimatedCountPaginator, exact_time_field
-from config.admin_display import breakable, clipped
+from config.admin_display import breakable, clipped, pretty_json
 from jobs.admin_filters import CompanyFilter, CreatedRangeFilter, DateRangeFilter
 from jobs.errors import InvalidEndpoint
 from jobs.models import Job
@@ -507,13 +506,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="payload")
     def payload_pretty(self, delivery: WebhookDelivery) -> str:
         """The JSON body sent, indented, in a collapsible block (open by default)."""
-        body = json.dumps(delivery.payload, indent=2, sort_keys=True, ensure_ascii=False)
-        return format_html(
-            '<details open class="jt-payload"><summary>{} bytes of JSON</summary>'
-            "<pre>{}</pre></details>",
-            len(json.dumps(delivery.payload).encode()),
-            body,
-        )
+        return pretty_json(delivery.payload)
 
     @admin.display(description="job")
     def job(self, delivery: WebhookDelivery) -> str:

@@ -80,7 +80,8 @@ class WebhookDelivery(models.Model):
     endpoint = models.ForeignKey(
         WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
-    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # PROTECT: deleting a company never deletes its deliveries (the audit trail; jobs likewise)
+    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="+", db_index=False)
     # The logged event this delivery reports (null for rows older than the event log relay).
     # Unique with the endpoint: the relay's fan-out inserts each pair once, however often it runs.
     job_event = models.ForeignKey(

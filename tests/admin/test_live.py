@@ -301,10 +301,23 @@ def test_dashboard_trends_by_failure_reason_and_endpoint(wide: Page, live_server
     assert delivered and retrying
     expect(row).to_contain_text(f"{delivered} / {retrying} / 0")
     expect(row).to_contain_text("100 %")  # none failed for good: retrying ones are not counted
+    # and per day: a bar for each of the 7 days, today's holding every delivery (made now)
+    bars = row.locator("svg.jt-series g.jt-bucket")
+    expect(bars).to_have_count(7)
+    today = bars.last
+    expect(today).to_have_attribute("data-delivered", str(delivered))
+    expect(today).to_have_attribute("data-pending", str(retrying))
+    expect(today).to_have_attribute("data-failed", "0")
+    assert today.locator("rect.jt-seg").count() == 2  # delivered and retrying, stacked
+    assert bars.first.locator("rect.jt-seg").count() == 0  # an empty day: a baseline only
+    box = today.locator("rect.jt-seg").first.bounding_box()
+    assert box and box["height"] > 5 and box["width"] > 10  # drawn, not collapsed
+    expect(today.locator("title")).to_contain_text(f"{delivered} delivered, {retrying} pending")
 
     page.locator("#trend-windows a", has_text="30d").click()
     expect(page).to_have_url(f"{base}/admin/?window=30d")
     expect(outcomes.locator('tr[data-outcome="completed"] td.jt-num').first).to_have_text("3")
+    expect(row.locator("svg.jt-series g.jt-bucket")).to_have_count(30)
     outcomes_link = outcomes.locator('tr[data-outcome="validation_failure"] a')
     with page.expect_navigation():
         outcomes_link.click()

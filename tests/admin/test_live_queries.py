@@ -77,6 +77,50 @@ def test_dashboard_and_its_fragment_queries_constant_in_rows(staff: Client, wind
     assert count(lambda: staff.get(fragment)) == few_fragment
 
 
+def spread_deliveries(window: str) -> None:
+    """The deliveries moved over every hour or day of the window, each in turn."""
+    from jobs.dashboard import WINDOWS
+
+    now, buckets, step = timezone.now(), WINDOWS[window].buckets, WINDOWS[window].step
+    for i, pk in enumerate(WebhookDelivery.objects.order_by("id").values_list("pk", flat=True)):
+        WebhookDelivery.objects.filter(pk=pk).update(created_at=now - step * (i % buckets))
+
+
+@pytest.mark.parametrize("window", ["24h", "7d", "30d"])
+def test_delivery_trend_queries_constant_in_endpoints_and_buckets(
+    staff: Client, window: str
+) -> None:
+    """Each endpoint's chart comes from the one grouped query: two queries (counts, endpoints)
+    for one endpoint in one bucket and for many endpoints over every bucket of the window."""
+    from jobs.dashboard import trends_context
+
+    add_rows(1)
+    trend = trends_context(window)["deliveries"]
+    assert len(trend["endpoints"]) == 1
+    busy = [b for b in trend["endpoints"][0]["series"]["bars"] if b["delivered"] + b["pending"]]
+    assert len(busy) == 1
+    with CaptureQueriesContext(connection) as few:
+        trends_context(window)
+    index = reverse("admin:index") + f"?window={window}"
+    few_index = count(lambda: staff.get(index))
+
+    add_rows(7)
+    spread_deliveries(window)
+    trend = trends_context(window)["deliveries"]
+    assert len(trend["endpoints"]) == 8
+    buckets = {
+        b["bucket"]
+        for e in trend["endpoints"]
+        for b in e["series"]["bars"]
+        if b["delivered"] + b["pending"] + b["failed"]
+    }
+    assert len(buckets) == {"24h": 24, "7d": 7, "30d": 30}[window]
+    with CaptureQueriesContext(connection) as many:
+        trends_context(window)
+    assert len(many) == len(few) == 3  # jobs trend, deliveries trend, the endpoints shown
+    assert count(lambda: staff.get(index)) == few_index
+
+
 def test_job_live_fragment_queries_constant_in_rows(staff: Client) -> None:
     job = add_rows(1)
     url = reverse("admin:jobs_job_live", args=[job.pk])

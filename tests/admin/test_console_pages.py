@@ -1,0 +1,77 @@
+"""Console v2 (issue 13): pretty JSON on the job and unmatched-push pages, exact stuck times."""
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from jobs.models import Job, JobStatus, UnmatchedPush
+from tests.factories import CompanyFactory, JobFactory, job_in_status
+
+pytestmark = pytest.mark.django_db
+
+NASTY = {"note": "<script>alert(1)</script>", "nested": {"b": [1, 2], "a": "x & y"}}
+
+
+@pytest.fixture
+def staff(admin_user: Any) -> Client:
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+def _json_block(html: str, field: str) -> str:
+    row = html[html.index(f"field-{field}") :]
+    block = row[row.index("<details") :]
+    return block[: block.index("</details>") + len("</details>")]
+
+
+def _assert_pretty_and_escaped(block: str) -> None:
+    assert block.startswith('<details open class="jt-payload"><summary>')  # collapsible
+    assert "bytes of JSON</summary><pre>" in block
+    # indented, keys sorted: the same rendering as a delivery's payload
+    assert "\n  &quot;nested&quot;: {\n    &quot;a&quot;: &quot;x &amp; y&quot;," in block
+    assert "\n    &quot;b&quot;: [\n      1,\n      2\n    ]" in block
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in block
+    assert "<script>" not in block
+
+
+def test_the_job_page_shows_its_metadata_pretty_escaped_and_collapsible(staff: Client) -> None:
+    job = JobFactory(metadata=NASTY)
+    html = staff.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+    _assert_pretty_and_escaped(_json_block(html, "metadata_pretty"))
+    assert "<script>alert(1)" not in html
+
+
+def test_the_unmatched_push_page_shows_its_data_pretty_escaped_and_collapsible(
+    staff: Client,
+) -> None:
+    push = UnmatchedPush.objects.create(
+        company=CompanyFactory(), push_communication_id="p1", status="success", data=NASTY
+    )
+    html = staff.get(reverse("admin:jobs_unmatchedpush_change", args=[push.pk])).content.decode()
+    _assert_pretty_and_escaped(_json_block(html, "data_pretty"))
+    assert "<script>alert(1)" not in html
+
+
+def test_the_stuck_table_shows_exact_times_with_zone_and_relative(
+    staff: Client, admin_user: Any
+) -> None:
+    job = job_in_status(JobStatus.PROCESSING)
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    Job.objects.filter(pk=job.pk).update(last_activity_at=moment)
+
+    html = staff.get(reverse("admin:index")).content.decode()
+    stuck = html[html.index('id="stuck-jobs"') : html.index('id="jobs-24h"')]
+    assert job.code in stuck
+    assert '<time datetime="2026-01-02T03:04:05+00:00">2026-01-02 03:04:05 UTC</time>' in stuck
+    assert re.search(r'<span class="jt-ago">\(\d.*ago\)</span>', stuck)
+
+    # in the staff user's own zone, like the rest of the console
+    staff.post(reverse("admin:time_zone"), {"time_zone": "Asia/Kolkata"})
+    html = staff.get(reverse("admin:index")).content.decode()
+    stuck = html[html.index('id="stuck-jobs"') : html.index('id="jobs-24h"')]
+    assert ">2026-01-02 08:34:05 IST (UTC+05:30)</time>" in stuck
