@@ -4,7 +4,8 @@ The tests iterate ``admin.site``'s registry: a model registered in the admin wit
 builder below fails ``test_every_registered_model_has_a_row_builder``, so a new model cannot
 be left unmeasured. Each builder adds one row of its model, varied by its number (different
 companies, endpoints, jobs and statuses; push results, events, deliveries and attempts
-attached), through the services where there is one. A mismatch prints both runs' SQL.
+attached), through the services where there is one. A mismatch prints the query shapes the
+more rows added, then every query they ran.
 """
 
 import re
@@ -408,6 +409,28 @@ def urls(label: str) -> tuple[str, str]:
     return f"admin:{app_label}_{model_name}_changelist", f"admin:{app_label}_{model_name}_change"
 
 
+def test_the_rows_vary_as_the_builders_say(world: World) -> None:
+    """The builders make what the tests rely on: every job status, every delivery outcome."""
+    jobs = [add_job(world, i) for i in range(FILTER_FEW)]
+    deliveries = [add_delivery(world, i) for i in range(5)]
+    pushes = [add_unmatched_push(world, i) for i in range(3)]
+    assert {j.status for j in jobs} == set(JobStatus)
+    assert Job.objects.filter(failure_reason=FailureReason.CANCELED_BY_USER).count() == 1
+    outcomes = {(d.status, d.attempts > 0) for d in WebhookDelivery.objects.all()}
+    assert {
+        ("delivered", True),
+        ("failed", True),
+        ("pending", True),
+        ("pending", False),
+    } <= outcomes
+    assert any(d.handoff for d in deliveries)
+    assert WebhookAttempt.objects.filter(status_code=200).exists()
+    assert {r.status for r in Report.objects.all()} == {"ready", "pending"}
+    assert {r.status for r in PushResult.objects.all()} == {"success", "failed"}
+    assert [p.job_id is not None for p in pushes] == [False, False, True]
+    assert Company.objects.count() >= 5
+
+
 # --- every registered model: its list and a row's page -----------------------------------------
 
 
@@ -777,14 +800,22 @@ def test_dashboard_and_time_zone_pages_for_many_rows_as_for_one(
         (reverse("admin:dashboard_live"), {"window": "30d"}),
         (reverse("admin:time_zone"), {}),
     ]
+
+    def add(i: int) -> None:
+        job = world.job(i)  # and the staff user's recent actions on it and its deliveries
+        log_on(job, world.staff_user, f"Rebuild report {i}")
+        for delivery in WebhookDelivery.objects.filter(object_id=str(job.pk))[:2]:
+            log_on(delivery, world.staff_user, f"Redeliver {i}")
+
     for i in range(len(STATUS_CYCLE)):
-        world.job(i)
+        add(i)
     few = [run(staff, url, params) for url, params in pages]
     for i in range(len(STATUS_CYCLE), 4 * len(STATUS_CYCLE)):
-        world.job(i)
+        add(i)
     many = [run(staff, url, params) for url, params in pages]
     for (url, params), one, more in zip(pages, few, many, strict=True):
         assert_same_count(one, more, f"{url} {params}")
+    assert 'class="actionlist"' in staff.get(reverse("admin:index")).content.decode()
 
 
 def confirm(client: Client, url: str, data: dict[str, Any]) -> Run:
