@@ -69,6 +69,7 @@ class Run:
     url: str
     sql: list[str]
     listed: int | None  # rows in the change list, when the page is one
+    html: str = ""
 
     def __len__(self) -> int:
         return len(self.sql)
@@ -823,7 +824,7 @@ def confirm(client: Client, url: str, data: dict[str, Any]) -> Run:
     with CaptureQueriesContext(connection) as captured:
         response = client.post(url, data)
     assert response.status_code == 200, response.status_code
-    return Run(url, [q["sql"] for q in captured.captured_queries], None)
+    return Run(url, [q["sql"] for q in captured.captured_queries], None, response.content.decode())
 
 
 def test_cancel_confirmation_for_twenty_jobs_as_for_one(world: World, staff: Client) -> None:
@@ -837,6 +838,7 @@ def test_cancel_confirmation_for_twenty_jobs_as_for_one(world: World, staff: Cli
     page(jobs[:1])  # warm
     one, many = page(jobs[:1]), page(jobs)
     assert_same_count(one, many, "the cancel confirmation")
+    assert all(job.code in many.html for job in jobs)  # each selected job is listed
     assert {Job.objects.get(pk=j.pk).status for j in jobs} <= {"pending", "processing"}
     single = reverse("admin:jobs_job_cancel", args=[jobs[0].pk])
     run(staff, single)  # the job page's Cancel button: one job, nothing to compare
@@ -858,6 +860,7 @@ def test_redeliver_failed_since_form_for_twenty_endpoints_as_for_one(
     page(endpoints[:1])
     one, many = page(endpoints[:1]), page(endpoints)
     assert_same_count(one, many, "the redeliver-failed-since form")
+    assert all(f"{e.url} ({e.company})" in many.html for e in endpoints)
 
 
 def test_autocompletes_for_twenty_matches_as_for_one(staff: Client) -> None:
