@@ -1,16 +1,19 @@
 """The staff console for jobs: list, read-only job page with its timeline, cancel, reports."""
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import (
     Http404,
     HttpRequest,
@@ -22,6 +25,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from config.admin import EstimatedCountPaginator, exact_time, exact_time_field
@@ -62,10 +66,56 @@ CANCEL_LOG_BATCH = 1000  # jobs per admin-log insert when a cancel covers many
 COMPANY_MATCHES = 50  # companies a name search selects jobs from
 
 
+class KnownLabelAutocomplete(AutocompleteSelect):
+    """An autocomplete whose selected option is labelled from ``known`` when it is there.
+
+    Django's autocomplete reads its selected object again to label it: one query per inline
+    row. ``CompanyMembersFormSet`` gives it the labels of the users it read with the rows.
+    """
+
+    known: dict[str, str] = {}
+
+    def optgroups(
+        self, name: str, value: Sequence[str], attr: dict[str, Any] | None = None
+    ) -> list[tuple[str | None, list[dict[str, Any]], int | None]]:
+        selected = [str(v) for v in value if str(v) not in self.choices.field.empty_values]
+        if not selected or any(v not in self.known for v in selected):
+            return super().optgroups(name, value, attr)
+        options = [] if self.is_required else [self.create_option(name, "", "", False, 0)]
+        for v in selected:
+            options.append(self.create_option(name, v, self.known[v], True, len(options)))
+        return [(None, options, 0)]
+
+
+class CompanyMembersFormSet(BaseInlineFormSet):
+    """A company's members labelled from the users read with them (``CompanyMemberInline``)."""
+
+    @cached_property
+    def forms(self) -> list[Any]:
+        forms: list[Any] = super().forms
+        labels = {str(m.user_id): str(m.user) for m in self.get_queryset()}
+        for form in forms:
+            widget = form.fields["user"].widget
+            autocomplete = getattr(widget, "widget", widget)  # inside the "+" link's wrapper
+            if isinstance(autocomplete, KnownLabelAutocomplete):
+                autocomplete.known = labels
+        return forms
+
+
 class CompanyMemberInline(admin.TabularInline):
     model = CompanyMember
+    formset = CompanyMembersFormSet
     extra = 0
     autocomplete_fields = ["user"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CompanyMember]:
+        # each row shows as "user @ company": read them with it, not once per row
+        return super().get_queryset(request).select_related("user", "company")
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user":
+            kwargs["widget"] = KnownLabelAutocomplete(db_field, self.admin_site)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(Company)
