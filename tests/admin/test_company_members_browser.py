@@ -2,24 +2,15 @@
 
 ``KnownLabelAutocomplete`` renders each member's selected user without a query per row
 (tests/admin/test_query_counts.py); here select2 shows those users and still adds one.
-Same browser, fixtures and Content-Security-Policy check as tests/admin/test_browser.py (its
-fixtures imported by name, so the tests' arguments shadow them: F811 is expected here).
+Same browser, fixtures and Content-Security-Policy check as the other browser tests
+(tests/admin/conftest.py).
 """
-
-# ruff: noqa: F811
 
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.admin.test_browser import (  # noqa: F401  (fixtures)
-    _orm_inside_playwright_loop,
-    admin_page,
-    chromium,
-    page,
-    superuser,
-)
 from tests.factories import ApiClientFactory, CompanyFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
