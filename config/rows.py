@@ -38,6 +38,7 @@ from django.db.models import (
 from django.db.models.expressions import DatabaseDefault
 
 M = TypeVar("M", bound=Model)
+L = TypeVar("L", bound=Model)
 Converter = Callable[[Any, Any, Any], Any]
 
 
@@ -231,4 +232,71 @@ class Writer(Generic[M]):
                 setattr(obj, self.pk.attname, new_pk)
         obj._state.adding = False
         obj._state.db = self.using
+        return True
+
+
+class VersionedChange(Generic[M, L]):
+    """One row's UPDATE, only while its version column still holds what was read, and the
+    INSERT of its log row, as ONE statement (PostgreSQL's data-modifying ``WITH``):
+
+        WITH changed AS (UPDATE t SET ... WHERE pk = %s AND version = %s RETURNING 1)
+        INSERT INTO log (...) SELECT %s, ... FROM changed RETURNING id
+
+    A single statement is atomic on its own, so an optimistic change needs no transaction
+    (no ``BEGIN``/``COMMIT`` round trips) and no row lock held across round trips: either the
+    row still had the version read (both rows written) or another change came first (neither
+    written, ``write`` answers False and the caller reads again). The row's new version is
+    among ``fields``, set by the caller; the values are prepared by their fields, as
+    ``Writer`` prepares them.
+    """
+
+    def __init__(
+        self, rows: "Writer[M]", fields: Sequence[str], version: str, log: "Writer[L]"
+    ) -> None:
+        self.rows, self.fields, self.version, self.log = rows, tuple(fields), version, log
+        self._sql: str | None = None
+        self._update_plan = [(f, f.attname, _plain_kind(f)) for f in map(rows._field, fields)]
+
+    def sql(self) -> str:
+        if self._sql is None:
+            rows, log, quote = self.rows, self.log, self.rows._quote
+            connection = connections[rows.using]
+            assignments = ", ".join(
+                f"{quote(str(rows._field(n).column))} = %s" for n in self.fields
+            )
+            version = quote(str(rows._field(self.version).column))
+
+            def typed(field: "Field[Any, Any]") -> str:
+                # an explicit cast of a parameter in a SELECT list: text for character columns
+                # (an explicit varchar(n) cast would cut a long value; the INSERT's assignment
+                # to the column still refuses it), the column's own type otherwise
+                kind = str(field.cast_db_type(connection))
+                return "%s::text" if kind.startswith("varchar") else f"%s::{kind}"
+
+            columns = ", ".join(quote(str(f.column)) for f in log.insert_fields)
+            values = ", ".join(typed(f) for f in log.insert_fields)
+            self._sql = (
+                f"WITH changed AS (UPDATE {quote(rows.table)} SET {assignments} "
+                f"WHERE {quote(str(rows.pk.column))} = %s AND {version} = %s RETURNING 1) "
+                f"INSERT INTO {quote(log.table)} ({columns}) SELECT {values} FROM changed "
+                f"RETURNING {quote(str(log.pk.column))}"
+            )
+        return self._sql
+
+    def write(self, obj: M, read_version: Any, entry: L) -> bool:
+        """Save ``obj``'s ``fields`` and insert ``entry`` if ``obj``'s row still has
+        ``read_version``; False (nothing written) if another change came first."""
+        connection = connections[self.rows.using]
+        params = _prepared(self._update_plan, obj, False, connection)
+        params.append(self.rows.pk.get_db_prep_value(obj.pk, connection))
+        params.append(read_version)
+        params.extend(_prepared(self.log._insert_plan, entry, True, connection))
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql(), params)
+            row = cursor.fetchone()
+        if row is None:
+            return False
+        setattr(entry, self.log.pk.attname, row[0])
+        entry._state.adding = False
+        entry._state.db = self.rows.using
         return True

@@ -40,7 +40,6 @@ from config.schema import (
     problem_example,
     retry_after,
 )
-from config.transactions import request_transaction
 from reports.links import download_url, job_report, report_state
 from reports.models import ReportStatus
 
@@ -361,15 +360,10 @@ class JobDetailView(CompanyAPIView):
     )
     def patch(self, request: Request, job_id: Any) -> Response:
         data = self.valid_for_job(JobProgressInput, job_id)
-        with request_transaction():  # the answer is built before the commit
-            event = services.job_record_progress(
-                job_id=job_id,
-                company=self.company,
-                source=EventSource.API,
-                actor=self.actor,
-                **data,
-            )
-            return self.job_response(event.job)
+        event = services.job_record_progress(
+            job_id=job_id, company=self.company, source=EventSource.API, actor=self.actor, **data
+        )
+        return self.job_response(event.job)
 
 
 class JobEventsView(CompanyAPIView):
@@ -420,7 +414,7 @@ class JobEventsView(CompanyAPIView):
             **AUTH_ERRORS,
         },
     )
-    @idempotent
+    @idempotent(own_commit=True)
     def post(self, request: Request, job_id: Any) -> Response:
         data = self.valid_for_job(EventCreateInput, job_id)
         event = services.job_apply_event(

@@ -194,20 +194,30 @@ def _taken(*, user: Any, key: str) -> IdempotencyKey | None:
 Handler = Callable[..., Response]
 
 
-def idempotent(handler: Handler | None = None, *, unstored_fields: tuple[str, ...] = ()) -> Any:
+def idempotent(
+    handler: Handler | None = None,
+    *,
+    unstored_fields: tuple[str, ...] = (),
+    own_commit: bool = False,
+) -> Any:
     """Decorate an APIView's ``post`` so repeats with the same key replay the first answer.
 
-    The handler runs in one transaction (its answer is built before the commit). With
+    The handler runs in one transaction (its answer is built before the commit); with
+    ``own_commit``, a request without a key runs the handler as it is: its one service commits
+    its change whole and the answer is built from what the service returned (a job change on
+    PostgreSQL is then one statement, ``jobs.services._job_change``). With
     ``unstored_fields`` (``@idempotent(unstored_fields=("secret",))``) those top-level fields of
     the answer are never written to the table, and a replay answers without them.
     """
     if handler is None:
-        return functools.partial(idempotent, unstored_fields=unstored_fields)
+        return functools.partial(idempotent, unstored_fields=unstored_fields, own_commit=own_commit)
 
     @functools.wraps(handler)
     def wrapper(view: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
         key = request.META.get(HEADER_META)
         if key is None:
+            if own_commit:
+                return handler(view, request, *args, **kwargs)
             with request_transaction():
                 return handler(view, request, *args, **kwargs)
         if not key.strip() or len(key) > 255:

@@ -8,6 +8,7 @@ webhook deliveries and report builds in the worker; the relay sweep covers a los
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from django.utils import timezone
 
 from config import leases
 from config.outbox import publish_on_commit
-from config.rows import Writer
+from config.rows import VersionedChange, Writer
 from config.sql import insert_from_select
 from config.transactions import atomic_service
 
@@ -122,8 +123,12 @@ def lock_job(job_id: Any, *, company: Company | None = None) -> Job:
 
     With ``company``, another company's job is not found (``JobNotFound``): the API's one read.
     """
+    return _read_job(job_id, company=company, lock=True)
+
+
+def _read_job(job_id: Any, *, company: Company | None, lock: bool) -> Job:
     try:
-        job = selectors.job_with_report(company=company, field="id", value=job_id, lock=True)
+        job = selectors.job_with_report(company=company, field="id", value=job_id, lock=lock)
     except (ValueError, TypeError, DjangoValidationError) as exc:
         raise JobNotFound("No such job.") from exc
     if job is None:
@@ -216,7 +221,7 @@ def _touch(job: Job, now: datetime) -> None:
     job.expires_at = None if job.is_terminal else now + timedelta(seconds=job.expires_after)
 
 
-def _append_event(
+def _new_event(
     *,
     job: Job,
     status: EventStatus,
@@ -227,12 +232,10 @@ def _append_event(
     data: dict[str, Any] | None = None,
     report: Any = UNSET,
 ) -> JobEvent:
-    """Log the timeline event numbered ``job.last_sequence`` (the job already saved with it,
-    ``_next_sequence``), with the job's snapshot.
-
-    ``job`` is read with its report joined (``lock_job``), so the snapshot costs no query.
-    """
-    event = JobEvent(
+    """The (unsaved) timeline event numbered ``job.last_sequence`` (``_next_sequence``), with
+    the job's snapshot. ``job`` is read with its report joined, so the snapshot costs no
+    query."""
+    return JobEvent(
         job=job,
         sequence=job.last_sequence,
         status=status,
@@ -243,9 +246,61 @@ def _append_event(
         actor=actor,
         snapshot=job_representation(job, report=report),
     )
-    EVENT_WRITER.insert(event)
+
+
+def _append_event(*, job: Job, **event: Any) -> JobEvent:
+    """Log the timeline event numbered ``job.last_sequence`` (the job already saved with it)."""
+    job_event = _new_event(job=job, **event)
+    EVENT_WRITER.insert(job_event)
     relay_on_commit()
-    return event
+    return job_event
+
+
+# A job change (UPDATE of the job, only while its last_sequence is the one read, and INSERT of
+# its event) as one statement: see ``_job_change``.
+JOB_CHANGE = VersionedChange(JOB_WRITER, JOB_CHANGE_FIELDS, "last_sequence", EVENT_WRITER)
+# How many times an optimistic change reads and tries again before it takes the row lock.
+OPTIMISTIC_TRIES = 3
+
+
+def _job_change(
+    *, job_id: Any, company: Company | None, change: Callable[[Job], JobEvent]
+) -> JobEvent:
+    """Apply ``change`` to the job: it checks the job as read (raising a domain error),
+    changes it in memory (``_touch``, ``_next_sequence``) and returns its unsaved event.
+
+    On PostgreSQL outside a transaction the change is optimistic: the job is read without a
+    lock and the job's UPDATE and its event's INSERT are one statement that applies only if
+    the job's ``last_sequence`` is still the one read (``JOB_CHANGE``); if another change came
+    first, the job is read again and ``change`` decides again on what that change left (a
+    finished job refuses, as it would have under the lock). Three round trips in all,
+    authentication included, instead of six, and no lock held between them. Elsewhere (SQLite,
+    inside a transaction, or after ``OPTIMISTIC_TRIES`` lost races) the job row is locked
+    first (``_job_change_locked``). Either way the job and its event commit together.
+    """
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        for _try in range(OPTIMISTIC_TRIES):
+            job = _read_job(job_id, company=company, lock=False)
+            read_sequence = job.last_sequence
+            job_event = change(job)
+            if JOB_CHANGE.write(job, read_sequence, job_event):
+                relay_on_commit()  # no transaction: the wake-up goes at once
+                job_event.job = job
+                return job_event
+    return _job_change_locked(job_id=job_id, company=company, change=change)
+
+
+@atomic_service
+def _job_change_locked(
+    *, job_id: Any, company: Company | None, change: Callable[[Job], JobEvent]
+) -> JobEvent:
+    job = lock_job(job_id, company=company)
+    job_event = change(job)
+    JOB_WRITER.update(job, JOB_CHANGE_FIELDS)
+    EVENT_WRITER.insert(job_event)
+    relay_on_commit()
+    job_event.job = job
+    return job_event
 
 
 @atomic_service
@@ -291,7 +346,6 @@ def job_create(
     return job
 
 
-@atomic_service
 def job_apply_event(
     *,
     job_id: Any,
@@ -315,42 +369,43 @@ def job_apply_event(
             + ", ".join(sorted(TRANSITION_EVENTS))
             + ".",
         )
-    job = lock_job(job_id, company=company)  # first: an unknown job is 404 whatever the event
-    _check_failure_reason(event=event, failure_reason=failure_reason)
-    current = JobStatus(job.status)
-    if current in TERMINAL_STATUSES:
-        if failure_reason == FailureReason.CANCELED_BY_USER:
-            raise JobFinished(
-                f"Job {job.code} is already finished ({current}); it cannot be cancelled."
-            )
-        raise JobFinished(f"Job {job.code} is already {current}; it cannot become {event}.")
-    new_status = TRANSITIONS.get((current, event))
-    if new_status is None:
-        raise InvalidTransition(f"Job {job.code} is {current}; it cannot become {event}.")
-    data = _apply_counts(job, total_records=total_records, effected_records=effected_records)
-    now = timezone.now()
-    job.status = new_status
-    job.failure_reason = failure_reason
-    if message:
-        job.message = message
-    if job.start_time is None:
-        job.start_time = now
-    if new_status in TERMINAL_STATUSES:
-        job.end_time = now
-    _touch(job, now)
-    _next_sequence(job)
-    JOB_WRITER.update(job, JOB_CHANGE_FIELDS)
-    job_event = _append_event(
-        job=job,
-        status=event,
-        failure_reason=failure_reason,
-        message=message,
-        data=data,
-        source=source,
-        actor=actor,
-    )
-    job_event.job = job
-    return job_event
+
+    def change(job: Job) -> JobEvent:
+        _check_failure_reason(event=event, failure_reason=failure_reason)
+        current = JobStatus(job.status)
+        if current in TERMINAL_STATUSES:
+            if failure_reason == FailureReason.CANCELED_BY_USER:
+                raise JobFinished(
+                    f"Job {job.code} is already finished ({current}); it cannot be cancelled."
+                )
+            raise JobFinished(f"Job {job.code} is already {current}; it cannot become {event}.")
+        new_status = TRANSITIONS.get((current, event))
+        if new_status is None:
+            raise InvalidTransition(f"Job {job.code} is {current}; it cannot become {event}.")
+        data = _apply_counts(job, total_records=total_records, effected_records=effected_records)
+        now = timezone.now()
+        job.status = new_status
+        job.failure_reason = failure_reason
+        if message:
+            job.message = message
+        if job.start_time is None:
+            job.start_time = now
+        if new_status in TERMINAL_STATUSES:
+            job.end_time = now
+        _touch(job, now)
+        _next_sequence(job)
+        return _new_event(
+            job=job,
+            status=event,
+            failure_reason=failure_reason,
+            message=message,
+            data=data,
+            source=source,
+            actor=actor,
+        )
+
+    # first: an unknown job is 404 whatever the event
+    return _job_change(job_id=job_id, company=company, change=change)
 
 
 def job_start(*, job_id: Any, message: str = "", **kwargs: Any) -> JobEvent:
@@ -427,7 +482,6 @@ def job_expire(*, job_id: Any) -> JobEvent:
     )
 
 
-@atomic_service
 def job_record_progress(
     *,
     job_id: Any,
@@ -440,27 +494,27 @@ def job_record_progress(
     company: Company | None = None,
 ) -> JobEvent:
     """Record counts, message or metadata on an active job as a ``progress`` event."""
-    job = lock_job(job_id, company=company)
-    if job.is_terminal:
-        raise JobFinished(f"Job {job.code} is already {job.status}; progress is closed.")
-    data = _apply_counts(job, total_records=total_records, effected_records=effected_records)
-    if message is not None:
-        job.message = message
-    if metadata is not None:
-        job.metadata = data["metadata"] = metadata
-    _touch(job, timezone.now())
-    _next_sequence(job)
-    JOB_WRITER.update(job, JOB_CHANGE_FIELDS)
-    job_event = _append_event(
-        job=job,
-        status=EventStatus.PROGRESS,
-        message=message or "",
-        data=data,
-        source=source,
-        actor=actor,
-    )
-    job_event.job = job
-    return job_event
+
+    def change(job: Job) -> JobEvent:
+        if job.is_terminal:
+            raise JobFinished(f"Job {job.code} is already {job.status}; progress is closed.")
+        data = _apply_counts(job, total_records=total_records, effected_records=effected_records)
+        if message is not None:
+            job.message = message
+        if metadata is not None:
+            job.metadata = data["metadata"] = metadata
+        _touch(job, timezone.now())
+        _next_sequence(job)
+        return _new_event(
+            job=job,
+            status=EventStatus.PROGRESS,
+            message=message or "",
+            data=data,
+            source=source,
+            actor=actor,
+        )
+
+    return _job_change(job_id=job_id, company=company, change=change)
 
 
 @atomic_service

@@ -365,3 +365,39 @@ def test_a_seed_000_event_post_is_at_most_8_queries(
     assert response.json()["status"] == "processing"
     # by code: one more read (the code is looked up, then the job locked by its id)
     _within(captured, EVENT_POST_BUDGET + (1 if by == "code" else 0))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/v1/jobs/{job}/events/", {"status": "started"}),
+        ("post", "/api/v1/jobs/{job}/events/", {"status": "completed", "effected_records": 3}),
+        ("patch", "/api/v1/jobs/{job}/", {"effected_records": 2, "message": "2 pushed"}),
+    ],
+    ids=["started", "completed", "progress"],
+)
+def test_a_job_change_is_three_statements_and_no_transaction_on_postgresql(
+    method: str, path: str, body: dict[str, Any]
+) -> None:
+    """Outside a transaction (as a request runs) a job change reads the API client, reads the
+    job (no lock) and writes the job and its event in one statement that applies only if the
+    job's last_sequence is still the one read (``jobs.services._job_change``)."""
+    company = CompanyFactory(name="Optimistic Co")
+    api = bearer_client(ApiClientFactory(company=company))
+    job = JobFactory(company=company, total_records=10)
+    url = path.format(job=job.pk)
+
+    response, captured = _run(lambda: getattr(api, method)(url, body, format="json"))
+
+    assert response.status_code in (200, 201), response.content[:300]
+    sqls = [q["sql"] for q in captured]
+    assert len(sqls) == 3, "\n".join(s[:160] for s in sqls)
+    assert not any(s.strip().upper() in ("BEGIN", "COMMIT") for s in sqls)
+    assert "FOR UPDATE" not in sqls[1]
+    assert sqls[2].startswith('WITH changed AS (UPDATE "jobs_job"')
+    job.refresh_from_db()
+    event = job.events.get(sequence=job.last_sequence)
+    assert event.snapshot["effected_records"] == job.effected_records
+    assert response.json()["effected_records" if method == "patch" else "job"] is not None

@@ -67,3 +67,41 @@ def test_conflicting_terminal_transitions_leave_one_outcome(start: JobStatus) ->
     terminal_events = job.events.filter(status__in=[s.value for s in TERMINAL_STATUSES])
     assert terminal_events.count() == 1
     assert terminal_events.get().status == job.status
+
+
+def test_concurrent_progress_reports_are_all_kept_in_one_numbered_timeline() -> None:
+    """Twenty progress reports at once: each optimistic change that lost its race reads the job
+    again (and, after OPTIMISTIC_TRIES lost races, takes the row lock); none is lost, none
+    is doubled, the timeline stays numbered without gaps and the job row says the last word."""
+    job = JobFactory(total_records=1000)
+    services.job_start(job_id=job.pk)
+    barrier = threading.Barrier(THREADS)
+    unexpected: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait()
+            services.job_record_progress(job_id=job.pk, effected_records=i, message=f"at {i}")
+        except BaseException as exc:
+            with lock:
+                unexpected.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert unexpected == []
+    job = Job.objects.get(pk=job.pk)
+    events = list(job.events.order_by("sequence"))
+    assert [e.sequence for e in events] == list(range(1, THREADS + 3))  # created, started, 20
+    progress = [e for e in events if e.status == "progress"]
+    assert sorted(e.message for e in progress) == sorted(f"at {i}" for i in range(THREADS))
+    assert job.last_sequence == THREADS + 2
+    last = progress[-1]  # the row holds what the last numbered change wrote
+    assert (job.message, job.effected_records) == (last.message, last.data["effected_records"])
+    assert last.snapshot["effected_records"] == job.effected_records
