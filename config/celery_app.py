@@ -59,8 +59,7 @@ def leave_the_worker_process_group(**kwargs: object) -> None:
 def yield_the_cpu_to_the_web(**kwargs: object) -> None:
     """Lower the worker's CPU priority by ``JOBTRAIL_WORKER_NICE`` (its pool processes inherit
     it): where web and worker share cores, the API's requests go first and the worker uses what
-    they leave (bench/run.py ``noisy``: one company's fan-out to 1,000 endpoints no longer takes
-    another company's request latency with it). 0 leaves the priority alone."""
+    they leave. 0 (the default) leaves the priority alone."""
     from django.conf import settings
 
     nice = int(getattr(settings, "JOBTRAIL_WORKER_NICE", 0))

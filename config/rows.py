@@ -235,36 +235,29 @@ class Writer(Generic[M]):
         return True
 
 
-class VersionedChange(Generic[M, L]):
-    """One row's UPDATE, only while its version column still holds what was read, and the
-    INSERT of its log row, as ONE statement (PostgreSQL's data-modifying ``WITH``):
+class _WithLog(Generic[M, L]):
+    """One row's write and the INSERT of its log row as ONE statement (PostgreSQL's
+    data-modifying ``WITH``): ``WITH changed AS (<write> RETURNING 1) INSERT INTO log (...)
+    SELECT %s, ... FROM changed RETURNING id``. A single statement is atomic on its own: no
+    transaction (no ``BEGIN``/``COMMIT`` round trips), and the log row exists only if the
+    write took place. The values are prepared by their fields, as ``Writer`` prepares them;
+    the log row is built after the row's values are prepared (``auto_now`` stamps included),
+    so what it records of the row is what was written."""
 
-        WITH changed AS (UPDATE t SET ... WHERE pk = %s AND version = %s RETURNING 1)
-        INSERT INTO log (...) SELECT %s, ... FROM changed RETURNING id
-
-    A single statement is atomic on its own, so an optimistic change needs no transaction
-    (no ``BEGIN``/``COMMIT`` round trips) and no row lock held across round trips: either the
-    row still had the version read (both rows written) or another change came first (neither
-    written, ``write`` answers False and the caller reads again). The row's new version is
-    among ``fields``, set by the caller; the values are prepared by their fields, as
-    ``Writer`` prepares them.
-    """
-
-    def __init__(
-        self, rows: "Writer[M]", fields: Sequence[str], version: str, log: "Writer[L]"
-    ) -> None:
-        self.rows, self.fields, self.version, self.log = rows, tuple(fields), version, log
+    def __init__(self, rows: "Writer[M]", log: "Writer[L]") -> None:
+        self.rows, self.log = rows, log
         self._sql: str | None = None
-        self._update_plan = [(f, f.attname, _plain_kind(f)) for f in map(rows._field, fields)]
+
+    def _write_sql(self) -> str:
+        raise NotImplementedError
+
+    def _write_params(self, obj: M, connection: Any) -> list[Any]:
+        raise NotImplementedError
 
     def sql(self) -> str:
         if self._sql is None:
-            rows, log, quote = self.rows, self.log, self.rows._quote
-            connection = connections[rows.using]
-            assignments = ", ".join(
-                f"{quote(str(rows._field(n).column))} = %s" for n in self.fields
-            )
-            version = quote(str(rows._field(self.version).column))
+            log, quote = self.log, self.rows._quote
+            connection = connections[self.rows.using]
 
             def typed(field: "Field[Any, Any]") -> str:
                 # an explicit cast of a parameter in a SELECT list: text for character columns
@@ -276,27 +269,83 @@ class VersionedChange(Generic[M, L]):
             columns = ", ".join(quote(str(f.column)) for f in log.insert_fields)
             values = ", ".join(typed(f) for f in log.insert_fields)
             self._sql = (
-                f"WITH changed AS (UPDATE {quote(rows.table)} SET {assignments} "
-                f"WHERE {quote(str(rows.pk.column))} = %s AND {version} = %s RETURNING 1) "
+                f"WITH changed AS ({self._write_sql()} RETURNING 1) "
                 f"INSERT INTO {quote(log.table)} ({columns}) SELECT {values} FROM changed "
                 f"RETURNING {quote(str(log.pk.column))}"
             )
         return self._sql
 
-    def write(self, obj: M, read_version: Any, entry: L) -> bool:
-        """Save ``obj``'s ``fields`` and insert ``entry`` if ``obj``'s row still has
-        ``read_version``; False (nothing written) if another change came first."""
+    def _write(self, obj: M, params: list[Any], log_entry: Callable[[], L]) -> L | None:
         connection = connections[self.rows.using]
-        params = _prepared(self._update_plan, obj, False, connection)
-        params.append(self.rows.pk.get_db_prep_value(obj.pk, connection))
-        params.append(read_version)
+        entry = log_entry()
         params.extend(_prepared(self.log._insert_plan, entry, True, connection))
         with connection.cursor() as cursor:
             cursor.execute(self.sql(), params)
             row = cursor.fetchone()
         if row is None:
-            return False
+            return None
         setattr(entry, self.log.pk.attname, row[0])
-        entry._state.adding = False
-        entry._state.db = self.rows.using
-        return True
+        for written in (obj, entry):
+            written._state.adding = False
+            written._state.db = self.rows.using
+        return entry
+
+
+class VersionedChange(_WithLog[M, L]):
+    """An optimistic change: the row's UPDATE only while its version column still holds what
+    was read, with its log row (``_WithLog``); nothing is written if another change came
+    first. The row's new version is among ``fields``, set by the caller."""
+
+    def __init__(
+        self, rows: "Writer[M]", fields: Sequence[str], version: str, log: "Writer[L]"
+    ) -> None:
+        super().__init__(rows, log)
+        self.fields, self.version = tuple(fields), version
+        self._plan = [(f, f.attname, _plain_kind(f)) for f in map(rows._field, fields)]
+
+    def _write_sql(self) -> str:
+        rows, quote = self.rows, self.rows._quote
+        assignments = ", ".join(f"{quote(str(rows._field(n).column))} = %s" for n in self.fields)
+        version = quote(str(rows._field(self.version).column))
+        return (
+            f"UPDATE {quote(rows.table)} SET {assignments} "
+            f"WHERE {quote(str(rows.pk.column))} = %s AND {version} = %s"
+        )
+
+    def write(self, obj: M, read_version: Any, log_entry: Callable[[], L]) -> L | None:
+        """Save ``obj``'s ``fields`` and insert ``log_entry()`` if ``obj``'s row still has
+        ``read_version``; the saved log entry, or None (nothing written) if another change
+        came first."""
+        connection = connections[self.rows.using]
+        params = _prepared(self._plan, obj, False, connection)
+        params.append(self.rows.pk.get_db_prep_value(obj.pk, connection))
+        params.append(read_version)
+        return self._write(obj, params, log_entry)
+
+
+class NewWithLog(_WithLog[M, L]):
+    """A new row (not inserted if it would repeat the values of ``unless_taken``, a unique
+    constraint: ``ON CONFLICT DO NOTHING``) with its log row (``_WithLog``); the row's primary
+    key is set by the caller (a UUID)."""
+
+    def __init__(self, rows: "Writer[M]", log: "Writer[L]", *, unless_taken: Sequence[str]):
+        super().__init__(rows, log)
+        assert not rows.auto_pk, "the new row's primary key is the caller's"
+        self.unless_taken = tuple(unless_taken)
+
+    def _write_sql(self) -> str:
+        rows, quote = self.rows, self.rows._quote
+        columns = ", ".join(quote(str(f.column)) for f in rows.insert_fields)
+        values = ", ".join("%s" for _ in rows.insert_fields)
+        target = ", ".join(quote(str(rows._field(n).column)) for n in self.unless_taken)
+        return (
+            f"INSERT INTO {quote(rows.table)} ({columns}) VALUES ({values}) "
+            f"ON CONFLICT ({target}) DO NOTHING"
+        )
+
+    def write(self, obj: M, log_entry: Callable[[], L]) -> L | None:
+        """Insert ``obj`` and ``log_entry()``; the saved log entry, or None (nothing
+        written) if ``obj`` would repeat a row's ``unless_taken`` values."""
+        connection = connections[self.rows.using]
+        params = _prepared(self.rows._insert_plan, obj, True, connection)
+        return self._write(obj, params, log_entry)

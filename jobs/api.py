@@ -180,14 +180,17 @@ class CompanyAPIView(APIView):
 
     permission_classes = [IsCompanyClient]
     company: Company
-    # The URL keyword of the one job a GET reads (see ``job_read_with_client``).
+    # The URL keyword of the one job a request reads (see ``job_read_with_client``), and the
+    # methods that read it: a GET reads it; a job change (the event POST, the progress PATCH)
+    # starts from it (``services._job_change``'s first try).
     reads_job_kwarg: str | None = None
+    reads_job_methods: frozenset[str] = frozenset({"GET"})
 
     def job_read_with_client(self, request: Request) -> tuple[str, Any] | None:
         """``(field, value)`` of the one job this request reads, if it only reads one: the
         authentication reads it with the API client, in the same statement (a poll is one
         query). None: the view reads what it needs itself."""
-        if self.reads_job_kwarg and request.method == "GET":
+        if self.reads_job_kwarg and request.method in self.reads_job_methods:
             return ("id", self.kwargs.get(self.reads_job_kwarg))
         return None
 
@@ -319,7 +322,7 @@ class JobCollectionView(CompanyAPIView):
             **AUTH_ERRORS,
         },
     )
-    @idempotent
+    @idempotent(own_commit=True)
     def post(self, request: Request) -> Response:
         data = _valid(JobCreateInput, request.data)
         job = services.job_create(company=self.company, actor=self.actor, **data)
@@ -331,6 +334,7 @@ class JobCollectionView(CompanyAPIView):
 
 class JobDetailView(CompanyAPIView):
     reads_job_kwarg = "job_id"
+    reads_job_methods = frozenset({"GET", "PATCH"})
 
     @extend_schema(
         tags=["jobs"],
@@ -361,12 +365,20 @@ class JobDetailView(CompanyAPIView):
     def patch(self, request: Request, job_id: Any) -> Response:
         data = self.valid_for_job(JobProgressInput, job_id)
         event = services.job_record_progress(
-            job_id=job_id, company=self.company, source=EventSource.API, actor=self.actor, **data
+            job_id=job_id,
+            company=self.company,
+            source=EventSource.API,
+            actor=self.actor,
+            read_with=request.user,
+            **data,
         )
         return self.job_response(event.job)
 
 
 class JobEventsView(CompanyAPIView):
+    reads_job_kwarg = "job_id"
+    reads_job_methods = frozenset({"GET", "POST"})
+
     @extend_schema(
         tags=["jobs"],
         summary="The job's timeline, by sequence",
@@ -418,7 +430,12 @@ class JobEventsView(CompanyAPIView):
     def post(self, request: Request, job_id: Any) -> Response:
         data = self.valid_for_job(EventCreateInput, job_id)
         event = services.job_apply_event(
-            job_id=job_id, company=self.company, source=EventSource.API, actor=self.actor, **data
+            job_id=job_id,
+            company=self.company,
+            source=EventSource.API,
+            actor=self.actor,
+            read_with=request.user,
+            **data,
         )
         # the event's snapshot is the job as this change left it: the answer's ``job``
         job = event.snapshot if event.snapshot is not None else job_representation(event.job)

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from config import leases
 from config.outbox import publish_on_commit
-from config.rows import VersionedChange, Writer
+from config.rows import NewWithLog, VersionedChange, Writer
 from config.sql import insert_from_select
 from config.transactions import atomic_service
 
@@ -259,51 +259,83 @@ def _append_event(*, job: Job, **event: Any) -> JobEvent:
 # A job change (UPDATE of the job, only while its last_sequence is the one read, and INSERT of
 # its event) as one statement: see ``_job_change``.
 JOB_CHANGE = VersionedChange(JOB_WRITER, JOB_CHANGE_FIELDS, "last_sequence", EVENT_WRITER)
+# A new job (unless its code is taken in its company) and its ``created`` event, one statement.
+NEW_JOB = NewWithLog(JOB_WRITER, EVENT_WRITER, unless_taken=("company", "code"))
 # How many times an optimistic change reads and tries again before it takes the row lock.
 OPTIMISTIC_TRIES = 3
 
 
 def _job_change(
-    *, job_id: Any, company: Company | None, change: Callable[[Job], JobEvent]
+    *,
+    job_id: Any,
+    company: Company | None,
+    change: Callable[[Job], dict[str, Any]],
+    read_with: Any = None,
 ) -> JobEvent:
     """Apply ``change`` to the job: it checks the job as read (raising a domain error),
-    changes it in memory (``_touch``, ``_next_sequence``) and returns its unsaved event.
+    changes it in memory (``_touch``, ``_next_sequence``) and returns its event's fields
+    (``_new_event``), which is logged with the job's snapshot as it was written.
 
     On PostgreSQL outside a transaction the change is optimistic: the job is read without a
     lock and the job's UPDATE and its event's INSERT are one statement that applies only if
     the job's ``last_sequence`` is still the one read (``JOB_CHANGE``); if another change came
     first, the job is read again and ``change`` decides again on what that change left (a
     finished job refuses, as it would have under the lock). Three round trips in all,
-    authentication included, instead of six, and no lock held between them. Elsewhere (SQLite,
+    authentication included (two with ``read_with``), instead of six, and no lock held
+    between them. Elsewhere (SQLite,
     inside a transaction, or after ``OPTIMISTIC_TRIES`` lost races) the job row is locked
     first (``_job_change_locked``). Either way the job and its event commit together.
+
+    ``read_with``: the API user whose authentication read this job in the same statement
+    (``selectors.api_user_get``): the first try uses that read (two statements in all).
     """
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+    if _one_statement():
         for _try in range(OPTIMISTIC_TRIES):
-            job = _read_job(job_id, company=company, lock=False)
+            job = _job_read_once(job_id, company=company, read_with=read_with)
             read_sequence = job.last_sequence
-            job_event = change(job)
-            if JOB_CHANGE.write(job, read_sequence, job_event):
+            job_event = JOB_CHANGE.write(job, read_sequence, _event_of(job, change(job)))
+            if job_event is not None:
                 relay_on_commit()  # no transaction: the wake-up goes at once
                 job_event.job = job
                 return job_event
     return _job_change_locked(job_id=job_id, company=company, change=change)
 
 
+def _event_of(job: Job, fields: dict[str, Any]) -> Callable[[], JobEvent]:
+    """The event ``change`` described, built when asked (after the job's values are prepared,
+    so its snapshot holds the job's ``auto_now`` stamps as written)."""
+    return lambda: _new_event(job=job, **fields)
+
+
+def _job_read_once(job_id: Any, *, company: Company | None, read_with: Any) -> Job:
+    """The job as the authentication read it (once: a retry reads again), or read now."""
+    read = getattr(read_with, "jobtrail_jobs", None)
+    if read and ("id", str(job_id)) in read:
+        job = read.pop(("id", str(job_id)))
+        if job is None or (company is not None and job.company_id != company.pk):
+            raise JobNotFound("No such job.")
+        return job
+    return _read_job(job_id, company=company, lock=False)
+
+
+def _one_statement() -> bool:
+    """Whether a write and its event go as one statement (``config.rows._WithLog``):
+    PostgreSQL, outside a transaction (inside one, it joins it the usual way)."""
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
 @atomic_service
 def _job_change_locked(
-    *, job_id: Any, company: Company | None, change: Callable[[Job], JobEvent]
+    *, job_id: Any, company: Company | None, change: Callable[[Job], dict[str, Any]]
 ) -> JobEvent:
     job = lock_job(job_id, company=company)
-    job_event = change(job)
+    fields = change(job)
     JOB_WRITER.update(job, JOB_CHANGE_FIELDS)
-    EVENT_WRITER.insert(job_event)
-    relay_on_commit()
+    job_event = _append_event(job=job, **fields)
     job_event.job = job
     return job_event
 
 
-@atomic_service
 def job_create(
     *,
     company: Company,
@@ -315,7 +347,11 @@ def job_create(
     source: EventSource = EventSource.API,
     actor: Actor = None,
 ) -> Job:
-    """Create a pending job and its ``created`` event."""
+    """Create a pending job and its ``created`` event.
+
+    On PostgreSQL outside a transaction the job's INSERT (skipped if its code is taken) and its
+    event's INSERT are one statement (``NEW_JOB``); elsewhere they run in a transaction.
+    """
     _check_counts(total_records=total_records, effected_records=None)
     if expires_after is None:
         expires_after = settings.JOBTRAIL_JOB_EXPIRES_AFTER
@@ -332,6 +368,28 @@ def job_create(
         last_sequence=1,  # its ``created`` event
     )
     _touch(job, now)
+
+    def created() -> JobEvent:  # a new job's first event, and no report: nothing to look up
+        return _new_event(
+            job=job, status=EventStatus.CREATED, source=source, actor=actor, report=None
+        )
+
+    if _one_statement():
+        for _attempt in range(1 if code else 5):
+            job.code = code or generate_job_code()
+            if NEW_JOB.write(job, created) is not None:
+                relay_on_commit()  # no transaction: the wake-up goes at once
+                return job
+            if code:
+                raise DuplicateJobCode(f"A job with code '{code}' already exists.", field="code")
+        raise DuplicateJobCode("Could not generate a unique job code; try again.")
+    return _job_create_in_transaction(job, code=code, created=created)
+
+
+@atomic_service
+def _job_create_in_transaction(
+    job: Job, *, code: str | None, created: Callable[[], JobEvent]
+) -> Job:
     for _attempt in range(1 if code else 5):
         job.code = code or generate_job_code()
         if JOB_WRITER.insert(job, unless_taken=("company", "code")):
@@ -340,9 +398,8 @@ def job_create(
             raise DuplicateJobCode(f"A job with code '{code}' already exists.", field="code")
     else:  # pragma: no cover - five 40-bit random codes taken in a row
         raise DuplicateJobCode("Could not generate a unique job code; try again.")
-    _append_event(  # a new job's first event, and no report: nothing to look up
-        job=job, status=EventStatus.CREATED, source=source, actor=actor, report=None
-    )
+    EVENT_WRITER.insert(created())
+    relay_on_commit()
     return job
 
 
@@ -357,10 +414,12 @@ def job_apply_event(
     source: EventSource = EventSource.API,
     actor: Actor = None,
     company: Company | None = None,
+    read_with: Any = None,
 ) -> JobEvent:
     """Move a job through the state machine; ``event.job`` is the updated job.
 
-    ``company``: only that company's job (else ``JobNotFound``).
+    ``company``: only that company's job (else ``JobNotFound``); ``read_with``: see
+    ``_job_change``.
     """
     event = EventStatus(status)
     if event not in TRANSITION_EVENTS:
@@ -370,7 +429,7 @@ def job_apply_event(
             + ".",
         )
 
-    def change(job: Job) -> JobEvent:
+    def change(job: Job) -> dict[str, Any]:
         _check_failure_reason(event=event, failure_reason=failure_reason)
         current = JobStatus(job.status)
         if current in TERMINAL_STATUSES:
@@ -394,18 +453,17 @@ def job_apply_event(
             job.end_time = now
         _touch(job, now)
         _next_sequence(job)
-        return _new_event(
-            job=job,
-            status=event,
-            failure_reason=failure_reason,
-            message=message,
-            data=data,
-            source=source,
-            actor=actor,
-        )
+        return {
+            "status": event,
+            "failure_reason": failure_reason,
+            "message": message,
+            "data": data,
+            "source": source,
+            "actor": actor,
+        }
 
     # first: an unknown job is 404 whatever the event
-    return _job_change(job_id=job_id, company=company, change=change)
+    return _job_change(job_id=job_id, company=company, change=change, read_with=read_with)
 
 
 def job_start(*, job_id: Any, message: str = "", **kwargs: Any) -> JobEvent:
@@ -492,10 +550,12 @@ def job_record_progress(
     source: EventSource = EventSource.API,
     actor: Actor = None,
     company: Company | None = None,
+    read_with: Any = None,
 ) -> JobEvent:
-    """Record counts, message or metadata on an active job as a ``progress`` event."""
+    """Record counts, message or metadata on an active job as a ``progress`` event
+    (``read_with``: see ``_job_change``)."""
 
-    def change(job: Job) -> JobEvent:
+    def change(job: Job) -> dict[str, Any]:
         if job.is_terminal:
             raise JobFinished(f"Job {job.code} is already {job.status}; progress is closed.")
         data = _apply_counts(job, total_records=total_records, effected_records=effected_records)
@@ -505,16 +565,15 @@ def job_record_progress(
             job.metadata = data["metadata"] = metadata
         _touch(job, timezone.now())
         _next_sequence(job)
-        return _new_event(
-            job=job,
-            status=EventStatus.PROGRESS,
-            message=message or "",
-            data=data,
-            source=source,
-            actor=actor,
-        )
+        return {
+            "status": EventStatus.PROGRESS,
+            "message": message or "",
+            "data": data,
+            "source": source,
+            "actor": actor,
+        }
 
-    return _job_change(job_id=job_id, company=company, change=change)
+    return _job_change(job_id=job_id, company=company, change=change, read_with=read_with)
 
 
 @atomic_service

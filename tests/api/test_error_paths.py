@@ -521,9 +521,9 @@ def test_the_api_answers_again_once_the_database_is_back(
 # --- 8. no half-commits: nothing is read or written after a write commits ---------------------
 
 
-# A job change on PostgreSQL outside a transaction is one statement (the job's UPDATE and its
-# event's INSERT, ``jobs.services._job_change``): it commits when it ends.
-ONE_STATEMENT_CHANGE = "WITH changed AS (UPDATE "
+# A job change or a new job on PostgreSQL outside a transaction is one statement (the job's
+# UPDATE or INSERT and its event's INSERT, ``config.rows._WithLog``): it commits when it ends.
+ONE_STATEMENT_CHANGE = "WITH changed AS ("
 
 
 def _after_last_commit(queries: list[dict[str, str]]) -> list[str]:

@@ -378,12 +378,12 @@ def test_a_seed_000_event_post_is_at_most_8_queries(
     ],
     ids=["started", "completed", "progress"],
 )
-def test_a_job_change_is_three_statements_and_no_transaction_on_postgresql(
+def test_a_job_change_is_two_statements_and_no_transaction_on_postgresql(
     method: str, path: str, body: dict[str, Any]
 ) -> None:
-    """Outside a transaction (as a request runs) a job change reads the API client, reads the
-    job (no lock) and writes the job and its event in one statement that applies only if the
-    job's last_sequence is still the one read (``jobs.services._job_change``)."""
+    """Outside a transaction (as a request runs) a job change reads the API client with the job
+    (no lock, one statement) and writes the job and its event in one statement that applies
+    only if the job's last_sequence is still the one read (``jobs.services._job_change``)."""
     company = CompanyFactory(name="Optimistic Co")
     api = bearer_client(ApiClientFactory(company=company))
     job = JobFactory(company=company, total_records=10)
@@ -393,11 +393,44 @@ def test_a_job_change_is_three_statements_and_no_transaction_on_postgresql(
 
     assert response.status_code in (200, 201), response.content[:300]
     sqls = [q["sql"] for q in captured]
-    assert len(sqls) == 3, "\n".join(s[:160] for s in sqls)
+    assert len(sqls) == 2, "\n".join(s[:160] for s in sqls)
     assert not any(s.strip().upper() in ("BEGIN", "COMMIT") for s in sqls)
-    assert "FOR UPDATE" not in sqls[1]
-    assert sqls[2].startswith('WITH changed AS (UPDATE "jobs_job"')
+    assert 'FROM "auth_user" u' in sqls[0] and 'j."id"' in sqls[0]  # the job, with the user
+    assert "FOR UPDATE" not in sqls[0]
+    assert sqls[1].startswith('WITH changed AS (UPDATE "jobs_job"')
     job.refresh_from_db()
     event = job.events.get(sequence=job.last_sequence)
     assert event.snapshot["effected_records"] == job.effected_records
+    # the snapshot is the job as written: auto_now stamps included
+    assert event.snapshot["updated_at"] == job.updated_at.isoformat().replace("+00:00", "Z")
+    assert event.snapshot["expires_at"] == (
+        job.expires_at.isoformat().replace("+00:00", "Z") if job.expires_at else None
+    )
     assert response.json()["effected_records" if method == "patch" else "job"] is not None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_new_job_is_two_statements_and_no_transaction_on_postgresql() -> None:
+    """The API client's read, then the job's INSERT (skipped if its code is taken) and its
+    ``created`` event's INSERT in one statement; a taken code writes nothing (409)."""
+    company = CompanyFactory(name="New Job Co")
+    api = bearer_client(ApiClientFactory(company=company))
+    body = {"type": "export", "code": "ONE-STATEMENT", "total_records": 5}
+
+    response, captured = _run(lambda: api.post("/api/v1/jobs/", body, format="json"))
+
+    assert response.status_code == 201, response.content[:300]
+    sqls = [q["sql"] for q in captured]
+    assert len(sqls) == 2, "\n".join(s[:160] for s in sqls)
+    assert sqls[1].startswith('WITH changed AS (INSERT INTO "jobs_job"')
+    job = Job.objects.get(pk=response.json()["id"])
+    event = job.events.get()
+    assert (event.sequence, event.status, job.last_sequence) == (1, "created", 1)
+    assert event.snapshot["created_at"] == job.created_at.isoformat().replace("+00:00", "Z")
+    assert event.snapshot == response.json()
+
+    again = api.post("/api/v1/jobs/", body, format="json")
+    assert again.status_code == 409, again.content[:300]
+    assert Job.objects.filter(code="ONE-STATEMENT").count() == 1
+    assert job.events.count() == 1
