@@ -206,10 +206,18 @@ class CompanyAPIView(APIView):
         return selectors.job_get(company=self.company, job_id=job_id, read_with=self.request.user)
 
     def job_response(
-        self, job: Job, *, status_code: int = 200, report: Any = UNSET, **headers: str
+        self,
+        job: Job,
+        *,
+        status_code: int = 200,
+        report: Any = UNSET,
+        body: dict[str, Any] | None = None,
+        **headers: str,
     ) -> Response:
-        """Answer ``job`` as it is in memory (a service returns it updated: no second read)."""
-        body = job_representation(job, report=report)
+        """Answer ``job`` as it is in memory (a service returns it updated: no second read);
+        ``body``: its representation when already built (a change's event snapshot)."""
+        if body is None:
+            body = job_representation(job, report=report)
         return polled(Response(body, status=status_code, headers=headers or None), job)
 
     def valid_for_job(self, serializer_class: type, job_id: Any) -> dict[str, Any]:
@@ -372,7 +380,8 @@ class JobDetailView(CompanyAPIView):
             read_with=request.user,
             **data,
         )
-        return self.job_response(event.job)
+        # the event's snapshot is the job as this change left it: the answer
+        return self.job_response(event.job, body=event.snapshot)
 
 
 class JobEventsView(CompanyAPIView):
