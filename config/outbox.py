@@ -36,6 +36,8 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.rows import hot_cursor
+
 logger = logging.getLogger(__name__)
 
 # After a failed publish, skip the broker for a few seconds: requests stay fast during an
@@ -94,7 +96,7 @@ def _wakeup_row(task_name: str) -> Any:
             f"WHERE w.{quote(str(task_column))} = %s",
         )
     columns, sql = _WAKEUP_SELECT
-    with connection.cursor() as cursor:
+    with hot_cursor(connection) as cursor:
         cursor.execute(sql, [task_name])
         row = cursor.fetchone()
     return None if row is None else columns.instance(row)

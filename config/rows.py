@@ -22,10 +22,11 @@ sent; the models written this way have no receivers.
     EVENT_WRITER.insert(event)                         # INSERT ... RETURNING id
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from django.db import connections
+from django.db import NotSupportedError, connections
 from django.db.models import (
     CharField,
     Field,
@@ -39,6 +40,29 @@ from django.db.models.expressions import DatabaseDefault
 
 M = TypeVar("M", bound=Model)
 L = TypeVar("L", bound=Model)
+
+
+@contextmanager
+def hot_cursor(connection: Any) -> Iterator[Any]:
+    """The cursor for a fixed hot statement: on PostgreSQL its parameters are bound on the
+    server and psycopg prepares it after ``prepare_threshold`` runs
+    (``config.postgresql.base.DatabaseWrapper.hot_cursor``); elsewhere Django's own cursor.
+
+    A prepared statement whose result columns a migration changed fails with "cached plan must
+    not change result type" on every run: the connection is then closed at the end of the
+    request (or task), and its replacement prepares the statement afresh.
+    """
+    make = getattr(connection, "hot_cursor", None)
+    cursor = make() if make is not None else connection.cursor()
+    try:
+        with cursor:
+            yield cursor
+    except NotSupportedError as exc:
+        if "cached plan must not change result type" in str(exc):
+            connection.close_at = 0  # Django closes it in close_if_unusable_or_obsolete
+        raise
+
+
 Converter = Callable[[Any, Any, Any], Any]
 
 
@@ -194,7 +218,7 @@ class Writer(Generic[M]):
         connection = connections[self.using]
         params = _prepared(plan, obj, False, connection)
         params.append(self.pk.get_db_prep_value(obj.pk, connection))
-        with connection.cursor() as cursor:
+        with hot_cursor(connection) as cursor:
             cursor.execute(sql, params)
             return int(cursor.rowcount)
 
@@ -219,7 +243,7 @@ class Writer(Generic[M]):
                 sql += f" RETURNING {self._quote(str(self.pk.column))}"
             self._insert_sql[key] = sql
         params = _prepared(self._insert_plan, obj, True, connection)
-        with connection.cursor() as cursor:
+        with hot_cursor(connection) as cursor:
             cursor.execute(self._insert_sql[key], params)
             if key and cursor.rowcount == 0:
                 return False
@@ -279,7 +303,7 @@ class _WithLog(Generic[M, L]):
         connection = connections[self.rows.using]
         entry = log_entry()
         params.extend(_prepared(self.log._insert_plan, entry, True, connection))
-        with connection.cursor() as cursor:
+        with hot_cursor(connection) as cursor:
             cursor.execute(self.sql(), params)
             row = cursor.fetchone()
         if row is None:
@@ -292,34 +316,35 @@ class _WithLog(Generic[M, L]):
 
 
 class VersionedChange(_WithLog[M, L]):
-    """An optimistic change: the row's UPDATE only while its version column still holds what
-    was read, with its log row (``_WithLog``); nothing is written if another change came
-    first. The row's new version is among ``fields``, set by the caller."""
+    """An optimistic change: the row's UPDATE only while its ``versions`` columns still hold
+    what was read, with its log row (``_WithLog``); nothing is written if another change came
+    first. The row's new version is among ``fields``, set by the caller; the other version
+    columns are those another writer changes without it (the job's push counts)."""
 
     def __init__(
-        self, rows: "Writer[M]", fields: Sequence[str], version: str, log: "Writer[L]"
+        self, rows: "Writer[M]", fields: Sequence[str], versions: Sequence[str], log: "Writer[L]"
     ) -> None:
         super().__init__(rows, log)
-        self.fields, self.version = tuple(fields), version
+        self.fields, self.versions = tuple(fields), tuple(versions)
         self._plan = [(f, f.attname, _plain_kind(f)) for f in map(rows._field, fields)]
 
     def _write_sql(self) -> str:
         rows, quote = self.rows, self.rows._quote
         assignments = ", ".join(f"{quote(str(rows._field(n).column))} = %s" for n in self.fields)
-        version = quote(str(rows._field(self.version).column))
+        unchanged = "".join(f" AND {quote(str(rows._field(n).column))} = %s" for n in self.versions)
         return (
             f"UPDATE {quote(rows.table)} SET {assignments} "
-            f"WHERE {quote(str(rows.pk.column))} = %s AND {version} = %s"
+            f"WHERE {quote(str(rows.pk.column))} = %s{unchanged}"
         )
 
-    def write(self, obj: M, read_version: Any, log_entry: Callable[[], L]) -> L | None:
-        """Save ``obj``'s ``fields`` and insert ``log_entry()`` if ``obj``'s row still has
-        ``read_version``; the saved log entry, or None (nothing written) if another change
-        came first."""
+    def write(self, obj: M, read: Sequence[Any], log_entry: Callable[[], L]) -> L | None:
+        """Save ``obj``'s ``fields`` and insert ``log_entry()`` if ``obj``'s row still holds
+        ``read`` (the ``versions`` values read); the saved log entry, or None (nothing
+        written) if another change came first."""
         connection = connections[self.rows.using]
         params = _prepared(self._plan, obj, False, connection)
         params.append(self.rows.pk.get_db_prep_value(obj.pk, connection))
-        params.append(read_version)
+        params.extend(read)
         return self._write(obj, params, log_entry)
 
 

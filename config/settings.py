@@ -165,15 +165,14 @@ else:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # the same backend, checking a persistent connection only after it idled a while
         DATABASES["default"]["ENGINE"] = "config.postgresql"
-        # Server-side parameters and psycopg's automatic prepared statements: a statement run
-        # this many times on a connection is parsed and planned once (a third to a half of
-        # PostgreSQL's CPU per API request, bench/run.py). "none": client-side binding, no
-        # prepared statements (PgBouncer in transaction mode without max_prepared_statements).
+        # psycopg's automatic prepared statements for the hot path's fixed statements (sent
+        # with server-side parameters, config.rows.hot_cursor): one run this many times on a
+        # connection is parsed and planned once (a third to a half of PostgreSQL's CPU per API
+        # request, bench/run.py). Other queries keep Django's client-side binding. "none":
+        # nothing prepared (PgBouncer in transaction mode without max_prepared_statements).
         _prepare = env.str("JOBTRAIL_DB_PREPARE_THRESHOLD", default="5").strip().lower()
         if _prepare not in ("", "none"):
-            DATABASES["default"].setdefault("OPTIONS", {}).update(
-                server_side_binding=True, prepare_threshold=int(_prepare)
-            )
+            DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare)
 # A persistent connection released in good health less than this many seconds ago is reused
 # without its `SELECT 1` health check (config/postgresql/base.py).
 JOBTRAIL_DB_HEALTH_CHECK_AFTER = env.float("JOBTRAIL_DB_HEALTH_CHECK_AFTER", default=1.0)

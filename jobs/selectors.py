@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.http import Http404
 
-from config.rows import Columns
+from config.rows import Columns, hot_cursor
 
 from .models import Company, CompanyMember, Job, JobEvent, JobEventKind, PushResult, PushStatus
 
@@ -100,7 +100,7 @@ def api_user_get(user_id: Any, *, job: tuple[str, Any] | None = None) -> Abstrac
         except (ValueError, TypeError, DjangoValidationError):
             job = None  # no job can match: the view answers it as it would any unknown job
     sql = _api_user_sql(job_field=job_field)
-    with connection.cursor() as cursor:
+    with hot_cursor(connection) as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -148,7 +148,7 @@ def job_with_report(
     params = [_JOB.param(field, value)]
     if company is not None:
         params.insert(0, _JOB.param("company", company.pk))
-    with connection.cursor() as cursor:
+    with hot_cursor(connection) as cursor:
         cursor.execute(_job_sql(field, scoped=company is not None, lock=lock), params)
         row = cursor.fetchone()
     return None if row is None else _job_from(row, 0, company)

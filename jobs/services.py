@@ -258,7 +258,10 @@ def _append_event(*, job: Job, **event: Any) -> JobEvent:
 
 # A job change (UPDATE of the job, only while its last_sequence is the one read, and INSERT of
 # its event) as one statement: see ``_job_change``.
-JOB_CHANGE = VersionedChange(JOB_WRITER, JOB_CHANGE_FIELDS, "last_sequence", EVENT_WRITER)
+# The push counts are checked too: a push result changes them (and the job's stamps) without a
+# timeline event, and the change's snapshot must not miss it.
+JOB_VERSIONS = ("last_sequence", "push_success_count", "push_failed_count")
+JOB_CHANGE = VersionedChange(JOB_WRITER, JOB_CHANGE_FIELDS, JOB_VERSIONS, EVENT_WRITER)
 # A new job (unless its code is taken in its company) and its ``created`` event, one statement.
 NEW_JOB = NewWithLog(JOB_WRITER, EVENT_WRITER, unless_taken=("company", "code"))
 # How many times an optimistic change reads and tries again before it takes the row lock.
@@ -278,12 +281,12 @@ def _job_change(
 
     On PostgreSQL outside a transaction the change is optimistic: the job is read without a
     lock and the job's UPDATE and its event's INSERT are one statement that applies only if
-    the job's ``last_sequence`` is still the one read (``JOB_CHANGE``); if another change came
-    first, the job is read again and ``change`` decides again on what that change left (a
-    finished job refuses, as it would have under the lock). Three round trips in all,
+    the job's ``last_sequence`` and push counts are still those read (``JOB_CHANGE``); if
+    another writer came first, the job is read again and ``change`` decides again on what it
+    left (a finished job refuses, as it would have under the lock). Three round trips in all,
     authentication included (two with ``read_with``), instead of six, and no lock held
-    between them. Elsewhere (SQLite,
-    inside a transaction, or after ``OPTIMISTIC_TRIES`` lost races) the job row is locked
+    between them. Elsewhere (SQLite, inside a transaction, or after ``OPTIMISTIC_TRIES`` lost
+    races) the job row is locked
     first (``_job_change_locked``). Either way the job and its event commit together.
 
     ``read_with``: the API user whose authentication read this job in the same statement
@@ -292,8 +295,8 @@ def _job_change(
     if _one_statement():
         for _try in range(OPTIMISTIC_TRIES):
             job = _job_read_once(job_id, company=company, read_with=read_with)
-            read_sequence = job.last_sequence
-            job_event = JOB_CHANGE.write(job, read_sequence, _event_of(job, change(job)))
+            read = [getattr(job, name) for name in JOB_VERSIONS]
+            job_event = JOB_CHANGE.write(job, read, _event_of(job, change(job)))
             if job_event is not None:
                 relay_on_commit()  # no transaction: the wake-up goes at once
                 job_event.job = job
@@ -638,10 +641,12 @@ def push_result_record(
 def jobs_expire_stale(*, batch_size: int = EXPIRE_BATCH) -> int:
     """Fail every active job whose ``expires_at`` has passed as ``job_expired``; return how many.
 
-    Works in batches: each locks its jobs with SKIP LOCKED (a job that is busy receiving an
-    event is left to that event, which refreshes its expiry), then updates them and appends
-    their ``system`` events set-based, in one transaction; the relay fans the events out.
-    Two runs at once never expire a job twice.
+    Works in batches: each locks its jobs with SKIP LOCKED (a job locked by a change in a
+    transaction is left to that change, which refreshes its expiry), then updates them and
+    appends their ``system`` events set-based, in one transaction; the relay fans the events
+    out. Two runs at once never expire a job twice. An optimistic change (``_job_change``)
+    holds no lock: if the expiry commits between its read and its write, it reads the job
+    again and finds it failed (409 ``job_finished``), as if it had come a moment later.
     """
     expired = 0
     while True:

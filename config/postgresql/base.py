@@ -11,13 +11,45 @@ that request, as it drops any connection that raised a database error.
 """
 
 import time
+from typing import Any
 
 from django.conf import settings
-from django.db.backends.postgresql import base
+from django.db.backends.postgresql import base, operations
+from django.db.backends.postgresql.psycopg_any import register_tzloader
+from psycopg.pq import Format
+
+
+class DatabaseOperations(operations.DatabaseOperations):
+    def last_executed_query(self, cursor: Any, sql: Any, params: Any) -> Any:
+        """What query logging shows (DEBUG, the tests' query capture): a hot cursor's statement
+        with its values, as for Django's own (client-side binding) cursors."""
+        if isinstance(cursor, base.ServerBindingCursor) and sql is not None:
+            try:
+                return self.compose_sql(sql, params)
+            except Exception:  # a value the client cannot render: the statement as sent
+                return sql
+        return super().last_executed_query(cursor, sql, params)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
     _released_healthy_at: float | None = None
+
+    def hot_cursor(self) -> Any:
+        """A cursor (Django's wrapper: logged, errors translated) whose parameters are bound on
+        the server, for the fixed statements of the hot path (``config.rows.hot_cursor``):
+        psycopg prepares each once a connection has run it ``prepare_threshold`` times
+        (``JOBTRAIL_DB_PREPARE_THRESHOLD``), so PostgreSQL parses and plans it once. Every other
+        query keeps Django's client-side binding (no limit on the number of values in an
+        ``IN`` list, nothing prepared)."""
+        self.close_if_health_check_failed()
+        self.ensure_connection()
+        with self.wrap_database_errors:
+            cursor = base.ServerBindingCursor(self.connection)  # type: ignore[call-arg]
+            tzloader = self.connection.adapters.get_loader(base.TIMESTAMPTZ_OID, Format.TEXT)
+            if self.timezone != tzloader.timezone:
+                register_tzloader(self.timezone, cursor)
+            return self._prepare_cursor(cursor)  # type: ignore[attr-defined]
 
     def close_if_health_check_failed(self) -> None:
         enabled = getattr(self, "health_check_enabled", False)  # set by Django at connect

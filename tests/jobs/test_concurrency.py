@@ -6,10 +6,10 @@ from collections import Counter
 import pytest
 from django.db import connection
 
-from jobs import services
+from jobs import selectors, services
 from jobs.errors import JobFinished
-from jobs.models import TERMINAL_STATUSES, Job, JobStatus
-from tests.factories import JobFactory
+from jobs.models import TERMINAL_STATUSES, Job, JobStatus, PushStatus
+from tests.factories import ApiClientFactory, CompanyFactory, JobFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -105,3 +105,27 @@ def test_concurrent_progress_reports_are_all_kept_in_one_numbered_timeline() -> 
     last = progress[-1]  # the row holds what the last numbered change wrote
     assert (job.message, job.effected_records) == (last.message, last.data["effected_records"])
     assert last.snapshot["effected_records"] == job.effected_records
+
+
+def test_a_push_result_between_the_read_and_the_change_is_in_the_changes_snapshot() -> None:
+    """A push result changes the job's counts without a timeline event; a job change that read
+    the job before it must not log (and answer, and send) a snapshot without it: the
+    optimistic write sees the counts moved, reads again and decides again."""
+    company = CompanyFactory()
+    user = ApiClientFactory(company=company)
+    job = JobFactory(company=company, total_records=5)
+    services.job_start(job_id=job.pk)
+    read_with = selectors.api_user_get(user.pk, job=("id", job.pk))  # the request's read
+
+    services.push_result_record(  # lands between that read and the change
+        job_id=job.pk,
+        data=services.PushResultData(push_communication_id="p-1", status=PushStatus.SUCCESS),
+    )
+    event = services.job_apply_event(
+        job_id=job.pk, status="completed", company=company, read_with=read_with
+    )
+
+    job.refresh_from_db()
+    assert job.push_success_count == 1
+    assert event.snapshot["push_results"] == {"success": 1, "failed": 0}
+    assert event.snapshot["updated_at"] == job.updated_at.isoformat().replace("+00:00", "Z")
