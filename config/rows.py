@@ -203,17 +203,34 @@ class Writer(Generic[M]):
     def _quote(self, name: str) -> str:
         return connections[self.using].ops.quote_name(name)
 
+    def plan(self, fields: Sequence[str]) -> "list[tuple[Field[Any, Any], str, int]]":
+        """How ``_prepared`` reads ``fields`` of an instance."""
+        return [(f, f.attname, _plain_kind(f)) for f in map(self._field, fields)]
+
+    def update_statement(self, fields: Sequence[str]) -> str:
+        """``UPDATE <table> SET <field> = %s, ... WHERE <pk> = %s``."""
+        quote = self._quote
+        assignments = ", ".join(f"{quote(str(self._field(n).column))} = %s" for n in fields)
+        pk = quote(str(self.pk.column))
+        return f"UPDATE {quote(self.table)} SET {assignments} WHERE {pk} = %s"
+
+    def insert_statement(self, unless_taken: Sequence[str] = ()) -> str:
+        """``INSERT INTO <table> (<every column>) VALUES (%s, ...)``, with ``ON CONFLICT
+        (<unless_taken>) DO NOTHING``; no ``RETURNING``."""
+        quote = self._quote
+        columns = ", ".join(quote(str(f.column)) for f in self.insert_fields)
+        values = ", ".join("%s" for _ in self.insert_fields)
+        sql = f"INSERT INTO {quote(self.table)} ({columns}) VALUES ({values})"
+        if unless_taken:
+            target = ", ".join(quote(str(self._field(n).column)) for n in unless_taken)
+            sql += f" ON CONFLICT ({target}) DO NOTHING"
+        return sql
+
     def update(self, obj: M, fields: Sequence[str]) -> int:
         """``obj.save(update_fields=fields)`` for an existing row; returns the rows updated."""
         key = tuple(fields)
         if key not in self._update_sql:
-            chosen = [self._field(name) for name in key]
-            assignments = ", ".join(f"{self._quote(str(f.column))} = %s" for f in chosen)
-            self._update_sql[key] = (
-                f"UPDATE {self._quote(self.table)} SET {assignments} "
-                f"WHERE {self._quote(str(self.pk.column))} = %s",
-                [(f, f.attname, _plain_kind(f)) for f in chosen],
-            )
+            self._update_sql[key] = (self.update_statement(key), self.plan(key))
         sql, plan = self._update_sql[key]
         connection = connections[self.using]
         params = _prepared(plan, obj, False, connection)
@@ -233,12 +250,7 @@ class Writer(Generic[M]):
         connection = connections[self.using]
         key = tuple(unless_taken)
         if key not in self._insert_sql:
-            columns = ", ".join(self._quote(str(f.column)) for f in self.insert_fields)
-            values = ", ".join("%s" for _ in self.insert_fields)
-            sql = f"INSERT INTO {self._quote(self.table)} ({columns}) VALUES ({values})"
-            if key:
-                target = ", ".join(self._quote(str(self._field(n).column)) for n in key)
-                sql += f" ON CONFLICT ({target}) DO NOTHING"
+            sql = self.insert_statement(key)
             if self.auto_pk and connection.features.can_return_columns_from_insert:
                 sql += f" RETURNING {self._quote(str(self.pk.column))}"
             self._insert_sql[key] = sql
@@ -326,16 +338,12 @@ class VersionedChange(_WithLog[M, L]):
     ) -> None:
         super().__init__(rows, log)
         self.fields, self.versions = tuple(fields), tuple(versions)
-        self._plan = [(f, f.attname, _plain_kind(f)) for f in map(rows._field, fields)]
+        self._plan = rows.plan(fields)
 
     def _write_sql(self) -> str:
-        rows, quote = self.rows, self.rows._quote
-        assignments = ", ".join(f"{quote(str(rows._field(n).column))} = %s" for n in self.fields)
+        quote, rows = self.rows._quote, self.rows
         unchanged = "".join(f" AND {quote(str(rows._field(n).column))} = %s" for n in self.versions)
-        return (
-            f"UPDATE {quote(rows.table)} SET {assignments} "
-            f"WHERE {quote(str(rows.pk.column))} = %s{unchanged}"
-        )
+        return rows.update_statement(self.fields) + unchanged
 
     def write(self, obj: M, read: Sequence[Any], log_entry: Callable[[], L]) -> L | None:
         """Save ``obj``'s ``fields`` and insert ``log_entry()`` if ``obj``'s row still holds
@@ -359,14 +367,7 @@ class NewWithLog(_WithLog[M, L]):
         self.unless_taken = tuple(unless_taken)
 
     def _write_sql(self) -> str:
-        rows, quote = self.rows, self.rows._quote
-        columns = ", ".join(quote(str(f.column)) for f in rows.insert_fields)
-        values = ", ".join("%s" for _ in rows.insert_fields)
-        target = ", ".join(quote(str(rows._field(n).column)) for n in self.unless_taken)
-        return (
-            f"INSERT INTO {quote(rows.table)} ({columns}) VALUES ({values}) "
-            f"ON CONFLICT ({target}) DO NOTHING"
-        )
+        return self.rows.insert_statement(self.unless_taken)
 
     def write(self, obj: M, log_entry: Callable[[], L]) -> L | None:
         """Insert ``obj`` and ``log_entry()``; the saved log entry, or None (nothing

@@ -166,16 +166,33 @@ def job_queryset(*, company: Company) -> QuerySet[Job]:
     return job_queryset_all().filter(company=company)
 
 
+def job_read_with(
+    read_with: Any, field: str, value: Any, *, company: Company | None, take: bool = False
+) -> tuple[bool, Job | None]:
+    """Whether the authentication read this job with the API client (``api_user_get(...,
+    job=(field, value))``), and then the job, or None if there is none of ``company``'s.
+
+    ``take``: use that read once (a retry of a change reads again).
+    """
+    read = getattr(read_with, "jobtrail_jobs", None)
+    key = (field, str(value))
+    if not read or key not in read:
+        return False, None
+    job = read.pop(key) if take else read[key]
+    if job is None or (company is not None and job.company_id != company.pk):
+        return True, None
+    return True, job
+
+
 def job_get(*, company: Company, job_id: Any, read_with: Any = None) -> Job:
     """The company's job ``job_id`` or 404.
 
     ``read_with``: the user read by ``api_user_get(..., job=("id", job_id))``, whose statement
     read the job already (no second query).
     """
-    read = getattr(read_with, "jobtrail_jobs", None)
-    if read and ("id", str(job_id)) in read:
-        job = read["id", str(job_id)]
-        if job is None or job.company_id != company.pk:
+    found, job = job_read_with(read_with, "id", job_id, company=company)
+    if found:
+        if job is None:
             raise Http404("No such job.")
         return job
     try:
@@ -189,10 +206,9 @@ def job_get(*, company: Company, job_id: Any, read_with: Any = None) -> Job:
 
 def job_get_by_code(*, company: Company, code: str, read_with: Any = None) -> Job | None:
     """The company's job with this code, or None; ``read_with`` as for ``job_get``."""
-    read = getattr(read_with, "jobtrail_jobs", None)
-    if read and ("code", code) in read:
-        job = read["code", code]
-        return job if job is not None and job.company_id == company.pk else None
+    found, job = job_read_with(read_with, "code", code, company=company)
+    if found:
+        return job
     return job_with_report(company=company, field="code", value=code)
 
 

@@ -286,8 +286,8 @@ def _job_change(
     left (a finished job refuses, as it would have under the lock). Three round trips in all,
     authentication included (two with ``read_with``), instead of six, and no lock held
     between them. Elsewhere (SQLite, inside a transaction, or after ``OPTIMISTIC_TRIES`` lost
-    races) the job row is locked
-    first (``_job_change_locked``). Either way the job and its event commit together.
+    races) the job row is locked first (``_job_change_locked``). Either way the job and its
+    event commit together.
 
     ``read_with``: the API user whose authentication read this job in the same statement
     (``selectors.api_user_get``): the first try uses that read (two statements in all).
@@ -312,13 +312,12 @@ def _event_of(job: Job, fields: dict[str, Any]) -> Callable[[], JobEvent]:
 
 def _job_read_once(job_id: Any, *, company: Company | None, read_with: Any) -> Job:
     """The job as the authentication read it (once: a retry reads again), or read now."""
-    read = getattr(read_with, "jobtrail_jobs", None)
-    if read and ("id", str(job_id)) in read:
-        job = read.pop(("id", str(job_id)))
-        if job is None or (company is not None and job.company_id != company.pk):
-            raise JobNotFound("No such job.")
-        return job
-    return _read_job(job_id, company=company, lock=False)
+    found, job = selectors.job_read_with(read_with, "id", job_id, company=company, take=True)
+    if not found:
+        return _read_job(job_id, company=company, lock=False)
+    if job is None:
+        raise JobNotFound("No such job.")
+    return job
 
 
 def _one_statement() -> bool:
@@ -378,29 +377,33 @@ def job_create(
         )
 
     if _one_statement():
-        for _attempt in range(1 if code else 5):
-            job.code = code or generate_job_code()
-            if NEW_JOB.write(job, created) is not None:
-                relay_on_commit()  # no transaction: the wake-up goes at once
-                return job
-            if code:
-                raise DuplicateJobCode(f"A job with code '{code}' already exists.", field="code")
-        raise DuplicateJobCode("Could not generate a unique job code; try again.")
+        _insert_with_free_code(job, code, lambda: NEW_JOB.write(job, created) is not None)
+        relay_on_commit()  # no transaction: the wake-up goes at once
+        return job
     return _job_create_in_transaction(job, code=code, created=created)
+
+
+def _insert_with_free_code(job: Job, code: str | None, insert: Callable[[], bool]) -> None:
+    """Insert the job (``insert``: False when its code is taken in its company) with ``code``,
+    or with a generated code, drawn again while taken."""
+    for _attempt in range(1 if code else 5):
+        job.code = code or generate_job_code()
+        if insert():
+            return
+        if code:
+            raise DuplicateJobCode(f"A job with code '{code}' already exists.", field="code")
+    raise DuplicateJobCode(  # pragma: no cover - five 40-bit random codes taken in a row
+        "Could not generate a unique job code; try again."
+    )
 
 
 @atomic_service
 def _job_create_in_transaction(
     job: Job, *, code: str | None, created: Callable[[], JobEvent]
 ) -> Job:
-    for _attempt in range(1 if code else 5):
-        job.code = code or generate_job_code()
-        if JOB_WRITER.insert(job, unless_taken=("company", "code")):
-            break
-        if code:
-            raise DuplicateJobCode(f"A job with code '{code}' already exists.", field="code")
-    else:  # pragma: no cover - five 40-bit random codes taken in a row
-        raise DuplicateJobCode("Could not generate a unique job code; try again.")
+    _insert_with_free_code(
+        job, code, lambda: JOB_WRITER.insert(job, unless_taken=("company", "code"))
+    )
     EVENT_WRITER.insert(created())
     relay_on_commit()
     return job

@@ -1,4 +1,5 @@
-"""The browser tests' fixtures: Debian's Chromium (Playwright), a CSP-checked page, a staff user.
+"""The admin tests' fixtures: a logged-in staff client; for the browser tests, Debian's Chromium
+(Playwright), a CSP-checked page, a staff user.
 
 Helpers (login, list and search steps) are in tests/admin/browser.py.
 """
@@ -8,9 +9,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.test import Client
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.admin.browser import CHROMIUM_ARGS, PASSWORD, csp_checked_page, login
+
+
+@pytest.fixture
+def staff(admin_user: Any) -> Client:
+    """Django's test client logged in as a superuser."""
+    client = Client()
+    client.force_login(admin_user)
+    return client
 
 
 @pytest.fixture(scope="module")

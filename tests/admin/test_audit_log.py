@@ -21,13 +21,6 @@ from webhooks.services import endpoint_create
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
 def history(obj: Any) -> list[tuple[str, int, str]]:
     entries = LogEntry.objects.filter(
         content_type=ContentType.objects.get_for_model(type(obj)), object_id=str(obj.pk)

@@ -19,11 +19,17 @@ from webhooks.services import endpoint_create, endpoint_send_test
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
+def bulk_delete_pages(staff: Client, changelist: str, pks: list[Any]) -> list[str]:
+    """The "Delete selected" action on ``pks``, asked and then confirmed: both pages (200)."""
+    pages = []
+    for extra in ({}, {"post": "yes"}):
+        response = staff.post(
+            changelist,
+            {"action": "delete_selected", helpers.ACTION_CHECKBOX_NAME: pks, **extra},
+        )
+        assert response.status_code == 200
+        pages.append(response.content.decode())
+    return pages
 
 
 @pytest.fixture
@@ -87,17 +93,7 @@ def test_the_admin_offers_no_delete_for_such_a_user_and_advises_deactivating(
     # the bulk action lists the user as protected, with the advice, and deletes nothing
     other = django_user_model.objects.create_user("other", "o@example.com", "pw-12345678x")
     changelist = reverse("admin:auth_user_changelist")
-    for extra in ({}, {"post": "yes"}):
-        response = staff.post(
-            changelist,
-            {
-                "action": "delete_selected",
-                helpers.ACTION_CHECKBOX_NAME: [support.pk, other.pk],
-                **extra,
-            },
-        )
-        assert response.status_code == 200
-        text = response.content.decode()
+    for text in bulk_delete_pages(staff, changelist, [support.pk, other.pk]):
         assert "protected related objects" in text
         assert "support: 1 admin log entries; deactivate the user instead" in text
     assert django_user_model.objects.filter(pk__in=[support.pk, other.pk]).count() == 2
@@ -150,17 +146,7 @@ def test_the_admin_refuses_to_delete_a_company_with_deliveries_or_jobs(staff: Cl
     assert staff.post(delete, {"post": "yes"}).status_code == 403
     empty = CompanyFactory(name="Nothing recorded")
     changelist = reverse("admin:jobs_company_changelist")
-    for extra in ({}, {"post": "yes"}):
-        response = staff.post(
-            changelist,
-            {
-                "action": "delete_selected",
-                helpers.ACTION_CHECKBOX_NAME: [company.pk, empty.pk],
-                **extra,
-            },
-        )
-        assert response.status_code == 200
-        text = response.content.decode()
+    for text in bulk_delete_pages(staff, changelist, [company.pk, empty.pk]):
         assert "protected related objects" in text
         assert f"{company}: it has jobs or webhook deliveries, which are never deleted" in text
     assert Company.objects.filter(pk__in=[company.pk, empty.pk]).count() == 2

@@ -2,7 +2,6 @@
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from django.test import Client
@@ -18,13 +17,6 @@ from webhooks.services import endpoint_create
 pytestmark = pytest.mark.django_db
 
 EXACT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
-
-
-@pytest.fixture
-def staff(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
 
 
 def _at(job: Job, moment: datetime) -> Job:

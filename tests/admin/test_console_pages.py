@@ -16,13 +16,6 @@ pytestmark = pytest.mark.django_db
 NASTY = {"note": "<script>alert(1)</script>", "nested": {"b": [1, 2], "a": "x & y"}}
 
 
-@pytest.fixture
-def staff(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
 def _json_block(html: str, field: str) -> str:
     row = html[html.index(f"field-{field}") :]
     block = row[row.index("<details") :]

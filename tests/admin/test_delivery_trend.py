@@ -2,7 +2,6 @@
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from django.test import Client
@@ -21,13 +20,6 @@ BAR = re.compile(
     r'<g class="jt-bucket"[^>]*data-bucket="([^"]+)" data-delivered="(\d+)" '
     r'data-pending="(\d+)" data-failed="(\d+)"><title>([^<]*)</title>'
 )
-
-
-@pytest.fixture
-def staff(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
 
 
 def _deliveries(plan: list[tuple[WebhookEndpoint, datetime, str]]) -> None:

@@ -42,13 +42,6 @@ NEW_INDEXES = {
 }
 
 
-@pytest.fixture
-def staff(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
 def _indexes(table: str) -> dict[str, list[str]]:
     with connection.cursor() as cursor:
         constraints = connection.introspection.get_constraints(cursor, table)

@@ -30,13 +30,6 @@ REASONS = [
 ]
 
 
-@pytest.fixture
-def staff(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
 def add_rows(n: int) -> Job:
     """``n`` companies' worth of rows: an endpoint each, jobs in every outcome, deliveries."""
     last = None

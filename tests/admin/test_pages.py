@@ -23,13 +23,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
-@pytest.fixture
 def lived_in() -> Job:
     company = CompanyFactory(name="Lived In")
     endpoint_create(company=company, url="http://127.0.0.1:9/hook", events=["*"])

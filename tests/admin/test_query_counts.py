@@ -398,13 +398,6 @@ def world(receiver: Receiver, admin_user: Any) -> Iterator[World]:
     yield World(receiver=receiver, staff_user=admin_user)
 
 
-@pytest.fixture
-def staff(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
 def urls(label: str) -> tuple[str, str]:
     app_label, model_name = label.split(".")
     return f"admin:{app_label}_{model_name}_changelist", f"admin:{app_label}_{model_name}_change"

@@ -29,13 +29,6 @@ DELIVERIES = "/admin/webhooks/webhookdelivery/"
 MOMENT = datetime(2026, 11, 23, 7, 32, 5, tzinfo=UTC)
 
 
-@pytest.fixture
-def staff(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
 def _listed_codes(staff: Client, query: str) -> set[str]:
     response = staff.get(JOBS, {"q": query})
     assert response.status_code == 200

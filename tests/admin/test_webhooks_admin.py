@@ -18,13 +18,6 @@ from webhooks.services import endpoint_create
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
 def test_endpoint_pages_never_show_the_secret(staff: Client) -> None:
     endpoint = endpoint_create(company=CompanyFactory(), url="http://127.0.0.1:9/h", events=["*"])
     for url in (
