@@ -20,6 +20,9 @@ noisy     company B's POST /jobs/ and webhook latency, alone and while company A
           subscribed endpoints) creates jobs.
 
 Every webhook run prints delivered / lost / duplicate counts (by webhook-id at the receiver).
+BENCH_RAW=1 also writes noisy's raw series (B's requests with their POST and webhook latencies,
+A's requests, every A arrival) to noisy-raw-<phase>.json beside the results, to see when B's
+tail happens; BENCH_KEEP_DB=1 leaves the last database for SQL afterwards.
 Needs PostgreSQL on 127.0.0.1:5432 (databases <BENCH_DB_PREFIX>* are created and dropped
 here), Redis (BENCH_REDIS_URL, default db 9, flushed) and wrk (`apt-get install wrk`).
 Timing lives here, never in a test's assertion.
@@ -1108,7 +1111,19 @@ def scenario_noisy(bench: Bench) -> dict[str, Any]:
             bench, "/b/", expected, stall=c.webhook_stall, limit=c.webhook_wait
         )
         latencies, missing = webhook_latencies(records, b_sent)
-        a_records = len(receiver_records(bench, "/a/"))
+        a_all = receiver_records(bench, "/a/")
+        a_records = len(a_all)
+        if os.environ.get("BENCH_RAW"):
+            raw = {
+                "b": [
+                    [s.scheduled, s.latency_s, lat]
+                    for s, lat in zip([s for s in b_sent if s.job_id], latencies, strict=True)
+                ],
+                "a": [[s.scheduled, s.latency_s] for s in a_sent],
+                "a_first_at": sorted(r["first_at"] for r in a_all),
+            }
+            c.out.mkdir(parents=True, exist_ok=True)
+            (c.out / f"noisy-raw-{phase}.json").write_text(json.dumps(raw))
         phases[phase] = {
             "b": {
                 **load_summary(b_sent, c.noisy_duration),

@@ -32,8 +32,11 @@ for ever. Each phase gets the time that is left as its socket timeout, and one w
 per process shuts the connection's socket down at the deadline, which ends whatever read or
 write is blocked on it. A connection whose attempt hit the deadline is closed, never reused.
 
-Fairness. Deliveries wait in one lane per endpoint; free sender threads take lanes in turn, so
-a big backlog for one endpoint does not starve another. An endpoint whose attempt runs longer
+Fairness. Deliveries wait in one lane per endpoint; a free sender thread takes the lane whose
+next delivery stands earliest on the ``fair_at`` clock (the fan-out spaces each company's
+deliveries on it, so companies take turns, and a quiet company's delivery goes before a burst's
+later ones however many endpoints the burst spans), within each endpoint's cap of threads, so a
+big backlog for one endpoint does not starve another. An endpoint whose attempt runs longer
 than ``SLOW_AFTER`` is slow: it gets at most ``PER_ENDPOINT`` threads, its waiting deliveries
 are given back unsent, and it is claimed for separately, only as its threads come free. A
 hanging receiver therefore holds ``PER_ENDPOINT`` threads per process; the others keep sending.
@@ -52,6 +55,7 @@ whose writers take turns, the relay task does it alone.)
 import contextlib
 import heapq
 import http.client
+import itertools
 import json
 import logging
 import os
@@ -676,7 +680,9 @@ class _Round:
         self.cond = threading.Condition()
         # guarded by ``cond``:
         self.lanes: dict[Any, deque[Claim]] = {}
-        self.turns: deque[Any] = deque()  # endpoints in the order their lanes get a thread
+        # one entry per lane: (its next delivery's fair_at, tie-breaker, endpoint), earliest first
+        self.heads: list[tuple[Any, int, Any]] = []
+        self.order = itertools.count()
         self.in_flight: dict[int, _Sending] = {}
         self.busy: Counter[Any] = Counter()
         self.quick: set[Any] = set()  # endpoints that answered within SLOW_AFTER this round
@@ -708,23 +714,32 @@ class _Round:
         return self.senders
 
     def _take(self) -> Claim | None:
-        """The next claim to send (lanes in turn, within caps), or None; with ``cond`` held."""
-        for _ in range(len(self.turns)):
-            endpoint = self.turns[0]
-            self.turns.rotate(-1)
+        """The next claim to send (the earliest lane head on the ``fair_at`` clock whose endpoint
+        has a thread to spare), or None; with ``cond`` held."""
+        heads = self.heads
+        full: list[tuple[Any, int, Any]] = []  # lanes whose endpoints have every thread they may
+        taken = None
+        while heads:
+            head = heapq.heappop(heads)
+            endpoint = head[2]
             if self.busy[endpoint] >= self.cap(endpoint):
+                full.append(head)
                 continue
             lane = self.lanes[endpoint]
             claim = lane.popleft()
-            if not lane:
+            if lane:
+                heapq.heappush(heads, (lane[0].delivery.fair_at, next(self.order), endpoint))
+            else:
                 del self.lanes[endpoint]
-                self.turns.remove(endpoint)
             now = time.monotonic()
             if now > claim.start_by or now >= self.stop_at:
                 self.late.append(claim)  # given back by the coordinator
                 continue
-            return claim
-        return None
+            taken = claim
+            break
+        for head in full:
+            heapq.heappush(heads, head)
+        return taken
 
     def sender(self) -> None:
         me = threading.get_ident()
@@ -810,24 +825,9 @@ class _Round:
                 lane = self.lanes.get(endpoint)
                 if lane is None:
                     lane = self.lanes[endpoint] = deque()
-                    self._line_up(endpoint, claim.delivery.fair_at)
-                lane.append(claim)
+                    heapq.heappush(self.heads, (claim.delivery.fair_at, next(self.order), endpoint))
+                lane.append(claim)  # claims come in fair_at order
             self.cond.notify_all()
-
-    def _line_up(self, endpoint: Any, fair_at: Any) -> None:
-        """Give a new lane its turn by ``fair_at``, with ``cond`` held: a quiet company's
-        delivery claimed while a burst of another company's waits in the lanes goes before the
-        burst's later ones, as it would in the table (claims come in ``fair_at`` order, so a
-        burst's own lanes are appended; only an earlier newcomer is looked for a place)."""
-        turns = self.turns
-        if not turns or self.lanes[turns[-1]][0].delivery.fair_at <= fair_at:
-            turns.append(endpoint)
-            return
-        for index, other in enumerate(turns):
-            if self.lanes[other][0].delivery.fair_at > fair_at:
-                turns.insert(index, endpoint)
-                return
-        turns.append(endpoint)  # pragma: no cover - the last lane was later, so one is
 
     def tend(self) -> None:
         """Mark endpoints slow whose sends run long; give back what must not start any more."""
@@ -841,7 +841,9 @@ class _Round:
             late, self.late = self.late, []
             for endpoint in waiting:  # a slow endpoint's backlog waits in the table, not here
                 late.extend(self.lanes.pop(endpoint))
-                self.turns.remove(endpoint)
+            if waiting:
+                self.heads = [head for head in self.heads if head[2] in self.lanes]
+                heapq.heapify(self.heads)
         if late:
             services.deliveries_release(late)
 
@@ -910,7 +912,7 @@ class _Round:
             self.closing = True
             waiting = [claim for lane in self.lanes.values() for claim in lane] + self.late
             self.lanes, self.late = {}, []
-            self.turns.clear()
+            self.heads.clear()
             self.cond.notify_all()
         try:
             services.deliveries_release(waiting)

@@ -57,21 +57,40 @@ def _claim(endpoint: uuid.UUID, fair_at: datetime) -> Any:
     )
 
 
-def test_a_quiet_companys_claim_goes_before_a_bursts_later_lanes() -> None:
-    """A burst of one company's deliveries waits in the lanes (fair_at 10 ms apart); a quiet
-    company's delivery claimed after it, with an earlier fair_at, is sent before the burst's
-    later ones, not after the whole burst."""
+def test_a_quiet_companys_claims_go_before_a_bursts_later_ones() -> None:
+    """A burst of one company's deliveries waits in the lanes (fair_at 10 ms apart, one lane per
+    endpoint); a quiet company's deliveries claimed after it, with earlier fair_at values, are
+    sent before the burst's later ones: each of them, not only the first (one endpoint's lane
+    of three does not wait for every other lane to have its turn)."""
     now = datetime.now(UTC)
     burst = [uuid.uuid4() for _ in range(50)]
     quiet, late = uuid.uuid4(), uuid.uuid4()
     fresh = sending._Round(senders=8, stop_at=time.monotonic() + 5)
     fresh.add([_claim(e, now + timedelta(milliseconds=10 * i)) for i, e in enumerate(burst)])
-    assert list(fresh.turns) == burst  # in fair_at order, each appended
+    fresh.add(
+        [_claim(quiet, now + timedelta(milliseconds=5 + i)) for i in range(3)]
+        + [_claim(late, now + timedelta(1))]
+    )
 
-    fresh.add([_claim(quiet, now + timedelta(milliseconds=5)), _claim(late, now + timedelta(1))])
+    order = [fresh._take().endpoint.pk for _ in range(6)]  # type: ignore[union-attr]
 
-    turns = list(fresh.turns)
-    assert turns.index(quiet) == 1  # after the burst's first (0 ms), before its second (10 ms)
-    assert turns[-1] == late  # a later one still waits its turn at the end
-    assert fresh._take().endpoint.pk == burst[0]  # type: ignore[union-attr]
-    assert fresh._take().endpoint.pk == quiet  # type: ignore[union-attr]
+    assert order == [burst[0], quiet, quiet, quiet, burst[1], burst[2]]
+    rest = [fresh._take().endpoint.pk for _ in range(len(burst) - 3)]  # type: ignore[union-attr]
+    assert rest == burst[3:]
+    assert fresh._take().endpoint.pk == late  # type: ignore[union-attr]
+    assert fresh._take() is None
+
+
+def test_an_endpoint_at_its_cap_lets_the_next_lane_go() -> None:
+    """The earliest lane whose endpoint has every thread it may have is passed over, not
+    waited for, and keeps its place for when a thread comes free."""
+    now = datetime.now(UTC)
+    busy, other = uuid.uuid4(), uuid.uuid4()
+    fresh = sending._Round(senders=8, stop_at=time.monotonic() + 5)
+    fresh.add([_claim(busy, now), _claim(other, now + timedelta(seconds=1))])
+    fresh.busy[busy] = fresh.cap(busy)
+
+    assert fresh._take().endpoint.pk == other  # type: ignore[union-attr]
+    assert fresh._take() is None
+    fresh.busy[busy] -= 1
+    assert fresh._take().endpoint.pk == busy  # type: ignore[union-attr]
