@@ -17,12 +17,13 @@ webhooks  a backlog of job changes (stale jobs expired set-based, one delivery p
           bodies, signed, to the same receiver).
 latency   commit -> first webhook attempt at a steady rate of job changes (open-loop POST /jobs/).
 noisy     company B's POST /jobs/ and webhook latency, alone and while company A (1,000
-          subscribed endpoints) creates jobs.
+          subscribed endpoints) creates jobs; the two phases alternated BENCH_NOISY_ROUNDS
+          times (default 2), percentiles over the pooled samples.
 
 Every webhook run prints delivered / lost / duplicate counts (by webhook-id at the receiver).
 BENCH_RAW=1 also writes noisy's raw series (B's requests with their POST and webhook latencies,
-A's requests, every A arrival) to noisy-raw-<phase>.json beside the results, to see when B's
-tail happens; BENCH_KEEP_DB=1 leaves the last database for SQL afterwards.
+A's requests, every A arrival) to noisy-raw-<phase>-<round>.json beside the results, to see
+when B's tail happens; BENCH_KEEP_DB=1 leaves the last database for SQL afterwards.
 Needs PostgreSQL on 127.0.0.1:5432 (databases <BENCH_DB_PREFIX>* are created and dropped
 here), Redis (BENCH_REDIS_URL, default db 9, flushed) and wrk (`apt-get install wrk`).
 Timing lives here, never in a test's assertion.
@@ -115,6 +116,7 @@ class Config:
         self.noisy_duration = _env_int("BENCH_NOISY_DURATION", 30, 4, q)
         self.noisy_rate_a = float(os.environ.get("BENCH_NOISY_RATE_A") or 0.5)
         self.noisy_rate_b = float(os.environ.get("BENCH_NOISY_RATE_B") or (5 if q else 10))
+        self.noisy_rounds = _env_int("BENCH_NOISY_ROUNDS", 2, 1, q)
         # how long a run waits for the last webhooks (while the receiver still gets something)
         self.webhook_wait = _env_int("BENCH_WEBHOOK_WAIT", 1200, 120, q)
 
@@ -1069,91 +1071,114 @@ def scenario_latency(bench: Bench) -> dict[str, Any]:
 # --- scenario: noisy neighbour --------------------------------------------------------------------
 
 
-def scenario_noisy(bench: Bench) -> dict[str, Any]:
+def _noisy_phase(bench: Bench, phase: str, number: int) -> dict[str, Any]:
+    """One phase of the noisy neighbour (fresh database): B's samples, and A's if A ran."""
     c = bench.config
+    bench.reset()
+    a = api_client("Bench Noisy A")
+    b = api_client("Bench Noisy B")
+    subscribe(a.company, [f"{bench.receiver_url}/a/{i}" for i in range(c.noisy_endpoints)], ["*"])
+    subscribe(b.company, [f"{bench.receiver_url}/b/0"], ["jobs.create"])
+    bench.start_web()
+    bench.start_worker()
+    warm = open_loop(bench.web_url, b.token, 5, 1)
+    wait_for_deliveries(bench, "/b/", len(warm), stall=10, limit=30)
+    http_json("POST", f"{bench.receiver_url}/_reset")
+    log(
+        f"noisy neighbour round {number + 1}, {phase}: B posts {c.noisy_rate_b}/s for "
+        f"{c.noisy_duration} s"
+        + (f", A ({c.noisy_endpoints} endpoints) {c.noisy_rate_a}/s" if phase == "with_a" else "")
+    )
+    a_sent: list[Sent] = []
+    a_thread = None
+    if phase == "with_a":
+        a_thread = threading.Thread(
+            target=lambda token=a.token, out=a_sent: out.extend(
+                open_loop(bench.web_url, token, c.noisy_rate_a, c.noisy_duration)
+            ),
+            daemon=True,
+        )
+        a_thread.start()
+    b_sent = open_loop(bench.web_url, b.token, c.noisy_rate_b, c.noisy_duration)
+    if a_thread is not None:
+        a_thread.join()
+    expected = sum(1 for s in b_sent if s.job_id)
+    records = wait_for_deliveries(
+        bench, "/b/", expected, stall=c.webhook_stall, limit=c.webhook_wait
+    )
+    latencies, missing = webhook_latencies(records, b_sent)
+    a_all = receiver_records(bench, "/a/") if phase == "with_a" else []
+    if os.environ.get("BENCH_RAW"):
+        raw = {
+            "b": [
+                [s.scheduled, s.latency_s, lat]
+                for s, lat in zip([s for s in b_sent if s.job_id], latencies, strict=True)
+            ],
+            "a": [[s.scheduled, s.latency_s] for s in a_sent],
+            "a_first_at": sorted(r["first_at"] for r in a_all),
+        }
+        c.out.mkdir(parents=True, exist_ok=True)
+        (c.out / f"noisy-raw-{phase}-{number + 1}.json").write_text(json.dumps(raw))
+    result = {
+        "b_sent": b_sent,
+        "latencies": latencies,
+        "missing": missing,
+        "counts": delivery_counts(records, expected),
+        "a_sent": a_sent,
+        "a_records": len(a_all),
+    }
+    summary = {**load_summary(b_sent, c.noisy_duration), **webhook_summary(latencies, missing)}
+    log(
+        f"noisy neighbour round {number + 1}, {phase}: B POST p99 {summary['post_p99_ms']} ms, "
+        f"B webhook p99 {summary['webhook_p99_s']} s, B lost {result['counts']['lost']}"
+    )
+    for name in ("web", "worker", "beat"):
+        bench.procs.stop(name)
+    return result
+
+
+def scenario_noisy(bench: Bench) -> dict[str, Any]:
+    """B alone and B beside A, alternated ``noisy_rounds`` times (the machine's noise falls on
+    both); each phase's percentiles are over every round's samples pooled."""
+    c = bench.config
+    runs: dict[str, list[dict[str, Any]]] = {"alone": [], "with_a": []}
+    for number in range(c.noisy_rounds):
+        for phase in ("alone", "with_a"):
+            runs[phase].append(_noisy_phase(bench, phase, number))
     phases: dict[str, Any] = {}
-    for phase in ("alone", "with_a"):
-        bench.reset()
-        a = api_client("Bench Noisy A")
-        b = api_client("Bench Noisy B")
-        subscribe(
-            a.company, [f"{bench.receiver_url}/a/{i}" for i in range(c.noisy_endpoints)], ["*"]
-        )
-        subscribe(b.company, [f"{bench.receiver_url}/b/0"], ["jobs.create"])
-        bench.start_web()
-        bench.start_worker()
-        warm = open_loop(bench.web_url, b.token, 5, 1)
-        wait_for_deliveries(bench, "/b/", len(warm), stall=10, limit=30)
-        http_json("POST", f"{bench.receiver_url}/_reset")
-        log(
-            f"noisy neighbour, {phase}: B posts {c.noisy_rate_b}/s for {c.noisy_duration} s"
-            + (
-                f", A ({c.noisy_endpoints} endpoints) {c.noisy_rate_a}/s"
-                if phase == "with_a"
-                else ""
-            )
-        )
-        a_sent: list[Sent] = []
-        a_thread = None
-        if phase == "with_a":
-            a_thread = threading.Thread(
-                target=lambda token=a.token, out=a_sent: out.extend(
-                    open_loop(bench.web_url, token, c.noisy_rate_a, c.noisy_duration)
-                ),
-                daemon=True,
-            )
-            a_thread.start()
-        b_sent = open_loop(bench.web_url, b.token, c.noisy_rate_b, c.noisy_duration)
-        if a_thread is not None:
-            a_thread.join()
-        expected = sum(1 for s in b_sent if s.job_id)
-        records = wait_for_deliveries(
-            bench, "/b/", expected, stall=c.webhook_stall, limit=c.webhook_wait
-        )
-        latencies, missing = webhook_latencies(records, b_sent)
-        a_all = receiver_records(bench, "/a/")
-        a_records = len(a_all)
-        if os.environ.get("BENCH_RAW"):
-            raw = {
-                "b": [
-                    [s.scheduled, s.latency_s, lat]
-                    for s, lat in zip([s for s in b_sent if s.job_id], latencies, strict=True)
-                ],
-                "a": [[s.scheduled, s.latency_s] for s in a_sent],
-                "a_first_at": sorted(r["first_at"] for r in a_all),
-            }
-            c.out.mkdir(parents=True, exist_ok=True)
-            (c.out / f"noisy-raw-{phase}.json").write_text(json.dumps(raw))
+    for phase, results in runs.items():
+        b_sent = [s for r in results for s in r["b_sent"]]
+        counts = {key: sum(r["counts"][key] for r in results) for key in results[0]["counts"]}
         phases[phase] = {
             "b": {
-                **load_summary(b_sent, c.noisy_duration),
-                **webhook_summary(latencies, missing),
-                **delivery_counts(records, expected),
+                **load_summary(b_sent, c.noisy_duration * len(results)),
+                **webhook_summary(
+                    [lat for r in results for lat in r["latencies"]],
+                    sum(r["missing"] for r in results),
+                ),
+                **counts,
             },
-            **(
+            "rounds": [
                 {
-                    "a": {
-                        **load_summary(a_sent, c.noisy_duration),
-                        "a_deliveries_received": a_records,
-                    }
+                    **load_summary(r["b_sent"], c.noisy_duration),
+                    **webhook_summary(r["latencies"], r["missing"]),
                 }
-                if phase == "with_a"
-                else {}
-            ),
+                for r in results
+            ],
         }
-        log(
-            f"noisy neighbour, {phase}: B POST p99 {phases[phase]['b']['post_p99_ms']} ms, "
-            f"B webhook p99 {phases[phase]['b']['webhook_p99_s']} s, "
-            f"B lost {phases[phase]['b']['lost']}"
-        )
-        for name in ("web", "worker", "beat"):
-            bench.procs.stop(name)
+        if phase == "with_a":
+            a_sent = [s for r in results for s in r["a_sent"]]
+            phases[phase]["a"] = {
+                **load_summary(a_sent, c.noisy_duration * len(results)),
+                "a_deliveries_received": sum(r["a_records"] for r in results),
+            }
     alone, noisy = phases["alone"]["b"], phases["with_a"]["b"]
     return {
         "what": f"company A: {c.noisy_endpoints} endpoints subscribed to every event, "
         "POST /jobs/ at "
         f"{c.noisy_rate_a}/s; company B: 1 endpoint, POST /jobs/ at {c.noisy_rate_b}/s for "
-        f"{c.noisy_duration} s; B measured alone and beside A (fresh database each)",
+        f"{c.noisy_duration} s; B alone and beside A alternated {c.noisy_rounds} times (fresh "
+        "database each), percentiles over the rounds' samples pooled",
         "post_p99_ratio": ratio(noisy["post_p99_ms"], alone["post_p99_ms"]),
         "webhook_p99_ratio": ratio(noisy["webhook_p99_s"], alone["webhook_p99_s"]),
         **phases,

@@ -48,7 +48,8 @@ Procfile's two processes under load) the relay's own wake-up waits behind them a
 event becomes a delivery: the rounds drain the backlog, then the relay runs, in waves. So on
 PostgreSQL a round relays new events itself: a feeder thread runs the relay's batch
 (``hooks.relay_batch``, SKIP LOCKED beside any relay task) every ``FEED_EVERY`` seconds, on its
-own connection, and the coordinator claims the new deliveries with its next batch. (On SQLite,
+own connection, and the coordinator claims at once after it (at least ``TOP_UP``, however full
+the lanes are), so new deliveries never wait for the lanes' backlog to run low. (On SQLite,
 whose writers take turns, the relay task does it alone.)
 """
 
@@ -93,7 +94,7 @@ TARGET_RECHECK = 60.0
 # Idle connections kept per (scheme, host, port, address).
 IDLE_PER_ORIGIN = 16
 # The coordinator claims up to this many deliveries per batch...
-BATCH = 200
+BATCH = 100
 # ...and records outcomes when this many wait, or after FLUSH_EVERY seconds.
 FLUSH_SIZE = 200
 FLUSH_EVERY = 0.05
@@ -101,7 +102,11 @@ FLUSH_EVERY = 0.05
 # deliveries come due; an empty table is not asked again and again).
 IDLE_CLAIM_EVERY = 0.2
 # The round's feeder thread looks for new job events to relay this often (PostgreSQL).
-FEED_EVERY = 0.1
+FEED_EVERY = 0.05
+# When the feeder has relayed events while the lanes are full, the coordinator claims this many
+# at once (the new deliveries stand early on the fair_at clock: a quiet company's go before the
+# lanes' backlog instead of waiting for the lanes to run low); a small claim is a quick one.
+TOP_UP = 16
 
 # What a receiver can make a send raise. Anything else (Celery's SoftTimeLimitExceeded, a bug)
 # propagates: it is recorded as an interrupted attempt and re-raised.
@@ -695,6 +700,7 @@ class _Round:
         self.closing = False
         self.sent = 0
         self.stopping = threading.Event()  # set when the round ends: the feeder stops
+        self.fed = False  # the feeder relayed events since the last claim
         # the coordinator's own:
         self.last_flush = time.monotonic()
         self.next_claim = 0.0
@@ -794,9 +800,11 @@ class _Round:
             slow = set(self.slow)
             freed, self.freed = self.freed, set()
             room = {e: PER_ENDPOINT - self.busy[e] - len(self.lanes.get(e, ())) for e in freed}
+            fed, self.fed = self.fed, False
         claimed: int | None = None
-        if queued < BATCH // 2 and now >= self.next_claim:
-            want = BATCH - queued
+        low = queued < BATCH // 2
+        if (low and now >= self.next_claim) or fed:
+            want = BATCH - queued if low else TOP_UP
             claims = services.deliveries_claim_due(limit=want, skip_endpoints=slow)
             if len(claims) < want:
                 self.next_claim = now + IDLE_CLAIM_EVERY
@@ -873,6 +881,9 @@ class _Round:
                     while not self.stopping.is_set():
                         if not hooks.relay_batch():  # nothing (more) waiting for now
                             break
+                        with self.cond:
+                            self.fed = True  # new deliveries: claim them now
+                            self.cond.notify_all()
                 except Exception:
                     logger.exception("relaying from the sender round failed; the relay task will")
                     connection.close()

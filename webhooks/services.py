@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -244,6 +244,17 @@ def _line_ends(company_ids: Collection[Any]) -> dict[Any, datetime | None]:
         Company.objects.filter(pk__in=list(company_ids))
         .annotate(line_end=Subquery(last))
         .values_list("pk", "line_end")
+    )
+
+
+def companies_fanning_out_wide(company_ids: Collection[Any]) -> set[Any]:
+    """The companies among ``company_ids`` with ``WIDE_FAN_OUT`` active endpoints or more."""
+    return set(
+        WebhookEndpoint.objects.filter(company_id__in=list(company_ids), is_active=True)
+        .values("company_id")
+        .annotate(endpoints=Count("id"))
+        .filter(endpoints__gte=WIDE_FAN_OUT)
+        .values_list("company_id", flat=True)
     )
 
 

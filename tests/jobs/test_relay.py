@@ -27,7 +27,7 @@ from reports.models import Report
 from tests.factories import CompanyFactory, JobFactory
 from tests.relay import run_relay
 from webhooks.models import WebhookDelivery
-from webhooks.services import endpoint_create
+from webhooks.services import WIDE_FAN_OUT, endpoint_create
 
 pytestmark = pytest.mark.django_db
 
@@ -179,6 +179,61 @@ def test_a_relay_that_fails_after_any_step_loses_nothing_and_repeats_nothing(
     run_relay()
     _assert_each_event_relayed_once(endpoints=2)
     assert Report.objects.get().job_id == done.pk
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_wide_fan_out_commits_apart_after_the_other_companies_events(
+    step: str, monkeypatch, settings
+) -> None:
+    """A quiet company's event claimed in the same batch as the event of a company fanning out
+    to WIDE_FAN_OUT endpoints is relayed in a transaction of its own, first: a crash after any
+    step of the wide company's part leaves the quiet one relayed, and the wide event waits for
+    the next run, which relays it once."""
+    settings.JOBTRAIL_MAX_WEBHOOK_ENDPOINTS = WIDE_FAN_OUT
+    wide = _company_with_endpoints(WIDE_FAN_OUT)
+    quiet = _company_with_endpoints(1)
+    JobFactory(company=wide)
+    JobFactory(company=quiet)  # a later id, in the same batch
+    original = getattr(relay, step)
+
+    def fail_after(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if kwargs.get("only") is not None or (  # the second claim, or a step of the wide part
+            args and isinstance(args[0], list) and {e.company_id for e in args[0]} == {wide.pk}
+        ):
+            raise RuntimeError(f"crash after {step} of the wide part")
+        return result
+
+    monkeypatch.setattr(relay, step, fail_after)
+    with pytest.raises(RuntimeError):
+        relay.relay_batch()
+
+    [quiet_event] = JobEvent.objects.filter(job__company=quiet)
+    [wide_event] = JobEvent.objects.filter(job__company=wide)
+    assert quiet_event.relayed_at is not None and wide_event.relayed_at is None
+    assert WebhookDelivery.objects.filter(company=quiet).count() == 1
+    assert not WebhookDelivery.objects.filter(company=wide).exists()
+
+    monkeypatch.setattr(relay, step, original)
+    assert relay.relay_batch() == 1
+    assert WebhookDelivery.objects.filter(job_event=wide_event).count() == WIDE_FAN_OUT
+    assert WebhookDelivery.objects.filter(job_event=quiet_event).count() == 1
+
+
+def test_a_batch_of_one_company_stays_one_transaction(monkeypatch, settings) -> None:
+    """Only a batch that mixes a wide company with others is split: one company's events (wide
+    or not) commit together, and no endpoint count is asked for."""
+    settings.JOBTRAIL_MAX_WEBHOOK_ENDPOINTS = WIDE_FAN_OUT
+    wide = _company_with_endpoints(WIDE_FAN_OUT)
+    JobFactory(company=wide)
+    JobFactory(company=wide)
+    claims: list[Any] = []
+    original = relay._claim
+    monkeypatch.setattr(relay, "_claim", lambda *a, **k: claims.append(k) or original(*a, **k))
+
+    assert relay.relay_batch() == 2
+    assert claims == [{}]
+    assert WebhookDelivery.objects.count() == 2 * WIDE_FAN_OUT
 
 
 def test_bulk_cancel_is_set_based_and_goes_through_the_relay(admin_user) -> None:
