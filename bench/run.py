@@ -1123,11 +1123,16 @@ def _noisy_phase(bench: Bench, phase: str, number: int) -> dict[str, Any]:
         "b_sent": b_sent,
         "latencies": latencies,
         "missing": missing,
+        "summary": {
+            **load_summary(b_sent, c.noisy_duration),
+            **webhook_summary(latencies, missing),
+        },
         "counts": delivery_counts(records, expected),
         "a_sent": a_sent,
+        "a_achieved_per_s": load_summary(a_sent, c.noisy_duration)["achieved_per_s"],
         "a_records": len(a_all),
     }
-    summary = {**load_summary(b_sent, c.noisy_duration), **webhook_summary(latencies, missing)}
+    summary = result["summary"]
     log(
         f"noisy neighbour round {number + 1}, {phase}: B POST p99 {summary['post_p99_ms']} ms, "
         f"B webhook p99 {summary['webhook_p99_s']} s, B lost {result['counts']['lost']}"
@@ -1149,13 +1154,7 @@ def scenario_noisy(bench: Bench) -> dict[str, Any]:
     for phase, results in runs.items():
         b_sent = [s for r in results for s in r["b_sent"]]
         counts = {key: sum(r["counts"][key] for r in results) for key in results[0]["counts"]}
-        rounds = [
-            {
-                **load_summary(r["b_sent"], c.noisy_duration),
-                **webhook_summary(r["latencies"], r["missing"]),
-            }
-            for r in results
-        ]
+        rounds = [r["summary"] for r in results]
         phases[phase] = {
             "b": {
                 **load_summary(b_sent, c.noisy_duration),
@@ -1173,9 +1172,7 @@ def scenario_noisy(bench: Bench) -> dict[str, Any]:
             a_sent = [s for r in results for s in r["a_sent"]]
             phases[phase]["a"] = {
                 **load_summary(a_sent, c.noisy_duration),
-                "achieved_per_s": median(
-                    [load_summary(r["a_sent"], c.noisy_duration)["achieved_per_s"] for r in results]
-                ),
+                "achieved_per_s": median([r["a_achieved_per_s"] for r in results]),
                 "a_deliveries_received": sum(r["a_records"] for r in results),
             }
     alone, noisy = phases["alone"]["b"], phases["with_a"]["b"]

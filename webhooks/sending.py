@@ -734,7 +734,7 @@ class _Round:
             lane = self.lanes[endpoint]
             claim = lane.popleft()
             if lane:
-                heapq.heappush(heads, (lane[0].delivery.fair_at, next(self.order), endpoint))
+                self._line_up(endpoint)
             else:
                 del self.lanes[endpoint]
             now = time.monotonic()
@@ -791,7 +791,8 @@ class _Round:
         return sum(len(lane) for lane in self.lanes.values())
 
     def claim(self) -> int | None:
-        """Claim more when the lanes run low; how many, or None when it was not the time."""
+        """Claim more when the lanes run low, or ``TOP_UP`` after the feeder relayed events; how
+        many, or None when it was not the time."""
         now = time.monotonic()
         if now >= self.stop_at:
             return None
@@ -832,10 +833,16 @@ class _Round:
                 endpoint = claim.endpoint.pk
                 lane = self.lanes.get(endpoint)
                 if lane is None:
-                    lane = self.lanes[endpoint] = deque()
-                    heapq.heappush(self.heads, (claim.delivery.fair_at, next(self.order), endpoint))
-                lane.append(claim)  # claims come in fair_at order
+                    self.lanes[endpoint] = deque([claim])
+                    self._line_up(endpoint)
+                else:
+                    lane.append(claim)  # claims come in fair_at order
             self.cond.notify_all()
+
+    def _line_up(self, endpoint: Any) -> None:
+        """Put the endpoint's lane among the heads by its next delivery; with ``cond`` held."""
+        fair_at = self.lanes[endpoint][0].delivery.fair_at
+        heapq.heappush(self.heads, (fair_at, next(self.order), endpoint))
 
     def tend(self) -> None:
         """Mark endpoints slow whose sends run long; give back what must not start any more."""
