@@ -50,6 +50,8 @@ from django.db import connections
 from django.db.models import Field, Model, Q, QuerySet
 from django.utils import timezone
 
+from config.rows import among
+
 M = TypeVar("M", bound=Model)
 
 
@@ -171,7 +173,7 @@ def held(
     """
     if not leases:
         return set()
-    rows = queryset.filter(pk__in=list(leases))
+    rows = queryset.filter(pk__in=among(queryset.model, list(leases), using=queryset.db))
     if lock:
         rows = rows.select_for_update(of=("self",))
     return {pk for pk, until in rows.values_list("pk", field) if until == leases[pk]}
@@ -191,5 +193,7 @@ def release(
     released (one UPDATE).
     """
     return int(
-        queryset.filter(pk__in=list(pks), **{field: until}).update(**{field: None}, **values)
+        queryset.filter(
+            pk__in=among(queryset.model, list(pks), using=queryset.db), **{field: until}
+        ).update(**{field: None}, **values)
     )

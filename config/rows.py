@@ -22,6 +22,7 @@ sent; the models written this way have no receivers.
     EVENT_WRITER.insert(event)                         # INSERT ... RETURNING id
 """
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
@@ -31,12 +32,13 @@ from django.db.models import (
     CharField,
     Field,
     IntegerField,
+    JSONField,
     Model,
     PositiveIntegerField,
     SlugField,
     TextField,
 )
-from django.db.models.expressions import DatabaseDefault
+from django.db.models.expressions import DatabaseDefault, RawSQL
 
 M = TypeVar("M", bound=Model)
 L = TypeVar("L", bound=Model)
@@ -375,3 +377,61 @@ class NewWithLog(_WithLog[M, L]):
         connection = connections[self.rows.using]
         params = _prepared(self.rows._insert_plan, obj, True, connection)
         return self._write(obj, params, log_entry)
+
+
+def among(model: type[Model], pks: Sequence[Any], *, using: str = "default") -> Any:
+    """The value of a ``pk__in`` filter over many rows: on PostgreSQL ONE array parameter
+    (``IN (SELECT unnest(%s::<type>[]))``), elsewhere the list itself.
+
+    A statement with hundreds of placeholders is long, and psycopg converts a long statement's
+    placeholders with regular expressions on every run (it caches only short ones): marking a
+    relay batch of 500 events spent more time there than in PostgreSQL.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return list(pks)
+    pk = model._meta.pk
+    assert pk is not None
+    return RawSQL(f"SELECT unnest(%s::{pk.db_type(connection)}[])", (list(pks),))
+
+
+def insert_many(model: type[M], rows: Sequence[dict[str, Any]], *, using: str = "default") -> None:
+    """INSERT ``rows`` (each a dict of field names or attnames to values, the same keys in all).
+
+    On PostgreSQL ONE ``INSERT ... SELECT FROM unnest(...)`` with one array per column, sent in
+    binary with the parameters bound on the server: no model instance per row, no literal to
+    build and escape element by element (Django's ``bulk_create`` spent most of an outcome
+    batch's time there). JSON values are serialized by their field's encoder and cast once.
+    Elsewhere ``bulk_create``. No signals are sent and no primary keys come back.
+    """
+    if not rows:
+        return
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        model._default_manager.db_manager(using).bulk_create(model(**row) for row in rows)
+        return
+    meta = model._meta
+    qn = connection.ops.quote_name
+    columns: list[str] = []
+    selects: list[str] = []
+    arrays: list[str] = []
+    params: list[list[Any]] = []
+    for name in rows[0]:
+        field = meta.get_field(name)
+        assert isinstance(field, Field) and field.column
+        column = qn(field.column)
+        columns.append(column)
+        if isinstance(field, JSONField):
+            selects.append(f"{column}::jsonb")
+            arrays.append("%b::text[]")
+            params.append([json.dumps(row[name], cls=field.encoder) for row in rows])
+        else:
+            selects.append(column)
+            arrays.append(f"%b::{field.db_type(connection)}[]")
+            params.append([field.get_db_prep_save(row[name], connection) for row in rows])
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(columns)}) "
+        f"SELECT {', '.join(selects)} FROM unnest({', '.join(arrays)}) AS r({', '.join(columns)})"
+    )
+    with hot_cursor(connection) as cursor:
+        cursor.execute(sql, params)

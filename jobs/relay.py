@@ -39,6 +39,7 @@ from django.utils import timezone
 
 from config import leases, metrics
 from config.outbox import publish_on_commit, publish_wakeup
+from config.rows import among
 from reports.services import reports_request
 from webhooks.services import Message, companies_fanning_out_wide, deliveries_fan_out
 
@@ -152,7 +153,7 @@ def _request_reports(events: list[JobEvent]) -> int:
 
 
 def _mark_relayed(events: list[JobEvent]) -> None:
-    JobEvent.objects.filter(pk__in=[event.pk for event in events]).update(
+    JobEvent.objects.filter(pk__in=among(JobEvent, [event.pk for event in events])).update(
         relayed_at=timezone.now(), snapshot=None
     )
 

@@ -8,7 +8,7 @@ Reading a job's representation never queries push results (the counts live on th
 report comes from ``select_related("report")`` when the job was read with it.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from django.db.models import F, Func, JSONField
@@ -24,12 +24,16 @@ from .models import Job, JobEvent, PushResult
 UNSET: Any = object()
 
 
-def iso_datetime(value: datetime | None) -> str | None:
-    """DRF's ISO 8601 rendering: the current time zone (UTC), ``Z`` for ``+00:00``."""
+def iso_datetime(value: datetime | None, zone: tzinfo | None = None) -> str | None:
+    """DRF's ISO 8601 rendering: the current time zone (UTC), ``Z`` for ``+00:00``.
+
+    ``zone``: the current time zone when the caller has it at hand (looking it up is a context
+    variable read: a representation with five timestamps looks it up once).
+    """
     if value is None:
         return None
-    if timezone.is_aware(value):
-        value = value.astimezone(timezone.get_current_timezone())
+    if value.utcoffset() is not None:
+        value = value.astimezone(zone or timezone.get_current_timezone())
     text = value.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
@@ -46,6 +50,7 @@ def job_representation(job: Job, *, report: Report | None = UNSET) -> dict[str, 
     """
     if report is UNSET:
         report = job_report(job)
+    zone = timezone.get_current_timezone()
     return {
         "id": str(job.pk),
         "code": job.code,
@@ -57,13 +62,13 @@ def job_representation(job: Job, *, report: Report | None = UNSET) -> dict[str, 
         "total_records": job.total_records,
         "effected_records": job.effected_records,
         "push_results": push_counts(job),
-        "start_time": iso_datetime(job.start_time),
-        "end_time": iso_datetime(job.end_time),
-        "expires_at": iso_datetime(job.expires_at),
+        "start_time": iso_datetime(job.start_time, zone),
+        "end_time": iso_datetime(job.end_time, zone),
+        "expires_at": iso_datetime(job.expires_at, zone),
         "report": report_state(report, job=job),
         "metadata": job.metadata,
-        "created_at": iso_datetime(job.created_at),
-        "updated_at": iso_datetime(job.updated_at),
+        "created_at": iso_datetime(job.created_at, zone),
+        "updated_at": iso_datetime(job.updated_at, zone),
     }
 
 

@@ -107,6 +107,10 @@ FEED_EVERY = 0.05
 # at once (the new deliveries stand early on the fair_at clock: a quiet company's go before the
 # lanes' backlog instead of waiting for the lanes to run low); a small claim is a quick one.
 TOP_UP = 16
+# While the lanes are full, the coordinator looks this often for due deliveries standing earlier
+# on the fair_at clock than the last one it holds (another process's relay made them, or a retry
+# came due): they go before the lanes' backlog instead of waiting for the lanes to run low.
+JUMP_EVERY = 0.05
 
 # What a receiver can make a send raise. Anything else (Celery's SoftTimeLimitExceeded, a bug)
 # propagates: it is recorded as an interrupted attempt and re-raised.
@@ -704,6 +708,7 @@ class _Round:
         # the coordinator's own:
         self.last_flush = time.monotonic()
         self.next_claim = 0.0
+        self.next_jump = 0.0
         self.wakeup_sent = False
 
     # --- the sender threads -------------------------------------------------------------------
@@ -790,6 +795,11 @@ class _Round:
     def queued(self) -> int:
         return sum(len(lane) for lane in self.lanes.values())
 
+    def last_queued(self) -> Any:
+        """The latest ``fair_at`` among the claims waiting in the lanes, or None; with ``cond``
+        held (each lane is in fair_at order: its last claim is its latest)."""
+        return max((lane[-1].delivery.fair_at for lane in self.lanes.values()), default=None)
+
     def claim(self) -> int | None:
         """Claim more when the lanes run low, or ``TOP_UP`` after the feeder relayed events; how
         many, or None when it was not the time."""
@@ -798,6 +808,7 @@ class _Round:
             return None
         with self.cond:
             queued = self.queued()
+            last = self.last_queued()
             slow = set(self.slow)
             freed, self.freed = self.freed, set()
             room = {e: PER_ENDPOINT - self.busy[e] - len(self.lanes.get(e, ())) for e in freed}
@@ -813,6 +824,12 @@ class _Round:
                 # a backlog: let another worker process share it (one outstanding wake-up)
                 self.wakeup_sent = True
                 services.wakeup_send()
+            self.add(claims)
+            claimed = len(claims)
+        elif last is not None and now >= self.next_jump:
+            # deliveries that stand before the lanes' last one: another process relayed them
+            self.next_jump = now + JUMP_EVERY
+            claims = services.deliveries_claim_due(limit=TOP_UP, skip_endpoints=slow, before=last)
             self.add(claims)
             claimed = len(claims)
         for endpoint, free_threads in room.items():

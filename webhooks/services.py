@@ -1,6 +1,7 @@
 """Webhook endpoints, the fan-out of logged events, delivery outcomes and redelivery."""
 
 import base64
+import json
 import logging
 import random
 import secrets
@@ -18,6 +19,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from config import leases, metrics, outbox
+from config.rows import among, hot_cursor, insert_many
 from jobs.errors import (
     DeliveryInProgress,
     IntegrationEndpointTaken,
@@ -78,7 +80,8 @@ RETRY_AFTER_BOUNDS = (1, 24 * 3600)
 # sender; taking one whose message still waits is harmless (the claim makes the message a no-op).
 REDISPATCH_AFTER = timedelta(seconds=30)
 SENDER_TASK = "webhooks.send_due_deliveries"
-# A fan-out to at least this many endpoints is one INSERT ... SELECT on PostgreSQL.
+# A company with at least this many active endpoints fans out wide: the relay commits its events
+# apart from the other companies' (jobs.relay.relay_batch).
 WIDE_FAN_OUT = 50
 
 
@@ -262,11 +265,11 @@ def deliveries_fan_out(*, messages: list[Message]) -> int:
     """Write one delivery per subscribed active endpoint, in the caller's transaction.
 
     One endpoint query, one query for where each company's line ends, and one insert for the
-    whole batch (plus one ``INSERT ... SELECT`` per message with ``WIDE_FAN_OUT`` subscribers or
-    more on PostgreSQL: no Python object per delivery). A (job event, endpoint) or (endpoint,
-    webhook-id) pair that exists already is skipped, so running the fan-out again over the same
-    messages inserts nothing. Return how many rows were offered; the caller wakes the sender
-    after its commit.
+    whole batch: on PostgreSQL one ``INSERT ... SELECT`` over arrays (``_insert_set_based``: no
+    Python object per delivery, each message's payload serialized once), elsewhere
+    ``bulk_create``. A (job event, endpoint) or (endpoint, webhook-id) pair that exists already
+    is skipped, so running the fan-out again over the same messages inserts nothing. Return how
+    many rows were offered; the caller wakes the sender after its commit.
 
     Fairness: a company's deliveries get ``fair_at`` values ``JOBTRAIL_WEBHOOK_FAIR_SPACING``
     apart, starting after its last untried one (or now), and claims take due rows in ``fair_at``
@@ -288,9 +291,7 @@ def deliveries_fan_out(*, messages: list[Message]) -> int:
         company: now if end is None else max(now, end + spacing)
         for company, end in _line_ends(endpoints).items()
     }
-    wide = connection.vendor == "postgresql"
-    rows: list[WebhookDelivery] = []
-    offered = 0
+    lines: list[_Line] = []
     for message in messages:
         subscribers = [
             endpoint
@@ -310,91 +311,144 @@ def deliveries_fan_out(*, messages: list[Message]) -> int:
         }
         start = line[message.company_id]
         line[message.company_id] = start + spacing * len(subscribers)
-        offered += len(subscribers)
-        if wide and len(subscribers) >= WIDE_FAN_OUT:
-            _insert_wide(message, payload, subscribers, start=start, spacing=spacing, now=now)
-            continue
-        rows.extend(
-            WebhookDelivery(
-                endpoint=endpoint,
-                company_id=message.company_id,
-                job_event_id=message.job_event_id,
-                event_id=message.event_id,
-                events_id=message.events_id,
-                object_id=str(message.object_id),
-                handoff=is_handoff(endpoint, message.events_id),
-                payload=payload,
-                next_attempt_at=now,
-                fair_at=start + spacing * position,
-                # the sender's wake-up goes out on commit; the dispatcher takes over if lost
-                dispatched_at=now,
-            )
-            for position, endpoint in enumerate(subscribers)
+        lines.append(_Line(message, payload, subscribers, start))
+    if connection.vendor == "postgresql":
+        _insert_set_based(lines, spacing=spacing, now=now)
+    else:
+        WebhookDelivery.objects.bulk_create(
+            [
+                WebhookDelivery(
+                    endpoint=endpoint,
+                    company_id=entry.message.company_id,
+                    job_event_id=entry.message.job_event_id,
+                    event_id=entry.message.event_id,
+                    events_id=entry.message.events_id,
+                    object_id=str(entry.message.object_id),
+                    handoff=is_handoff(endpoint, entry.message.events_id),
+                    payload=entry.payload,
+                    next_attempt_at=now,
+                    fair_at=entry.start + spacing * position,
+                    # the sender's wake-up goes out on commit; the dispatcher takes over if lost
+                    dispatched_at=now,
+                )
+                for entry in lines
+                for position, endpoint in enumerate(entry.subscribers)
+            ],
+            batch_size=1000,
+            ignore_conflicts=True,
         )
-    WebhookDelivery.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
-    return offered
+    return sum(len(entry.subscribers) for entry in lines)
 
 
-def _insert_wide(
-    message: Message,
-    payload: dict[str, Any],
-    subscribers: list[WebhookEndpoint],
-    *,
-    start: datetime,
-    spacing: timedelta,
-    now: datetime,
-) -> None:
-    """One message's deliveries as ONE ``INSERT ... SELECT`` over its endpoints' ids (PostgreSQL).
+@dataclass(frozen=True)
+class _Line:
+    """One message's deliveries: to ``subscribers``, the first standing at ``start``."""
 
-    The payload is sent once, not once per row; each row's ``fair_at`` is ``start`` plus its
-    position times ``spacing``; conflicts (a re-run) are skipped as ``bulk_create`` does.
+    message: Message
+    payload: dict[str, Any]
+    subscribers: list[WebhookEndpoint]
+    start: datetime
+
+
+# The columns the set-based insert fills from its arrays (the others are constants or the
+# database's defaults): per delivery, and per message.
+_PER_DELIVERY = {"endpoint": "uuid", "handoff": "boolean"}
+_PER_MESSAGE = {
+    "company": "uuid",
+    "job_event": "bigint",
+    "event_id": "text",
+    "events_id": "text",
+    "object_id": "text",
+    "payload": "text",  # the JSON text: serialized once per message, cast to jsonb once
+}
+
+
+def _insert_set_based(lines: list[_Line], *, spacing: timedelta, now: datetime) -> None:
+    """Every delivery of the batch in ONE ``INSERT ... SELECT`` over arrays (PostgreSQL).
+
+    Two sets of arrays, sent in binary with the parameters bound on the server (no literal to
+    build and escape, no Python object per delivery): one element per message (its company,
+    ids, payload JSON and where its line starts) and one per delivery (its endpoint, handoff
+    flag, message and position in the message's line, whose ``fair_at`` is the start plus the
+    position times ``spacing``). Conflicts (a re-run) are skipped as ``bulk_create`` does.
     """
+    if not lines:
+        return
     meta = WebhookDelivery._meta
     qn = connection.ops.quote_name
-    given: dict[str, Any] = {
-        "endpoint": None,  # from the endpoints' ids
-        "fair_at": None,  # from the position
-        "company": message.company_id,
-        "job_event": message.job_event_id,
-        "event_id": message.event_id,
-        "events_id": message.events_id,
-        "object_id": str(message.object_id),
-        "payload": payload,
+    constants = {
         "next_attempt_at": now,
+        # the sender's wake-up goes out on commit; the dispatcher takes over if lost
         "dispatched_at": now,
-        "created_at": now,
         "updated_at": now,
     }
     columns: list[str] = []
     values: list[str] = []
     params: list[Any] = []
-    special = {"id", "endpoint", "fair_at", "handoff"}
     for model_field in meta.concrete_fields:
         name = model_field.name
-        if name not in special and name not in given and model_field.has_db_default():
-            continue  # the database writes its default
-        columns.append(qn(str(model_field.column)))
+        column = qn(str(model_field.column))
         if name == "id":
             values.append("gen_random_uuid()")
-        elif name == "endpoint":
-            values.append("e.id")
         elif name == "fair_at":
-            values.append("%s + (e.n - 1) * %s")
-            params += [model_field.get_db_prep_save(start, connection), spacing]
-        elif name == "handoff":
-            values.append("e.id = ANY(%s::uuid[])")
-            params.append([e.pk for e in subscribers if is_handoff(e, message.events_id)])
-        else:
-            value = given[name] if name in given else model_field.get_default()
+            values.append("m.start + d.position * %s")
+            params.append(spacing)
+        elif name == "payload":
+            values.append("m.payload::jsonb")
+        elif name == "created_at":
+            # a microsecond apart, in the batch's order (as bulk_create's per-row clock reads
+            # were): the console's lists keep them in the order they were made
+            values.append("%s + (d.serial - 1) * interval '1 microsecond'")
+            params.append(model_field.get_db_prep_save(now, connection))
+        elif name in _PER_DELIVERY:
+            values.append(f"d.{name}")
+        elif name in _PER_MESSAGE:
+            values.append(f"m.{name}")
+        elif name in constants:
             values.append("%s")
-            params.append(model_field.get_db_prep_save(value, connection))
+            params.append(model_field.get_db_prep_save(constants[name], connection))
+        elif model_field.has_db_default():
+            continue  # the database writes its default
+        else:
+            values.append("%s")
+            params.append(model_field.get_db_prep_save(model_field.get_default(), connection))
+        columns.append(column)
+    per_message = ", ".join(f"%b::{kind}[]" for kind in _PER_MESSAGE.values())
+    per_delivery = ", ".join(f"%b::{kind}[]" for kind in _PER_DELIVERY.values())
     sql = (
         f"INSERT INTO {qn(meta.db_table)} ({', '.join(columns)}) "
-        f"SELECT {', '.join(values)} FROM unnest(%s::uuid[]) WITH ORDINALITY AS e(id, n) "
+        f"SELECT {', '.join(values)} "
+        f"FROM unnest({per_message}, %b::timestamptz[]) "
+        f"WITH ORDINALITY AS m({', '.join(_PER_MESSAGE)}, start, number) "
+        f"JOIN unnest({per_delivery}, %b::integer[], %b::integer[]) "
+        f"WITH ORDINALITY AS d({', '.join(_PER_DELIVERY)}, message, position, serial) "
+        "ON d.message = m.number "
         "ON CONFLICT DO NOTHING"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, [e.pk for e in subscribers]])
+    endpoint_ids, handoffs, numbers, positions = [], [], [], []
+    for number, entry in enumerate(lines, start=1):
+        for position, endpoint in enumerate(entry.subscribers):
+            endpoint_ids.append(endpoint.pk)
+            handoffs.append(is_handoff(endpoint, entry.message.events_id))
+            numbers.append(number)
+            positions.append(position)
+    messages = [entry.message for entry in lines]
+    encoder = meta.get_field("payload").encoder  # type: ignore[union-attr]
+    params += [
+        [m.company_id for m in messages],
+        [m.job_event_id for m in messages],
+        [m.event_id for m in messages],
+        [m.events_id for m in messages],
+        [str(m.object_id) for m in messages],
+        [json.dumps(entry.payload, cls=encoder) for entry in lines],
+        [entry.start for entry in lines],
+        endpoint_ids,
+        handoffs,
+        numbers,
+        positions,
+    ]
+    with hot_cursor(connection) as cursor:
+        cursor.execute(sql, params)
 
 
 # After a failed publish, skip the broker for a few seconds: requests stay fast during an
@@ -551,15 +605,19 @@ def deliveries_claim_due(
     limit: int,
     skip_endpoints: Collection[Any] = (),
     only_endpoints: Collection[Any] | None = None,
+    before: datetime | None = None,
 ) -> list[Claim]:
     """Take up to ``limit`` due deliveries (oldest first) that nobody holds, for one attempt each.
 
     Two queries whatever ``limit`` (``config.leases.claim``: one UPDATE ... RETURNING over rows
     locked with SKIP LOCKED, then their endpoints), so senders running at once take disjoint
     batches without waiting for each other. ``skip_endpoints``: leave those endpoints' rows;
-    ``only_endpoints``: take only theirs.
+    ``only_endpoints``: take only theirs. ``before``: take only rows standing earlier than that
+    on the ``fair_at`` clock.
     """
     deliveries = WebhookDelivery.objects.all()
+    if before is not None:
+        deliveries = deliveries.filter(fair_at__lt=before)
     if skip_endpoints:
         deliveries = deliveries.exclude(endpoint_id__in=list(skip_endpoints))
     if only_endpoints is not None:
@@ -671,21 +729,24 @@ def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) 
     if not outcomes:
         return
     now = timezone.now()
-    WebhookAttempt.objects.bulk_create(
-        WebhookAttempt(
-            delivery_id=claim.delivery.pk,
-            number=claim.number,
-            trigger=claim.trigger,
-            started_at=result.started_at,
-            duration_ms=result.duration_ms,
-            status_code=result.status_code,
-            response_body=result.response_body[:RESPONSE_BODY_LIMIT],
-            error=result.error,
-            url=claim.endpoint.url,
-            request_headers=result.request_headers,
-            response_headers=result.response_headers,
-        )
-        for claim, result in outcomes
+    insert_many(
+        WebhookAttempt,
+        [
+            {
+                "delivery_id": claim.delivery.pk,
+                "number": claim.number,
+                "trigger": claim.trigger,
+                "started_at": result.started_at,
+                "duration_ms": result.duration_ms,
+                "status_code": result.status_code,
+                "response_body": result.response_body[:RESPONSE_BODY_LIMIT],
+                "error": result.error,
+                "url": claim.endpoint.url,
+                "request_headers": result.request_headers,
+                "response_headers": result.response_headers,
+            }
+            for claim, result in outcomes
+        ],
     )
     mine = leases.held(
         WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING),
@@ -733,7 +794,7 @@ def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) 
     for key, pks in groups.items():
         fields = dict(key)
         if len(pks) > 1:
-            WebhookDelivery.objects.filter(pk__in=pks).update(**fields)
+            WebhookDelivery.objects.filter(pk__in=among(WebhookDelivery, pks)).update(**fields)
         else:
             singles.setdefault(tuple(fields), []).append(WebhookDelivery(pk=pks[0], **fields))
     for names, rows in singles.items():

@@ -1,4 +1,5 @@
-"""Fairness between companies (``fair_at``) and the wide fan-out (one INSERT ... SELECT).
+"""Fairness between companies (``fair_at``) and the fan-out's set-based insert (one INSERT ...
+SELECT per batch on PostgreSQL).
 
 A company's burst of deliveries stands in line ``JOBTRAIL_WEBHOOK_FAIR_SPACING`` apart; claims
 take due deliveries in ``fair_at`` order, so another company's delivery made during the burst
@@ -124,6 +125,60 @@ def test_claims_are_taken_in_line_order_through_the_partial_index() -> None:
     assert "Sort" not in plan, plan
 
 
+def _delivery_inserts(queries: CaptureQueriesContext) -> list[str]:
+    return [
+        q["sql"] for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "webhooks_')
+    ]
+
+
+@pytest.mark.postgres
+def test_a_batch_of_several_companies_events_is_one_insert_select_and_idempotent(
+    settings: Any,
+) -> None:
+    """Three jobs each of two companies (two endpoints each, one of them also subscribed to
+    nothing else): one INSERT for the relay's batch, each row with its own message's ids and
+    payload, each company's line spaced apart on its own."""
+    settings.JOBTRAIL_WEBHOOK_FAIR_SPACING = 0.01
+    companies = [CompanyFactory(name="A"), CompanyFactory(name="B")]
+    jobs: dict[Any, list[Any]] = {}
+    for company in companies:
+        endpoint_for(company, "http://127.0.0.1:9/first", ["jobs.create"])
+        endpoint_for(company, "http://127.0.0.1:9/second", ["jobs.create", "jobs.failed"])
+        endpoint_for(company, "http://127.0.0.1:9/quiet", ["jobs.failed"])  # not subscribed
+        jobs[company.pk] = [JobFactory(company=company) for _ in range(3)]
+
+    with CaptureQueriesContext(connection) as queries:
+        run_relay()
+
+    inserts = _delivery_inserts(queries)
+    assert len(inserts) == 1 and "unnest" in inserts[0]
+    rows = list(WebhookDelivery.objects.select_related("endpoint", "job_event").order_by("fair_at"))
+    assert len(rows) == 12
+    for company in companies:
+        mine = [row for row in rows if row.company_id == company.pk]
+        assert {row.endpoint.company_id for row in mine} == {company.pk}
+        assert {row.endpoint.url.rsplit("/", 1)[1] for row in mine} == {"first", "second"}
+        assert {row.object_id for row in mine} == {str(job.pk) for job in jobs[company.pk]}
+        for row in mine:  # each row carries its own message
+            assert row.payload["data"]["id"] == row.object_id
+            assert row.payload["event"] == {
+                "dt": row.payload["event"]["dt"],
+                "events_id": "jobs.create",
+                "object_id": row.object_id,
+            }
+            assert str(row.job_event.job_id) == row.object_id
+            assert (row.status, row.attempts, row.handoff) == ("pending", 0, False)
+        assert len({row.event_id for row in mine}) == 3  # one webhook-id per message
+        steps = {later.fair_at - earlier.fair_at for earlier, later in pairwise(mine)}
+        assert steps == {timedelta(seconds=0.01)}  # six in line, each company on its own
+
+    JobEvent.objects.update(relayed_at=None)  # as if the relay's mark had been lost
+    run_relay()
+    assert sorted(WebhookDelivery.objects.values_list("pk", flat=True)) == sorted(
+        row.pk for row in rows
+    )
+
+
 @pytest.mark.postgres
 def test_a_wide_fan_out_is_one_insert_select_and_idempotent(settings: Any) -> None:
     settings.JOBTRAIL_MAX_WEBHOOK_ENDPOINTS = 100
@@ -142,9 +197,7 @@ def test_a_wide_fan_out_is_one_insert_select_and_idempotent(settings: Any) -> No
     with CaptureQueriesContext(connection) as queries:
         run_relay()
 
-    inserts = [
-        q["sql"] for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "webhooks_')
-    ]
+    inserts = _delivery_inserts(queries)
     assert len(inserts) == 1 and "unnest" in inserts[0]
     rows = list(WebhookDelivery.objects.order_by("fair_at"))
     expected = {integration.pk, *(e.pk for e in subscribers)}
