@@ -42,15 +42,18 @@ def push_counts(job: Job) -> dict[str, int]:
     return {"success": job.push_success_count, "failed": job.push_failed_count}
 
 
-def job_representation(job: Job, *, report: Report | None = UNSET) -> dict[str, Any]:
+def job_representation(
+    job: Job, *, report: Report | None = UNSET, zone: tzinfo | None = None
+) -> dict[str, Any]:
     """The job as ``GET /api/v1/jobs/{id}/`` answers it.
 
     ``report``: the job's report when the caller has it at hand (``None``: it has none);
     left out, the job's own is used (no query when the job was read with ``report`` joined).
+    ``zone``: the current time zone, when the caller renders many (see ``iso_datetime``).
     """
     if report is UNSET:
         report = job_report(job)
-    zone = timezone.get_current_timezone()
+    zone = zone or timezone.get_current_timezone()
     return {
         "id": str(job.pk),
         "code": job.code,
@@ -121,7 +124,9 @@ def job_from_row_image(row: dict[str, Any]) -> Job:
     return Job(**values)
 
 
-def snapshot_representation(snapshot: dict[str, Any]) -> dict[str, Any]:
+def snapshot_representation(
+    snapshot: dict[str, Any], *, zone: tzinfo | None = None
+) -> dict[str, Any]:
     """The job's representation that an event's snapshot holds.
 
     A row image (set-based changes) is rendered here; it is shown without a report: only
@@ -130,10 +135,10 @@ def snapshot_representation(snapshot: dict[str, Any]) -> dict[str, Any]:
     row = snapshot.get(ROW_IMAGE)
     if row is None:
         return snapshot
-    return job_representation(job_from_row_image(row), report=None)
+    return job_representation(job_from_row_image(row), report=None, zone=zone)
 
 
-def job_event_representation(event: JobEvent) -> dict[str, Any]:
+def job_event_representation(event: JobEvent, *, zone: tzinfo | None = None) -> dict[str, Any]:
     """One timeline entry; ``actor`` is read from ``select_related("actor")`` when listed."""
     actor = event.actor.get_username() if event.actor_id and event.actor else None
     return {
@@ -145,7 +150,7 @@ def job_event_representation(event: JobEvent) -> dict[str, Any]:
         "data": event.data,
         "source": str(event.source),
         "actor": actor,
-        "created_at": iso_datetime(event.created_at),
+        "created_at": iso_datetime(event.created_at, zone),
     }
 
 

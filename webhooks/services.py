@@ -433,7 +433,7 @@ def _insert_set_based(lines: list[_Line], *, spacing: timedelta, now: datetime) 
             numbers.append(number)
             positions.append(position)
     messages = [entry.message for entry in lines]
-    encoder = meta.get_field("payload").encoder  # type: ignore[union-attr]
+    encoder = meta.get_field("payload").encoder
     params += [
         [m.company_id for m in messages],
         [m.job_event_id for m in messages],

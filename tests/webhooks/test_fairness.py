@@ -6,6 +6,7 @@ take due deliveries in ``fair_at`` order, so another company's delivery made dur
 goes ahead of most of it.
 """
 
+import time
 from datetime import datetime, timedelta
 from itertools import pairwise
 from types import SimpleNamespace
@@ -220,3 +221,31 @@ def test_a_wide_fan_out_is_one_insert_select_and_idempotent(settings: Any) -> No
         row.pk for row in rows
     )
     assert WebhookEndpoint.objects.filter(deliveries__isnull=True).count() == 1  # "other"
+
+
+@pytest.mark.postgres
+def test_a_round_with_full_lanes_takes_a_delivery_standing_earlier_in_line() -> None:
+    """A round holds a batch of A's burst (its lanes full: no claim for more yet); B's event is
+    relayed elsewhere (another process: this round's feeder knows nothing of it). The round's
+    next look takes B's delivery, which stands before the last of A's it holds, and none of
+    A's later ones."""
+    from webhooks import sending
+
+    a, b = CompanyFactory(name="A"), CompanyFactory(name="B")
+    _burst(a, endpoints=3, jobs=50)  # 150 deliveries, 10 ms apart in A's line
+    round_ = sending._Round(senders=8, stop_at=time.monotonic() + 30)
+    assert round_.claim() == sending.BATCH
+    held = {claim.delivery.pk for lane in round_.lanes.values() for claim in lane}
+
+    assert round_.claim() == 0  # the lanes are full and nothing stands earlier than A's last
+
+    endpoint_for(b, "http://127.0.0.1:9/b", ["jobs.create"])
+    JobFactory(company=b)
+    run_relay()
+    round_.next_jump = 0.0  # JUMP_EVERY later
+    assert round_.claim() == 1
+    taken = {claim.delivery for lane in round_.lanes.values() for claim in lane}
+    assert {d.pk for d in taken} - held == set(
+        WebhookDelivery.objects.filter(company=b).values_list("pk", flat=True)
+    )
+    assert WebhookDelivery.objects.filter(company=a, attempts=0).count() == 150 - sending.BATCH
