@@ -808,7 +808,8 @@ class _Round:
             return None
         with self.cond:
             queued = self.queued()
-            last = self.last_queued()
+            # (the lanes' last fair_at only when it is time to look: the loop runs per send)
+            last = self.last_queued() if now >= self.next_jump else None
             slow = set(self.slow)
             freed, self.freed = self.freed, set()
             room = {e: PER_ENDPOINT - self.busy[e] - len(self.lanes.get(e, ())) for e in freed}
@@ -826,7 +827,7 @@ class _Round:
                 services.wakeup_send()
             self.add(claims)
             claimed = len(claims)
-        elif last is not None and now >= self.next_jump:
+        elif last is not None:
             # deliveries that stand before the lanes' last one: another process relayed them
             self.next_jump = now + JUMP_EVERY
             claims = services.deliveries_claim_due(limit=TOP_UP, skip_endpoints=slow, before=last)
