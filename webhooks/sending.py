@@ -49,8 +49,9 @@ event becomes a delivery: the rounds drain the backlog, then the relay runs, in 
 PostgreSQL a round relays new events itself: a feeder thread runs the relay's batch
 (``hooks.relay_batch``, SKIP LOCKED beside any relay task) every ``FEED_EVERY`` seconds, on its
 own connection, and the coordinator claims at once after it (at least ``TOP_UP``, however full
-the lanes are), so new deliveries never wait for the lanes' backlog to run low. (On SQLite,
-whose writers take turns, the relay task does it alone.)
+the lanes are), so new deliveries never wait for the lanes' backlog to run low; those another
+process relayed, it looks for every ``JUMP_EVERY`` (the due ones standing before the lanes'
+last claim). (On SQLite, whose writers take turns, the relay task does it alone.)
 """
 
 import contextlib
@@ -801,8 +802,10 @@ class _Round:
         return max((lane[-1].delivery.fair_at for lane in self.lanes.values()), default=None)
 
     def claim(self) -> int | None:
-        """Claim more when the lanes run low, or ``TOP_UP`` after the feeder relayed events; how
-        many, or None when it was not the time."""
+        """Claim more when the lanes run low, ``TOP_UP`` after the feeder relayed events, or (every
+        ``JUMP_EVERY`` while the lanes are full) up to ``TOP_UP`` standing earlier on the
+        ``fair_at`` clock than the lanes' last claim; how many, or None when it was not the
+        time."""
         now = time.monotonic()
         if now >= self.stop_at:
             return None

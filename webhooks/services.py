@@ -291,7 +291,7 @@ def deliveries_fan_out(*, messages: list[Message]) -> int:
         company: now if end is None else max(now, end + spacing)
         for company, end in _line_ends(endpoints).items()
     }
-    lines: list[_Line] = []
+    outgoing: list[_Outgoing] = []
     for message in messages:
         subscribers = [
             endpoint
@@ -311,9 +311,9 @@ def deliveries_fan_out(*, messages: list[Message]) -> int:
         }
         start = line[message.company_id]
         line[message.company_id] = start + spacing * len(subscribers)
-        lines.append(_Line(message, payload, subscribers, start))
+        outgoing.append(_Outgoing(message, payload, subscribers, start))
     if connection.vendor == "postgresql":
-        _insert_set_based(lines, spacing=spacing, now=now)
+        _insert_set_based(outgoing, spacing=spacing, now=now)
     else:
         WebhookDelivery.objects.bulk_create(
             [
@@ -331,17 +331,17 @@ def deliveries_fan_out(*, messages: list[Message]) -> int:
                     # the sender's wake-up goes out on commit; the dispatcher takes over if lost
                     dispatched_at=now,
                 )
-                for entry in lines
+                for entry in outgoing
                 for position, endpoint in enumerate(entry.subscribers)
             ],
             batch_size=1000,
             ignore_conflicts=True,
         )
-    return sum(len(entry.subscribers) for entry in lines)
+    return sum(len(entry.subscribers) for entry in outgoing)
 
 
 @dataclass(frozen=True)
-class _Line:
+class _Outgoing:
     """One message's deliveries: to ``subscribers``, the first standing at ``start``."""
 
     message: Message
@@ -363,7 +363,7 @@ _PER_MESSAGE = {
 }
 
 
-def _insert_set_based(lines: list[_Line], *, spacing: timedelta, now: datetime) -> None:
+def _insert_set_based(outgoing: list[_Outgoing], *, spacing: timedelta, now: datetime) -> None:
     """Every delivery of the batch in ONE ``INSERT ... SELECT`` over arrays (PostgreSQL).
 
     Two sets of arrays, sent in binary with the parameters bound on the server (no literal to
@@ -372,7 +372,7 @@ def _insert_set_based(lines: list[_Line], *, spacing: timedelta, now: datetime) 
     flag, message and position in the message's line, whose ``fair_at`` is the start plus the
     position times ``spacing``). Conflicts (a re-run) are skipped as ``bulk_create`` does.
     """
-    if not lines:
+    if not outgoing:
         return
     meta = WebhookDelivery._meta
     qn = connection.ops.quote_name
@@ -426,13 +426,13 @@ def _insert_set_based(lines: list[_Line], *, spacing: timedelta, now: datetime) 
         "ON CONFLICT DO NOTHING"
     )
     endpoint_ids, handoffs, numbers, positions = [], [], [], []
-    for number, entry in enumerate(lines, start=1):
+    for number, entry in enumerate(outgoing, start=1):
         for position, endpoint in enumerate(entry.subscribers):
             endpoint_ids.append(endpoint.pk)
             handoffs.append(is_handoff(endpoint, entry.message.events_id))
             numbers.append(number)
             positions.append(position)
-    messages = [entry.message for entry in lines]
+    messages = [entry.message for entry in outgoing]
     encoder = meta.get_field("payload").encoder
     params += [
         [m.company_id for m in messages],
@@ -440,8 +440,8 @@ def _insert_set_based(lines: list[_Line], *, spacing: timedelta, now: datetime) 
         [m.event_id for m in messages],
         [m.events_id for m in messages],
         [str(m.object_id) for m in messages],
-        [json.dumps(entry.payload, cls=encoder) for entry in lines],
-        [entry.start for entry in lines],
+        [json.dumps(entry.payload, cls=encoder) for entry in outgoing],
+        [entry.start for entry in outgoing],
         endpoint_ids,
         handoffs,
         numbers,
