@@ -540,9 +540,17 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 JOBTRAIL_WEBHOOK_RETENTION_DAYS = env.int("JOBTRAIL_WEBHOOK_RETENTION_DAYS", default=30)
 # Wake-ups to the worker are coalesced per process over this many seconds (config/outbox.py).
 JOBTRAIL_WAKEUP_WINDOW = env.float("JOBTRAIL_WAKEUP_WINDOW", default=0.02)
-# How much the Celery worker lowers its CPU priority (os.nice) at start: where web and worker
-# share cores and the web's latency matters most. 0 (the default) leaves it alone: a niced
-# worker also yields to everything else on the host (its webhook receivers, in `make bench`).
+# The Celery worker's CPU scheduling (config/celery_app.py): "idle" (the default) runs it, on
+# Linux, under SCHED_IDLE: it gets every cycle nothing else on the host wants, and an API
+# request waking up takes the core from it at once (a lower nice value does not: the kernel
+# still lets the running worker finish its slice). "normal" leaves the policy alone.
+JOBTRAIL_WORKER_CPU = env.str("JOBTRAIL_WORKER_CPU", default="idle")
+if JOBTRAIL_WORKER_CPU not in ("idle", "normal"):
+    raise ImproperlyConfigured(
+        f"JOBTRAIL_WORKER_CPU must be 'idle' or 'normal', not {JOBTRAIL_WORKER_CPU!r}."
+    )
+# How much the Celery worker lowers its nice value at start, under JOBTRAIL_WORKER_CPU=normal
+# (SCHED_IDLE has no nice levels). 0 (the default) leaves it alone.
 JOBTRAIL_WORKER_NICE = env.int("JOBTRAIL_WORKER_NICE", default=0)
 JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL = env.int("JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL", default=5)
 # Fairness between companies: the fan-out spaces one company's deliveries this many seconds
