@@ -48,10 +48,11 @@ Procfile's two processes under load) the relay's own wake-up waits behind them a
 event becomes a delivery: the rounds drain the backlog, then the relay runs, in waves. So on
 PostgreSQL a round relays new events itself: a feeder thread runs the relay's batch
 (``hooks.relay_batch``, SKIP LOCKED beside any relay task) every ``FEED_EVERY`` seconds, on its
-own connection, and the coordinator claims at once after it (at least ``TOP_UP``, however full
-the lanes are), so new deliveries never wait for the lanes' backlog to run low; those another
-process relayed, it looks for every ``JUMP_EVERY`` (the due ones standing before the lanes'
-last claim). (On SQLite, whose writers take turns, the relay task does it alone.)
+own connection, and right after each batch claims ``TOP_UP`` itself, on the same connection,
+however full the lanes are: new deliveries never wait for the lanes' backlog to run low, nor
+for the coordinator, whose thread may be recording a burst's outcomes. Those another process
+relayed, the coordinator looks for every ``JUMP_EVERY`` (the due ones standing before the
+lanes' last claim). (On SQLite, whose writers take turns, the relay task does it alone.)
 """
 
 import contextlib
@@ -104,9 +105,9 @@ FLUSH_EVERY = 0.05
 IDLE_CLAIM_EVERY = 0.2
 # The round's feeder thread looks for new job events to relay this often (PostgreSQL).
 FEED_EVERY = 0.05
-# When the feeder has relayed events while the lanes are full, the coordinator claims this many
-# at once (the new deliveries stand early on the fair_at clock: a quiet company's go before the
-# lanes' backlog instead of waiting for the lanes to run low); a small claim is a quick one.
+# After each batch it relays, the feeder claims this many at once, however full the lanes are (the
+# new deliveries stand early on the fair_at clock: a quiet company's go before the lanes'
+# backlog instead of waiting for the lanes to run low); a small claim is a quick one.
 TOP_UP = 16
 # While the lanes are full, the coordinator looks this often for due deliveries standing earlier
 # on the fair_at clock than the last one it holds (another process's relay made them, or a retry
@@ -705,7 +706,6 @@ class _Round:
         self.closing = False
         self.sent = 0
         self.stopping = threading.Event()  # set when the round ends: the feeder stops
-        self.fed = False  # the feeder relayed events since the last claim
         # the coordinator's own:
         self.last_flush = time.monotonic()
         self.next_claim = 0.0
@@ -802,10 +802,9 @@ class _Round:
         return max((lane[-1].delivery.fair_at for lane in self.lanes.values()), default=None)
 
     def claim(self) -> int | None:
-        """Claim more when the lanes run low, ``TOP_UP`` after the feeder relayed events, or (every
-        ``JUMP_EVERY`` while the lanes are full) up to ``TOP_UP`` standing earlier on the
-        ``fair_at`` clock than the lanes' last claim; how many, or None when it was not the
-        time."""
+        """Claim more when the lanes run low, or (every ``JUMP_EVERY`` while the lanes are full)
+        up to ``TOP_UP`` standing earlier on the ``fair_at`` clock than the lanes' last claim; how
+        many, or None when it was not the time. (After a relay the feeder claims itself.)"""
         now = time.monotonic()
         if now >= self.stop_at:
             return None
@@ -816,11 +815,10 @@ class _Round:
             slow = set(self.slow)
             freed, self.freed = self.freed, set()
             room = {e: PER_ENDPOINT - self.busy[e] - len(self.lanes.get(e, ())) for e in freed}
-            fed, self.fed = self.fed, False
         claimed: int | None = None
         low = queued < BATCH // 2
-        if (low and now >= self.next_claim) or fed:
-            want = BATCH - queued if low else TOP_UP
+        if low and now >= self.next_claim:
+            want = BATCH - queued
             claims = services.deliveries_claim_due(limit=want, skip_endpoints=slow)
             if len(claims) < want:
                 self.next_claim = now + IDLE_CLAIM_EVERY
@@ -909,14 +907,23 @@ class _Round:
                     while not self.stopping.is_set():
                         if not hooks.relay_batch():  # nothing (more) waiting for now
                             break
-                        with self.cond:
-                            self.fed = True  # new deliveries: claim them now
-                            self.cond.notify_all()
+                        self.claim_fresh()
                 except Exception:
-                    logger.exception("relaying from the sender round failed; the relay task will")
+                    logger.exception(
+                        "relaying or claiming from the sender round failed; the relay task will"
+                    )
                     connection.close()
         finally:
             connection.close()
+
+    def claim_fresh(self) -> None:
+        """Claim up to ``TOP_UP`` due deliveries now, however full the lanes are (the feeder,
+        right after a relay batch: its new deliveries stand early on the ``fair_at`` clock)."""
+        if time.monotonic() >= self.stop_at:
+            return
+        with self.cond:
+            slow = set(self.slow)
+        self.add(services.deliveries_claim_due(limit=TOP_UP, skip_endpoints=slow))
 
     def run(self) -> int:
         threads = _sender_threads(self.senders)
@@ -940,9 +947,9 @@ class _Round:
                     self.cond.wait(FLUSH_EVERY)
         finally:
             self.stopping.set()
-            self.finish(senders)
             if feeder is not None:
-                feeder.join()
+                feeder.join()  # what it claimed last is in the lanes: finish gives it back
+            self.finish(senders)
         return self.sent
 
     def finish(self, senders: list[Future[None]]) -> None:

@@ -21,7 +21,7 @@ from ops.models import Wakeup
 from tests.factories import CompanyFactory, JobFactory
 from tests.receiver import Receiver, Reply
 from tests.webhooks.helpers import deliveries, endpoint_for
-from webhooks import services, tasks
+from webhooks import sending, services, tasks
 from webhooks.models import WebhookDelivery
 from webhooks.sending import send_due
 
@@ -215,6 +215,49 @@ def test_a_long_round_relays_and_sends_new_events_itself(
     log = receiver.events
     assert log.index(("end", "/new", new.event_id)) < log.index(("end", "/slow", slow.event_id))
     assert "jobs.relay_events" in relay_woken  # its wake-up went out, and was not needed
+
+
+@pytest.mark.postgres
+def test_the_feeder_claims_what_it_relayed_while_the_coordinator_is_busy(
+    receiver: Receiver, wakeups: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feeder claims the deliveries of the events it relays itself: a coordinator held up
+    (recording a burst's outcomes, say) does not hold a new job change's webhook back."""
+    monkeypatch.setattr(outbox, "publish", lambda name, args=(): True)  # no relay task runs
+    receiver.path_replies["/slow"] = Reply(200, delay=3.0)
+    _deliveries_for(receiver.url + "/slow", 1)
+    company = CompanyFactory()
+    endpoint_for(company, receiver.url + "/new", ["jobs.create"])
+    held, claims = threading.Event(), []
+    coordinator_claim = sending._Round.claim
+
+    def claim(self: Any) -> int | None:
+        claims.append(threading.current_thread().name)
+        if len(claims) > 1:
+            held.wait(30)  # the coordinator is busy from its second look on
+        return coordinator_claim(self)
+
+    monkeypatch.setattr(sending._Round, "claim", claim)
+    sent: list[int] = []
+
+    def round_() -> None:
+        try:
+            sent.append(send_due(budget=30))
+        finally:
+            connection.close()
+
+    sender = threading.Thread(target=round_)
+    sender.start()
+    try:
+        receiver.wait_for(lambda requests: len(requests) == 1)  # the slow one is in flight
+        JobFactory(company=company)  # committed while the coordinator is held up
+        seen = receiver.wait_for(lambda requests: any(r.path == "/new" for r in requests), 10)
+        assert [r.path for r in seen] == ["/slow", "/new"]
+        assert len(claims) == 2  # the coordinator still waits in its second look
+    finally:
+        held.set()
+        sender.join(60)
+    assert sent == [2]
 
 
 def test_a_sender_out_of_time_queues_another_wake_up(
