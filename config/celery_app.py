@@ -60,18 +60,19 @@ def leave_the_worker_process_group(**kwargs: object) -> None:
 
 @celeryd_init.connect
 def yield_the_cpu_to_the_web(**kwargs: object) -> None:
-    """Give the worker the CPU only when the web (and anything else on the host) leaves it.
+    """Set the worker's CPU scheduling: ``JOBTRAIL_WORKER_CPU`` (``normal`` by default).
 
-    ``JOBTRAIL_WORKER_CPU=idle`` (the default) puts the worker under Linux's ``SCHED_IDLE``
-    policy; its pool processes and every thread they start inherit it. Measured with
-    ``make bench BENCH=noisy``: while the worker sends a 1,000-endpoint burst on the cores the
-    web shares, another company's ``POST /jobs/`` p99 went from 3x its value alone to about 1.3x
-    (a waking request preempts an idle-policy thread at once; nice 10 or 19 changed nothing,
-    the kernel lets the running worker thread finish its slice first). The worker still gets
-    every cycle nothing else wants, so alone it runs at full speed; under a web that keeps every
-    core busy it waits, and its work (webhooks, expiry) is delayed, never lost.
-    ``JOBTRAIL_WORKER_CPU=normal`` leaves the policy alone and applies ``JOBTRAIL_WORKER_NICE``
-    instead. Where the policy does not exist (not Linux) or may not be set, the worker logs it
+    ``idle`` puts the worker under Linux's ``SCHED_IDLE`` policy; its pool processes and every
+    thread they start inherit it. It gets every cycle nothing else on the host wants, and a web
+    request that wakes up takes the core from it at once (a higher nice value does not: the
+    kernel lets the running worker thread finish its slice first). Measured on 2 cores shared
+    with the web (README "Performance"): beside a 1,000-endpoint burst, another company's
+    ``POST /jobs/`` p99 went from about 3x its value alone to 1.2-1.4x (nice 10 or 19: no
+    change); at 200 job changes/s, where the web keeps the cores busy, the webhooks' commit ->
+    first attempt p99 rose (1.1-1.5 s -> 1.4-2.3 s on a machine busy with other work). So it
+    is a choice for hosts where the API's latency matters more than the webhooks', not the
+    default. Its work is delayed under load, never lost. Otherwise ``JOBTRAIL_WORKER_NICE``
+    applies. Where the policy does not exist (not Linux) or may not be set, the worker logs it
     and runs as it is.
     """
     from django.conf import settings

@@ -540,11 +540,13 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 JOBTRAIL_WEBHOOK_RETENTION_DAYS = env.int("JOBTRAIL_WEBHOOK_RETENTION_DAYS", default=30)
 # Wake-ups to the worker are coalesced per process over this many seconds (config/outbox.py).
 JOBTRAIL_WAKEUP_WINDOW = env.float("JOBTRAIL_WAKEUP_WINDOW", default=0.02)
-# The Celery worker's CPU scheduling (config/celery_app.py): "idle" (the default) runs it, on
-# Linux, under SCHED_IDLE: it gets every cycle nothing else on the host wants, and an API
-# request waking up takes the core from it at once (a lower nice value does not: the kernel
-# still lets the running worker finish its slice). "normal" leaves the policy alone.
-JOBTRAIL_WORKER_CPU = env.str("JOBTRAIL_WORKER_CPU", default="idle")
+# The Celery worker's CPU scheduling (config/celery_app.py): "normal" (the default) leaves it
+# alone; "idle" runs it, on Linux, under SCHED_IDLE: it gets every cycle nothing else on the host
+# wants, and an API request waking up takes the core from it at once (a higher nice value does
+# not do that: the kernel lets the running worker thread finish its slice). Measured on 2 shared
+# cores: the API's tail latency beside a webhook burst falls, the worker's own latency rises
+# when the web keeps the cores busy (README "Performance").
+JOBTRAIL_WORKER_CPU = env.str("JOBTRAIL_WORKER_CPU", default="normal")
 if JOBTRAIL_WORKER_CPU not in ("idle", "normal"):
     raise ImproperlyConfigured(
         f"JOBTRAIL_WORKER_CPU must be 'idle' or 'normal', not {JOBTRAIL_WORKER_CPU!r}."

@@ -192,10 +192,9 @@ def test_prefork_worker_stops_gracefully_on_sigterm(
     app_copy: Path, running: list[Output], target: str
 ) -> None:
     worker_args = ["worker", "--loglevel", "INFO", "--pool", "prefork", "--concurrency", "2"]
-    # one worker with the default CPU policy, the other with JOBTRAIL_WORKER_CPU=normal and a nice
-    cpu = (
-        {} if target == "group" else {"JOBTRAIL_WORKER_CPU": "normal", "JOBTRAIL_WORKER_NICE": "7"}
-    )
+    # one worker under JOBTRAIL_WORKER_CPU=idle, the other with the default policy and a nice
+    idle = target == "group"
+    cpu = {"JOBTRAIL_WORKER_CPU": "idle"} if idle else {"JOBTRAIL_WORKER_NICE": "7"}
     worker = start(
         [str(BIN / "celery"), "-A", "config", *worker_args, "--hostname", f"sigterm-{target}@%h"],
         app_copy,
@@ -208,13 +207,13 @@ def test_prefork_worker_stops_gracefully_on_sigterm(
     ours = os.getpriority(os.PRIO_PROCESS, 0)
     for pid in (worker.proc.pid, *map(int, pool)):
         threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-        if cpu:
-            # JOBTRAIL_WORKER_NICE: the worker and its pool lower their CPU priority by that much
-            assert os.sched_getscheduler(pid) == os.SCHED_OTHER
-            assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + 7, 19)
-        else:
-            # the default: the worker, its pool and every thread they run are SCHED_IDLE
+        if idle:
+            # the worker, its pool and every thread they run are SCHED_IDLE
             assert {os.sched_getscheduler(t) for t in threads} == {os.SCHED_IDLE}
+        else:
+            # JOBTRAIL_WORKER_NICE: the worker and its pool lower their CPU priority by that much
+            assert {os.sched_getscheduler(t) for t in threads} == {os.SCHED_OTHER}
+            assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + 7, 19)
 
     if target == "group":
         os.killpg(worker.proc.pid, signal.SIGTERM)
