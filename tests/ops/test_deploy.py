@@ -138,6 +138,24 @@ def test_a_visibility_timeout_shorter_than_a_countdown_refuses_to_start() -> Non
     assert "ImproperlyConfigured: JOBTRAIL_BROKER_VISIBILITY_TIMEOUT must exceed" in run.stderr
 
 
+def test_an_unknown_worker_cpu_policy_refuses_to_start() -> None:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "JOBTRAIL_WORKER_CPU": "batch",
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode != 0
+    assert "ImproperlyConfigured: JOBTRAIL_WORKER_CPU must be 'idle' or 'normal'" in run.stderr
+
+
 def test_the_units_share_one_metrics_folder_that_outlives_their_restarts() -> None:
     """README "Metrics": the web's /metrics adds up the worker's and beat's samples only if
     the three write to the same folder; a unit's restart must not empty it under the others."""
