@@ -119,41 +119,30 @@ def test_redis_visibility_timeout_outlasts_every_countdown() -> None:
     assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
 
 
-def test_a_visibility_timeout_shorter_than_a_countdown_refuses_to_start() -> None:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings_test",
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
-        "JOBTRAIL_BROKER_VISIBILITY_TIMEOUT": "500",
-    }
+def refused_setup(**env: str) -> str:
+    """Set Django up in a new process with ``env`` added; it must fail: what it wrote."""
     run = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", **env},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert run.returncode != 0
-    assert "ImproperlyConfigured: JOBTRAIL_BROKER_VISIBILITY_TIMEOUT must exceed" in run.stderr
+    return run.stderr
+
+
+def test_a_visibility_timeout_shorter_than_a_countdown_refuses_to_start() -> None:
+    stderr = refused_setup(
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0", JOBTRAIL_BROKER_VISIBILITY_TIMEOUT="500"
+    )
+    assert "ImproperlyConfigured: JOBTRAIL_BROKER_VISIBILITY_TIMEOUT must exceed" in stderr
 
 
 def test_an_unknown_worker_cpu_policy_refuses_to_start() -> None:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings_test",
-        "JOBTRAIL_WORKER_CPU": "batch",
-    }
-    run = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode != 0
-    assert "ImproperlyConfigured: JOBTRAIL_WORKER_CPU must be 'idle' or 'normal'" in run.stderr
+    stderr = refused_setup(JOBTRAIL_WORKER_CPU="batch")
+    assert "ImproperlyConfigured: JOBTRAIL_WORKER_CPU must be 'idle' or 'normal'" in stderr
 
 
 def test_the_units_share_one_metrics_folder_that_outlives_their_restarts() -> None:

@@ -179,6 +179,20 @@ def test_a_slow_endpoint_does_not_take_every_sender(
     assert WebhookDelivery.objects.filter(status="delivered").count() == 7
 
 
+def _round_in_a_thread(sent: list[int]) -> threading.Thread:
+    """A sender round (30 s budget) in a thread of its own; what it sent goes to ``sent``."""
+
+    def round_() -> None:
+        try:
+            sent.append(send_due(budget=30))
+        finally:
+            connection.close()
+
+    sender = threading.Thread(target=round_)
+    sender.start()
+    return sender
+
+
 @pytest.mark.postgres
 def test_a_long_round_relays_and_sends_new_events_itself(
     receiver: Receiver, wakeups: list[int], monkeypatch: pytest.MonkeyPatch
@@ -194,15 +208,7 @@ def test_a_long_round_relays_and_sends_new_events_itself(
     company = CompanyFactory()
     endpoint_for(company, receiver.url + "/new", ["jobs.create"])
     sent: list[int] = []
-
-    def round_() -> None:
-        try:
-            sent.append(send_due(budget=30))
-        finally:
-            connection.close()
-
-    sender = threading.Thread(target=round_)
-    sender.start()
+    sender = _round_in_a_thread(sent)
     receiver.wait_for(lambda requests: len(requests) == 1)  # the slow one is in flight
     job = JobFactory(company=company)  # committed while the round runs
     sender.join(60)
@@ -239,15 +245,7 @@ def test_the_feeder_claims_what_it_relayed_while_the_coordinator_is_busy(
 
     monkeypatch.setattr(sending._Round, "claim", claim)
     sent: list[int] = []
-
-    def round_() -> None:
-        try:
-            sent.append(send_due(budget=30))
-        finally:
-            connection.close()
-
-    sender = threading.Thread(target=round_)
-    sender.start()
+    sender = _round_in_a_thread(sent)
     try:
         receiver.wait_for(lambda requests: len(requests) == 1)  # the slow one is in flight
         JobFactory(company=company)  # committed while the coordinator is held up
