@@ -69,11 +69,11 @@ def yield_the_cpu_to_the_web(**kwargs: object) -> None:
     with the web (README "Performance"): beside a 1,000-endpoint burst, another company's
     ``POST /jobs/`` p99 went from about 3x its value alone to 1.2-1.4x (nice 10 or 19: no
     change); at 200 job changes/s, where the web keeps the cores busy, the webhooks' commit ->
-    first attempt p99 rose (1.1-1.5 s -> 1.4-2.3 s on a machine busy with other work). So it
-    is a choice for hosts where the API's latency matters more than the webhooks', not the
-    default. Its work is delayed under load, never lost. Otherwise ``JOBTRAIL_WORKER_NICE``
-    applies. Where the policy does not exist (not Linux) or may not be set, the worker logs it
-    and runs as it is.
+    first attempt p99 rose on a machine busy with other work (1.1-1.5 s -> 1.4-2.3 s), not in
+    a quieter spell (0.5-0.7 s either way). So it is a choice for hosts where the API's
+    latency matters more than the webhooks', not the default. Its work is delayed under load,
+    never lost. Otherwise ``JOBTRAIL_WORKER_NICE`` applies. Where the policy does not exist
+    (not Linux) or may not be set, the worker logs it and runs as it is.
     """
     from django.conf import settings
 
