@@ -65,15 +65,10 @@ def yield_the_cpu_to_the_web(**kwargs: object) -> None:
     ``idle`` puts the worker under Linux's ``SCHED_IDLE`` policy; its pool processes and every
     thread they start inherit it. It gets every cycle nothing else on the host wants, and a web
     request that wakes up takes the core from it at once (a higher nice value does not: the
-    kernel lets the running worker thread finish its slice first). Measured on 2 cores shared
-    with the web (README "Performance"): beside a 1,000-endpoint burst, another company's
-    ``POST /jobs/`` p99 went from about 3x its value alone to 1.2-1.4x (nice 10 or 19: no
-    change); at 200 job changes/s, where the web keeps the cores busy, the webhooks' commit ->
-    first attempt p99 rose on a machine busy with other work (1.1-1.5 s -> 1.4-2.3 s), not in
-    a quieter spell (0.5-0.7 s either way). So it is a choice for hosts where the API's
-    latency matters more than the webhooks', not the default. Its work is delayed under load,
-    never lost. Otherwise ``JOBTRAIL_WORKER_NICE`` applies. Where the policy does not exist
-    (not Linux) or may not be set, the worker logs it and runs as it is.
+    kernel lets the running worker thread finish its slice first). What it gains the API and
+    costs the webhooks on shared cores is measured in README "Performance"; its work is
+    delayed under load, never lost. Otherwise ``JOBTRAIL_WORKER_NICE`` applies. Where the
+    policy does not exist (not Linux) or may not be set, the worker logs it and runs as it is.
     """
     from django.conf import settings
 
