@@ -84,9 +84,36 @@ class Processes:
             proc.wait(timeout=timeout)
         _signal_group(proc.pid, signal.SIGKILL)  # children that outlived their leader
 
-    def stop_all(self, order: list[str] | None = None) -> None:
-        for name in [*(order or []), *list(self.procs)]:
-            self.stop(name)
+    def stop_together(
+        self, names: list[str], signals: dict[str, int] | None = None, timeout: float = 15
+    ) -> None:
+        """``stop`` for several processes at once (SIGTERM unless ``signals`` names another):
+        each is signalled, then all are waited for, so a teardown lasts as long as the slowest
+        process, not their sum."""
+        procs = {name: self.procs.pop(name) for name in names if name in self.procs}
+        for name, proc in procs.items():
+            _signal_group(proc.pid, (signals or {}).get(name, signal.SIGTERM))
+        deadline = time.monotonic() + timeout
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=timeout)
+            _signal_group(proc.pid, signal.SIGKILL)  # children that outlived their leader
+
+    def stop_all(self, last: list[str] | None = None) -> None:
+        """Stop every process together, then those in ``last`` (the broker the others use).
+
+        The test is over, so gunicorn (named "web") is killed: on SIGTERM it waits for every
+        kept-alive client connection to time out (2 s; each end-to-end test's teardown took
+        that much longer), and its quick shutdown (SIGINT) sometimes hung until the timeout.
+        Graceful stops are tested on their own (``tests/e2e/test_processes.py``).
+        """
+        last = [name for name in last or [] if name in self.procs]
+        first = [name for name in self.procs if name not in last]
+        self.stop_together(first, signals={"web": signal.SIGKILL})
+        self.stop_together(last)
 
     def dump_logs(self, names: list[str] | None = None, tail: int = 6000) -> str:
         names = names or sorted(p.stem for p in self.workdir.glob("*.log"))

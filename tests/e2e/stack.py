@@ -140,7 +140,7 @@ class Stack:
         self.processes.stop("worker")
 
     def stop(self) -> None:
-        self.processes.stop_all(order=["beat", "worker", "web", "redis"])
+        self.processes.stop_all(last=["redis"])
 
     def dump_logs(self) -> str:
         return self.processes.dump_logs(["web", "worker", "beat", "redis"], tail=4000)

@@ -197,7 +197,7 @@ def web(postgres: PrivatePostgres, request: pytest.FixtureRequest, tmp_path: Pat
         assert token.status_code == 200, token.text
         yield Web(port, token.json()["access"])
     finally:
-        proc.terminate()
+        proc.kill()  # the test is over; SIGTERM would wait out kept-alive clients (2 s)
         proc.wait(timeout=15)
         log.close()
         if (tmp_path / "web.log").exists() and request.node.rep_call.failed:  # type: ignore[attr-defined]

@@ -127,7 +127,7 @@ def web_server(
     try:
         yield start
     finally:
-        processes.stop_all(order=["web", "redis"])
+        processes.stop_all(last=["redis"])
         if call_failed(request):
             print(processes.dump_logs(["web", "redis"]))
 

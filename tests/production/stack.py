@@ -395,7 +395,7 @@ class ProductionStack:
         return self
 
     def stop(self) -> None:
-        self.processes.stop_all(order=["beat", "worker", "web", self.broker.name])
+        self.processes.stop_all(last=[self.broker.name])
 
     def log(self, name: str) -> str:
         return self.processes.log(name)
