@@ -928,23 +928,10 @@ def _redeliver(deliveries: Any) -> int:
     return len(ids)
 
 
-def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
-    """Send one delivery again now (recorded as a manual attempt)."""
-    delivery.refresh_from_db(fields=["status"])
-    if delivery.status == DeliveryStatus.PENDING:
-        raise DeliveryInProgress(
-            "This delivery is still pending (retried on its schedule); redeliver it once it "
-            "is delivered or failed."
-        )
-    _redeliver(WebhookDelivery.objects.filter(pk=delivery.pk))
-    delivery.refresh_from_db()
-    return delivery
-
-
 def delivery_send_now(*, delivery: WebhookDelivery) -> str:
     """Staff: attempt a delivery now, whatever its state; what was done: "redelivered" or "due now".
 
-    A delivered or failed delivery gets one manual attempt (as ``delivery_redeliver``). One still
+    A delivered or failed delivery gets one manual attempt (``_redeliver``). One still
     retrying is made due now: its next scheduled attempt happens now, counted as such, so if it
     fails the schedule carries on from there (its attempt count is kept, not reset). One being
     sent right now is left to that attempt (``DeliveryInProgress``).

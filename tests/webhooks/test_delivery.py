@@ -167,7 +167,7 @@ def test_response_body_is_cut_to_16_kib(receiver: Receiver) -> None:
 
 def test_manual_redelivery_is_recorded_as_manual(receiver: Receiver) -> None:
     delivery = _send(_one_delivery(receiver))
-    services.delivery_redeliver(delivery=delivery)
+    assert services.delivery_send_now(delivery=delivery) == "redelivered"
     delivery = _send(delivery)
     attempts = list(delivery.attempt_log.order_by("number"))
     assert [(a.number, a.trigger) for a in attempts] == [(1, "scheduled"), (2, "manual")]
@@ -179,7 +179,7 @@ def test_failed_manual_redelivery_makes_one_attempt(receiver: Receiver) -> None:
     receiver.default = Reply(500)
     delivery = _one_delivery(receiver)
     WebhookDelivery.objects.filter(pk=delivery.pk).update(status="failed")
-    services.delivery_redeliver(delivery=delivery)
+    assert services.delivery_send_now(delivery=delivery) == "redelivered"
     delivery = _send(delivery)
     assert delivery.status == "failed"
     assert delivery.attempt_log.get().trigger == "manual"
@@ -226,16 +226,6 @@ def test_endpoint_disabled_by_410_abandons_its_pending_deliveries(receiver: Rece
     delivery = _send(delivery)
     assert delivery.status == "failed" and "410" in delivery.last_error
     assert receiver.requests == []
-
-
-def test_a_pending_delivery_cannot_be_redelivered(receiver: Receiver) -> None:
-    receiver.default = Reply(503)
-    delivery = _send(_one_delivery(receiver))
-    assert delivery.status == "pending"
-    with pytest.raises(services.DeliveryInProgress):
-        services.delivery_redeliver(delivery=delivery)
-    delivery.refresh_from_db()
-    assert delivery.next_trigger == "scheduled"
 
 
 def test_an_attempt_that_outlived_its_lease_does_not_overwrite_newer_state(
