@@ -5,9 +5,11 @@ import select
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from config import outbox
 
@@ -151,3 +153,31 @@ def test_a_wake_up_the_broker_refused_does_not_count_as_outstanding(
     monkeypatch.setattr(outbox, "publish", lambda name, args=(): True)
     assert outbox.publish_wakeup("webhooks.send_due_deliveries") is True
     assert outbox.publish_wakeup("webhooks.send_due_deliveries") is False  # outstanding now
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("lost", [False, True], ids=["none-outstanding", "one-presumed-lost"])
+def test_of_two_processes_deciding_at_once_only_one_publishes(
+    monkeypatch: pytest.MonkeyPatch, lost: bool
+) -> None:
+    """Both read the row and decide to publish; the second's compare-and-set finds the row
+    changed by the first and publishes nothing (the row stays as the first left it)."""
+    from ops.models import Wakeup
+
+    task = "webhooks.send_due_deliveries"
+    before = timezone.now() - timedelta(hours=2) if lost else None  # lost: past every wait
+    Wakeup.objects.update_or_create(
+        task=task, defaults={"pending_since": before, "unanswered": 1 if lost else 0}
+    )
+    published: list[str] = []
+    monkeypatch.setattr(outbox, "publish", lambda name, args=(): published.append(name) or True)
+    read = outbox._wakeup_row
+    stale = read(task)  # what the second process read before the first one published
+    assert outbox.publish_wakeup(task, resend_lost=True) is True
+    first = Wakeup.objects.get(task=task)
+    monkeypatch.setattr(outbox, "_wakeup_row", lambda name: stale)
+    assert outbox.publish_wakeup(task, resend_lost=True) is False
+    assert published == [task]
+    after = Wakeup.objects.get(task=task)
+    assert (after.pending_since, after.unanswered) == (first.pending_since, first.unanswered)
+    assert after.unanswered == (2 if lost else 1)
