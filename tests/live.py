@@ -40,6 +40,10 @@ def call_failed(request: Any) -> bool:
     return bool(report is not None and report.failed)
 
 
+# How long a test's processes get to stop at its teardown before they are killed.
+TEARDOWN_GRACE = 3.0
+
+
 class Processes:
     """Named child processes, each in its own session and logging to ``workdir/<name>.log``.
 
@@ -108,12 +112,14 @@ class Processes:
         The test is over, so gunicorn (named "web") is killed: on SIGTERM it waits for every
         kept-alive client connection to time out (2 s; each end-to-end test's teardown took
         that much longer), and its quick shutdown (SIGINT) sometimes hung until the timeout.
-        Graceful stops are tested on their own (``tests/e2e/test_processes.py``).
+        The others get ``TEARDOWN_GRACE`` seconds to stop, then SIGKILL (a RabbitMQ node took
+        15 s). Graceful stops are tested on their own (``tests/e2e/test_processes.py``, the
+        production suite's worker and broker restarts).
         """
         last = [name for name in last or [] if name in self.procs]
         first = [name for name in self.procs if name not in last]
-        self.stop_together(first, signals={"web": signal.SIGKILL})
-        self.stop_together(last)
+        self.stop_together(first, signals={"web": signal.SIGKILL}, timeout=TEARDOWN_GRACE)
+        self.stop_together(last, timeout=TEARDOWN_GRACE)
 
     def dump_logs(self, names: list[str] | None = None, tail: int = 6000) -> str:
         names = names or sorted(p.stem for p in self.workdir.glob("*.log"))
