@@ -526,10 +526,11 @@ def write_requests(workdir: Path, lines: list[tuple[str, str, str]]) -> Path:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def cpu_seconds(port: int, db_prefix: str) -> dict[str, float]:
-    """CPU seconds so far of the gunicorn serving ``port`` and of the PostgreSQL backends
-    connected to a ``db_prefix`` database (their process titles name the database)."""
-    totals = {"app": 0.0, "postgres": 0.0}
+def cpu_seconds(port: int, db_prefix: str) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of each process of the gunicorn serving ``port`` ("app") and of each
+    PostgreSQL backend connected to a ``db_prefix`` database ("postgres"; their process titles
+    name the database), by pid."""
+    found: dict[int, tuple[str, float]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -548,8 +549,22 @@ def cpu_seconds(port: int, db_prefix: str) -> dict[str, float]:
             else None
         )
         if group:
-            totals[group] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return totals
+            found[int(entry.name)] = (group, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return found
+
+
+def cpu_used(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds used between two ``cpu_seconds`` readings, per group: each process's own
+    difference (a process started meanwhile counts from zero). A process that exited meanwhile,
+    such as a backend whose connection reached its CONN_MAX_AGE, is missing from ``after``:
+    subtracting its whole past from a group total made whole runs come out negative."""
+    used = {"app": 0.0, "postgres": 0.0}
+    for pid, (group, seconds) in after.items():
+        earlier = before.get(pid)
+        used[group] += seconds - (earlier[1] if earlier and earlier[0] == group else 0.0)
+    return used
 
 
 def wrk(url: str, token: str, requests_file: Path, duration: float, connections: int) -> WrkResult:
@@ -580,6 +595,7 @@ def wrk(url: str, token: str, requests_file: Path, duration: float, connections:
         check=True,
     ).stdout
     after, children_after = cpu_seconds(port, prefix), os.times()
+    used = cpu_used(before, after)
     line = next((ln for ln in out.splitlines() if ln.startswith("WRK_JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no summary:\n{out}")
@@ -595,7 +611,7 @@ def wrk(url: str, token: str, requests_file: Path, duration: float, connections:
         wraps=data["wraps"],
         error_kinds={k: data[k] for k in kinds if data[k]},
         cpu_ms={
-            **{k: 1000 * (after[k] - before[k]) / max(1, data["requests"]) for k in after},
+            **{k: 1000 * seconds / max(1, data["requests"]) for k, seconds in used.items()},
             "wrk": 1000
             * (
                 children_after.children_user
