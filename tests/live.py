@@ -77,16 +77,7 @@ class Processes:
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         """Send ``sig`` to the process group and wait for it (SIGKILL once ``timeout`` passes)."""
-        proc = self.procs.pop(name, None)
-        if proc is None:
-            return
-        _signal_group(proc.pid, sig)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
-        _signal_group(proc.pid, signal.SIGKILL)  # children that outlived their leader
+        self.stop_together([name], {name: sig}, timeout)
 
     def stop_together(
         self, names: list[str], signals: dict[str, int] | None = None, timeout: float = 15
