@@ -24,6 +24,11 @@ Every webhook run prints delivered / lost / duplicate counts (by webhook-id at t
 BENCH_RAW=1 also writes noisy's raw series (B's requests with their POST and webhook latencies,
 A's requests, every A arrival) to noisy-raw-<phase>-<round>.json beside the results, to see
 when B's tail happens; BENCH_KEEP_DB=1 leaves the last database for SQL afterwards.
+BENCH_NOISY_A_RECEIVER=idle sends A's webhooks to a second receiver running under Linux's
+SCHED_IDLE (A's 1,000 endpoints stand for other machines: their CPU is then not taken from the
+2 cores under test; B's receiver stays at normal priority). BENCH_APP_ENV="NAME=value ..."
+passes settings to the application under test (e.g. JOBTRAIL_WORKER_CPU=idle); the harness
+otherwise gives it only its own settings.
 Needs PostgreSQL on 127.0.0.1:5432 (databases <BENCH_DB_PREFIX>* are created and dropped
 here), Redis (BENCH_REDIS_URL, default db 9, flushed) and wrk (`apt-get install wrk`).
 Timing lives here, never in a test's assertion.
@@ -117,6 +122,12 @@ class Config:
         self.noisy_rate_a = float(os.environ.get("BENCH_NOISY_RATE_A") or 0.5)
         self.noisy_rate_b = float(os.environ.get("BENCH_NOISY_RATE_B") or (5 if q else 10))
         self.noisy_rounds = _env_int("BENCH_NOISY_ROUNDS", 2, 1, q)
+        self.noisy_a_receiver = os.environ.get("BENCH_NOISY_A_RECEIVER") or "shared"
+        if self.noisy_a_receiver not in ("shared", "idle"):
+            raise SystemExit("BENCH_NOISY_A_RECEIVER: 'shared' or 'idle'")
+        self.app_settings = dict(
+            item.split("=", 1) for item in shlex.split(os.environ.get("BENCH_APP_ENV") or "")
+        )
         # how long a run waits for the last webhooks (while the receiver still gets something)
         self.webhook_wait = _env_int("BENCH_WEBHOOK_WAIT", 1200, 120, q)
 
@@ -272,6 +283,7 @@ class Bench:
         self.web_port = free_port()
         self.ceiling_port = free_port()
         self.receiver_port = free_port()
+        self.receiver_a_port = free_port()
         self.commands = procfile()
 
     # environment and databases
@@ -297,6 +309,7 @@ class Bench:
             PYTHONUNBUFFERED="1",
             PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         )
+        env.update(self.config.app_settings)
         return env
 
     def pg_admin(self, *statements: str) -> None:
@@ -345,8 +358,12 @@ class Bench:
         import redis
 
         redis.Redis.from_url(self.config.redis).flushdb()
-        if self.procs.alive("receiver"):
-            http_json("POST", f"{self.receiver_url}/_reset")
+        self.reset_receivers()
+
+    def reset_receivers(self) -> None:
+        for name, url in (("receiver", self.receiver_url), ("receiver-a", self.receiver_a_url)):
+            if self.procs.alive(name):
+                http_json("POST", f"{url}/_reset")
 
     # processes
 
@@ -413,6 +430,21 @@ class Bench:
             {**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         wait_until(lambda: "listening" in self.procs.log("receiver"), 30, "the receiver")
+        if self.config.noisy_a_receiver == "idle":
+            argv = [sys.executable, str(BENCH_DIR / "receiver.py")]
+            self.procs.start(
+                "receiver-a",
+                ["chrt", "--idle", "0", *argv, "--port", str(self.receiver_a_port)],
+                {**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            wait_until(lambda: "listening" in self.procs.log("receiver-a"), 30, "A's receiver")
+
+    @property
+    def receiver_a_url(self) -> str:
+        """Where the noisy neighbour's company A gets its webhooks."""
+        if self.config.noisy_a_receiver == "idle":
+            return f"http://127.0.0.1:{self.receiver_a_port}"
+        return self.receiver_url
 
     @property
     def web_url(self) -> str:
@@ -805,8 +837,8 @@ def scenario_http(bench: Bench) -> dict[str, Any]:
 # --- the receiver's view of a run -----------------------------------------------------------------
 
 
-def receiver_records(bench: Bench, prefix: str) -> list[dict[str, Any]]:
-    return list(http_json("GET", f"{bench.receiver_url}/_records?prefix={prefix}"))
+def receiver_records(bench: Bench, prefix: str, *, url: str | None = None) -> list[dict[str, Any]]:
+    return list(http_json("GET", f"{url or bench.receiver_url}/_records?prefix={prefix}"))
 
 
 def delivery_counts(records: list[dict[str, Any]], expected: int) -> dict[str, int]:
@@ -1093,13 +1125,13 @@ def _noisy_phase(bench: Bench, phase: str, number: int) -> dict[str, Any]:
     bench.reset()
     a = api_client("Bench Noisy A")
     b = api_client("Bench Noisy B")
-    subscribe(a.company, [f"{bench.receiver_url}/a/{i}" for i in range(c.noisy_endpoints)], ["*"])
+    subscribe(a.company, [f"{bench.receiver_a_url}/a/{i}" for i in range(c.noisy_endpoints)], ["*"])
     subscribe(b.company, [f"{bench.receiver_url}/b/0"], ["jobs.create"])
     bench.start_web()
     bench.start_worker()
     warm = open_loop(bench.web_url, b.token, 5, 1)
     wait_for_deliveries(bench, "/b/", len(warm), stall=10, limit=30)
-    http_json("POST", f"{bench.receiver_url}/_reset")
+    bench.reset_receivers()
     log(
         f"noisy neighbour round {number + 1}, {phase}: B posts {c.noisy_rate_b}/s for "
         f"{c.noisy_duration} s"
@@ -1123,7 +1155,7 @@ def _noisy_phase(bench: Bench, phase: str, number: int) -> dict[str, Any]:
         bench, "/b/", expected, stall=c.webhook_stall, limit=c.webhook_wait
     )
     latencies, missing = webhook_latencies(records, b_sent)
-    a_all = receiver_records(bench, "/a/") if phase == "with_a" else []
+    a_all = receiver_records(bench, "/a/", url=bench.receiver_a_url) if phase == "with_a" else []
     if os.environ.get("BENCH_RAW"):
         raw = {
             "b": [
@@ -1197,7 +1229,9 @@ def scenario_noisy(bench: Bench) -> dict[str, Any]:
         "POST /jobs/ at "
         f"{c.noisy_rate_a}/s; company B: 1 endpoint, POST /jobs/ at {c.noisy_rate_b}/s for "
         f"{c.noisy_duration} s; B alone and beside A alternated {c.noisy_rounds} times (fresh "
-        "database each), percentiles over the rounds' samples pooled",
+        "database each), percentiles over the rounds' samples pooled"
+        + (", A's webhooks to a receiver under SCHED_IDLE" if c.noisy_a_receiver == "idle" else "")
+        + "".join(f", app {k}={v}" for k, v in sorted(c.app_settings.items())),
         "post_p99_ratio": ratio(noisy["post_p99_ms"], alone["post_p99_ms"]),
         "webhook_p99_ratio": ratio(noisy["webhook_p99_s"], alone["webhook_p99_s"]),
         **phases,
