@@ -350,6 +350,8 @@ class Bench:
 
         for name in ("web", "worker", "beat"):
             self.procs.stop(name)
+        if "config.outbox" in sys.modules:  # this process's own wake-up thread (expiry runs)
+            sys.modules["config.outbox"].stop_waker()
         connections.close_all()
         self.pg_admin(
             f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)',

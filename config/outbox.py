@@ -208,7 +208,8 @@ class Waker:
                 self._pending.clear()
             for task_name, args in keys:
                 _publish_from_thread(task_name, args)
-            time.sleep(self.window)
+            with self._cond:  # the window (cut short by stop: what waits is sent at once)
+                self._cond.wait_for(lambda: self._stopping, timeout=self.window)
 
 
 _waker: Waker | None = None
@@ -222,6 +223,20 @@ def _forget_waker() -> None:  # a forked child starts its own thread (and lock) 
 
 
 os.register_at_fork(after_in_child=_forget_waker)
+
+
+def stop_waker() -> None:
+    """Send this process's pending wake-ups and end its wake-up thread, closing that thread's
+    database connection; the next ``wake`` starts a new thread.
+
+    For a process about to drop or replace its database (the bench between runs), whose
+    thread would otherwise keep a connection to the old one.
+    """
+    global _waker
+    with _waker_lock:
+        waker, _waker = _waker, None
+    if waker is not None:
+        waker.stop()
 
 
 def wake(task_name: str, args: Sequence[Any] = ()) -> None:

@@ -76,6 +76,26 @@ def test_with_no_window_the_committing_thread_publishes_itself(
     assert sent == [("jobs.relay_events", ())]  # already sent, by this thread
 
 
+def test_stop_waker_sends_what_is_pending_and_the_next_wake_starts_a_new_thread(
+    sent: list[tuple[str, tuple[Any, ...]]], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.JOBTRAIL_WAKEUP_WINDOW = 30  # longer than stop's wait: only stop_waker sends it
+    monkeypatch.setattr(outbox, "_waker", None)
+    outbox.wake("jobs.relay_events")
+    assert wait_for(lambda: len(sent) == 1)  # the first one at once
+    thread = outbox._waker._thread  # type: ignore[union-attr]
+    outbox.wake("reports.build", ["a"])  # inside the window: waits for it
+
+    outbox.stop_waker()
+
+    assert sent == [("jobs.relay_events", ()), ("reports.build", ("a",))]
+    assert thread is not None and not thread.is_alive()
+    assert outbox._waker is None
+    outbox.wake("jobs.relay_events")  # a new thread, sending at once
+    assert wait_for(lambda: len(sent) == 3)
+    outbox.stop_waker()
+
+
 def test_a_forked_child_sends_its_own_wake_ups(
     sent: list[tuple[str, tuple[Any, ...]]], settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
