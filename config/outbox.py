@@ -70,6 +70,7 @@ ONE_OUTSTANDING = frozenset({"jobs.relay_events", "webhooks.send_due_deliveries"
 # worker leaves a handful of wake-ups in the broker after hours, not one per sweep.
 WAKEUP_LOST_AFTER = timedelta(seconds=60)
 WAKEUP_LOST_MAX = timedelta(hours=1)
+_MAX_DOUBLINGS = 16  # WAKEUP_LOST_AFTER * 2**16 is far past WAKEUP_LOST_MAX
 
 
 _WAKEUP_SELECT: tuple[Any, str] | None = None
@@ -116,7 +117,9 @@ def publish_wakeup(task_name: str, *, resend_lost: bool = False) -> bool:
     if state is None:  # the task's first wake-up ever
         state, _ = Wakeup.objects.get_or_create(task=task_name)
     if state.pending_since is not None:
-        wait = min(WAKEUP_LOST_AFTER * 2 ** max(state.unanswered - 1, 0), WAKEUP_LOST_MAX)
+        # the exponent is capped first: 2**41 minutes overflows a timedelta (~36 h unanswered)
+        doublings = min(max(state.unanswered - 1, 0), _MAX_DOUBLINGS)
+        wait = min(WAKEUP_LOST_AFTER * 2**doublings, WAKEUP_LOST_MAX)
         if not resend_lost or state.pending_since > now - wait:
             return False
     won = Wakeup.objects.filter(

@@ -39,7 +39,9 @@ later ones however many endpoints the burst spans), within each endpoint's cap o
 big backlog for one endpoint does not starve another. An endpoint whose attempt runs longer
 than ``SLOW_AFTER`` is slow: it gets at most ``PER_ENDPOINT`` threads, its waiting deliveries
 are given back unsent, and it is claimed for separately, only as its threads come free. A
-hanging receiver therefore holds ``PER_ENDPOINT`` threads per process; the others keep sending.
+hanging receiver therefore holds ``PER_ENDPOINT`` threads per process, and slow endpoints
+together never more than three quarters of them; the others keep sending. An endpoint that has
+not answered quickly in this round yet gets a quarter of the threads.
 The process remembers a slow endpoint for ``SLOW_REMEMBERED`` seconds, so a new round does not
 give it every thread again before it proves slow once more.
 
@@ -583,13 +585,20 @@ def _interrupted(started_at: Any, started: float, exc: BaseException) -> Attempt
 
 
 def _record(outcomes: list[tuple[Claim, AttemptResult]]) -> None:
+    """Record a batch of outcomes; if the batch fails, each one alone (one outcome the database
+    refuses must not undo the others: their deliveries would be sent again)."""
     try:
         services.deliveries_record_attempts(outcomes)
+        return
     except Exception:
-        logger.exception(
-            "%d webhook attempts not recorded; their deliveries are retried when their leases end",
-            len(outcomes),
-        )
+        if len(outcomes) == 1:
+            logger.exception(
+                "webhook attempt not recorded; its delivery is retried when its lease ends"
+            )
+            return
+        logger.exception("%d webhook attempts not recorded together; one by one", len(outcomes))
+    for outcome in outcomes:
+        _record([outcome])
 
 
 def _settle_inactive(claims: list[Claim]) -> list[Claim]:
@@ -715,15 +724,24 @@ class _Round:
     # --- the sender threads -------------------------------------------------------------------
 
     def cap(self, endpoint: Any) -> int:
-        """How many threads an endpoint may have: half of them until it proves slow or quick
-        (each worker process learns on its own: never every thread of every process on an
-        endpoint nobody has heard from), all of them once quick and alone, PER_ENDPOINT once
-        slow."""
+        """How many threads an endpoint may have: a quarter of them until it proves quick (each
+        worker process learns on its own: never every thread of every process on an endpoint
+        nobody has heard from; two new endpoints that hang hold half of them, not all), half
+        once quick beside others, all of them once quick and alone, PER_ENDPOINT once slow."""
         if endpoint in self.slow:
             return PER_ENDPOINT
-        if len(self.lanes) > 1 or endpoint not in self.quick:
+        if endpoint not in self.quick:
+            return max(PER_ENDPOINT, self.senders // 4)
+        if len(self.lanes) > 1:
             return max(PER_ENDPOINT, self.senders // 2)
         return self.senders
+
+    def slow_full(self) -> bool:
+        """Whether slow endpoints together hold every thread they may (all but a quarter, kept
+        for the others: several hanging receivers at PER_ENDPOINT each could otherwise hold
+        every thread); with ``cond`` held."""
+        held = sum(self.busy[endpoint] for endpoint in self.slow)
+        return held >= max(1, self.senders - max(1, self.senders // 4))
 
     def _take(self) -> Claim | None:
         """The next claim to send (the earliest lane head on the ``fair_at`` clock whose endpoint
@@ -734,7 +752,9 @@ class _Round:
         while heads:
             head = heapq.heappop(heads)
             endpoint = head[2]
-            if self.busy[endpoint] >= self.cap(endpoint):
+            if self.busy[endpoint] >= self.cap(endpoint) or (
+                endpoint in self.slow and self.slow_full()
+            ):
                 full.append(head)
                 continue
             lane = self.lanes[endpoint]
@@ -871,7 +891,12 @@ class _Round:
                 if now - sending.started >= SLOW_AFTER:
                     self.slow.add(sending.claim.endpoint.pk)
                     _remember_slow(sending.claim.endpoint.pk, True)
-            waiting = [e for e in self.lanes if e in self.slow and self.busy[e] >= PER_ENDPOINT]
+            pool_full = self.slow_full()
+            waiting = [
+                e
+                for e in self.lanes
+                if e in self.slow and (pool_full or self.busy[e] >= PER_ENDPOINT)
+            ]
             late, self.late = self.late, []
             for endpoint in waiting:  # a slow endpoint's backlog waits in the table, not here
                 late.extend(self.lanes.pop(endpoint))

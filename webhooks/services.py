@@ -7,7 +7,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -716,6 +716,40 @@ METRIC_OUTCOMES = {
 }
 
 
+def _storable(result: AttemptResult) -> AttemptResult:
+    """``result`` with the NUL characters a receiver sent replaced: PostgreSQL refuses them
+    in text and jsonb, and one refused row would roll back the whole batch's outcomes."""
+    headers = (result.request_headers, result.response_headers)
+    texts = [result.response_body, result.error]
+    texts += [part for pairs in headers for pair in pairs.items() for part in pair]
+    if not any("\x00" in text for text in texts):
+        return result
+
+    def clean(text: str) -> str:
+        return text.replace("\x00", "\ufffd")
+
+    return replace(
+        result,
+        response_body=clean(result.response_body),
+        error=clean(result.error),
+        request_headers={clean(k): clean(v) for k, v in result.request_headers.items()},
+        response_headers={clean(k): clean(v) for k, v in result.response_headers.items()},
+    )
+
+
+def _still_there(pks: set[Any]) -> set[Any]:
+    """Of deliveries no longer held by their claim, those that still exist (locked against a
+    delete until the transaction ends). An endpoint deleted while its delivery was being sent
+    takes the delivery with it: its attempt cannot be logged, and the batch's others must."""
+    if not pks:
+        return set()
+    rows = WebhookDelivery.objects.filter(pk__in=among(WebhookDelivery, list(pks)))
+    found = set(rows.select_for_update(no_key=True).values_list("pk", flat=True))
+    for pk in pks - found:
+        logger.info("delivery %s was deleted while it was sent; its attempt is not logged", pk)
+    return found
+
+
 @transaction.atomic
 def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) -> None:
     """Log the attempts and decide each delivery's fate, in a few queries for the whole batch.
@@ -729,6 +763,13 @@ def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) 
     if not outcomes:
         return
     now = timezone.now()
+    outcomes = [(claim, _storable(result)) for claim, result in outcomes]
+    mine = leases.held(
+        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING),
+        {claim.delivery.pk: claim.lease_until for claim, _ in outcomes},
+        lock=True,
+    )
+    existing = mine | _still_there({claim.delivery.pk for claim, _ in outcomes} - mine)
     insert_many(
         WebhookAttempt,
         [
@@ -746,12 +787,8 @@ def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) 
                 "response_headers": result.response_headers,
             }
             for claim, result in outcomes
+            if claim.delivery.pk in existing
         ],
-    )
-    mine = leases.held(
-        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING),
-        {claim.delivery.pk: claim.lease_until for claim, _ in outcomes},
-        lock=True,
     )
     groups: dict[tuple[tuple[str, Any], ...], list[Any]] = {}
     gone: set[Any] = set()
@@ -914,7 +951,10 @@ def _redeliver(deliveries: Any) -> int:
     """Queue one manual attempt for each finished (delivered or failed) delivery."""
     now = timezone.now()
     with transaction.atomic():
-        ids = list(deliveries.exclude(status=DeliveryStatus.PENDING).values_list("pk", flat=True))
+        # locked, and re-checked at the lock: a delivery another redelivery made pending (and
+        # a sender may hold) meanwhile is left alone, its lease with it
+        finished = deliveries.exclude(status=DeliveryStatus.PENDING).select_for_update()
+        ids = list(finished.values_list("pk", flat=True))
         WebhookDelivery.objects.filter(pk__in=ids).update(
             status=DeliveryStatus.PENDING,
             next_attempt_at=now,

@@ -201,3 +201,24 @@ def test_of_two_processes_deciding_at_once_only_one_publishes(
     after = Wakeup.objects.get(task=task)
     assert (after.pending_since, after.unanswered) == (first.pending_since, first.unanswered)
     assert after.unanswered == (2 if lost else 1)
+
+
+@pytest.mark.django_db
+def test_a_wake_up_unanswered_for_days_is_resent_by_the_sweep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wait before a wake-up is presumed lost doubles per unanswered one, up to an hour;
+    after ~36 hours unanswered (42 sweeps) the doubling must not overflow."""
+    from ops.models import Wakeup
+
+    task = "jobs.relay_events"
+    Wakeup.objects.update_or_create(
+        task=task,
+        defaults={"pending_since": timezone.now() - timedelta(hours=2), "unanswered": 42},
+    )
+    published: list[str] = []
+    monkeypatch.setattr(outbox, "publish", lambda name, args=(): published.append(name) or True)
+
+    assert outbox.publish_wakeup(task, resend_lost=True) is True
+    assert published == [task]
+    assert Wakeup.objects.get(task=task).unanswered == 43

@@ -2,6 +2,7 @@
 sender's query budget (a batch costs a few queries, not a few per delivery)."""
 
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -13,8 +14,8 @@ from django.utils import timezone
 from config import leases
 from tests.factories import CompanyFactory, JobFactory
 from tests.webhooks.helpers import deliveries, endpoint_for
-from webhooks import services
-from webhooks.models import WebhookAttempt, WebhookDelivery
+from webhooks import sending, services
+from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -108,3 +109,113 @@ def test_concurrent_claimers_take_disjoint_rows_without_waiting() -> None:
     every = [pk for batch in taken for pk in batch] + mine
     assert len(every) == len(set(every)) == 30  # disjoint, nobody waited for the held rows
     assert len(taken) == 3
+
+
+def _two_companies_claimed() -> list[services.Claim]:
+    """One due delivery for each of two companies' endpoints, both claimed."""
+    for name in ("a", "b"):
+        company = CompanyFactory()
+        endpoint_for(company, f"http://127.0.0.1:9/{name}", ["jobs.create"])
+        JobFactory(company=company)
+    deliveries()
+    claims = services.deliveries_claim_due(limit=10)
+    assert len(claims) == 2
+    return sorted(claims, key=lambda c: c.endpoint.url)
+
+
+def _ok() -> services.AttemptResult:
+    return services.AttemptResult(started_at=timezone.now(), duration_ms=3, status_code=200)
+
+
+def test_nul_characters_a_receiver_sends_are_stored_replaced_beside_the_batchs_others() -> None:
+    """PostgreSQL refuses NUL in text and jsonb: kept, one answer would undo the whole batch
+    (the others' deliveries sent again, its own one re-sent for ever)."""
+    bad, good = _two_companies_claimed()
+    answer = services.AttemptResult(
+        started_at=timezone.now(),
+        duration_ms=3,
+        status_code=500,
+        response_body="a\x00b",
+        error="bad\x00line",
+        response_headers={"X-Odd": "x\x00y"},
+    )
+
+    sending._record([(bad, answer), (good, _ok())])
+
+    assert WebhookDelivery.objects.get(pk=good.delivery.pk).status == DeliveryStatus.DELIVERED
+    retried = WebhookDelivery.objects.get(pk=bad.delivery.pk)
+    assert retried.status == DeliveryStatus.PENDING and retried.locked_until is None
+    assert retried.last_error == "bad\ufffdline"
+    logged = WebhookAttempt.objects.get(delivery_id=bad.delivery.pk)
+    assert (logged.response_body, logged.response_headers) == ("a\ufffdb", {"X-Odd": "x\ufffdy"})
+
+
+def test_a_delivery_deleted_with_its_endpoint_while_sent_does_not_undo_the_batch() -> None:
+    gone, kept = _two_companies_claimed()
+    gone.endpoint.delete()  # the API's DELETE takes the endpoint's deliveries with it
+
+    sending._record([(gone, _ok()), (kept, _ok())])
+
+    assert WebhookDelivery.objects.get(pk=kept.delivery.pk).status == DeliveryStatus.DELIVERED
+    assert list(WebhookAttempt.objects.values_list("delivery_id", flat=True)) == [kept.delivery.pk]
+
+
+def test_when_a_batch_cannot_be_recorded_each_outcome_is_recorded_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refused, other = _two_companies_claimed()
+    decide = services._outcome
+
+    def refusing(claim: services.Claim, *args: Any) -> dict[str, Any]:
+        if claim.delivery.pk == refused.delivery.pk:
+            raise RuntimeError("a row the database refuses")
+        return decide(claim, *args)
+
+    monkeypatch.setattr(services, "_outcome", refusing)
+
+    sending._record([(refused, _ok()), (other, _ok())])
+
+    assert WebhookDelivery.objects.get(pk=other.delivery.pk).status == DeliveryStatus.DELIVERED
+    still = WebhookDelivery.objects.get(pk=refused.delivery.pk)  # retried when its lease ends
+    assert still.status == DeliveryStatus.PENDING and still.locked_until == refused.lease_until
+    assert list(WebhookAttempt.objects.values_list("delivery_id", flat=True)) == [other.delivery.pk]
+
+
+@pytest.mark.postgres
+def test_a_redelivery_leaves_alone_a_delivery_made_pending_and_claimed_meanwhile() -> None:
+    """Two redeliveries of one failed delivery at once (a double click): the second waits for
+    the first, whose sender claimed it, and must not clear that lease (one webhook-id would
+    then be in flight twice)."""
+    [row] = _due(1)
+    WebhookDelivery.objects.filter(pk=row.pk).update(status=DeliveryStatus.FAILED)
+    first_done = threading.Event()
+    release = threading.Event()
+    counts: dict[str, int] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                counts["first"] = services._redeliver(WebhookDelivery.objects.filter(pk=row.pk))
+                services.deliveries_claim_due(limit=1)  # its sender took it
+                first_done.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            counts["second"] = services._redeliver(WebhookDelivery.objects.filter(pk=row.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert first_done.wait(10)
+    threads[1].start()  # reads the row while the first's change is not committed yet
+    time.sleep(0.3)
+    release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert counts == {"first": 1, "second": 0}
+    assert WebhookDelivery.objects.get(pk=row.pk).locked_until is not None  # the sender's lease

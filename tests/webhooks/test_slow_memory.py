@@ -1,4 +1,6 @@
-"""A sender round starts an endpoint an earlier round found slow at PER_ENDPOINT threads."""
+"""A sender round's threads per endpoint: an endpoint an earlier round found slow starts at
+PER_ENDPOINT threads, one not heard from yet gets a quarter, slow ones together never hold every
+thread, and lanes are taken in ``fair_at`` order within those caps."""
 
 import time
 import uuid
@@ -32,7 +34,7 @@ def test_an_endpoint_quick_again_or_long_forgotten_is_not_slow_any_more() -> Non
     fresh = sending._Round(senders=8, stop_at=time.monotonic() + 5)
 
     assert quick not in fresh.slow and old not in fresh.slow
-    assert fresh.cap(quick) == 4  # half the threads until it answers in this round
+    assert fresh.cap(quick) == 2  # a quarter of the threads until it answers in this round
     assert old not in sending._slow_until
 
 
@@ -43,7 +45,7 @@ def test_an_endpoint_alone_gets_every_thread_only_once_it_answered_quickly() -> 
     fresh = sending._Round(senders=8, stop_at=time.monotonic() + 5)
     fresh.lanes[endpoint] = sending.deque()
 
-    assert fresh.cap(endpoint) == 4
+    assert fresh.cap(endpoint) == 2
     fresh.quick.add(endpoint)  # what a sender thread does after an answer within SLOW_AFTER
     assert fresh.cap(endpoint) == 8
 
@@ -94,3 +96,47 @@ def test_an_endpoint_at_its_cap_lets_the_next_lane_go() -> None:
     assert fresh._take() is None
     fresh.busy[busy] -= 1
     assert fresh._take().endpoint.pk == busy  # type: ignore[union-attr]
+
+
+def _started(fresh: sending._Round) -> Any:
+    """Take the next claim and count its thread busy, as a sender thread does."""
+    claim = fresh._take()
+    if claim is not None:
+        fresh.busy[claim.endpoint.pk] += 1
+    return claim
+
+
+def test_hanging_receivers_together_leave_threads_for_the_others() -> None:
+    """Four slow endpoints at PER_ENDPOINT threads each would hold all 8; the quick endpoint,
+    standing later on the fair_at clock, still gets the quarter kept for the others."""
+    now = datetime.now(UTC)
+    hanging = [uuid.uuid4() for _ in range(4)]
+    quick = uuid.uuid4()
+    fresh = sending._Round(senders=8, stop_at=time.monotonic() + 5)
+    fresh.slow.update(hanging)
+    fresh.quick.add(quick)
+    fresh.add([_claim(e, now + timedelta(milliseconds=i)) for i in range(5) for e in hanging])
+    fresh.add([_claim(quick, now + timedelta(seconds=1 + i)) for i in range(5)])
+
+    taken = [_started(fresh) for _ in range(8)]
+
+    assert [c.endpoint.pk for c in taken].count(quick) == 2
+    assert sum(fresh.busy[e] for e in hanging) == 6
+    fresh.busy[quick] -= 1  # a quick send ends: its thread goes to the quick lane again
+    assert _started(fresh).endpoint.pk == quick
+
+
+def test_two_new_endpoints_that_hang_hold_half_the_threads() -> None:
+    """Before any endpoint answered in this round each gets a quarter of the threads: two new
+    receivers that never answer cannot take all eight before they are found slow."""
+    now = datetime.now(UTC)
+    new = [uuid.uuid4() for _ in range(2)]
+    other = uuid.uuid4()
+    fresh = sending._Round(senders=8, stop_at=time.monotonic() + 5)
+    fresh.add([_claim(e, now + timedelta(milliseconds=i)) for i in range(5) for e in new])
+    fresh.add([_claim(other, now + timedelta(seconds=1))])
+
+    taken = [_started(fresh) for _ in range(5)]
+
+    assert [fresh.busy[e] for e in new] == [2, 2]
+    assert taken[-1].endpoint.pk == other
