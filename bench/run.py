@@ -125,9 +125,10 @@ class Config:
         self.noisy_a_receiver = os.environ.get("BENCH_NOISY_A_RECEIVER") or "shared"
         if self.noisy_a_receiver not in ("shared", "idle"):
             raise SystemExit("BENCH_NOISY_A_RECEIVER: 'shared' or 'idle'")
-        self.app_settings = dict(
-            item.split("=", 1) for item in shlex.split(os.environ.get("BENCH_APP_ENV") or "")
-        )
+        items = shlex.split(os.environ.get("BENCH_APP_ENV") or "")
+        if any("=" not in item for item in items):
+            raise SystemExit('BENCH_APP_ENV: "NAME=value NAME=value ..."')
+        self.app_settings = dict(item.split("=", 1) for item in items)
         # how long a run waits for the last webhooks (while the receiver still gets something)
         self.webhook_wait = _env_int("BENCH_WEBHOOK_WAIT", 1200, 120, q)
 

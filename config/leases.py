@@ -174,8 +174,8 @@ def held(
     if not leases:
         return set()
     rows = queryset.filter(pk__in=among(queryset.model, list(leases), using=queryset.db))
-    if lock:
-        rows = rows.select_for_update(of=("self",))
+    if lock:  # in primary-key order, as every other locker of these rows (no deadlock)
+        rows = rows.select_for_update(of=("self",)).order_by("pk")
     return {pk for pk, until in rows.values_list("pk", field) if until == leases[pk]}
 
 

@@ -209,7 +209,7 @@ class EndpointDetailView(CompanyAPIView):
     @transaction.atomic  # the answer is built before the commit (see jobs.idempotency)
     def delete(self, request: Request, endpoint_id: Any) -> Response:
         endpoint = selectors.endpoint_get(company=self.company, endpoint_id=endpoint_id)
-        endpoint.delete()
+        services.endpoint_delete(endpoint=endpoint)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

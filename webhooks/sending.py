@@ -39,9 +39,10 @@ later ones however many endpoints the burst spans), within each endpoint's cap o
 big backlog for one endpoint does not starve another. An endpoint whose attempt runs longer
 than ``SLOW_AFTER`` is slow: it gets at most ``PER_ENDPOINT`` threads, its waiting deliveries
 are given back unsent, and it is claimed for separately, only as its threads come free. A
-hanging receiver therefore holds ``PER_ENDPOINT`` threads per process, and slow endpoints
-together never more than three quarters of them; the others keep sending. An endpoint that has
-not answered quickly in this round yet gets a quarter of the threads.
+hanging receiver therefore holds ``PER_ENDPOINT`` threads per process, and no send to a slow
+endpoint starts while slow endpoints together hold three quarters of them; the others keep
+sending. An endpoint that has not answered quickly in this round yet gets a quarter of the
+threads (so two new receivers that hang hold half of them until found slow).
 The process remembers a slow endpoint for ``SLOW_REMEMBERED`` seconds, so a new round does not
 give it every thread again before it proves slow once more.
 
@@ -833,7 +834,11 @@ class _Round:
             # (the lanes' last fair_at only when it is time to look: the loop runs per send)
             last = self.last_queued() if now >= self.next_jump else None
             slow = set(self.slow)
-            freed, self.freed = self.freed, set()
+            # slow endpoints with room are claimed for once the slow ones together may take
+            # another thread (until then they stay in ``freed``)
+            freed: set[Any] = set()
+            if not self.slow_full():
+                freed, self.freed = self.freed, set()
             room = {e: PER_ENDPOINT - self.busy[e] - len(self.lanes.get(e, ())) for e in freed}
         claimed: int | None = None
         low = queued < BATCH // 2
@@ -900,6 +905,8 @@ class _Round:
             late, self.late = self.late, []
             for endpoint in waiting:  # a slow endpoint's backlog waits in the table, not here
                 late.extend(self.lanes.pop(endpoint))
+                if self.busy[endpoint] < PER_ENDPOINT:  # given back for the pool: claimed again
+                    self.freed.add(endpoint)  # when the slow ones together have room
             if waiting:
                 self.heads = [head for head in self.heads if head[2] in self.lanes]
                 heapq.heapify(self.heads)

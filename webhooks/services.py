@@ -179,6 +179,21 @@ def endpoint_update(*, endpoint: WebhookEndpoint, **fields: Any) -> WebhookEndpo
 
 
 @transaction.atomic
+@transaction.atomic
+def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
+    """Delete an endpoint with its deliveries and their attempt log.
+
+    Its deliveries are locked first (in primary-key order, as the sender's recorder locks
+    them): an attempt being recorded for one of them either commits before (and its log row
+    is deleted with it) or finds the delivery gone and is not logged. Collected without the
+    lock, an attempt committed meanwhile would reference a deleted delivery.
+    """
+    deliveries = WebhookDelivery.objects.filter(endpoint=endpoint).order_by("pk")
+    for _ in deliveries.select_for_update().values_list("pk", flat=True).iterator():
+        pass
+    endpoint.delete()
+
+
 def endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
     """Issue a new secret; the old one keeps signing beside it for 24 hours."""
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
@@ -744,7 +759,8 @@ def _still_there(pks: set[Any]) -> set[Any]:
     if not pks:
         return set()
     rows = WebhookDelivery.objects.filter(pk__in=among(WebhookDelivery, list(pks)))
-    found = set(rows.select_for_update(no_key=True).values_list("pk", flat=True))
+    locked = rows.select_for_update(no_key=True).order_by("pk")
+    found = set(locked.values_list("pk", flat=True))
     for pk in pks - found:
         logger.info("delivery %s was deleted while it was sent; its attempt is not logged", pk)
     return found

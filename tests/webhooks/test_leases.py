@@ -152,9 +152,9 @@ def test_nul_characters_a_receiver_sends_are_stored_replaced_beside_the_batchs_o
 
 def test_a_delivery_deleted_with_its_endpoint_while_sent_does_not_undo_the_batch() -> None:
     gone, kept = _two_companies_claimed()
-    gone.endpoint.delete()  # the API's DELETE takes the endpoint's deliveries with it
+    services.endpoint_delete(endpoint=gone.endpoint)  # its deliveries go with it
 
-    sending._record([(gone, _ok()), (kept, _ok())])
+    services.deliveries_record_attempts([(gone, _ok()), (kept, _ok())])  # raises nothing
 
     assert WebhookDelivery.objects.get(pk=kept.delivery.pk).status == DeliveryStatus.DELIVERED
     assert list(WebhookAttempt.objects.values_list("delivery_id", flat=True)) == [kept.delivery.pk]
@@ -219,3 +219,44 @@ def test_a_redelivery_leaves_alone_a_delivery_made_pending_and_claimed_meanwhile
 
     assert counts == {"first": 1, "second": 0}
     assert WebhookDelivery.objects.get(pk=row.pk).locked_until is not None  # the sender's lease
+
+
+@pytest.mark.postgres
+def test_an_endpoint_deleted_while_an_attempt_of_its_is_being_recorded_waits_for_it() -> None:
+    """The recorder holds the delivery's row lock and logs an attempt; the DELETE waits for it
+    and then deletes that attempt too (collected before the lock, the attempt committed
+    meanwhile would reference a deleted delivery: a foreign-key error at the DELETE's commit)."""
+    gone, _ = _two_companies_claimed()
+    recorded = threading.Event()
+    release = threading.Event()
+    errors: list[BaseException] = []
+
+    def recorder() -> None:
+        try:
+            with transaction.atomic():
+                services.deliveries_record_attempts([(gone, _ok())])
+                recorded.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def deleter() -> None:
+        try:
+            services.endpoint_delete(endpoint=gone.endpoint)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=recorder), threading.Thread(target=deleter)]
+    threads[0].start()
+    assert recorded.wait(10)
+    threads[1].start()  # collects while the attempt is not committed yet
+    time.sleep(0.3)
+    release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert not WebhookDelivery.objects.filter(pk=gone.delivery.pk).exists()
+    assert not WebhookAttempt.objects.filter(delivery_id=gone.delivery.pk).exists()

@@ -140,3 +140,38 @@ def test_two_new_endpoints_that_hang_hold_half_the_threads() -> None:
 
     assert [fresh.busy[e] for e in new] == [2, 2]
     assert taken[-1].endpoint.pk == other
+
+
+def test_a_slow_endpoint_given_back_for_the_full_pool_is_claimed_for_once_there_is_room(
+    monkeypatch: Any,
+) -> None:
+    """Three hanging endpoints hold the slow ones' six threads; a fourth slow endpoint's claim
+    is given back (not left waiting in its lane) and claimed for again as soon as a slow thread
+    comes free, not only when a send of its own ends (it has none in flight)."""
+    released: list[Any] = []
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(sending.services, "deliveries_release", released.extend)
+
+    def claim_due(**kwargs: Any) -> list[Any]:
+        calls.append(kwargs)
+        return []
+
+    monkeypatch.setattr(sending.services, "deliveries_claim_due", claim_due)
+    monkeypatch.setattr(sending, "_slow_until", {})  # no slow endpoint from earlier tests
+    hanging = [uuid.uuid4() for _ in range(3)]
+    waiting = uuid.uuid4()
+    fresh = sending._Round(senders=8, stop_at=time.monotonic() + 5)
+    fresh.slow.update([*hanging, waiting])
+    for endpoint in hanging:
+        fresh.busy[endpoint] = sending.PER_ENDPOINT
+    queued = _claim(waiting, datetime.now(UTC))
+    fresh.add([queued])
+
+    fresh.tend()
+
+    assert released == [queued] and waiting not in fresh.lanes
+    fresh.claim()  # the pool is still full: nothing claimed for it yet
+    assert not [c for c in calls if c.get("only_endpoints")]
+    fresh.busy[hanging[0]] -= 1  # a hanging send reached its deadline
+    fresh.claim()
+    assert [c["only_endpoints"] for c in calls if c.get("only_endpoints")] == [[waiting]]
