@@ -7,7 +7,7 @@ import csp.middleware
 import csp.utils
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseBase
 from django.utils.http import parse_header_parameters
 
 from .problems import (
@@ -75,6 +75,28 @@ class BodySizeLimitMiddleware:
         request.META["CONTENT_LENGTH"] = str(len(body))
         request._stream = LimitedStream(io.BytesIO(bytes(body)), len(body))  # type: ignore[assignment]
         return None
+
+
+class NulQueryMiddleware:
+    """Answer 400 to a query string holding a NUL character (``%00``), on every path.
+
+    PostgreSQL refuses NUL in text, so a NUL reaching a lookup (an admin list filter, an API
+    filter) would end as a database error, a 500. Forms refuse it (Django's
+    ``ProhibitNullCharactersValidator``); list filters and query parameters read raw do not.
+    A substring test of the raw query string: nothing is parsed for the requests without one.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.META.get("QUERY_STRING", "")
+        if query and ("%00" in query or "\x00" in query):
+            detail = "A query parameter contains a NUL character (%00)."
+            if is_api_path(request.path_info):
+                return json_problem(400, "invalid_query", detail)
+            return HttpResponseBadRequest(detail, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
 
 
 class ApiProblemMiddleware:

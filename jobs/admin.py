@@ -481,13 +481,17 @@ class JobAdmin(admin.ModelAdmin):
     @admin.action(description="Rebuild the reports of the selected jobs", permissions=["rebuild"])
     def rebuild_reports(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         done = 0
+        selected = queryset.count()
         for job in queryset.filter(
             status__in=[JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS]
         ):
             report_rebuild(job=job)
             self.log_change(request, job, "Rebuild report: queued (list action).")
             done += 1
-        self.message_user(request, f"{done} reports queued for rebuilding.")
+        message = f"{done} reports queued for rebuilding."
+        if skipped := selected - done:
+            message += f" {skipped} skipped: only a completed job has a report."
+        self.message_user(request, message, messages.WARNING if skipped else messages.SUCCESS)
 
     # --- cancel -------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Admin list filters that never scan the table to build their choices."""
 
 import uuid
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django import forms
@@ -138,6 +138,16 @@ class CompanyFilter(admin.SimpleListFilter):
         }
 
 
+def in_utc_range(moment: datetime) -> bool:
+    """Whether an aware datetime is representable in UTC (the database stores UTC): year 1
+    at +01:00 or year 9999 at -01:00 is not, and overflows when a query is built."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
+
+
 class DateRangeFilter(admin.ListFilter):
     """Between two dates/times on ``field`` (``<prefix>_from`` inclusive, ``<prefix>_to``
     exclusive). A date is its midnight, a time without an offset is read in the current time
@@ -179,6 +189,8 @@ class DateRangeFilter(admin.ListFilter):
             raise admin.options.IncorrectLookupParameters(f"Not a date: {value}")
         if timezone.is_naive(moment):
             moment = timezone.make_aware(moment)
+        if not in_utc_range(moment):
+            raise admin.options.IncorrectLookupParameters(f"Out of range: {value}")
         return moment
 
     def bounds(self) -> dict[str, Any]:

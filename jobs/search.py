@@ -9,6 +9,7 @@
 """
 
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -45,13 +46,19 @@ def parse_metadata_term(term: str) -> MetadataTerm | None:
 def _candidates(value: str) -> list[Any]:
     """The JSON values a typed value may mean: the string, and a number/true/false/null."""
     values: list[Any] = [value]
-    try:
-        parsed = json.loads(value)
+    try:  # NaN, Infinity, 1e999: Python's json reads them, JSON (and the database) has none
+        parsed = json.loads(value, parse_constant=_no_constant)
     except ValueError:
+        return values
+    if isinstance(parsed, float) and not math.isfinite(parsed):
         return values
     if parsed is None or isinstance(parsed, bool | int | float):
         values.append(parsed)
     return values
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"not JSON: {name}")
 
 
 def _nested(path: tuple[str, ...], value: Any) -> dict[str, Any]:

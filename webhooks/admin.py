@@ -20,7 +20,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from config.admin import EstimatedCountPaginator, exact_time_field
 from config.admin_display import breakable, clipped, pretty_json
-from jobs.admin_filters import CompanyFilter, CreatedRangeFilter, DateRangeFilter
+from jobs.admin_filters import CompanyFilter, CreatedRangeFilter, DateRangeFilter, in_utc_range
 from jobs.errors import InvalidEndpoint
 from jobs.models import Job
 
@@ -86,6 +86,12 @@ class RedeliverFailedForm(forms.Form):
         "time zone: the Time zone link at the top).",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
+
+    def clean_since(self) -> Any:
+        since = self.cleaned_data["since"]
+        if since is not None and not in_utc_range(since):
+            raise forms.ValidationError("This time is out of range.")
+        return since
 
 
 @admin.register(WebhookEndpoint)
