@@ -110,7 +110,11 @@ def ingest_verify(*, company_id: Any, body: bytes, header: str | None) -> Compan
     if not header:
         raise refused
     timestamp, signatures = _parse_header(header)
-    if not timestamp.isdigit() or not signatures:
+    # ASCII digits only ("²".isdigit() is true), at most milliseconds' worth of them
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 16):
+        raise refused
+    signatures = [given for given in signatures if given.isascii()]  # compare_digest: ASCII
+    if not signatures:
         raise refused
     sent = int(timestamp)
     sent_seconds = sent / 1000 if sent > MILLISECONDS else sent

@@ -130,6 +130,11 @@ def _wrong_headers() -> dict[str, str | None]:
         "no timestamp": v,
         "no signature": t,
         "garbage": "t=abc,v=xyz",
+        # odd timestamps and signatures: refused like any wrong one, never a 500
+        "a timestamp too large for a float": "t=1" + "0" * 400 + ",v=ab",
+        "a timestamp of 5,000 digits": "t=" + "9" * 5000 + ",v=ab",
+        "a superscript digit": "t=\u00b2,v=ab",
+        "a non-ASCII signature": t + ",v=\u00e9",
     }
 
 
