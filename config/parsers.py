@@ -22,20 +22,28 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# How deep a request's JSON may nest. Python's parser goes as deep as its recursion limit, but
+# the code that later encodes the same value (the response, the database's JSON, a webhook
+# payload) runs deeper in the stack: a value the parser took could fail there, after it was
+# stored, on every read of its job.
+MAX_DEPTH = 64
+
+
 def check_text(value: Any) -> None:
-    """Refuse NUL characters and unpaired surrogates anywhere (keys included)."""
-    stack = [value]
+    """Refuse NUL characters and unpaired surrogates anywhere (keys included), and nesting
+    deeper than ``MAX_DEPTH``."""
+    stack = [(value, 0)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
                 raise ValueError("NUL characters are not allowed in text")
             item.encode("utf-8")  # raises on unpaired surrogates
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+        elif isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
 
 
 class StrictJSONParser(JSONParser):

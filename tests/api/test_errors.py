@@ -390,6 +390,31 @@ def test_deeply_nested_json_is_400(
     assert snapshot() == before
 
 
+@pytest.mark.parametrize("levels", [65, 885])
+def test_json_nested_deeper_than_the_limit_is_400_even_within_pythons_reach(
+    api: APIClient, job: Job, levels: int
+) -> None:
+    """885 levels parse, but encoding them again (response, database, webhook) runs deeper in
+    the stack: taken, such a job failed every later read or completion."""
+    before = snapshot()
+    metadata = '{"a": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
+    body = '{"type": "export", "metadata": ' + metadata + "}"
+
+    response = api.post(JOBS_URL, body, content_type="application/json")
+
+    assert "64 levels" in assert_problem(response, 400)["detail"]
+    assert snapshot() == before
+
+
+def test_json_nested_up_to_the_limit_is_taken_and_read_back(api: APIClient) -> None:
+    metadata = json.loads('{"a": ' + "[" * 62 + "]" * 62 + "}")  # 64 levels with the body
+
+    created = api.post(JOBS_URL, {"type": "export", "metadata": metadata}, format="json")
+
+    assert created.status_code == 201, created.content
+    assert api.get(f"{JOBS_URL}{created.json()['id']}/").json()["metadata"] == metadata
+
+
 @pytest.mark.parametrize(
     ("method", "suffix", "raw"),
     [
