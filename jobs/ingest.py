@@ -37,7 +37,7 @@ from .models import (
     PushResult,
     UnmatchedPush,
 )
-from .services import PushResultData, lock_job, push_result_record
+from .services import PushResultData, lock_job, push_result_check_size, push_result_record
 
 SIGNATURE_HEADER = "Railz-Signature"
 SECRET_OVERLAP = timedelta(hours=24)  # the previous secret keeps verifying this long
@@ -187,6 +187,7 @@ def push_ingest(*, company: Company, data: PushResultData) -> Ingested:
     A repeat is idempotent: the same push on a job is not recorded twice, and an unmatched
     push is kept once.
     """
+    push_result_check_size(data)
     _lock_company(company)
     job_id = _correlated_job(company, data)
     if job_id is not None:

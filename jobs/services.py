@@ -582,6 +582,17 @@ def job_record_progress(
     return _job_change(job_id=job_id, company=company, change=change, read_with=read_with)
 
 
+def push_result_check_size(data: PushResultData) -> None:
+    """``PushResultTooLarge`` for a push larger than a job keeps (checked before it is stored
+    anywhere, attached or waiting unmatched: one kept unmatched could never be attached)."""
+    size = push_result_size(data)
+    if size > settings.JOBTRAIL_MAX_PUSH_RESULT_BYTES:
+        raise PushResultTooLarge(
+            f"This push result is {size} bytes as JSON; at most "
+            f"{settings.JOBTRAIL_MAX_PUSH_RESULT_BYTES} are kept (JOBTRAIL_MAX_PUSH_RESULT_BYTES)."
+        )
+
+
 @atomic_service
 def push_result_record(
     *, job_id: Any, data: PushResultData, company: Company | None = None
@@ -593,12 +604,7 @@ def push_result_record(
     relay requests it), and only an active job's expiry clock is reset. The result is logged as
     an unnumbered ``push_result`` event (not on the timeline) for the relay.
     """
-    size = push_result_size(data)
-    if size > settings.JOBTRAIL_MAX_PUSH_RESULT_BYTES:
-        raise PushResultTooLarge(
-            f"This push result is {size} bytes as JSON; at most "
-            f"{settings.JOBTRAIL_MAX_PUSH_RESULT_BYTES} are kept (JOBTRAIL_MAX_PUSH_RESULT_BYTES)."
-        )
+    push_result_check_size(data)
     job = lock_job(job_id, company=company)
     existing = job.push_results.filter(push_communication_id=data.push_communication_id).first()
     if existing is not None:

@@ -237,6 +237,33 @@ def test_an_unmatched_push_keeps_its_ignored_fields_until_it_lands(
     assert PushResult.objects.get(job=job).ignored_fields == ["x"]
 
 
+def test_a_push_larger_than_a_job_keeps_is_413_before_it_waits_unmatched(
+    api: APIClient, keyed: Company, settings: Any
+) -> None:
+    """Kept unmatched, it could never be attached: every registration of its ids (and of the
+    request id it shares with other pushes) would answer 413 and roll back."""
+    settings.JOBTRAIL_MAX_PUSH_RESULT_BYTES = 2048
+    big = {
+        "pushCommunicationId": "p-big",
+        "requestId": "r-shared",
+        "status": "success",
+        "sourceObjectIds": ["x" * 200 for _ in range(20)],
+    }
+
+    response = send(keyed, json.dumps({"data": big}))
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "push_result_too_large"
+    assert not UnmatchedPush.objects.exists()
+    job = JobFactory(company=keyed)
+    registered = api.post(
+        correlations_url(job),
+        {"push_communication_id": "p-big", "request_id": "r-shared"},
+        format="json",
+    )
+    assert registered.status_code == 201, registered.content
+
+
 def test_the_success_example_as_printed_is_refused_as_malformed(keyed: Company) -> None:
     response = send(keyed, seed001.SUCCESS_AS_PRINTED)
 
