@@ -162,23 +162,27 @@ def endpoint_create(
     return endpoint
 
 
+@transaction.atomic
 def endpoint_update(*, endpoint: WebhookEndpoint, **fields: Any) -> WebhookEndpoint:
+    """Change ``fields`` of the endpoint (locked and read again: only these columns are
+    written, so a secret rotated or a 410 disable committed since the caller read it stays)."""
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
     resumed = fields.get("is_active") is True and not endpoint.is_active
     for name, value in fields.items():
         setattr(endpoint, name, value)
+    changed = [*fields, "updated_at"]
     if resumed:
         endpoint.disabled_reason = ""
-    with transaction.atomic():
-        _save_endpoint(endpoint)
-        if resumed:  # deliveries held while it was paused go out now
-            now = timezone.now()
-            WebhookDelivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.PENDING).update(
-                next_attempt_at=now, fair_at=now, dispatched_at=None
-            )
+        changed.append("disabled_reason")
+    _save_endpoint(endpoint, update_fields=changed)
+    if resumed:  # deliveries held while it was paused go out now
+        now = timezone.now()
+        WebhookDelivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.PENDING).update(
+            next_attempt_at=now, fair_at=now, dispatched_at=None
+        )
     return endpoint
 
 
-@transaction.atomic
 @transaction.atomic
 def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     """Delete an endpoint with its deliveries and their attempt log.
@@ -194,6 +198,7 @@ def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     endpoint.delete()
 
 
+@transaction.atomic
 def endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
     """Issue a new secret; the old one keeps signing beside it for 24 hours."""
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)

@@ -9,7 +9,7 @@ from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
 
 from config.periodic import periodic_tasks, register_periodic_tasks
-from tests.factories import JobFactory
+from tests.factories import CompanyFactory, JobFactory
 from tests.receiver import Receiver, Reply
 from tests.relay import run_relay
 from tests.webhooks.helpers import deliveries
@@ -307,3 +307,23 @@ def test_redelivering_a_delivery_being_sent_is_409(api: APIClient, company) -> N
     assert "being sent right now" in response.json()["detail"]
     unchanged = WebhookDelivery.objects.get(pk=delivery.pk)
     assert (unchanged.attempts, unchanged.locked_until) == (1, claim.lease_until)
+
+
+def test_an_update_from_a_stale_read_keeps_a_rotation_and_a_410_disable_made_since() -> None:
+    """The PATCH reads the endpoint, a rotation (or the sender's 410 disable) commits, then the
+    PATCH saves: only the fields it changes are written."""
+    from webhooks.models import WebhookEndpoint
+    from webhooks.services import endpoint_create, endpoint_rotate_secret, endpoint_update
+
+    endpoint = endpoint_create(company=CompanyFactory(), url="http://127.0.0.1:9/h", events=["*"])
+    stale = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    rotated = endpoint_rotate_secret(endpoint=endpoint).secret
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        is_active=False, disabled_reason="The receiver answered 410 Gone."
+    )
+
+    endpoint_update(endpoint=stale, description="renamed")
+
+    now = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    assert (now.description, now.secret, now.is_active) == ("renamed", rotated, False)
+    assert now.disabled_reason == "The receiver answered 410 Gone."
