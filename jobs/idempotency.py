@@ -63,7 +63,11 @@ def request_fingerprint(request: Request) -> str:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
     except (ValueError, RecursionError):
         canonical = body
-    digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
+    # the company too: keys are the user's, and a user moved to another company must not get
+    # the first company's answer replayed (it answers idempotency_key_reused instead)
+    company = getattr(request.user, "jobtrail_company", None)
+    scope = company.pk if company is not None else ""
+    digest = hashlib.sha256(f"{scope} {request.method} {request.path}\n".encode())
     digest.update(canonical)
     return digest.hexdigest()
 

@@ -499,3 +499,21 @@ def test_concurrent_requests_with_one_key_commit_once_and_answer_alike(
     else:
         assert JobEvent.objects.filter(job=job, status="started").count() == 1
     assert IdempotencyKey.objects.filter(key="same-key").count() == 1
+
+
+def test_a_user_moved_to_another_company_gets_no_replay_of_the_first_companys_answer(
+    api: APIClient, api_user: Any
+) -> None:
+    from jobs.models import CompanyMember
+    from tests.conftest import bearer_client
+    from tests.factories import CompanyFactory
+
+    first = post(api, JOBS_URL, {"type": "export", "metadata": {"secret": "A's"}}, "k1")
+    assert first.status_code == 201
+    CompanyMember.objects.filter(user=api_user).update(company=CompanyFactory(name="B"))
+    in_b = bearer_client(type(api_user).objects.get(pk=api_user.pk))  # a token of B
+
+    again = post(in_b, JOBS_URL, {"type": "export", "metadata": {"secret": "A's"}}, "k1")
+
+    assert_problem(again, 422, "idempotency_key_reused")
+    assert "A's" not in again.content.decode()
