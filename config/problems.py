@@ -16,15 +16,15 @@ import re
 import sys
 from typing import Any
 
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.utils.http import escape_leading_slashes
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
-from django.views.defaults import page_not_found
+from django.views.defaults import bad_request, page_not_found
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework_simplejwt.exceptions import InvalidToken
@@ -352,6 +352,20 @@ def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/admin/"):
         return page_not_found(request, exception)
     return not_found(request)
+
+
+def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """What Django refuses before a view runs (a ``Host`` outside ``ALLOWED_HOSTS``, too many
+    fields): a problem document under the API prefixes, Django's page elsewhere."""
+    if is_api_path(request.path_info):
+        return json_problem(400, "bad_request", "The request cannot be served: " + _why(exception))
+    return bad_request(request, exception)
+
+
+def _why(exception: Exception) -> str:
+    if isinstance(exception, DisallowedHost):
+        return "its Host header is not one this server answers for."
+    return "it is malformed."
 
 
 def handler500(request: HttpRequest) -> JsonResponse:

@@ -23,5 +23,6 @@ urlpatterns = [
     re_path(r"^(?:api|services|engine)(?:/[\s\S]*)?$", api_fallback, name="api-fallback"),
 ]
 
+handler400 = "config.problems.handler400"
 handler404 = "config.problems.handler404"
 handler500 = "config.problems.handler500"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -632,3 +632,16 @@ def test_a_replay_after_the_commit_answers_the_stored_job(write_data: dict[str, 
     assert again.json() == first.json()
     assert Job.objects.filter(code="ONCE-1").count() == 1
     assert Job.objects.get(code="ONCE-1").status == JobStatus.PENDING
+
+
+@pytest.mark.parametrize("host", ["bad host", "evil.example"])
+def test_a_host_this_server_does_not_answer_for_is_a_problem_document_under_the_api(
+    api: APIClient, host: str, settings: Any
+) -> None:
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "testserver"]
+
+    response = api.get("/api/v1/jobs/", HTTP_HOST=host)
+
+    problem = assert_problem(response, 400, "bad_request")
+    assert "Host" in problem["detail"]
+    assert Client().get("/admin/login/", HTTP_HOST=host).status_code == 400  # Django's page
