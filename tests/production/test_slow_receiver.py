@@ -29,10 +29,10 @@ def test_a_dripping_receiver_is_cut_off_at_the_deadline_and_does_not_hold_up_ano
     """Headers at once, then one byte every 2 s: each read is quick, the answer takes 200 s.
 
     JOBTRAIL_WEBHOOK_TIMEOUT (5 s in this suite) is a hard deadline for the whole attempt, not
-    per read: each attempt is cut off then, recorded as a timeout and retried on schedule, so
-    more slow deliveries than the worker has slots keep the slots turning over and another
-    endpoint's delivery, queued behind them, goes out while they are still being retried. The
-    claim outlives the send, so one webhook-id is never in flight twice.
+    per read: each attempt is cut off then, recorded as a timeout and retried on schedule.
+    More slow deliveries than the worker has slots do not hold up another endpoint's delivery
+    queued behind them: it goes out while they are still being sent and retried. The claim
+    outlives the send, so one webhook-id is never in flight twice.
     """
     assert float(TIMERS["JOBTRAIL_WEBHOOK_TIMEOUT"]) < len(BODY) * DRIP / 10
     http = stack.http()
@@ -59,10 +59,11 @@ def test_a_dripping_receiver_is_cut_off_at_the_deadline_and_does_not_hold_up_ano
     with receiver.lock:
         log = list(receiver.events)
     before_fast = log[: log.index(("start", "/fast", fast[0].headers["webhook-id"]))]
-    # The healthy delivery is behind the slow ones in the queue: it goes out once the slots
-    # have turned over, every slow send cut off (none is ever answered), not held for 200 s.
+    # The healthy delivery is behind the slow ones in the queue, but it does not wait for their
+    # slots: the dripping endpoint holds at most a quarter of a round's sender threads until
+    # it answers (it never does), so the healthy one goes out beside its sends.
     slow_started = sum(1 for kind, path, _ in before_fast if kind == "start" and path == "/slow")
-    assert slow_started > slots, "the healthy delivery went out before the slots turned over"
+    assert slow_started >= slots
 
     def delivered() -> list[tuple[str, ...]]:
         return stack.query(
