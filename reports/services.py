@@ -92,9 +92,9 @@ def report_rebuild(*, job: Job) -> Report:
 # (source ids: a list of strings; validation errors: a list of {field, message} strings):
 # - PostgreSQL: the database formats each cell (``_POSTGRESQL_CELLS``, each through
 #   ``_pg_cell``) and writes the CSV itself (``COPY ... TO STDOUT (FORMAT csv)``); Python only
-#   copies the bytes to the file, so a million rows take no Python object per value. (One
-#   difference: PostgreSQL quotes a cell holding a bare carriage return; Python's writer left it
-#   bare, which readers split.)
+#   copies the bytes to the file, so a million rows take no Python object per value.
+#   PostgreSQL quotes a cell holding a bare carriage return; Python's writer does too, through
+#   ``_Rows`` (told rows end in ``\n`` it left it bare, and readers split the row there).
 # - other databases (SQLite): ``_csv_row`` and ``csv.writer``.
 # A rule for every cell goes into ``_pg_cell`` and ``_csv_row``: both apply ``reports.cells``
 # (no cell opens as a formula).
@@ -188,9 +188,22 @@ def _copy_postgresql(job_id: Any, out: Any) -> int:
         return int(cursor.rowcount)
 
 
+class _Rows:
+    """The text stream ``csv.writer`` writes to: each row ends in ``\n``. The writer is told
+    rows end in ``\r\n``, so it quotes a cell holding a bare carriage return (as PostgreSQL
+    does; told ``\n`` it left it bare, and readers split the row there), and each row's ending
+    is turned back into ``\n`` here (the writer writes one row per call)."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+
+    def write(self, row: str) -> Any:
+        return self.out.write(row[:-2] + "\n" if row.endswith("\r\n") else row)
+
+
 def write_report_csv(*, job_id: Any, out: Any) -> int:
     """Write the CSV to the text stream ``out``, streaming the rows; return the row count."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(_Rows(out), lineterminator="\r\n")
     writer.writerow(HEADER)
     if connection.vendor == "postgresql":
         return _copy_postgresql(job_id, out)
@@ -235,16 +248,22 @@ def report_build(*, job_id: Any) -> Report | None:
         return None
     report = Report.objects.select_related("job").get(job_id=job_id)
     job = report.job
-    with tempfile.TemporaryFile(mode="w+b") as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        rows = write_report_csv(job_id=job.pk, out=text)
-        text.flush()
-        text.detach()
-        size = raw.seek(0, io.SEEK_END)
-        raw.seek(0)
-        name = report.file.storage.save(
-            f"reports/{timezone.now():%Y/%m}/{job.pk}.csv", File(raw, name=f"{job.pk}.csv")
-        )
+    try:
+        with tempfile.TemporaryFile(mode="w+b") as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            rows = write_report_csv(job_id=job.pk, out=text)
+            text.flush()
+            text.detach()
+            size = raw.seek(0, io.SEEK_END)
+            raw.seek(0)
+            name = report.file.storage.save(
+                f"reports/{timezone.now():%Y/%m}/{job.pk}.csv", File(raw, name=f"{job.pk}.csv")
+            )
+    except BaseException:
+        # the failed build gives its claim back: the task's retry builds again at once (held,
+        # the retry found nothing to build and "succeeded", and the report stayed pending)
+        leases.release(Report.objects.all(), [report.pk], until=claimed.until)
+        raise
     with transaction.atomic():
         mine = leases.held(
             Report.objects.filter(status=ReportStatus.PENDING),

@@ -143,3 +143,28 @@ def test_a_spreadsheet_reads_the_report_as_text(api: APIClient, tmp_path: Path) 
 )
 def test_safe_cell_follows_the_owasp_rule(value: Any, cell: Any) -> None:
     assert safe_cell(value) == cell
+
+
+def test_a_carriage_return_inside_a_cell_is_quoted_not_a_row_break(api: APIClient) -> None:
+    """A bare carriage return in the middle of a value: quoted (as PostgreSQL's writer does),
+    or readers start a new row there, whose first cell (``=1+2``) is not neutralised."""
+    job = api.post("/api/v1/jobs/", {"type": "export"}, format="json").json()
+    push = {
+        "event": "push",
+        "pushCommunicationId": "p1",
+        "status": "failed",
+        "responseCode": 400,
+        "serviceName": "quickbooks\r=1+2",
+        "dataType": "invoices",
+        "sourceObjectIds": ["1"],
+    }
+    sent = api.post(f"/api/v1/jobs/{job['id']}/push-results/", {"data": push}, format="json")
+    assert sent.status_code == 201, sent.content
+    out = io.StringIO(newline="")
+
+    reports.write_report_csv(job_id=job["id"], out=out)
+
+    text = out.getvalue()
+    assert '"quickbooks\r=1+2"' in text and text.count("\n") == 2
+    header, row = list(csv.reader(io.StringIO(text, newline="")))
+    assert dict(zip(header, row, strict=True))["service_name"] == "quickbooks\r=1+2"

@@ -348,6 +348,30 @@ def test_build_task_marks_failure_after_retries(monkeypatch) -> None:
     assert report.status == "failed" and "storage is full" in report.error
 
 
+def test_a_build_whose_storage_fails_is_retried_and_then_marked_failed(monkeypatch) -> None:
+    """The real build claims the report; failing, it gives the claim back, so each retry builds
+    again (held, a retry found nothing to build, "succeeded", and the report stayed pending
+    for ever), and after the last one the report is failed."""
+    from django.core.files.storage import FileSystemStorage
+
+    from reports.tasks import build_job_report
+
+    job = job_in_status(JobStatus.COMPLETED)
+    tries: list[str] = []
+
+    def full(self, name, content, max_length=None):  # type: ignore[no-untyped-def]
+        tries.append(name)
+        raise OSError("storage is full")
+
+    monkeypatch.setattr(FileSystemStorage, "save", full)
+    for retries in range(4):  # the first run and the task's three retries
+        build_job_report.apply(args=(str(job.pk),), retries=retries)
+
+    assert len(tries) == 4
+    report = Report.objects.get(job=job)
+    assert report.status == "failed" and "storage is full" in report.error
+
+
 def test_a_report_is_built_once_per_request() -> None:
     job = _finished_job_with_pushes()
     endpoint_create(company=job.company, url="http://127.0.0.1:9/", events=["jobs.report.ready"])
