@@ -4,6 +4,7 @@ import json
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.http import Http404
 from django.http.request import RawPostDataException
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
@@ -28,6 +29,7 @@ from jobs.api import CompanyAPIView, _valid, polled
 from jobs.errors import InvalidTransition, JobError, JobNotFound
 from jobs.idempotency import idempotent
 from jobs.models import EventSource, JobEvent
+from reports.models import ReportStatus
 from reports.services import job_report, report_state
 
 from . import adapters
@@ -191,7 +193,9 @@ class ExportJobStatusView(CompanyAPIView):
         description="Answers `{successful, message, errors, warnings, status, filePath}`. An "
         "unknown `jobCode` answers HTTP 200 with `successful: false` and an error naming "
         "`jobCode`. `status`: SCHEDULED, RUNNING, SUCCESSFUL, FAILED or CANCELLED; `filePath` is "
-        "the signed CSV link once the report is ready.",
+        "the signed CSV link once the report is ready. `Retry-After` is sent while the job runs "
+        "and while a SUCCESSFUL job's report is still being built (`filePath` null): poll again "
+        "for the link.",
         request=ExportJobStatusInput,
         examples=[
             OpenApiExample("request", value={"jobCode": "JOB-7F3K2Q9A"}, request_only=True),
@@ -255,8 +259,11 @@ class ExportJobStatusView(CompanyAPIView):
                     message="Invalid jobCode",
                 )
             )
-        report_url = report_state(job_report(job), job=job)["url"]
-        return polled(Response(adapters.export_job_status(job, file_path=report_url)), job)
+        report = report_state(job_report(job), job=job)
+        response = polled(Response(adapters.export_job_status(job, file_path=report["url"])), job)
+        if report["status"] == ReportStatus.PENDING:  # SUCCESSFUL, its link not built yet
+            response["Retry-After"] = str(settings.JOBTRAIL_POLL_INTERVAL)
+        return response
 
 
 class ApiJobView(CompanyAPIView):

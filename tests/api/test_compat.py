@@ -510,6 +510,25 @@ def test_export_status_maps_every_job_status(
     assert body["filePath"] is None  # reports are not built yet
 
 
+def test_export_status_asks_to_poll_again_until_a_successful_jobs_link_is_built(
+    api: APIClient, company: Any
+) -> None:
+    """SUCCESSFUL comes with the completion; the link follows with the report. A client
+    written against seed 002 stops polling a finished job, so the answer says to ask again."""
+    from reports.services import report_build
+
+    job = job_in_status(JobStatus.COMPLETED, company=company)
+
+    waiting = export_status(api, {"jobCode": job.code})
+
+    assert waiting.json()["status"] == "SUCCESSFUL" and waiting.json()["filePath"] is None
+    assert waiting["Retry-After"] == str(settings.JOBTRAIL_POLL_INTERVAL)
+    report_build(job_id=job.pk)
+    built = export_status(api, {"jobCode": job.code})
+    assert built.json()["filePath"].startswith("http")
+    assert not built.has_header("Retry-After")
+
+
 def test_export_status_of_a_canceled_job_is_cancelled(
     api: APIClient, api_user: Any, company: Any
 ) -> None:
@@ -667,7 +686,11 @@ def test_export_status_of_an_unfinished_job_says_when_to_retry(
 def test_export_status_of_a_finished_job_has_no_retry_after(
     api: APIClient, company: Any, job_status: str
 ) -> None:
+    """Once its report is built (a failed job has none to wait for)."""
+    from reports.services import report_build
+
     job = job_in_status(job_status, company=company)
+    report_build(job_id=job.pk)  # nothing to build for a failed job
     assert not export_status(api, {"jobCode": job.code}).has_header("Retry-After")
 
 
