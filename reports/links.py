@@ -19,22 +19,35 @@ SIGNING_SALT = "jobtrail.reports.download"
 REPORTABLE_STATUSES = (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS)
 
 
-def download_token(report: Report) -> str:
-    return signing.dumps(
-        {
-            "r": report.pk,
-            "c": str(report.job.company_id),
-            "v": report.ready_at and report.ready_at.timestamp(),
-        },
-        salt=SIGNING_SALT,
-        compress=True,
-    )
+def download_token(report: Report, *, ttl: int | None = None) -> str:
+    claims: dict[str, Any] = {
+        "r": report.pk,
+        "c": str(report.job.company_id),
+        "v": report.ready_at and report.ready_at.timestamp(),
+    }
+    if ttl is not None:  # a lifetime of its own (checked against the signing time)
+        claims["t"] = ttl
+    return signing.dumps(claims, salt=SIGNING_SALT, compress=True)
 
 
-def download_url(report: Report) -> str:
-    """An absolute, signed link that expires after ``JOBTRAIL_REPORT_LINK_TTL`` seconds."""
-    path = reverse("report-download", args=[download_token(report)])
+def download_url(report: Report, *, ttl: int | None = None) -> str:
+    """An absolute, signed link that expires after ``ttl`` seconds (by default
+    ``JOBTRAIL_REPORT_LINK_TTL``)."""
+    path = reverse("report-download", args=[download_token(report, ttl=ttl)])
     return settings.JOBTRAIL_PUBLIC_URL.rstrip("/") + path
+
+
+def webhook_link_ttl() -> int:
+    """How long the link in a ``jobs.report.ready`` webhook stays valid: as long as the
+    webhook's attempts go on (its retry schedule, plus an hour to follow the last one), and
+    never less than an API answer's link."""
+    retries = int(sum(settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE))
+    return max(settings.JOBTRAIL_REPORT_LINK_TTL, retries + 3600)
+
+
+def link_max_age() -> int:
+    """The longest any link lives (what the signature check allows before the link's own)."""
+    return webhook_link_ttl()
 
 
 def report_state(report: Report | None, *, job: Job | None = None) -> dict[str, Any]:

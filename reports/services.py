@@ -27,7 +27,9 @@ from .links import (  # noqa: F401 - re-exported: the report's state and link li
     download_token,
     download_url,
     job_report,
+    link_max_age,
     report_state,
+    webhook_link_ttl,
 )
 from .models import Report, ReportStatus
 
@@ -304,7 +306,12 @@ def report_build(*, job_id: Any) -> Report | None:
 def _ready_payload(job: Job, report: Report) -> dict[str, Any]:
     job.refresh_from_db()  # the job as it is now (counts included: they live on the row)
     data = job_representation(job, report=report)
-    data["report"].update(rows=report.row_count, size_bytes=report.size_bytes)
+    data["report"].update(
+        rows=report.row_count,
+        size_bytes=report.size_bytes,
+        # valid while the webhook is retried, not only an API answer's hour
+        url=download_url(report, ttl=webhook_link_ttl()),
+    )
     return data
 
 
@@ -334,10 +341,15 @@ def report_fail(*, job_id: Any, error: str) -> None:
 
 def report_from_token(token: str) -> Report:
     try:
-        claims = signing.loads(token, salt=SIGNING_SALT, max_age=settings.JOBTRAIL_REPORT_LINK_TTL)
+        longest = link_max_age()
+        claims = signing.loads(token, salt=SIGNING_SALT, max_age=longest)
+        # the link's own lifetime: a webhook's carries it, an API answer's is the setting's
+        ttl = min(int(claims.get("t") or settings.JOBTRAIL_REPORT_LINK_TTL), longest)
+        if ttl < longest:
+            signing.loads(token, salt=SIGNING_SALT, max_age=ttl)
     except signing.SignatureExpired as exc:
         raise LinkExpired from exc
-    except signing.BadSignature as exc:
+    except (signing.BadSignature, TypeError, ValueError) as exc:
         raise LinkInvalid from exc
     report = (
         Report.objects.select_related("job")

@@ -293,6 +293,27 @@ def test_report_link_expires(api: APIClient, ready_job: Job, monkeypatch, settin
     assert expired.json()["code"] == "link_expired"
 
 
+def test_the_report_ready_webhooks_link_lives_as_long_as_its_retries(
+    company, monkeypatch, settings
+) -> None:
+    """Signed when the report is built and kept in the delivery, the link must still work on
+    the webhook's last retry (~27.6 h by default), not only for an API answer's hour."""
+    settings.JOBTRAIL_REPORT_LINK_TTL = 60
+    job = _finished_job_with_pushes(company=company)
+    endpoint_create(company=company, url="http://127.0.0.1:9/", events=["jobs.report.ready"])
+    services.report_build(job_id=job.pk)
+    run_relay()
+    delivery = WebhookDelivery.objects.get(events_id="jobs.report.ready")
+    path = delivery.payload["data"]["report"]["url"].removeprefix("http://127.0.0.1:8000")
+    retries = sum(settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE)
+    real = time.time
+
+    monkeypatch.setattr("django.core.signing.time.time", lambda: real() + retries)
+    assert APIClient().get(path).status_code == 200  # the last retry's time
+    monkeypatch.setattr("django.core.signing.time.time", lambda: real() + retries + 3601)
+    assert APIClient().get(path).status_code == 410
+
+
 def test_report_link_and_endpoint_reject_other_tenants(
     api: APIClient, other_api: APIClient, ready_job: Job
 ) -> None:
