@@ -264,9 +264,10 @@ def _forget_job_paths(*, setting: str, **kwargs: Any) -> None:
 setting_changed.connect(_forget_job_paths)
 
 
-def polled(response: Response, job: Job) -> Response:
-    """Tell pollers when to ask again (``Retry-After``) while the job is not finished."""
-    if not job.is_terminal:
+def polled(response: Response, job: Job, *, more_to_come: bool = False) -> Response:
+    """Tell pollers when to ask again (``Retry-After``) while the job is not finished, or while
+    the answer still lacks something on its way (``more_to_come``: a finished job's report)."""
+    if more_to_come or not job.is_terminal:
         response["Retry-After"] = str(settings.JOBTRAIL_POLL_INTERVAL)
     return response
 

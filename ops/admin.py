@@ -16,7 +16,6 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.translation import gettext_lazy as _
 from django_celery_beat import admin as beat_admin
 from django_celery_beat.models import (
     ClockedSchedule,
@@ -46,29 +45,29 @@ _reregister(SolarSchedule, beat_admin.SolarScheduleAdmin)
 _reregister(IntervalSchedule, beat_admin.IntervalScheduleAdmin)
 
 
-class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
-    def _logged(self, request: HttpRequest, queryset: QuerySet[PeriodicTask], action: str) -> None:
+def _guarded(name: str) -> Any:
+    """The package's action ``name``, behind the change permission and logged per task."""
+    package_action = getattr(beat_admin.PeriodicTaskAdmin, name)
+    message = f"{name.replace('_', ' ').capitalize()} (list action)."
+
+    @admin.action(description=package_action.short_description, permissions=["change"])
+    def action(
+        model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[PeriodicTask]
+    ) -> None:
         tasks = list(queryset)
-        getattr(super(), action)(request, queryset)
-        message = f"{action.replace('_', ' ').capitalize()} (list action)."
+        package_action(model_admin, request, queryset)
         for task in tasks:
-            self.log_change(request, task, message)
+            model_admin.log_change(request, task, message)
 
-    @admin.action(description=_("Enable selected tasks"), permissions=["change"])
-    def enable_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
-        self._logged(request, queryset, "enable_tasks")
+    action.__name__ = name
+    return action
 
-    @admin.action(description=_("Disable selected tasks"), permissions=["change"])
-    def disable_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
-        self._logged(request, queryset, "disable_tasks")
 
-    @admin.action(description=_("Toggle activity of selected tasks"), permissions=["change"])
-    def toggle_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
-        self._logged(request, queryset, "toggle_tasks")
-
-    @admin.action(description=_("Run selected tasks"), permissions=["change"])
-    def run_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
-        self._logged(request, queryset, "run_tasks")
+class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
+    enable_tasks = _guarded("enable_tasks")
+    disable_tasks = _guarded("disable_tasks")
+    toggle_tasks = _guarded("toggle_tasks")
+    run_tasks = _guarded("run_tasks")
 
 
 admin.site.unregister(PeriodicTask)

@@ -45,11 +45,6 @@ def webhook_link_ttl() -> int:
     return max(settings.JOBTRAIL_REPORT_LINK_TTL, retries + 3600)
 
 
-def link_max_age() -> int:
-    """The longest any link lives (what the signature check allows before the link's own)."""
-    return webhook_link_ttl()
-
-
 def report_state(report: Report | None, *, job: Job | None = None) -> dict[str, Any]:
     """What the job representation shows: ``{status, url}``.
 

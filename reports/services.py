@@ -27,7 +27,6 @@ from .links import (  # noqa: F401 - re-exported: the report's state and link li
     download_token,
     download_url,
     job_report,
-    link_max_age,
     report_state,
     webhook_link_ttl,
 )
@@ -341,7 +340,7 @@ def report_fail(*, job_id: Any, error: str) -> None:
 
 def report_from_token(token: str) -> Report:
     try:
-        longest = link_max_age()
+        longest = webhook_link_ttl()  # no link lives longer
         claims = signing.loads(token, salt=SIGNING_SALT, max_age=longest)
         # the link's own lifetime: a webhook's carries it, an API answer's is the setting's
         ttl = min(int(claims.get("t") or settings.JOBTRAIL_REPORT_LINK_TTL), longest)

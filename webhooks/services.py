@@ -193,8 +193,7 @@ def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     lock, an attempt committed meanwhile would reference a deleted delivery.
     """
     deliveries = WebhookDelivery.objects.filter(endpoint=endpoint).order_by("pk")
-    for _ in deliveries.select_for_update().values_list("pk", flat=True).iterator():
-        pass
+    list(deliveries.select_for_update().values_list("pk", flat=True))  # the lock
     endpoint.delete()
 
 

@@ -4,7 +4,6 @@ import json
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.http import Http404
 from django.http.request import RawPostDataException
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
@@ -260,10 +259,11 @@ class ExportJobStatusView(CompanyAPIView):
                 )
             )
         report = report_state(job_report(job), job=job)
-        response = polled(Response(adapters.export_job_status(job, file_path=report["url"])), job)
-        if report["status"] == ReportStatus.PENDING:  # SUCCESSFUL, its link not built yet
-            response["Retry-After"] = str(settings.JOBTRAIL_POLL_INTERVAL)
-        return response
+        return polled(
+            Response(adapters.export_job_status(job, file_path=report["url"])),
+            job,
+            more_to_come=report["status"] == ReportStatus.PENDING,  # SUCCESSFUL, link not built
+        )
 
 
 class ApiJobView(CompanyAPIView):
