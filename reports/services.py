@@ -113,7 +113,7 @@ def _csv_row(row: tuple[Any, ...]) -> list[Any]:
         "" if code is None else code,
         data_type,
         service,
-        ";".join(str(i) for i in source_ids or []),
+        ";".join(safe_cell(str(i)) for i in source_ids or []),  # each id: ';' splits in places
         _iso(requested),
         _iso(completed),
         " | ".join(
@@ -132,6 +132,8 @@ def _pg_iso(column: str) -> str:
     )
 
 
+_PG_TRIGGERS = ", ".join(str(ord(char)) for char in FORMULA_TRIGGERS)  # ascii() of each
+
 _POSTGRESQL_CELLS = [
     "push_communication_id",
     "status",
@@ -141,7 +143,10 @@ _POSTGRESQL_CELLS = [
     # source ids: most hold one
     "CASE WHEN jsonb_typeof(source_object_ids) <> 'array' THEN NULL "
     "WHEN jsonb_array_length(source_object_ids) <= 1 THEN source_object_ids ->> 0 "
-    "ELSE array_to_string(ARRAY(SELECT jsonb_array_elements_text(source_object_ids)), ';') END",
+    # several: joined with ';' (the list separator in some locales), each made safe (as one cell)
+    f"ELSE array_to_string(ARRAY(SELECT CASE WHEN ascii(i) IN ({_PG_TRIGGERS}) THEN '''' || i "
+    "ELSE i END FROM jsonb_array_elements_text(source_object_ids) WITH ORDINALITY AS t(i, n) "
+    "ORDER BY n), ';') END",
     _pg_iso("requested_on"),
     _pg_iso("completed_on"),
     "CASE WHEN jsonb_typeof(validation_errors) <> 'array' OR validation_errors = '[]' "
@@ -155,9 +160,8 @@ _POSTGRESQL_CELLS = [
 def _pg_cell(column: str) -> str:
     """The SQL of a cell: ``safe_cell`` (a leading ``'`` before a formula trigger), and NULL
     for an empty cell (COPY writes NULL bare and an empty string as ``""``; csv.writer: bare)."""
-    triggers = ", ".join(str(ord(char)) for char in FORMULA_TRIGGERS)
     return (
-        f"CASE WHEN ascii({column}) IN ({triggers}) THEN '''' || {column} "
+        f"CASE WHEN ascii({column}) IN ({_PG_TRIGGERS}) THEN '''' || {column} "
         f"ELSE NULLIF({column}, '') END"
     )
 
@@ -202,9 +206,14 @@ class _Rows:
         return self.out.write(row[:-2] + "\n" if row.endswith("\r\n") else row)
 
 
+def portable_writer(out: Any) -> Any:
+    """A ``csv.writer`` writing to ``out`` as ``COPY`` does (rows end in ``\n``, ``_Rows``)."""
+    return csv.writer(_Rows(out), lineterminator="\r\n")
+
+
 def write_report_csv(*, job_id: Any, out: Any) -> int:
     """Write the CSV to the text stream ``out``, streaming the rows; return the row count."""
-    writer = csv.writer(_Rows(out), lineterminator="\r\n")
+    writer = portable_writer(out)
     writer.writerow(HEADER)
     if connection.vendor == "postgresql":
         return _copy_postgresql(job_id, out)

@@ -168,3 +168,28 @@ def test_a_carriage_return_inside_a_cell_is_quoted_not_a_row_break(api: APIClien
     assert '"quickbooks\r=1+2"' in text and text.count("\n") == 2
     header, row = list(csv.reader(io.StringIO(text, newline="")))
     assert dict(zip(header, row, strict=True))["service_name"] == "quickbooks\r=1+2"
+
+
+def test_each_of_several_source_ids_is_safe_where_semicolons_split_cells(api: APIClient) -> None:
+    """Several source ids are joined with ``;``, the list separator of spreadsheets in many
+    locales (a European Excel splits the row there): every id, not only the first, gets the
+    apostrophe, so no part of the cell opens as a formula."""
+    job = api.post("/api/v1/jobs/", {"type": "export"}, format="json").json()
+    push = {
+        "event": "push",
+        "pushCommunicationId": "p1",
+        "status": "failed",
+        "responseCode": 400,
+        "serviceName": "quickbooks",
+        "dataType": "invoices",
+        "sourceObjectIds": ["1", HYPERLINK, "-2+3", "a=b"],
+    }
+    sent = api.post(f"/api/v1/jobs/{job['id']}/push-results/", {"data": push}, format="json")
+    assert sent.status_code == 201, sent.content
+    out = io.StringIO(newline="")
+
+    reports.write_report_csv(job_id=job["id"], out=out)
+
+    header, row = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    cell = dict(zip(header, row, strict=True))["source_object_ids"]
+    assert cell.split(";") == ["1", "'" + HYPERLINK, "'-2+3", "a=b"]

@@ -184,6 +184,9 @@ def test_postgresql_writes_the_same_csv_as_the_portable_writer() -> None:
         # formula triggers: a leading apostrophe on both paths (reports.cells)
         (["=1+1"], None, None, None, [{"field": "-x", "message": "@y"}], "=HYPERLINK(1)"),
         (["a", "b"], None, None, None, ["\tbare", "+1"], "@sum"),
+        # each of several ids: ';' is the list separator in some locales' spreadsheets
+        (["a", "=1+2", -3, "@x", "b=c"], None, None, None, [], "ids"),
+        (["+1", "\r2"], None, None, None, [], "ids"),
     ]
 
     PushResult.objects.bulk_create(
@@ -204,7 +207,7 @@ def test_postgresql_writes_the_same_csv_as_the_portable_writer() -> None:
     copied = io.StringIO()
     assert services.write_report_csv(job_id=job.pk, out=copied) == len(cases)
     portable = io.StringIO()
-    writer = csv.writer(portable, lineterminator="\n")
+    writer = services.portable_writer(portable)
     writer.writerow(services.HEADER)
     assert services._write_portable(job.pk, writer) == len(cases)
     assert copied.getvalue() == portable.getvalue()
