@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
+from itertools import chain
 from typing import Any
 
 from django.conf import settings
@@ -739,9 +740,11 @@ def _storable(result: AttemptResult) -> AttemptResult:
     """``result`` with the NUL characters a receiver sent replaced: PostgreSQL refuses them
     in text and jsonb, and one refused row would roll back the whole batch's outcomes."""
     headers = (result.request_headers, result.response_headers)
-    texts = [result.response_body, result.error]
-    texts += [part for pairs in headers for pair in pairs.items() for part in pair]
-    if not any("\x00" in text for text in texts):
+    texts = chain(
+        (result.response_body, result.error),
+        (part for pairs in headers for pair in pairs.items() for part in pair),
+    )
+    if not any("\x00" in text for text in texts):  # stops at the first NUL
         return result
 
     def clean(text: str) -> str:
@@ -756,18 +759,25 @@ def _storable(result: AttemptResult) -> AttemptResult:
     )
 
 
-def _still_there(pks: set[Any]) -> set[Any]:
-    """Of deliveries no longer held by their claim, those that still exist (locked against a
-    delete until the transaction ends). An endpoint deleted while its delivery was being sent
-    takes the delivery with it: its attempt cannot be logged, and the batch's others must."""
-    if not pks:
-        return set()
-    rows = WebhookDelivery.objects.filter(pk__in=among(WebhookDelivery, list(pks)))
+def _lock_batch(outcomes: Sequence[tuple[Claim, AttemptResult]]) -> tuple[set[Any], set[Any]]:
+    """Lock the batch's deliveries (one SELECT, primary-key order, as every other locker of
+    them: an endpoint DELETE locks its deliveries so too, so neither can wait for the other in a
+    cycle); return those still held by their claim and those that still exist. An endpoint
+    deleted while its delivery was being sent takes the delivery with it: its attempt cannot
+    be logged, and the batch's others must be."""
+    leases_of = {claim.delivery.pk: claim.lease_until for claim, _ in outcomes}
+    rows = WebhookDelivery.objects.filter(pk__in=among(WebhookDelivery, list(leases_of)))
     locked = rows.select_for_update(no_key=True).order_by("pk")
-    found = set(locked.values_list("pk", flat=True))
-    for pk in pks - found:
+    found = list(locked.values_list("pk", "status", "locked_until"))
+    mine = {
+        pk
+        for pk, status, until in found
+        if status == DeliveryStatus.PENDING and until == leases_of[pk]
+    }
+    existing = {pk for pk, _, _ in found}
+    for pk in leases_of.keys() - existing:
         logger.info("delivery %s was deleted while it was sent; its attempt is not logged", pk)
-    return found
+    return mine, existing
 
 
 @transaction.atomic
@@ -784,12 +794,7 @@ def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) 
         return
     now = timezone.now()
     outcomes = [(claim, _storable(result)) for claim, result in outcomes]
-    mine = leases.held(
-        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING),
-        {claim.delivery.pk: claim.lease_until for claim, _ in outcomes},
-        lock=True,
-    )
-    existing = mine | _still_there({claim.delivery.pk for claim, _ in outcomes} - mine)
+    mine, existing = _lock_batch(outcomes)
     insert_many(
         WebhookAttempt,
         [

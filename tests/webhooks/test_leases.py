@@ -3,6 +3,7 @@ sender's query budget (a batch costs a few queries, not a few per delivery)."""
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -181,6 +182,48 @@ def test_when_a_batch_cannot_be_recorded_each_outcome_is_recorded_alone(
     assert list(WebhookAttempt.objects.values_list("delivery_id", flat=True)) == [other.delivery.pk]
 
 
+def _overlapping(
+    first: Callable[[], object], second: Callable[[], object], *, then: Callable[[], object] = list
+) -> list[BaseException]:
+    """Run ``first`` in a transaction of its own thread, and ``second`` in another thread once
+    ``first`` is done, while its transaction is still open: ``second`` meets ``first``'s locks
+    and uncommitted rows. 0.3 s later (``second`` is waiting by then) ``then`` runs in
+    ``first``'s transaction, which then ends. Returns what either raised."""
+    done, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def holder() -> None:
+        try:
+            with transaction.atomic():
+                first()
+                done.set()
+                release.wait(10)
+                then()
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+        finally:
+            done.set()
+            connection.close()
+
+    def other() -> None:
+        try:
+            second()
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=holder), threading.Thread(target=other)]
+    threads[0].start()
+    assert done.wait(10)
+    threads[1].start()
+    time.sleep(0.3)
+    release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    return errors
+
+
 @pytest.mark.postgres
 def test_a_redelivery_leaves_alone_a_delivery_made_pending_and_claimed_meanwhile() -> None:
     """Two redeliveries of one failed delivery at once (a double click): the second waits for
@@ -188,34 +231,16 @@ def test_a_redelivery_leaves_alone_a_delivery_made_pending_and_claimed_meanwhile
     then be in flight twice)."""
     [row] = _due(1)
     WebhookDelivery.objects.filter(pk=row.pk).update(status=DeliveryStatus.FAILED)
-    first_done = threading.Event()
-    release = threading.Event()
     counts: dict[str, int] = {}
 
     def first() -> None:
-        try:
-            with transaction.atomic():
-                counts["first"] = services._redeliver(WebhookDelivery.objects.filter(pk=row.pk))
-                services.deliveries_claim_due(limit=1)  # its sender took it
-                first_done.set()
-                release.wait(10)
-        finally:
-            connection.close()
+        counts["first"] = services._redeliver(WebhookDelivery.objects.filter(pk=row.pk))
+        services.deliveries_claim_due(limit=1)  # its sender took it
 
-    def second() -> None:
-        try:
-            counts["second"] = services._redeliver(WebhookDelivery.objects.filter(pk=row.pk))
-        finally:
-            connection.close()
+    def second() -> None:  # reads the row while the first's change is not committed yet
+        counts["second"] = services._redeliver(WebhookDelivery.objects.filter(pk=row.pk))
 
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    threads[0].start()
-    assert first_done.wait(10)
-    threads[1].start()  # reads the row while the first's change is not committed yet
-    time.sleep(0.3)
-    release.set()
-    for thread in threads:
-        thread.join(timeout=30)
+    assert _overlapping(first, second) == []
 
     assert counts == {"first": 1, "second": 0}
     assert WebhookDelivery.objects.get(pk=row.pk).locked_until is not None  # the sender's lease
@@ -227,36 +252,37 @@ def test_an_endpoint_deleted_while_an_attempt_of_its_is_being_recorded_waits_for
     and then deletes that attempt too (collected before the lock, the attempt committed
     meanwhile would reference a deleted delivery: a foreign-key error at the DELETE's commit)."""
     gone, _ = _two_companies_claimed()
-    recorded = threading.Event()
-    release = threading.Event()
-    errors: list[BaseException] = []
 
-    def recorder() -> None:
-        try:
-            with transaction.atomic():
-                services.deliveries_record_attempts([(gone, _ok())])
-                recorded.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    def deleter() -> None:
-        try:
-            services.endpoint_delete(endpoint=gone.endpoint)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=recorder), threading.Thread(target=deleter)]
-    threads[0].start()
-    assert recorded.wait(10)
-    threads[1].start()  # collects while the attempt is not committed yet
-    time.sleep(0.3)
-    release.set()
-    for thread in threads:
-        thread.join(timeout=30)
+    errors = _overlapping(
+        lambda: services.deliveries_record_attempts([(gone, _ok())]),
+        lambda: services.endpoint_delete(endpoint=gone.endpoint),  # collects meanwhile
+    )
 
     assert errors == []
     assert not WebhookDelivery.objects.filter(pk=gone.delivery.pk).exists()
     assert not WebhookAttempt.objects.filter(delivery_id=gone.delivery.pk).exists()
+
+
+@pytest.mark.postgres
+def test_the_recorder_and_an_endpoint_delete_lock_in_one_order() -> None:
+    """A batch holds two deliveries of one endpoint: the first sent meanwhile by another sender
+    (its lease lapsed), the second still this claim's. An endpoint DELETE locks its deliveries
+    in primary-key order; had the recorder locked the held one first and the other after, each
+    would wait for the other (PostgreSQL aborts one: a 500 for the DELETE, or the batch
+    recorded again one by one)."""
+    _due(2)
+    earlier, later = sorted(services.deliveries_claim_due(limit=10), key=lambda c: c.delivery.pk)
+    WebhookDelivery.objects.filter(pk=earlier.delivery.pk).update(
+        status=DeliveryStatus.DELIVERED, locked_until=None
+    )
+    rows = WebhookDelivery.objects.select_for_update()
+
+    errors = _overlapping(
+        lambda: list(rows.filter(pk=earlier.delivery.pk)),  # the DELETE's first lock
+        lambda: services.deliveries_record_attempts([(earlier, _ok()), (later, _ok())]),
+        then=lambda: list(rows.filter(pk=later.delivery.pk)),  # ... and its second
+    )
+
+    assert errors == []
+    assert WebhookDelivery.objects.get(pk=later.delivery.pk).status == DeliveryStatus.DELIVERED
+    assert WebhookAttempt.objects.filter(delivery_id=later.delivery.pk).count() == 1
