@@ -1,26 +1,13 @@
 """A JSON parser that refuses what the database or the response could not hold."""
 
-import json
-import math
 from typing import Any
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from . import strict_json
 from .problems import unsupported_charset, unsupported_charset_error
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number out of range: {text[:40]}")
-    return value
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
 
 # How deep a request's JSON may nest. Python's parser goes as deep as its recursion limit, but
 # the code that later encodes the same value (the response, the database's JSON, a webhook
@@ -53,7 +40,7 @@ class StrictJSONParser(JSONParser):
             raise unsupported_charset_error(encoding)
         try:
             text = stream.read().decode(encoding)
-            data = json.loads(text, parse_float=_finite_float, parse_constant=_no_constants)
+            data = strict_json.loads(text)
             check_text(data)
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply.") from None

@@ -8,8 +8,6 @@
   as a push correlation, exactly; each through its own index (migration 0012).
 """
 
-import json
-import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +15,8 @@ from typing import Any
 from django.db import connections
 from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTransform
+
+from config import strict_json
 
 from .models import Job, PushCorrelation, PushResult
 
@@ -47,18 +47,12 @@ def _candidates(value: str) -> list[Any]:
     """The JSON values a typed value may mean: the string, and a number/true/false/null."""
     values: list[Any] = [value]
     try:  # NaN, Infinity, 1e999: Python's json reads them, JSON (and the database) has none
-        parsed = json.loads(value, parse_constant=_no_constant)
+        parsed = strict_json.loads(value)
     except ValueError:
-        return values
-    if isinstance(parsed, float) and not math.isfinite(parsed):
         return values
     if parsed is None or isinstance(parsed, bool | int | float):
         values.append(parsed)
     return values
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"not JSON: {name}")
 
 
 def _nested(path: tuple[str, ...], value: Any) -> dict[str, Any]:

@@ -1,6 +1,5 @@
 """Seed-compatible endpoints: adapters over the same services and selectors as v1."""
 
-import json
 import uuid
 from typing import Any
 
@@ -12,6 +11,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config import strict_json
 from config.parsers import check_text
 from config.problems import ProblemError
 from config.schema import (
@@ -176,7 +176,7 @@ class ExportJobStatusView(CompanyAPIView):
     def job_read_with_client(self, request: Request) -> tuple[str, Any] | None:
         """The job of the body's ``jobCode``, read with the API client (one query a poll)."""
         try:
-            body = json.loads(request._request.body)
+            body = strict_json.loads(request._request.body.decode())
             code = body.get("jobCode") if isinstance(body, dict) else None
             if not isinstance(code, str) or not code.strip():
                 return None

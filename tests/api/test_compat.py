@@ -593,8 +593,18 @@ def test_export_status_without_a_usable_job_code(api: APIClient, body: Any) -> N
     assert error["fieldName"] == "jobCode"
 
 
-def test_export_status_with_malformed_json(api: APIClient) -> None:
-    response = api.post(STATUS_URL, '{"jobCode": ', content_type="application/json")
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"jobCode": ',
+        # valid for Python's json, not JSON (nor for the database): refused as malformed
+        '{"jobCode": "JOB-1", "x": NaN}',
+        '{"jobCode": "JOB-1", "x": 1e999}',
+    ],
+)
+def test_export_status_with_malformed_json(api: APIClient, company: Any, text: str) -> None:
+    job_in_status(JobStatus.COMPLETED, company=company, code="JOB-1")
+    response = api.post(STATUS_URL, text, content_type="application/json")
 
     assert response.status_code == 400
     body = response.json()
