@@ -603,7 +603,12 @@ def _record(outcomes: list[tuple[Claim, AttemptResult]]) -> None:
 
 
 def _settle_inactive(claims: list[Claim]) -> list[Claim]:
-    """Defer (paused) or abandon (disabled by a 410) claims of inactive endpoints; the rest."""
+    """Defer (paused) or abandon (disabled by a 410) claims of inactive endpoints, abandon
+    those whose attempts were used up without outcomes (``attempts_used_up``); the rest."""
+    spent = [c for c in claims if services.attempts_used_up(c)]
+    if spent:
+        services.deliveries_abandon(spent, reason=services.USED_UP_REASON)
+        claims = [c for c in claims if not services.attempts_used_up(c)]
     active = [c for c in claims if c.endpoint.is_active]
     if len(active) == len(claims):
         return claims

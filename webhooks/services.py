@@ -686,6 +686,25 @@ def _retry_delay(number: int, retry_after: str | None, *, handoff: bool = False)
 
 
 GONE_REASON = "The receiver answered 410 Gone; the endpoint was disabled."
+USED_UP_REASON = (
+    "The retry schedule's attempts were used up without an outcome recorded: the worker "
+    "sending them stopped (killed or crashed) during each of the last ones."
+)
+
+
+def attempts_used_up(claim: Claim) -> bool:
+    """A scheduled claim past the schedule's last attempt. Each claim counts an attempt (the
+    sender may have reached the receiver before it was killed), so this happens only when the
+    attempts before it never got an outcome recorded. Such a claim is abandoned, not sent: a
+    delivery whose sending kills the worker must not be sent again every lease for ever."""
+    if claim.trigger != AttemptTrigger.SCHEDULED:
+        return False
+    schedule = (
+        settings.JOBTRAIL_HANDOFF_RETRY_SCHEDULE
+        if claim.delivery.handoff
+        else settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE
+    )
+    return claim.number > len(schedule) + 1  # the first attempt, then one per step
 
 
 def _outcome(claim: Claim, result: AttemptResult, now: datetime) -> dict[str, Any]:

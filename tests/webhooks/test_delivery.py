@@ -94,6 +94,32 @@ def test_failed_after_the_schedule_is_used_up(receiver: Receiver) -> None:
     assert delivery.last_status_code == 503
 
 
+@pytest.mark.usefixtures("fast_retries")
+@pytest.mark.parametrize(("crashed", "sent"), [(3, True), (4, False)])
+def test_a_delivery_whose_sender_dies_every_time_is_not_sent_for_ever(
+    receiver: Receiver, crashed: int, sent: bool
+) -> None:
+    """Each claim counts an attempt (the killed sender may have reached the receiver). After
+    as many claims as the schedule has attempts (4 here), none recorded, the delivery fails
+    instead of being sent again every lease: its sending may be what kills the worker."""
+    delivery = _one_delivery(receiver)
+    for _ in range(crashed):  # claimed, then the worker dies: no outcome, the lease lapses
+        assert services.delivery_claim(delivery_id=delivery.pk) is not None
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            locked_until=timezone.now() - timedelta(seconds=1)
+        )
+
+    delivery = _send(delivery)
+
+    assert len(receiver.requests) == (1 if sent else 0)
+    assert delivery.attempt_log.count() == (1 if sent else 0)
+    assert delivery.attempts == 4
+    if sent:  # the schedule's last attempt
+        assert delivery.status == "delivered"
+    else:
+        assert (delivery.status, delivery.last_error) == ("failed", services.USED_UP_REASON)
+
+
 def test_retry_follows_the_schedule_with_jitter(receiver: Receiver, settings) -> None:
     settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE = [100, 1000]
     receiver.default = Reply(500)
