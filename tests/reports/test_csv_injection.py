@@ -145,26 +145,31 @@ def test_safe_cell_follows_the_owasp_rule(value: Any, cell: Any) -> None:
     assert safe_cell(value) == cell
 
 
-def test_a_carriage_return_inside_a_cell_is_quoted_not_a_row_break(api: APIClient) -> None:
-    """A bare carriage return in the middle of a value: quoted (as PostgreSQL's writer does),
-    or readers start a new row there, whose first cell (``=1+2``) is not neutralised."""
+def _one_push_report(api: APIClient, **fields: Any) -> str:
+    """The CSV of a new job holding one failed push (``fields`` override its values)."""
     job = api.post("/api/v1/jobs/", {"type": "export"}, format="json").json()
     push = {
         "event": "push",
         "pushCommunicationId": "p1",
         "status": "failed",
         "responseCode": 400,
-        "serviceName": "quickbooks\r=1+2",
+        "serviceName": "quickbooks",
         "dataType": "invoices",
         "sourceObjectIds": ["1"],
+        **fields,
     }
     sent = api.post(f"/api/v1/jobs/{job['id']}/push-results/", {"data": push}, format="json")
     assert sent.status_code == 201, sent.content
     out = io.StringIO(newline="")
-
     reports.write_report_csv(job_id=job["id"], out=out)
+    return out.getvalue()
 
-    text = out.getvalue()
+
+def test_a_carriage_return_inside_a_cell_is_quoted_not_a_row_break(api: APIClient) -> None:
+    """A bare carriage return in the middle of a value: quoted (as PostgreSQL's writer does),
+    or readers start a new row there, whose first cell (``=1+2``) is not neutralised."""
+    text = _one_push_report(api, serviceName="quickbooks\r=1+2")
+
     assert '"quickbooks\r=1+2"' in text and text.count("\n") == 2
     header, row = list(csv.reader(io.StringIO(text, newline="")))
     assert dict(zip(header, row, strict=True))["service_name"] == "quickbooks\r=1+2"
@@ -174,22 +179,8 @@ def test_each_of_several_source_ids_is_safe_where_semicolons_split_cells(api: AP
     """Several source ids are joined with ``;``, the list separator of spreadsheets in many
     locales (a European Excel splits the row there): every id, not only the first, gets the
     apostrophe, so no part of the cell opens as a formula."""
-    job = api.post("/api/v1/jobs/", {"type": "export"}, format="json").json()
-    push = {
-        "event": "push",
-        "pushCommunicationId": "p1",
-        "status": "failed",
-        "responseCode": 400,
-        "serviceName": "quickbooks",
-        "dataType": "invoices",
-        "sourceObjectIds": ["1", HYPERLINK, "-2+3", "a=b"],
-    }
-    sent = api.post(f"/api/v1/jobs/{job['id']}/push-results/", {"data": push}, format="json")
-    assert sent.status_code == 201, sent.content
-    out = io.StringIO(newline="")
+    text = _one_push_report(api, sourceObjectIds=["1", HYPERLINK, "-2+3", "a=b"])
 
-    reports.write_report_csv(job_id=job["id"], out=out)
-
-    header, row = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    header, row = list(csv.reader(io.StringIO(text, newline="")))
     cell = dict(zip(header, row, strict=True))["source_object_ids"]
     assert cell.split(";") == ["1", "'" + HYPERLINK, "'-2+3", "a=b"]
