@@ -5,6 +5,7 @@ from typing import Any
 
 from jobs import selectors
 from jobs.models import FailureReason, Job, JobStatus
+from reports.models import ReportStatus
 
 EXPORT_STATUS = {
     JobStatus.PENDING: "SCHEDULED",
@@ -30,8 +31,25 @@ def export_status(job: Job) -> str:
     return EXPORT_STATUS[JobStatus(job.status)]
 
 
-def export_job_status(job: Job, *, file_path: str | None) -> dict[str, Any]:
-    """Seed 002's answer for a known job."""
+REPORT_FAILED_ERROR = {
+    "code": 500,
+    "fieldName": "filePath",
+    "description": "The job finished, but its CSV report could not be built. Support has been "
+    "told in the console and can build it again; poll again later.",
+    "message": "Report not available",
+    "errorParams": {},
+}
+
+
+def export_job_status(job: Job, *, report: dict[str, Any]) -> dict[str, Any]:
+    """Seed 002's answer for a known job (``report``: ``reports.links.report_state``).
+
+    Seed 002: "Once the status becomes SUCCESSFUL, the link to download the report in .csv
+    format is also sent in the response." So a finished job whose link is not there yet (the
+    report is being built, or built again after a late push result) reads RUNNING, and one
+    whose report could not be built reads FAILED with an error saying so (a staff rebuild
+    turns it SUCCESSFUL with its link).
+    """
     counts = selectors.job_push_counts(job)
     warnings = []
     if job.status == JobStatus.COMPLETED and counts["failed"]:
@@ -55,13 +73,21 @@ def export_job_status(job: Job, *, file_path: str | None) -> dict[str, Any]:
             }
         )
     status = export_status(job)
+    file_path = report["url"]
+    errors = []
+    if status == "SUCCESSFUL" and file_path is None:
+        if report["status"] == ReportStatus.FAILED:
+            status = "FAILED"
+            errors.append(dict(REPORT_FAILED_ERROR))
+        else:
+            status = "RUNNING"  # the report is on its way: SUCCESSFUL comes with its link
     message = job.message or f"Export job {job.code} is {status}"
     if job.status == JobStatus.FAILED:
         message = f"{message} ({job.failure_reason})"
     return {
         "successful": True,
         "message": message,
-        "errors": [],
+        "errors": errors,
         "warnings": warnings,
         "status": status,
         "filePath": file_path,
@@ -119,11 +145,15 @@ def _failed_records_message(job: Job) -> str:
 
 
 def api_job(job: Job) -> dict[str, Any]:
-    """Seed 003's API job record."""
+    """Seed 003's API job record. Its ``message`` "will contain any error/information message
+    produced during the job": a failed job's names its failure reason (as seed 002's does)."""
     message = job.message
     if job.status == JobStatus.COMPLETED_WITH_ERRORS:
         listing = _failed_records_message(job)
         message = f"{message}\n{listing}" if message and listing else (listing or message)
+    if job.status == JobStatus.FAILED:
+        reason = f"({job.failure_reason})"
+        message = f"{message} {reason}" if message else f"Failed {reason}"
     return {
         "id": str(job.pk),
         "type": job.type,

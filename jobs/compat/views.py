@@ -191,10 +191,11 @@ class ExportJobStatusView(CompanyAPIView):
         parameters=[retry_after(200)],
         description="Answers `{successful, message, errors, warnings, status, filePath}`. An "
         "unknown `jobCode` answers HTTP 200 with `successful: false` and an error naming "
-        "`jobCode`. `status`: SCHEDULED, RUNNING, SUCCESSFUL, FAILED or CANCELLED; `filePath` is "
-        "the signed CSV link once the report is ready. `Retry-After` is sent while the job runs "
-        "and while a SUCCESSFUL job's report is still being built (`filePath` null): poll again "
-        "for the link.",
+        "`jobCode`. `status`: SCHEDULED, RUNNING, SUCCESSFUL, FAILED or CANCELLED. SUCCESSFUL "
+        "always comes with `filePath`, the signed CSV link (as the seed has it): a finished job "
+        "whose report is still being built reads RUNNING, one whose report could not be built "
+        "FAILED with an error naming `filePath`. `Retry-After` is sent while the answer is "
+        "RUNNING or SCHEDULED: poll again.",
         request=ExportJobStatusInput,
         examples=[
             OpenApiExample("request", value={"jobCode": "JOB-7F3K2Q9A"}, request_only=True),
@@ -260,9 +261,9 @@ class ExportJobStatusView(CompanyAPIView):
             )
         report = report_state(job_report(job), job=job)
         return polled(
-            Response(adapters.export_job_status(job, file_path=report["url"])),
+            Response(adapters.export_job_status(job, report=report)),
             job,
-            more_to_come=report["status"] == ReportStatus.PENDING,  # SUCCESSFUL, link not built
+            more_to_come=report["status"] == ReportStatus.PENDING,  # RUNNING until the link
         )
 
 

@@ -27,6 +27,8 @@ from jobs.models import (
     PushResult,
     PushStatus,
 )
+from reports.models import Report, ReportStatus
+from reports.services import report_build, report_rebuild
 from tests.factories import CompanyFactory, JobFactory, job_in_status
 
 pytestmark = pytest.mark.django_db
@@ -497,6 +499,9 @@ def test_export_status_maps_every_job_status(
     api: APIClient, company: Any, job_status: str, expected: str
 ) -> None:
     job = job_in_status(job_status, company=company)
+    finished = expected == "SUCCESSFUL"
+    if finished:
+        report_build(job_id=job.pk)  # SUCCESSFUL comes with the link
 
     response = export_status(api, {"jobCode": job.code})
 
@@ -507,26 +512,46 @@ def test_export_status_maps_every_job_status(
     assert body["status"] == expected
     assert body["errors"] == []
     assert isinstance(body["message"], str) and body["message"]
-    assert body["filePath"] is None  # reports are not built yet
+    assert (body["filePath"] or "").startswith("http") is finished
 
 
-def test_export_status_asks_to_poll_again_until_a_successful_jobs_link_is_built(
+def test_a_completed_job_reads_running_until_its_link_is_built(
     api: APIClient, company: Any
 ) -> None:
-    """SUCCESSFUL comes with the completion; the link follows with the report. A client
-    written against seed 002 stops polling a finished job, so the answer says to ask again."""
-    from reports.services import report_build
-
+    """Seed 002: "Once the status becomes SUCCESSFUL, the link to download the report in .csv
+    format is also sent in the response." A client written against it stops polling at
+    SUCCESSFUL and reads filePath, so until the CSV is built the job reads RUNNING."""
     job = job_in_status(JobStatus.COMPLETED, company=company)
 
     waiting = export_status(api, {"jobCode": job.code})
 
-    assert waiting.json()["status"] == "SUCCESSFUL" and waiting.json()["filePath"] is None
+    assert (waiting.json()["status"], waiting.json()["filePath"]) == ("RUNNING", None)
     assert waiting["Retry-After"] == str(settings.JOBTRAIL_POLL_INTERVAL)
     report_build(job_id=job.pk)
     built = export_status(api, {"jobCode": job.code})
+    assert built.json()["status"] == "SUCCESSFUL"
     assert built.json()["filePath"].startswith("http")
     assert not built.has_header("Retry-After")
+
+
+def test_a_completed_job_whose_report_could_not_be_built_reads_failed(
+    api: APIClient, company: Any
+) -> None:
+    job = job_in_status(JobStatus.COMPLETED_WITH_ERRORS, company=company)
+    report_build(job_id=job.pk)
+    Report.objects.filter(job=job).update(status=ReportStatus.FAILED)
+
+    response = export_status(api, {"jobCode": job.code})
+
+    body = response.json()
+    assert (body["successful"], body["status"], body["filePath"]) == (True, "FAILED", None)
+    [error] = body["errors"]
+    assert set(error) == STATUS_ERROR_KEYS and error["fieldName"] == "filePath"
+    assert not response.has_header("Retry-After")  # staff must build it again
+    report_rebuild(job=job)
+    report_build(job_id=job.pk)
+    again = export_status(api, {"jobCode": job.code}).json()
+    assert (again["status"], again["errors"]) == ("SUCCESSFUL", [])
 
 
 def test_export_status_of_a_canceled_job_is_cancelled(
@@ -644,6 +669,8 @@ def test_export_status_warns_when_a_completed_job_has_failed_pushes(
     add_push(job, "push-ok", PushStatus.SUCCESS)
     add_push(job, "push-bad", PushStatus.FAILED, response_code=400)
 
+    report_build(job_id=job.pk)  # SUCCESSFUL comes with its link
+
     body = export_status(api, {"jobCode": job.code}).json()
 
     assert body["status"] == "SUCCESSFUL"
@@ -669,6 +696,8 @@ def test_export_status_says_how_many_failed_when_completed_with_errors(
     add_push(job, "push-1", PushStatus.SUCCESS)
     add_push(job, "push-2", PushStatus.FAILED)
     add_push(job, "push-3", PushStatus.FAILED)
+
+    report_build(job_id=job.pk)  # SUCCESSFUL comes with its link
 
     body = export_status(api, {"jobCode": job.code}).json()
 
@@ -697,8 +726,6 @@ def test_export_status_of_a_finished_job_has_no_retry_after(
     api: APIClient, company: Any, job_status: str
 ) -> None:
     """Once its report is built (a failed job has none to wait for)."""
-    from reports.services import report_build
-
     job = job_in_status(job_status, company=company)
     report_build(job_id=job.pk)  # nothing to build for a failed job
     assert not export_status(api, {"jobCode": job.code}).has_header("Retry-After")

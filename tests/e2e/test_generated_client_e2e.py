@@ -139,9 +139,16 @@ def test_the_readme_walkthrough_through_a_generated_typed_client(
     assert polled.parsed.status == models.JobStatusEnum.COMPLETED
     assert polled.parsed.push_results.success == 1
     assert "Retry-After" not in polled.headers  # finished: nothing to wait for
-    status = export_status.sync(client=api, body=models.ExportJobStatusInput(job_code="TYPED-1"))
+
+    def seed_002() -> Any:
+        return export_status.sync(client=api, body=models.ExportJobStatusInput(job_code="TYPED-1"))
+
+    # RUNNING until the worker has built the CSV: SUCCESSFUL comes with its link (seed 002)
+    successful = models.ExportJobStatusEnum.SUCCESSFUL
+    wait_until(lambda: seed_002().status == successful, 30, "seed 002 SUCCESSFUL")
+    status = seed_002()
     assert isinstance(status, models.ExportJobStatusOutput)
-    assert status.successful and status.status == models.ExportJobStatusEnum.SUCCESSFUL
+    assert status.successful and str(status.file_path).startswith("http")
     engine = engine_job.sync(job.id, client=api)
     assert isinstance(engine, models.ApiJobOutput)
     assert engine.status == models.ApiJobStatusEnum.COMPLETED
