@@ -923,6 +923,21 @@ def test_api_job_maps_every_status(
         assert not response.has_header("Retry-After")
 
 
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [("", "Failed (service_timeout)"), ("Gave up", "Gave up (service_timeout)")],
+)
+def test_api_job_of_a_failed_job_names_its_failure_reason(
+    api: APIClient, company: Any, message: str, expected: str
+) -> None:
+    """Seed 003: "The message will contain any error/information message produced during
+    the job": a failed job's says why, as seed 002's does."""
+    job = JobFactory(company=company)
+    services.job_fail(job_id=job.pk, failure_reason="service_timeout", message=message)
+
+    assert api.get(api_job_url(job.pk)).json()["message"] == expected
+
+
 def test_api_job_of_a_pending_job_has_null_times(api: APIClient, company: Any) -> None:
     job = JobFactory(company=company)
 
