@@ -13,7 +13,7 @@ from jobs import services as jobs
 from tests.factories import CompanyFactory, JobFactory, UserFactory
 from tests.relay import run_relay
 from webhooks.models import WebhookDelivery
-from webhooks.services import endpoint_create
+from webhooks.services import endpoint_create, endpoint_rotate_secret
 
 pytestmark = pytest.mark.django_db
 
@@ -27,6 +27,27 @@ def test_endpoint_pages_never_show_the_secret(staff: Client) -> None:
         content = staff.get(url).content.decode()
         assert endpoint.secret not in content
         assert endpoint.secret.removeprefix("whsec_") not in content
+
+
+@pytest.mark.parametrize("field", ["secret", "previous_secret"])
+@pytest.mark.parametrize("lookup", ["startswith", "exact", "gt"])
+def test_the_endpoint_list_cannot_be_filtered_on_a_secret(
+    staff: Client, field: str, lookup: str
+) -> None:
+    """A query-string filter on the secret would list the endpoint only for the right prefix:
+    the secret read out one character at a time by anyone who may view endpoints."""
+    endpoint = endpoint_rotate_secret(
+        endpoint=endpoint_create(company=CompanyFactory(), url="http://127.0.0.1:9/h", events=["*"])
+    )
+    value = getattr(endpoint, field)
+
+    response = staff.get(
+        reverse("admin:webhooks_webhookendpoint_changelist"),
+        {f"{field}__{lookup}": value[:12] if lookup == "startswith" else value},
+    )
+
+    assert response.status_code == 400
+    assert endpoint.url not in response.content.decode()
 
 
 def test_redeliver_everything_failed_since(staff: Client) -> None:
