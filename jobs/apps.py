@@ -17,7 +17,12 @@ class JobsConfig(AppConfig):
             relay,
             schema,  # noqa: F401 - registers the OpenAPI auth extension
         )
-        from .tokens import remember_credentials, revoke_on_credential_change
+        from .models import CompanyMember
+        from .tokens import (
+            remember_credentials,
+            revoke_on_credential_change,
+            revoke_on_member_change,
+        )
 
         # a job's hand-off that fails for good fails the job while it is pending (seed 000)
         hooks.on_handoff_failed(handoff.fail_pending_jobs)
@@ -29,6 +34,7 @@ class JobsConfig(AppConfig):
         user_model = get_user_model()
         post_init.connect(remember_credentials, sender=user_model, dispatch_uid="jobtrail-tv")
         pre_save.connect(revoke_on_credential_change, sender=user_model, dispatch_uid="jobtrail-tv")
+        pre_save.connect(revoke_on_member_change, sender=CompanyMember, dispatch_uid="jobtrail-tv")
         # The admin audit trail outlives staff users: a user whom LogEntry rows name cannot be
         # deleted by any code path (LogEntry.user cascades), hence the model's signal.
         pre_delete.connect(

@@ -11,6 +11,9 @@ user and the membership in its one query anyway, so checking the claim costs no 
   version, in the same transaction as the save (``revoke_on_credential_change``).
 - Removing the user from its company deletes the membership: no membership, no valid token; a
   new membership has a new id, so the old tokens stay dead when the user is added back.
+- A membership row given to another user or company (the console's company page can re-point
+  a member row) bumps its version too (``revoke_on_member_change``): without it the row's
+  first user, given the row back later, would find its old tokens valid again.
 """
 
 from typing import Any
@@ -73,3 +76,17 @@ def revoke_on_credential_change(sender: Any, instance: Any, **kwargs: Any) -> No
         if cached is not None:
             cached.refresh_from_db(fields=["token_version"])
     setattr(instance, _CREDENTIALS, now)
+
+
+def revoke_on_member_change(sender: Any, instance: CompanyMember, **kwargs: Any) -> None:
+    """pre_save of a membership: another user or company on an existing row revokes the tokens
+    issued for the row so far (one query, only when a membership is saved)."""
+    if instance.pk is None:
+        return
+    stored = (
+        CompanyMember.objects.filter(pk=instance.pk)
+        .values_list("user_id", "company_id", "token_version")
+        .first()
+    )
+    if stored is not None and stored[:2] != (instance.user_id, instance.company_id):
+        instance.token_version = max(instance.token_version, stored[2]) + 1

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from jobs.models import CompanyMember
-from tests.factories import ApiClientFactory
+from tests.factories import ApiClientFactory, CompanyFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -197,6 +197,31 @@ def test_removal_from_the_company_revokes_tokens_even_once_added_back(api_user: 
     refreshed = post_as("127.0.0.1", REFRESH_URL, {"refresh": tokens["refresh"]})
     assert refreshed.json()["code"] == "token_revoked"
     assert tokens_for(api_user)["access"]  # a new login works
+
+
+@pytest.mark.parametrize("moved", ["user", "company"])
+def test_a_member_row_given_to_someone_else_and_back_does_not_revive_tokens(
+    api_user: Any, moved: str
+) -> None:
+    """The console's company page can point an existing member row at another user (or the
+    row's user at another company); given back later, the row must not make the tokens
+    issued before valid again (they name the row and its version)."""
+    tokens = tokens_for(api_user)
+    membership = CompanyMember.objects.get(user=api_user)
+    before = getattr(membership, moved)
+    setattr(membership, moved, (ApiClientFactory() if moved == "user" else CompanyFactory()))
+    if moved == "user":  # the other user's own row makes way (one row per user)
+        CompanyMember.objects.filter(user=membership.user).exclude(pk=membership.pk).delete()
+    membership.save()
+    assert bearer(tokens["access"]).get(JOBS_URL).json()["code"] == "token_revoked"
+
+    setattr(membership, moved, before)
+    membership.save()
+
+    assert bearer(tokens["access"]).get(JOBS_URL).json()["code"] == "token_revoked"
+    refreshed = post_as("127.0.0.1", REFRESH_URL, {"refresh": tokens["refresh"]})
+    assert refreshed.json()["code"] == "token_revoked"
+    assert bearer(tokens_for(api_user)["access"]).get(JOBS_URL).status_code == 200
 
 
 def test_other_users_tokens_survive_a_password_change(api_user: Any, company: Any) -> None:
