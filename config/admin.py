@@ -109,7 +109,10 @@ class JobtrailAdminSite(admin.AdminSite):
 
         context: dict[str, Any] = {"ops": operations_panel()}
         if request.user.has_perm("jobs.view_job"):
-            context["dashboard"] = dashboard_context(request.GET.get("window"))
+            context["dashboard"] = dashboard_context(
+                request.GET.get("window"),
+                deliveries=request.user.has_perm("webhooks.view_webhookdelivery"),
+            )
         else:
             context["dashboard"] = None
         context["window_query"] = request.GET.get("window", "")

@@ -384,6 +384,8 @@ class JobAdmin(admin.ModelAdmin):
         events = list(
             job.events.filter(sequence__isnull=False).select_related("actor").order_by("sequence")
         )
+        # the deliveries name endpoints (URLs, their companies): for staff who may view them
+        may_view_deliveries = request.user.has_perm("webhooks.view_webhookdelivery")
         deliveries = list(
             WebhookDelivery.objects.filter(object_id=str(job.pk))
             .select_related("endpoint")
@@ -413,7 +415,8 @@ class JobAdmin(admin.ModelAdmin):
             "push_counts": {"success": job.push_success_count, "failed": job.push_failed_count},
             "push_results_url": f"{push_list}?job__id__exact={job.pk}",
             "push_failed_url": f"{push_list}?job__id__exact={job.pk}&status__exact=failed",
-            "deliveries": deliveries,
+            "may_view_deliveries": may_view_deliveries,
+            "deliveries": deliveries if may_view_deliveries else [],
             "deliveries_url": reverse("admin:webhooks_webhookdelivery_changelist")
             + f"?object_id={job.pk}",
             "report": report,
@@ -422,8 +425,8 @@ class JobAdmin(admin.ModelAdmin):
             "can_rebuild": self.has_rebuild_permission(request)
             and job.status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS),
             "can_redeliver": request.user.has_perm("webhooks.change_webhookdelivery"),
-            "handoff": handoff,
-            "handoff_state": handoff_state(handoff) if handoff else None,
+            "handoff": handoff if may_view_deliveries else None,
+            "handoff_state": handoff_state(handoff) if handoff and may_view_deliveries else None,
         }
 
     def live_view(self, request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:

@@ -440,14 +440,16 @@ def _endpoint_series(
     return {"bars": bars, "bar_width": round(bar_width, 1)}
 
 
-def trends_context(window_key: str | None = None) -> dict[str, Any]:
+def trends_context(window_key: str | None = None, *, deliveries: bool = True) -> dict[str, Any]:
+    """The trend charts; ``deliveries``: with the per-endpoint delivery trend (staff who may
+    view deliveries: it names endpoints, their URLs and companies)."""
     now = timezone.now()
     window = window_of(window_key)
     return {
         "window": window,
         "windows": list(WINDOWS.values()),
         "jobs": _job_trend(now, window),
-        "deliveries": _delivery_trend(now, window),
+        "deliveries": _delivery_trend(now, window) if deliveries else None,
     }
 
 
@@ -475,14 +477,16 @@ def activity() -> dict[str, bool]:
     }
 
 
-def dashboard_context(window_key: str | None = None) -> dict[str, Any]:
+def dashboard_context(window_key: str | None = None, *, deliveries: bool = True) -> dict[str, Any]:
+    """The dashboard's figures; ``deliveries``: with the panels that name webhook endpoints
+    (failing endpoints, delivery trend), for staff who may view deliveries."""
     now = timezone.now()
     moving = activity()
     return {
         "chart": _chart(now),
         "stuck": _stuck(now),
-        "failing": _failing_endpoints(now),
-        "trends": trends_context(window_key),
+        "failing": _failing_endpoints(now) if deliveries else None,
+        "trends": trends_context(window_key, deliveries=deliveries),
         "activity": moving,
         "live": any(moving.values()),
         "moving": ", ".join(MOVING_TEXT[name] for name, yes in moving.items() if yes),

@@ -504,3 +504,33 @@ def test_search_deliveries_by_job_code_any_case_job_id_and_webhook_id(staff: Cli
     assert found(str(theirs.pk)) == {theirs.pk}
     assert found(mine.event_id) == {mine.pk}
     assert found("nope") == set()
+
+
+@pytest.mark.parametrize("may_view_deliveries", [False, True])
+def test_staff_who_may_not_view_deliveries_see_no_endpoint_on_job_pages_or_the_dashboard(
+    may_view_deliveries: bool,
+) -> None:
+    """Endpoint URLs can carry a tenant's credential in their query string: a user who gets
+    403 on the endpoint and delivery lists must not read them on a job page or the dashboard."""
+    from django.contrib.auth.models import Permission
+
+    company = CompanyFactory()
+    secret_url = "http://127.0.0.1:9/hook?token=tenant-credential"
+    endpoint_create(company=company, url=secret_url, events=["*"])
+    job = JobFactory(company=company)
+    jobs.job_fail(job_id=job.pk, failure_reason="service_timeout")
+    run_relay()
+    WebhookDelivery.objects.update(status="failed", last_status_code=500)  # a failing endpoint
+    viewer = UserFactory(is_staff=True, is_superuser=False)
+    codenames = ["view_job"] + (["view_webhookdelivery"] if may_view_deliveries else [])
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(viewer)
+
+    job_page = client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+    live = client.get(reverse("admin:jobs_job_live", args=[job.pk])).content.decode()
+    dashboard = client.get(reverse("admin:index")).content.decode()
+
+    for page in (job_page, live, dashboard):
+        assert ("tenant-credential" in page) is may_view_deliveries
+    assert 'id="trend-jobs"' in dashboard  # the job figures stay
