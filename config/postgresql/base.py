@@ -4,8 +4,8 @@ With persistent connections (``CONN_MAX_AGE``) Django's ``CONN_HEALTH_CHECKS`` s
 ``SELECT 1`` before the first query of every request: one more round trip on every request,
 a third of a poll's. PgBouncer's answer is ``server_check_delay``: a connection released in
 good health a moment ago is reused without a check. Here the check runs when the connection has
-been idle for ``JOBTRAIL_DB_HEALTH_CHECK_AFTER`` seconds (default 1) or was never checked; a
-connection that broke within that second (a database restart) fails its request, which is
+been idle (no query) for ``JOBTRAIL_DB_HEALTH_CHECK_AFTER`` seconds (default 1) or was never
+checked; a connection that broke within that second (a database restart) fails its request, which is
 answered 503 with ``Retry-After`` (``config/problems.py``), and Django drops it at the end of
 that request, as it drops any connection that raised a database error.
 """
@@ -34,6 +34,15 @@ class DatabaseOperations(operations.DatabaseOperations):
 class DatabaseWrapper(base.DatabaseWrapper):
     ops_class = DatabaseOperations
     _released_healthy_at: float | None = None
+    # A cursor was opened since the connection was last found healthy. Django calls
+    # close_old_connections when a request starts as well as when it ends: only a release
+    # after use says the connection worked just now (a stamp at the start of every request
+    # skipped the check of a connection idle for minutes, broken by a database restart).
+    _used_since_release = False
+
+    def _cursor(self, name: Any = None) -> Any:
+        self._used_since_release = True
+        return super()._cursor(name)
 
     def hot_cursor(self) -> Any:
         """A cursor (Django's wrapper: logged, errors translated) whose parameters are bound on
@@ -44,6 +53,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         ``IN`` list, nothing prepared)."""
         self.close_if_health_check_failed()
         self.ensure_connection()
+        self._used_since_release = True
         with self.wrap_database_errors:
             cursor = base.ServerBindingCursor(self.connection)  # type: ignore[call-arg]
             tzloader = self.connection.adapters.get_loader(base.TIMESTAMPTZ_OID, Format.TEXT)
@@ -63,12 +73,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def close_if_unusable_or_obsolete(self) -> None:
         super().close_if_unusable_or_obsolete()
-        # kept, at the end of a request with no database error: healthy as of now
-        if self.connection is not None and not self.errors_occurred:
-            self._released_healthy_at = time.monotonic()
-        else:
+        if self.connection is None or self.errors_occurred:
             self._released_healthy_at = None
+        elif self._used_since_release:
+            # kept after a request that used it without a database error: healthy as of now
+            self._released_healthy_at = time.monotonic()
+        # else unused since the last release (the start of a request): the stamp stays
+        self._used_since_release = False
 
     def close(self) -> None:
         self._released_healthy_at = None
+        self._used_since_release = False
         super().close()

@@ -5,6 +5,7 @@ is reused without a ``SELECT 1``; a connection that broke meanwhile fails one re
 problem) and is replaced for the next.
 """
 
+import time
 from typing import Any
 
 import psycopg
@@ -101,4 +102,24 @@ def test_a_connection_that_broke_unseen_fails_one_request_then_is_replaced(
     assert broken["Content-Type"].startswith("application/problem+json")
     assert "Retry-After" in broken
     assert recovered.status_code == 200
+    assert connection.connection.info.backend_pid != pid
+
+
+def test_a_connection_idle_past_the_delay_is_checked_though_a_request_just_started(
+    poll: Any, settings: Any
+) -> None:
+    """The start of a request also releases the connection (close_old_connections runs on
+    request_started): that must not count as "healthy a moment ago", or a connection idle for
+    minutes and broken by a database restart skips its check and fails its request."""
+    settings.JOBTRAIL_DB_HEALTH_CHECK_AFTER = 0.3
+    assert poll().status_code == 200
+    pid = connection.connection.info.backend_pid
+    time.sleep(0.5)  # idle past the delay
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    assert poll().status_code == 200  # checked, found broken, replaced before the query
     assert connection.connection.info.backend_pid != pid

@@ -54,7 +54,9 @@ def _claim(endpoint: uuid.UUID, fair_at: datetime) -> Any:
     """What a round reads of a claim: its endpoint (active), its delivery's fair_at, start_by."""
     return SimpleNamespace(
         endpoint=SimpleNamespace(pk=endpoint, is_active=True),
-        delivery=SimpleNamespace(fair_at=fair_at),
+        delivery=SimpleNamespace(fair_at=fair_at, handoff=False),
+        number=1,
+        trigger="scheduled",
         start_by=time.monotonic() + 60,
     )
 
