@@ -13,16 +13,22 @@ them in the admin). Beat logs a sweep only when it fails (or, at DEBUG, each run
 "Sending due task" line every few seconds said nothing, since nothing is sent; a sweep that
 wakes a worker says so itself.
 
+A database outage never stops beat: django-celery-beat re-reads the schedule from the database
+every five minutes (and at start) and lets a database error end the process. Here the last
+schedule read is kept and the read retried every ``DATABASE_RETRY`` seconds, so beat carries on
+by itself once PostgreSQL is back.
+
 Select it with ``CELERY_BEAT_SCHEDULER`` (the default in settings).
 """
 
 import logging
 import socket
 import time
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, InterfaceError, close_old_connections, connection
 from django_celery_beat.schedulers import DatabaseScheduler
 from kombu.utils.imports import symbol_by_name
 
@@ -33,11 +39,38 @@ from .services import BEAT, heartbeat_record
 logger = logging.getLogger(__name__)
 
 
+# Seconds between two tries to read the schedule while the database is unavailable.
+DATABASE_RETRY = 5.0
+DATABASE_ERRORS = (DatabaseError, InterfaceError)
+
+
 class HeartbeatScheduler(DatabaseScheduler):
     _heartbeat_due = 0.0
+    _database_down = False
+
+    def setup_schedule(self) -> None:
+        """The first read of the schedule, retried until the database answers (beat started
+        before PostgreSQL, or during an outage, waits for it instead of exiting)."""
+        while True:
+            try:
+                super().setup_schedule()
+            except DATABASE_ERRORS as exc:
+                self._database_unavailable(exc)
+                self._initial_read = True  # read the whole schedule on the next try
+                time.sleep(DATABASE_RETRY)
+            else:
+                self._database_back()
+                return
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        interval: float = super().tick(*args, **kwargs)
+        try:
+            interval: float = super().tick(*args, **kwargs)
+        except DATABASE_ERRORS as exc:  # the schedule's re-read: the last one read is kept
+            self._database_unavailable(exc)
+            # read it again on the next tick (the package compares it with its naive now())
+            self._last_full_sync = datetime.min  # noqa: DTZ901
+            return DATABASE_RETRY
+        self._database_back()
         every = float(settings.JOBTRAIL_HEARTBEAT_INTERVAL)
         if time.monotonic() >= self._heartbeat_due:
             self.record_heartbeat()
@@ -73,6 +106,22 @@ class HeartbeatScheduler(DatabaseScheduler):
             self._tasks_since_sync += 1
             if self.should_sync():
                 self._do_sync()
+
+    def _database_unavailable(self, exc: BaseException) -> None:
+        if not self._database_down:  # once per outage, not every few seconds
+            logger.warning(
+                "beat cannot read its schedule, the database is unavailable (%s); keeping the "
+                "last schedule read and trying again every %.0f s",
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                DATABASE_RETRY,
+            )
+        self._database_down = True
+        connection.close()  # a new connection on the next try
+
+    def _database_back(self) -> None:
+        if self._database_down:
+            logger.warning("beat reads its schedule again: the database is back")
+        self._database_down = False
 
     def record_heartbeat(self) -> None:
         """Write beat's heartbeat; a database outage is logged, never stops the schedule."""

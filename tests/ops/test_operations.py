@@ -1,6 +1,8 @@
 """GET /healthz/operations: heartbeats of beat and the workers, webhook and report backlogs."""
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -14,11 +16,12 @@ from django_celery_beat.models import PeriodicTask
 from config.celery_app import app as celery_app
 from config.periodic import register_periodic_tasks
 from ops.models import Heartbeat
-from ops.scheduler import HeartbeatScheduler
+from ops.scheduler import DATABASE_RETRY, HeartbeatScheduler
 from ops.services import oldest_due_delivery, oldest_pending_report
 from ops.tasks import heartbeat
 from reports.models import Report, ReportStatus
 from tests.factories import CompanyFactory, JobFactory
+from tests.live import free_port
 from webhooks import services as webhook_services
 from webhooks.models import DeliveryStatus, WebhookDelivery
 
@@ -301,3 +304,62 @@ def test_the_backlog_queries_use_partial_indexes() -> None:
     assert "report_pending" in plans[1], plans[1]
     # the functions the view calls build exactly these queries
     assert oldest_due_delivery(now) is None and oldest_pending_report() is None
+
+
+@contextmanager
+def _database_refusing() -> Iterator[None]:
+    """The database unreachable (its port closed) for this process until the block ends."""
+    saved = connection.settings_dict.get("PORT"), connection.settings_dict.get("HOST")
+    connection.close()
+    connection.settings_dict.update(HOST="127.0.0.1", PORT=str(free_port()))
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict.update(PORT=saved[0], HOST=saved[1])
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_beat_keeps_its_schedule_through_a_database_outage_at_its_re_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """django-celery-beat re-reads the schedule every five minutes and let a database error
+    end beat; an outage across that moment must only delay it."""
+    scheduler = HeartbeatScheduler(app=celery_app)
+    read = dict(scheduler.schedule)
+    scheduler._last_full_sync = scheduler._last_full_sync - timedelta(minutes=10)  # re-read due
+
+    with caplog.at_level(logging.WARNING), _database_refusing():
+        waits = [scheduler.tick(), scheduler.tick()]  # raises nothing
+
+    assert waits == [DATABASE_RETRY, DATABASE_RETRY]
+    assert scheduler.schedule.keys() == read.keys()  # the last schedule read was kept
+    assert caplog.text.count("beat cannot read its schedule") == 1  # once per outage
+    scheduler.tick()  # the database is back: the schedule is read again
+    assert "the database is back" in caplog.text
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_beat_started_while_the_database_is_down_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waited: list[float] = []
+    outage = _database_refusing()
+    outage.__enter__()
+
+    def sleep(seconds: float) -> None:  # the database comes back after the second wait
+        waited.append(seconds)
+        if len(waited) == 2:
+            outage.__exit__(None, None, None)
+
+    monkeypatch.setattr("ops.scheduler.time.sleep", sleep)
+    try:
+        scheduler = HeartbeatScheduler(app=celery_app)
+    finally:
+        if len(waited) < 2:
+            outage.__exit__(None, None, None)
+
+    assert waited == [DATABASE_RETRY, DATABASE_RETRY]
+    assert "ops.heartbeat" in {entry.task for entry in scheduler.schedule.values()}
