@@ -132,7 +132,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     def disabled_col(self, endpoint: WebhookEndpoint) -> str:
         return clipped(endpoint.disabled_reason, css="jt-clip")
 
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
         # The changelist filters on any field in its query string: ?secret__startswith=whsec_a
         # would list the endpoint only for the right prefix, one character at a time.
         if lookup.split(LOOKUP_SEP, 1)[0] in SECRET_FIELDS:

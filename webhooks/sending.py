@@ -71,11 +71,12 @@ import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import urllib3
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
@@ -116,6 +117,14 @@ TOP_UP = 16
 # on the fair_at clock than the last one it holds (another process's relay made them, or a retry
 # came due): they go before the lanes' backlog instead of waiting for the lanes to run low.
 JUMP_EVERY = 0.05
+
+# What a lost database connection raises (a PostgreSQL restart, a failover, a deadlock abort):
+# the coordinator reconnects and carries on instead of ending the round, and records what its
+# senders sent once the database answers again, as long as their leases last.
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
+# First wait before trying the database again; doubled up to RECONNECT_WAIT_MAX.
+RECONNECT_WAIT = 0.25
+RECONNECT_WAIT_MAX = 2.0
 
 # What a receiver can make a send raise. Anything else (Celery's SoftTimeLimitExceeded, a bug)
 # propagates: it is recorded as an interrupted attempt and re-raised.
@@ -585,11 +594,47 @@ def _interrupted(started_at: Any, started: float, exc: BaseException) -> Attempt
     )
 
 
+def _reconnecting(action: Any, *, until: datetime, what: str) -> None:
+    """Run the database ``action``; while the connection is lost, reconnect and run it again,
+    waiting longer each time, as long as that can be done before ``until`` (the leases of the
+    claims it is about). Then the last error is raised. Any other error is raised at once."""
+    wait = RECONNECT_WAIT
+    while True:
+        try:
+            action()
+            return
+        except CONNECTION_ERRORS as exc:
+            connection.close()  # a new connection for the next try
+            if timezone.now() + timedelta(seconds=wait) >= until:
+                raise
+            logger.warning("the database is unavailable (%s); %s again in %.2f s", exc, what, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, RECONNECT_WAIT_MAX)
+
+
+def _leases_end(claims: Any) -> datetime:
+    """When the first of the claims' leases ends, less a second to commit in."""
+    return min(claim.lease_until for claim in claims) - timedelta(seconds=1)
+
+
 def _record(outcomes: list[tuple[Claim, AttemptResult]]) -> None:
-    """Record a batch of outcomes; if the batch fails, each one alone (one outcome the database
-    refuses must not undo the others: their deliveries would be sent again)."""
+    """Record a batch of outcomes; while the database is unavailable, again until the claims'
+    leases end (what was sent is not sent again for want of a record); if the batch fails
+    otherwise, each one alone (one outcome the database refuses must not undo the others:
+    their deliveries would be sent again)."""
     try:
-        services.deliveries_record_attempts(outcomes)
+        _reconnecting(
+            lambda: services.deliveries_record_attempts(outcomes),
+            until=_leases_end(claim for claim, _ in outcomes),
+            what=f"recording {len(outcomes)} webhook attempts",
+        )
+        return
+    except CONNECTION_ERRORS:
+        logger.exception(
+            "%d webhook attempts not recorded: the database was unavailable until their "
+            "leases ended; their deliveries are retried",
+            len(outcomes),
+        )
         return
     except Exception:
         if len(outcomes) == 1:
@@ -971,13 +1016,27 @@ class _Round:
             feeder.start()
         try:
             while True:
-                claimed = self.claim()
-                self.tend()
-                self.flush()
+                try:
+                    claimed = self.claim()
+                    self.tend()
+                    self.flush()
+                except CONNECTION_ERRORS as exc:
+                    # the senders go on with what they hold; claims wait for the database
+                    logger.warning("the database is unavailable (%s); the sender round waits", exc)
+                    connection.close()
+                    if self.idle() and time.monotonic() >= self.stop_at:
+                        break
+                    with self.cond:
+                        self.cond.wait(RECONNECT_WAIT)
+                    continue
                 if self.idle():
-                    if time.monotonic() >= self.stop_at or claimed == 0:
+                    with self.cond:
+                        # a slow endpoint's sends ended after the claim: its given-back
+                        # deliveries are claimed for on the next look, not left to a new round
+                        freed = bool(self.freed)
+                    if time.monotonic() >= self.stop_at or (claimed == 0 and not freed):
                         break  # out of time, or nothing in progress and nothing due
-                    if claimed is None:
+                    if claimed is None or freed:
                         self.next_claim = 0.0  # one more look before the round ends
                         continue
                 with self.cond:
@@ -998,7 +1057,12 @@ class _Round:
             self.heads.clear()
             self.cond.notify_all()
         try:
-            services.deliveries_release(waiting)
+            if waiting:
+                _reconnecting(
+                    lambda: services.deliveries_release(waiting),
+                    until=_leases_end(waiting),
+                    what=f"giving back {len(waiting)} unsent webhook claims",
+                )
         except Exception:
             logger.exception("unsent webhook claims not given back; they are retried later")
         wait(senders)

@@ -42,7 +42,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _cursor(self, name: Any = None) -> Any:
         self._used_since_release = True
-        return super()._cursor(name)
+        return super()._cursor(name)  # type: ignore[misc]
 
     def hot_cursor(self) -> Any:
         """A cursor (Django's wrapper: logged, errors translated) whose parameters are bound on

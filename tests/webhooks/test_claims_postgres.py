@@ -1,14 +1,17 @@
 """Row locking of delivery claims on PostgreSQL (SKIP LOCKED)."""
 
 import threading
+from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 
 from tests.factories import CompanyFactory, JobFactory
+from tests.receiver import Receiver, Reply
 from tests.webhooks.helpers import deliveries
-from webhooks import services
-from webhooks.models import WebhookDelivery
+from webhooks import sending, services
+from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -43,3 +46,38 @@ def test_claims_of_one_endpoints_deliveries_do_not_block_each_other() -> None:
     assert other is not None
     assert same is None  # a locked row is skipped, not waited for
     assert WebhookDelivery.objects.get(pk=second.pk).attempts == 1
+
+
+def test_a_sender_round_whose_connection_dies_records_what_it_sent(receiver: Receiver) -> None:
+    """PostgreSQL ends the round's connection (a restart, a failover) while it sends: the
+    round reconnects and records every attempt once the database answers, instead of losing
+    the outcomes (those deliveries would be sent again when their leases end) and ending."""
+    company = CompanyFactory()
+    services.endpoint_create(company=company, url=receiver.url + "/hook", events=["jobs.create"])
+    for _ in range(6):
+        JobFactory(company=company)
+    made = deliveries()
+    connection.ensure_connection()
+    round_backend = connection.connection.info.backend_pid  # the coordinator is this thread
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    killed: list[int] = []
+
+    def answer(request: Any) -> Reply:
+        if not killed:  # the first request: the database drops the round's connection
+            with psycopg.connect(**params, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [round_backend])
+            killed.append(round_backend)
+        return Reply(200)
+
+    receiver.respond = answer
+
+    sending.send_due(budget=3)
+
+    assert killed == [round_backend]
+    assert connection.connection.info.backend_pid != round_backend  # it reconnected
+    assert len(receiver.requests) == len(made)  # each sent once
+    statuses = set(WebhookDelivery.objects.values_list("status", flat=True))
+    assert statuses == {DeliveryStatus.DELIVERED}
+    assert WebhookAttempt.objects.count() == len(made)
