@@ -6,7 +6,7 @@ import os
 import kombu
 from celery import Celery
 from celery.app.amqp import AMQP
-from celery.signals import celeryd_init, worker_process_init
+from celery.signals import celeryd_init, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -56,6 +56,26 @@ def leave_the_worker_process_group(**kwargs: object) -> None:
     processes on time limits and `revoke(terminate=True)` (it signals a group leader's group).
     """
     os.setpgid(0, 0)
+
+
+@worker_ready.connect
+def forget_outstanding_wakeups(**kwargs: object) -> None:
+    """A worker is ready: wake-ups outstanding from before (lost with a broker's messages, or
+    fetched by a worker that died) are forgotten, so the next one goes out at once instead of
+    after the sweeps' ever longer wait (``config.outbox.wakeups_reset``)."""
+    from django.db import connection
+
+    from config.outbox import wakeups_reset
+
+    try:
+        forgotten = wakeups_reset()
+    except Exception:  # the database is away: the sweeps resend them later
+        logger.warning("outstanding wake-ups not reset at worker start", exc_info=True)
+    else:
+        if forgotten:
+            logger.info("worker ready: %d outstanding wake-up(s) forgotten", forgotten)
+    finally:
+        connection.close()
 
 
 @celeryd_init.connect

@@ -143,6 +143,19 @@ def wakeup_consumed(task_name: str) -> None:
     Wakeup.objects.filter(task=task_name).update(pending_since=None, unanswered=0)
 
 
+def wakeups_reset() -> int:
+    """A worker came up: forget the outstanding wake-ups (how many were). Any of them may have
+    been lost with the broker's messages or with the worker that had fetched them, and the
+    sweeps wait longer to resend one the longer nobody answered (up to ``WAKEUP_LOST_MAX``):
+    after an hour's outage that was an hour more. Now the next job change or sweep sends one
+    at once; one more wake-up than needed costs a worker an empty look."""
+    from ops.models import Wakeup
+
+    return Wakeup.objects.filter(pending_since__isnull=False).update(
+        pending_since=None, unanswered=0
+    )
+
+
 def _publish_from_thread(task_name: str, args: tuple[Any, ...]) -> None:
     if args or task_name not in ONE_OUTSTANDING:
         publish(task_name, args)

@@ -222,3 +222,31 @@ def test_a_wake_up_unanswered_for_days_is_resent_by_the_sweep(
     assert outbox.publish_wakeup(task, resend_lost=True) is True
     assert published == [task]
     assert Wakeup.objects.get(task=task).unanswered == 43
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_coming_up_forgets_the_wake_ups_outstanding_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a worker outage the wait before a wake-up is presumed lost had doubled (nobody
+    answered); if the broker lost the last one (Redis restarted empty, or the dead worker had
+    fetched it), events and webhooks waited that long again once a worker was back. A worker
+    that is ready (Celery's worker_ready) forgets them: the next job change wakes it at once."""
+    from celery.signals import worker_ready
+
+    from ops.models import Wakeup
+
+    for task in sorted(outbox.ONE_OUTSTANDING):
+        Wakeup.objects.update_or_create(
+            task=task,
+            defaults={"pending_since": timezone.now() - timedelta(minutes=3), "unanswered": 3},
+        )
+    published: list[str] = []
+    monkeypatch.setattr(outbox, "publish", lambda name, args=(): published.append(name) or True)
+    assert outbox.publish_wakeup("jobs.relay_events", resend_lost=True) is False  # waits 4 min
+
+    worker_ready.send(sender=None)
+
+    assert set(Wakeup.objects.values_list("pending_since", "unanswered")) == {(None, 0)}
+    assert outbox.publish_wakeup("jobs.relay_events") is True  # a job change's, at once
+    assert published == ["jobs.relay_events"]
