@@ -171,6 +171,21 @@ else:
         # connection is parsed and planned once (a third to a half of PostgreSQL's CPU per API
         # request, bench/run.py). Other queries keep Django's client-side binding. "none":
         # nothing prepared (PgBouncer in transaction mode without max_prepared_statements).
+        # A database host that vanishes (not a clean restart: a failover, a dead network) must
+        # fail requests and the worker's queries within a minute instead of the kernel's TCP
+        # retry time (about 15 min): libpq's connect timeout, keepalives on idle connections
+        # and a limit on unacknowledged data. Each can be changed in DATABASE_URL's query
+        # string (?connect_timeout=10).
+        _options = DATABASES["default"].setdefault("OPTIONS", {})
+        for _name, _value in {
+            "connect_timeout": 5,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 60_000,  # ms
+        }.items():
+            _options.setdefault(_name, _value)
         _prepare = env.str("JOBTRAIL_DB_PREPARE_THRESHOLD", default="5").strip().lower()
         if _prepare not in ("", "none"):
             DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare)

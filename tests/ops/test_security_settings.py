@@ -289,3 +289,29 @@ def test_a_response_that_changes_the_policy_still_gets_its_own() -> None:
     response = middleware(request)
 
     assert "img-src 'self' data: https://img.example" in response["Content-Security-Policy"]
+
+
+def test_a_vanished_database_host_fails_within_a_minute_not_the_kernels_fifteen(
+    checkout: Path,
+) -> None:
+    """Connect timeout, keepalives and a TCP user timeout on every PostgreSQL connection; the
+    URL's query string can change each."""
+    show = "import config.settings as s; print(sorted(s.DATABASES['default']['OPTIONS'].items()))"
+    url = "postgres://postgres@127.0.0.1:5432/x"
+
+    def options(query: str = "") -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", show],
+            cwd=checkout,
+            env={**os.environ, "DATABASE_URL": url + query},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    default = options()
+    for expected in ("('connect_timeout', 5)", "('keepalives', 1)", "('tcp_user_timeout', 60000)"):
+        assert expected in default
+    assert "('connect_timeout', 10)" in options("?connect_timeout=10")
