@@ -166,11 +166,6 @@ else:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # the same backend, checking a persistent connection only after it idled a while
         DATABASES["default"]["ENGINE"] = "config.postgresql"
-        # psycopg's automatic prepared statements for the hot path's fixed statements (sent
-        # with server-side parameters, config.rows.hot_cursor): one run this many times on a
-        # connection is parsed and planned once (a third to a half of PostgreSQL's CPU per API
-        # request, bench/run.py). Other queries keep Django's client-side binding. "none":
-        # nothing prepared (PgBouncer in transaction mode without max_prepared_statements).
         # A database host that vanishes (not a clean restart: a failover, a dead network) must
         # fail requests and the worker's queries within a minute instead of the kernel's TCP
         # retry time (about 15 min): libpq's connect timeout, keepalives on idle connections
@@ -186,6 +181,11 @@ else:
             "tcp_user_timeout": 60_000,  # ms
         }.items():
             _options.setdefault(_name, _value)
+        # psycopg's automatic prepared statements for the hot path's fixed statements (sent
+        # with server-side parameters, config.rows.hot_cursor): one run this many times on a
+        # connection is parsed and planned once (a third to a half of PostgreSQL's CPU per API
+        # request, bench/run.py). Other queries keep Django's client-side binding. "none":
+        # nothing prepared (PgBouncer in transaction mode without max_prepared_statements).
         _prepare = env.str("JOBTRAIL_DB_PREPARE_THRESHOLD", default="5").strip().lower()
         if _prepare not in ("", "none"):
             DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare)
@@ -523,7 +523,8 @@ JOBTRAIL_WEBHOOK_SEND_TIME_LIMITS = (JOBTRAIL_WEBHOOK_TIMEOUT + 5, JOBTRAIL_WEBH
 # The batch sender (webhooks.send_due_deliveries) claims for this long with this many threads
 # per worker process; a claim it has not started within LEASE - D - 5 s (or by the end of the
 # round) is given back unsent, so its last sends end by ROUND + D: its limits are ROUND + D + 10
-# (soft) and ROUND + D + 20.
+# (soft) and ROUND + D + 20. While the database is unavailable the round tries its last
+# give-back and record again for at most 3 s each (webhooks.sending.RETRY_FOR), within them.
 JOBTRAIL_WEBHOOK_ROUND_SECONDS = env.float("JOBTRAIL_WEBHOOK_ROUND_SECONDS", default=30.0)
 JOBTRAIL_WEBHOOK_SENDERS = env.int("JOBTRAIL_WEBHOOK_SENDERS", default=8)
 JOBTRAIL_WEBHOOK_ROUND_TIME_LIMITS = (

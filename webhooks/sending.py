@@ -75,6 +75,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import urllib3
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
@@ -125,6 +126,10 @@ CONNECTION_ERRORS = (OperationalError, InterfaceError)
 # First wait before trying the database again; doubled up to RECONNECT_WAIT_MAX.
 RECONNECT_WAIT = 0.25
 RECONNECT_WAIT_MAX = 2.0
+# The longest one record or release is tried again for: the round's time limits leave it
+# ROUND + D + 10 s (soft), and a round ends its last sends by ROUND + D, then gives back and
+# records (settings: JOBTRAIL_WEBHOOK_ROUND_TIME_LIMITS).
+RETRY_FOR = 3.0
 
 # What a receiver can make a send raise. Anything else (Celery's SoftTimeLimitExceeded, a bug)
 # propagates: it is recorded as an interrupted attempt and re-raised.
@@ -595,21 +600,26 @@ def _interrupted(started_at: Any, started: float, exc: BaseException) -> Attempt
 
 
 def _reconnecting(action: Any, *, until: datetime, what: str) -> None:
-    """Run the database ``action``; while the connection is lost, reconnect and run it again,
-    waiting longer each time, as long as that can be done before ``until`` (the leases of the
-    claims it is about). Then the last error is raised. Any other error is raised at once."""
+    """Run the database ``action(again)``; while the connection is lost, reconnect and run it
+    again (``again=True``: the last try may have committed before its answer was lost),
+    waiting longer each time, for at most ``RETRY_FOR`` seconds and only while a try can start
+    before ``until`` (the leases of the claims it is about). Then the last error is raised.
+    Any other error is raised at once."""
     wait = RECONNECT_WAIT
+    give_up = min(until, timezone.now() + timedelta(seconds=RETRY_FOR))
+    again = False
     while True:
         try:
-            action()
+            action(again)
             return
         except CONNECTION_ERRORS as exc:
             connection.close()  # a new connection for the next try
-            if timezone.now() + timedelta(seconds=wait) >= until:
+            if timezone.now() + timedelta(seconds=wait) >= give_up:
                 raise
             logger.warning("the database is unavailable (%s); %s again in %.2f s", exc, what, wait)
             time.sleep(wait)
             wait = min(wait * 2, RECONNECT_WAIT_MAX)
+            again = True
 
 
 def _leases_end(claims: Any) -> datetime:
@@ -624,11 +634,13 @@ def _record(outcomes: list[tuple[Claim, AttemptResult]]) -> None:
     their deliveries would be sent again)."""
     try:
         _reconnecting(
-            lambda: services.deliveries_record_attempts(outcomes),
+            lambda again: services.deliveries_record_attempts(outcomes, again=again),
             until=_leases_end(claim for claim, _ in outcomes),
             what=f"recording {len(outcomes)} webhook attempts",
         )
         return
+    except SoftTimeLimitExceeded:
+        raise  # the task's time is up: its caller records what it can, Celery ends it
     except CONNECTION_ERRORS:
         logger.exception(
             "%d webhook attempts not recorded: the database was unavailable until their "
@@ -684,7 +696,7 @@ def deliver_claimed(claim: Claim) -> None:
     except BaseException as exc:
         _record([(claim, _interrupted(started_at, started, exc))])
         raise
-    services.deliveries_record_attempts([(claim, result)])
+    _record([(claim, result)])
 
 
 def deliver(delivery_id: Any) -> None:
@@ -961,7 +973,12 @@ class _Round:
                 self.heads = [head for head in self.heads if head[2] in self.lanes]
                 heapq.heapify(self.heads)
         if late:
-            services.deliveries_release(late)
+            try:
+                services.deliveries_release(late)
+            except CONNECTION_ERRORS:
+                with self.cond:
+                    self.late.extend(late)  # given back later, or by finish
+                raise
 
     def flush(self, *, force: bool = False) -> None:
         with self.cond:
@@ -983,13 +1000,20 @@ class _Round:
 
     def feed(self) -> None:
         """Relay new job events while the round runs (its own thread and connection)."""
+        pause = FEED_EVERY
         try:
-            while not self.stopping.wait(FEED_EVERY):
+            while not self.stopping.wait(pause):
                 try:
                     while not self.stopping.is_set():
                         if not hooks.relay_batch():  # nothing (more) waiting for now
                             break
                         self.claim_fresh()
+                    pause = FEED_EVERY
+                except CONNECTION_ERRORS as exc:
+                    if pause == FEED_EVERY:  # once per outage; tried again less and less often
+                        logger.warning("the database is unavailable (%s); the feeder waits", exc)
+                    connection.close()
+                    pause = min(max(pause * 2, RECONNECT_WAIT), RECONNECT_WAIT_MAX)
                 except Exception:
                     logger.exception(
                         "relaying or claiming from the sender round failed; the relay task will"
@@ -1014,20 +1038,24 @@ class _Round:
         if connection.features.has_select_for_update_skip_locked:
             feeder = threading.Thread(target=self.feed, name="webhook-feeder", daemon=True)
             feeder.start()
+        pause = 0.0
         try:
             while True:
                 try:
                     claimed = self.claim()
                     self.tend()
                     self.flush()
+                    pause = 0.0
                 except CONNECTION_ERRORS as exc:
                     # the senders go on with what they hold; claims wait for the database
-                    logger.warning("the database is unavailable (%s); the sender round waits", exc)
+                    if not pause:  # once per outage
+                        logger.warning("the database is unavailable (%s); the round waits", exc)
                     connection.close()
                     if self.idle() and time.monotonic() >= self.stop_at:
                         break
+                    pause = min(max(pause * 2, RECONNECT_WAIT), RECONNECT_WAIT_MAX)
                     with self.cond:
-                        self.cond.wait(RECONNECT_WAIT)
+                        self.cond.wait(pause)
                     continue
                 if self.idle():
                     with self.cond:
@@ -1059,10 +1087,12 @@ class _Round:
         try:
             if waiting:
                 _reconnecting(
-                    lambda: services.deliveries_release(waiting),
+                    lambda again: services.deliveries_release(waiting),
                     until=_leases_end(waiting),
                     what=f"giving back {len(waiting)} unsent webhook claims",
                 )
+        except SoftTimeLimitExceeded:
+            raise
         except Exception:
             logger.exception("unsent webhook claims not given back; they are retried later")
         wait(senders)

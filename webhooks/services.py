@@ -800,7 +800,9 @@ def _lock_batch(outcomes: Sequence[tuple[Claim, AttemptResult]]) -> tuple[set[An
 
 
 @transaction.atomic
-def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) -> None:
+def deliveries_record_attempts(
+    outcomes: Sequence[tuple[Claim, AttemptResult]], *, again: bool = False
+) -> None:
     """Log the attempts and decide each delivery's fate, in a few queries for the whole batch.
 
     Every attempt is logged (one INSERT). Deliveries still held by the claim (locked, one
@@ -814,6 +816,13 @@ def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) 
     now = timezone.now()
     outcomes = [(claim, _storable(result)) for claim, result in outcomes]
     mine, existing = _lock_batch(outcomes)
+    logged: set[tuple[Any, int, datetime]] = set()
+    if again:  # a try whose commit's answer was lost may have logged them: not twice
+        logged = set(
+            WebhookAttempt.objects.filter(
+                delivery_id__in=among(WebhookDelivery, list(existing))
+            ).values_list("delivery_id", "number", "started_at")
+        )
     insert_many(
         WebhookAttempt,
         [
@@ -832,6 +841,7 @@ def deliveries_record_attempts(outcomes: Sequence[tuple[Claim, AttemptResult]]) 
             }
             for claim, result in outcomes
             if claim.delivery.pk in existing
+            and (claim.delivery.pk, claim.number, result.started_at) not in logged
         ],
     )
     groups: dict[tuple[tuple[str, Any], ...], list[Any]] = {}

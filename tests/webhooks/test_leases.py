@@ -286,3 +286,17 @@ def test_the_recorder_and_an_endpoint_delete_lock_in_one_order() -> None:
     assert errors == []
     assert WebhookDelivery.objects.get(pk=later.delivery.pk).status == DeliveryStatus.DELIVERED
     assert WebhookAttempt.objects.filter(delivery_id=later.delivery.pk).count() == 1
+
+
+def test_a_batch_recorded_again_after_a_lost_commit_answer_logs_each_attempt_once() -> None:
+    """The connection died after the COMMIT reached the server but before its answer came
+    back: the sender records the batch again (``again=True``), which must not log the same
+    attempts twice nor undo the outcome."""
+    first, second = _two_companies_claimed()
+    outcomes = [(first, _ok()), (second, _ok())]
+    services.deliveries_record_attempts(outcomes)
+
+    services.deliveries_record_attempts(outcomes, again=True)
+
+    assert WebhookAttempt.objects.count() == 2
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"delivered"}
