@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django_celery_beat.schedulers import DatabaseScheduler
 from kombu.utils.imports import symbol_by_name
 
@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 # Seconds between two tries to read the schedule while the database is unavailable.
 DATABASE_RETRY = 5.0
-DATABASE_ERRORS = (DatabaseError, InterfaceError)
+# A database that cannot be reached (not a bug or a missing migration: those still end beat).
+DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 class HeartbeatScheduler(DatabaseScheduler):
@@ -61,6 +62,13 @@ class HeartbeatScheduler(DatabaseScheduler):
             else:
                 self._database_back()
                 return
+
+    def schedule_changed(self) -> bool:
+        """The package's check, which logs a database error with its traceback; during an
+        outage beat says so once (``_database_unavailable``) and retries quietly."""
+        if not self._database_down:
+            return bool(super().schedule_changed())
+        return False  # the next tick re-reads the whole schedule anyway
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         try:
