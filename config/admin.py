@@ -106,12 +106,13 @@ class JobtrailAdminSite(admin.AdminSite):
         for every staff user (the admin lets in staff only)."""
         from jobs.dashboard import dashboard_context
         from ops.services import operations_panel
+        from webhooks.selectors import may_view_webhook_deliveries
 
         context: dict[str, Any] = {"ops": operations_panel()}
         if request.user.has_perm("jobs.view_job"):
             context["dashboard"] = dashboard_context(
                 request.GET.get("window"),
-                deliveries=request.user.has_perm("webhooks.view_webhookdelivery"),
+                deliveries=may_view_webhook_deliveries(request.user),
             )
         else:
             context["dashboard"] = None

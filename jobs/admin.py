@@ -33,7 +33,12 @@ from config.admin_display import breakable, clipped, pretty_json
 from reports.models import ReportStatus
 from reports.services import job_report, report_rebuild, report_state
 from webhooks.models import DeliveryStatus, WebhookDelivery
-from webhooks.selectors import handoff_state, job_handoff
+from webhooks.selectors import (
+    endpoint_origin,
+    handoff_state,
+    job_handoff,
+    may_view_webhook_deliveries,
+)
 from webhooks.services import handoff_resend
 
 from . import audit, search, services
@@ -385,7 +390,7 @@ class JobAdmin(admin.ModelAdmin):
             job.events.filter(sequence__isnull=False).select_related("actor").order_by("sequence")
         )
         # the deliveries name endpoints (URLs, their companies): for staff who may view them
-        may_view_deliveries = request.user.has_perm("webhooks.view_webhookdelivery")
+        may_view_deliveries = may_view_webhook_deliveries(request.user)
         deliveries = list(
             WebhookDelivery.objects.filter(object_id=str(job.pk))
             .select_related("endpoint")
@@ -463,7 +468,7 @@ class JobAdmin(admin.ModelAdmin):
                     if done == "redelivered"
                     else "Made the retrying hand-off due now"
                 )
-                self.log_change(request, job, f"{text} to {handoff.endpoint.url}.")
+                self.log_change(request, job, f"{text} to {endpoint_origin(handoff.endpoint)}.")
                 self.message_user(request, f"{text}.", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
 

@@ -28,6 +28,7 @@ from jobs.models import Job
 from . import services
 from .events import EVENT_TYPES, patterns_problem
 from .models import DeliveryStatus, EndpointRole, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .selectors import endpoint_origin
 from .ssrf import UnsafeTarget, check_url
 
 
@@ -570,7 +571,8 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     def _send_now(self, request: HttpRequest, delivery: WebhookDelivery) -> str:
         """Send one delivery now and log it with the staff user (delivery and job history)."""
         done = services.delivery_send_now(delivery=delivery)
-        text = f"Redeliver: {delivery.events_id} to {delivery.endpoint.url} {SEND_NOW_TEXT[done]}."
+        target = endpoint_origin(delivery.endpoint)  # the job's history shows it too
+        text = f"Redeliver: {delivery.events_id} to {target} {SEND_NOW_TEXT[done]}."
         self.log_change(request, delivery, text)
         job = _job_of(delivery)
         if job is not None:

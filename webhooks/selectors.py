@@ -1,5 +1,6 @@
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db.models import QuerySet
 from django.http import Http404
@@ -77,3 +78,22 @@ def handoff_state(delivery: WebhookDelivery) -> str:
     if delivery.last_status_code is not None or delivery.last_error:
         return "retrying"
     return "sending"
+
+
+def endpoint_origin(endpoint: WebhookEndpoint) -> str:
+    """The endpoint as a job's admin history names it: its id and origin, never the path,
+    query or user info (a client's credential can sit there; staff who may view jobs but not
+    webhooks read job histories)."""
+    parts = urlsplit(endpoint.url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"endpoint #{endpoint.pk} ({parts.scheme}://{host}{port})"
+
+
+def may_view_webhook_deliveries(user: Any) -> bool:
+    """Whether the staff user may see webhook deliveries (and so the endpoint URLs they name):
+    the view permission or the change one, which includes it (as Django's admin reads it)."""
+    return bool(
+        user.has_perm("webhooks.view_webhookdelivery")
+        or user.has_perm("webhooks.change_webhookdelivery")
+    )

@@ -34,8 +34,9 @@ def export_status(job: Job) -> str:
 REPORT_FAILED_ERROR = {
     "code": 500,
     "fieldName": "filePath",
-    "description": "The job finished, but its CSV report could not be built. Support has been "
-    "told in the console and can build it again; poll again later.",
+    "description": "The job finished, but its CSV report could not be built. Support can "
+    "build it again from the console (the job's Rebuild report); then this job reads "
+    "SUCCESSFUL with its link.",
     "message": "Report not available",
     "errorParams": {},
 }

@@ -81,7 +81,7 @@ def test_redeliver_button_needs_post_and_permission(staff: Client) -> None:
     endpoint_create(company=company, url="http://127.0.0.1:9/h", events=["*"])
     JobFactory(company=company)
     run_relay()
-    delivery = WebhookDelivery.objects.get()
+    delivery = WebhookDelivery.objects.first()
     url = reverse("admin:webhooks_webhookdelivery_redeliver", args=[delivery.pk])
     assert staff.get(url).status_code == 405
 
@@ -395,7 +395,7 @@ def test_send_a_test_event_to_an_endpoint(staff: Client) -> None:
         )
         text = done.content.decode()
         assert "1 test event queued" in text and "is paused" in text
-        delivery = WebhookDelivery.objects.get()
+        delivery = WebhookDelivery.objects.first()
         assert (delivery.endpoint_id, delivery.events_id, delivery.next_trigger) == (
             endpoint.pk,
             "webhooks.test",
@@ -464,7 +464,7 @@ def test_send_a_test_event_from_the_endpoint_page(staff: Client) -> None:
     done = staff.post(send, follow=True)
     assert done.redirect_chain[-1][0] == page
     assert "1 test event queued" in done.content.decode()
-    delivery = WebhookDelivery.objects.get()
+    delivery = WebhookDelivery.objects.first()
     assert (delivery.endpoint_id, delivery.events_id) == (endpoint.pk, "webhooks.test")
     entry = LogEntry.objects.get()
     assert (entry.object_id, entry.user.username) == (str(endpoint.pk), "admin")
@@ -506,9 +506,12 @@ def test_search_deliveries_by_job_code_any_case_job_id_and_webhook_id(staff: Cli
     assert found("nope") == set()
 
 
-@pytest.mark.parametrize("may_view_deliveries", [False, True])
+@pytest.mark.parametrize(
+    ("delivery_permission", "may_view_deliveries"),
+    [(None, False), ("view_webhookdelivery", True), ("change_webhookdelivery", True)],
+)
 def test_staff_who_may_not_view_deliveries_see_no_endpoint_on_job_pages_or_the_dashboard(
-    may_view_deliveries: bool,
+    delivery_permission: str | None, may_view_deliveries: bool
 ) -> None:
     """Endpoint URLs can carry a tenant's credential in their query string: a user who gets
     403 on the endpoint and delivery lists must not read them on a job page or the dashboard."""
@@ -522,7 +525,7 @@ def test_staff_who_may_not_view_deliveries_see_no_endpoint_on_job_pages_or_the_d
     run_relay()
     WebhookDelivery.objects.update(status="failed", last_status_code=500)  # a failing endpoint
     viewer = UserFactory(is_staff=True, is_superuser=False)
-    codenames = ["view_job"] + (["view_webhookdelivery"] if may_view_deliveries else [])
+    codenames = ["view_job"] + ([delivery_permission] if delivery_permission else [])
     viewer.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     client = Client()
     client.force_login(viewer)
@@ -534,3 +537,13 @@ def test_staff_who_may_not_view_deliveries_see_no_endpoint_on_job_pages_or_the_d
     for page in (job_page, live, dashboard):
         assert ("tenant-credential" in page) is may_view_deliveries
     assert 'id="trend-jobs"' in dashboard  # the job figures stay
+    # a redelivery logged on the job names the endpoint by id and origin only: the job's
+    # history is open to whoever may view jobs
+    staff = Client()
+    staff.force_login(UserFactory(is_staff=True, is_superuser=True))
+    delivery = WebhookDelivery.objects.first()
+    redeliver = reverse("admin:webhooks_webhookdelivery_redeliver", args=[delivery.pk])
+    assert staff.post(redeliver).status_code == 302
+    history = client.get(reverse("admin:jobs_job_history", args=[job.pk])).content.decode()
+    assert "Redeliver" in history and "http://127.0.0.1:9" in history
+    assert "tenant-credential" not in history
