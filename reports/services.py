@@ -20,7 +20,7 @@ from jobs.errors import LinkExpired, LinkInvalid, ReportNotPossible
 from jobs.models import EventSource, Job, JobEvent, JobEventKind, PushResult
 from jobs.representation import job_representation
 
-from .cells import FORMULA_TRIGGERS, safe_cell
+from .cells import AFTER_SEMICOLON_SQL, FORMULA_TRIGGERS, safe_cell
 from .links import (  # noqa: F401 - re-exported: the report's state and link live in .links
     REPORTABLE_STATUSES,
     SIGNING_SALT,
@@ -113,7 +113,7 @@ def _csv_row(row: tuple[Any, ...]) -> list[Any]:
         "" if code is None else code,
         data_type,
         service,
-        ";".join(safe_cell(str(i)) for i in source_ids or []),  # each id: ';' splits in places
+        ";".join(str(i) for i in source_ids or []),
         _iso(requested),
         _iso(completed),
         " | ".join(
@@ -143,10 +143,7 @@ _POSTGRESQL_CELLS = [
     # source ids: most hold one
     "CASE WHEN jsonb_typeof(source_object_ids) <> 'array' THEN NULL "
     "WHEN jsonb_array_length(source_object_ids) <= 1 THEN source_object_ids ->> 0 "
-    # several: joined with ';' (the list separator in some locales), each made safe (as one cell)
-    f"ELSE array_to_string(ARRAY(SELECT CASE WHEN ascii(i) IN ({_PG_TRIGGERS}) THEN '''' || i "
-    "ELSE i END FROM jsonb_array_elements_text(source_object_ids) WITH ORDINALITY AS t(i, n) "
-    "ORDER BY n), ';') END",
+    "ELSE array_to_string(ARRAY(SELECT jsonb_array_elements_text(source_object_ids)), ';') END",
     _pg_iso("requested_on"),
     _pg_iso("completed_on"),
     "CASE WHEN jsonb_typeof(validation_errors) <> 'array' OR validation_errors = '[]' "
@@ -160,9 +157,15 @@ _POSTGRESQL_CELLS = [
 def _pg_cell(column: str) -> str:
     """The SQL of a cell: ``safe_cell`` (a leading ``'`` before a formula trigger), and NULL
     for an empty cell (COPY writes NULL bare and an empty string as ``""``; csv.writer: bare)."""
+    # each part after a ';' too (reports.cells.AFTER_SEMICOLON), looked for only in a cell
+    # that holds a ';'
+    made = (
+        f"CASE WHEN strpos({column}, ';') = 0 THEN {column} "
+        f"ELSE regexp_replace({column}, E'{AFTER_SEMICOLON_SQL}', ';''\\1', 'g') END"
+    )
     return (
-        f"CASE WHEN ascii({column}) IN ({_PG_TRIGGERS}) THEN '''' || {column} "
-        f"ELSE NULLIF({column}, '') END"
+        f"CASE WHEN ascii({column}) IN ({_PG_TRIGGERS}) THEN '''' || {made} "
+        f"ELSE NULLIF({made}, '') END"
     )
 
 

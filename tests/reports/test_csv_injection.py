@@ -137,6 +137,9 @@ def test_a_spreadsheet_reads_the_report_as_text(api: APIClient, tmp_path: Path) 
         ("\r=1+2", "'\r=1+2"),
         ("quickbooks", "quickbooks"),
         ("a=b", "a=b"),
+        ("a;=1+2", "a;'=1+2"),
+        ("=1;-2;b;@c", "'=1;'-2;b;'@c"),
+        ("a; =1", "a; =1"),
         ("", ""),
         (400, 400),
     ],
@@ -184,3 +187,11 @@ def test_each_of_several_source_ids_is_safe_where_semicolons_split_cells(api: AP
     header, row = list(csv.reader(io.StringIO(text, newline="")))
     cell = dict(zip(header, row, strict=True))["source_object_ids"]
     assert cell.split(";") == ["1", "'" + HYPERLINK, "'-2+3", "a=b"]
+
+
+def test_a_part_after_a_semicolon_in_any_column_is_safe(api: APIClient) -> None:
+    text = _one_push_report(api, serviceName="quickbooks;=1+2", dataType="x;@SUM(1)")
+
+    header, row = list(csv.reader(io.StringIO(text, newline="")))
+    cells = dict(zip(header, row, strict=True))
+    assert (cells["service_name"], cells["data_type"]) == ("quickbooks;'=1+2", "x;'@SUM(1)")

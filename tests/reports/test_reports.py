@@ -187,6 +187,7 @@ def test_postgresql_writes_the_same_csv_as_the_portable_writer() -> None:
         # each of several ids: ';' is the list separator in some locales' spreadsheets
         (["a", "=1+2", -3, "@x", "b=c"], None, None, None, [], "ids"),
         (["+1", "\r2"], None, None, None, [], "ids"),
+        (["x;=1"], None, None, None, [{"field": "a;-b", "message": "c;@d"}], "e;\tf;g"),
     ]
 
     PushResult.objects.bulk_create(
