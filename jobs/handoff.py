@@ -31,7 +31,8 @@ def failure_reason(failure: hooks.HandoffFailure) -> FailureReason:
     timeout) → ``service_unreachable``; connected but no complete answer in time →
     ``service_timeout``. Gateways: 502/503 → ``service_unreachable``, 504 → ``service_timeout``.
     Any other answer (another 4xx or 5xx, a redirect, 410) and an endpoint disabled before the
-    hand-off was tried → ``integration_unusable``.
+    hand-off was tried → ``integration_unusable``. Attempts used up with no outcome recorded
+    (the worker sending them died each time: ``hooks.NO_OUTCOME``) → ``service_unreachable``.
     """
     code = failure.status_code
     if code in AUTH_REFUSED:

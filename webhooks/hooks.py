@@ -14,6 +14,7 @@ from typing import Any
 UNREACHABLE = "unreachable"  # no connection: refused, reset, DNS, TLS, SSRF guard, connect timeout
 TIMEOUT = "timeout"  # connected, but no complete answer within JOBTRAIL_WEBHOOK_TIMEOUT
 DISABLED = "disabled"  # the endpoint was disabled (a 410) before the hand-off was tried
+NO_OUTCOME = "no_outcome"  # its attempts were used up, none recorded: the sender died each time
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class HandoffFailure:
     attempts: int
     status_code: int | None
     error: str
-    error_kind: str  # UNREACHABLE, TIMEOUT, DISABLED, or "" when the receiver answered
+    error_kind: str  # UNREACHABLE, TIMEOUT, DISABLED, NO_OUTCOME, or "" when it answered
 
 
 HandoffFailed = Callable[[Sequence[HandoffFailure]], None]

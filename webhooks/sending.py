@@ -664,7 +664,9 @@ def _settle_inactive(claims: list[Claim]) -> list[Claim]:
     those whose attempts were used up without outcomes (``attempts_used_up``); the rest."""
     spent = [c for c in claims if services.attempts_used_up(c)]
     if spent:
-        services.deliveries_abandon(spent, reason=services.USED_UP_REASON)
+        services.deliveries_abandon(
+            spent, reason=services.USED_UP_REASON, error_kind=hooks.NO_OUTCOME
+        )
         claims = [c for c in claims if not services.attempts_used_up(c)]
     active = [c for c in claims if c.endpoint.is_active]
     if len(active) == len(claims):

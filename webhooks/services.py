@@ -949,7 +949,9 @@ def deliveries_defer(claims: Iterable[Claim]) -> None:
 
 
 @transaction.atomic
-def deliveries_abandon(claims: Iterable[Claim], *, reason: str) -> None:
+def deliveries_abandon(
+    claims: Iterable[Claim], *, reason: str, error_kind: str = hooks.DISABLED
+) -> None:
     """Fail claimed deliveries without an attempt (their endpoint is gone or disabled).
 
     Hand-offs among them fail for good: the hooks hear of those still held by their claim.
@@ -982,7 +984,7 @@ def deliveries_abandon(claims: Iterable[Claim], *, reason: str) -> None:
                 attempts=claim.number - 1,
                 status_code=None,
                 error=reason,
-                error_kind=hooks.DISABLED,
+                error_kind=error_kind,
             )
             for claim in handoffs
             if claim.delivery.pk in mine

@@ -4,6 +4,7 @@ Every attempt goes to a real local receiver (or a closed port, an unresolvable n
 handshake against plain HTTP) through the delivery engine's own send path.
 """
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -346,6 +347,29 @@ def test_a_handoff_to_an_endpoint_disabled_meanwhile_fails_the_job(receiver: Rec
     job.refresh_from_db()
     assert (job.status, job.failure_reason) == ("failed", "integration_unusable")
     assert "410" in failed_event_message(job)
+
+
+def test_a_handoff_whose_sender_died_at_every_attempt_fails_the_job_saying_so(
+    receiver: Receiver,
+) -> None:
+    """Three attempts claimed and never recorded (the worker killed during each): the job
+    fails as service_unreachable with the reason, not as if its endpoint were disabled."""
+    company = CompanyFactory()
+    integration_for(company, receiver.url + "/int")
+    job = JobFactory(company=company)
+    handoff = handoff_of(job)
+    for _ in range(3):  # claimed, then the worker dies: no outcome, the lease lapses
+        assert services.delivery_claim(delivery_id=handoff.pk) is not None
+        WebhookDelivery.objects.filter(pk=handoff.pk).update(
+            locked_until=timezone.now() - timedelta(seconds=1)
+        )
+
+    handoff = send_until_final(handoff)
+
+    assert receiver.requests == []
+    job.refresh_from_db()
+    assert (job.status, job.failure_reason) == ("failed", "service_unreachable")
+    assert "without an outcome recorded" in failed_event_message(job)
 
 
 def test_a_plain_subscribers_jobs_create_never_fails_the_job(receiver: Receiver) -> None:
