@@ -121,7 +121,7 @@ JUMP_EVERY = 0.05
 
 # What a lost database connection raises (a PostgreSQL restart, a failover, a deadlock abort):
 # the coordinator reconnects and carries on instead of ending the round, and records what its
-# senders sent once the database answers again, as long as their leases last.
+# senders sent once the database answers again (for up to RETRY_FOR, within their leases).
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
 # First wait before trying the database again; doubled up to RECONNECT_WAIT_MAX.
 RECONNECT_WAIT = 0.25
@@ -628,10 +628,10 @@ def _leases_end(claims: Any) -> datetime:
 
 
 def _record(outcomes: list[tuple[Claim, AttemptResult]]) -> None:
-    """Record a batch of outcomes; while the database is unavailable, again until the claims'
-    leases end (what was sent is not sent again for want of a record); if the batch fails
-    otherwise, each one alone (one outcome the database refuses must not undo the others:
-    their deliveries would be sent again)."""
+    """Record a batch of outcomes; while the database is unavailable, again for a few seconds
+    (``_reconnecting``: what was sent is not sent again for want of a record); if the batch
+    fails otherwise, each one alone (one outcome the database refuses must not undo the
+    others: their deliveries would be sent again)."""
     try:
         _reconnecting(
             lambda again: services.deliveries_record_attempts(outcomes, again=again),
