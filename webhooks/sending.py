@@ -667,7 +667,7 @@ def _settle_inactive(claims: list[Claim]) -> list[Claim]:
         services.deliveries_abandon(
             spent, reason=services.USED_UP_REASON, error_kind=hooks.NO_OUTCOME
         )
-        claims = [c for c in claims if not services.attempts_used_up(c)]
+        claims = [c for c in claims if c not in spent]
     active = [c for c in claims if c.endpoint.is_active]
     if len(active) == len(claims):
         return claims

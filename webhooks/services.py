@@ -665,17 +665,20 @@ class AttemptResult:
 AUTH_REFUSED = frozenset({401, 403})
 
 
+def _retry_schedule(*, handoff: bool) -> list[int]:
+    """Seconds between attempts: a hand-off's own, shorter schedule, or the webhooks'."""
+    if handoff:
+        return settings.JOBTRAIL_HANDOFF_RETRY_SCHEDULE
+    return settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE
+
+
 def _retry_delay(number: int, retry_after: str | None, *, handoff: bool = False) -> float | None:
     """Seconds until the next try, or None when the schedule is used up.
 
     A hand-off has its own, shorter schedule (``JOBTRAIL_HANDOFF_RETRY_SCHEDULE``): its job
     waits pending for it, and fails when it is over.
     """
-    schedule = (
-        settings.JOBTRAIL_HANDOFF_RETRY_SCHEDULE
-        if handoff
-        else settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE
-    )
+    schedule = _retry_schedule(handoff=handoff)
     if number > len(schedule):
         return None
     if retry_after and retry_after.strip().isdigit():
@@ -699,11 +702,7 @@ def attempts_used_up(claim: Claim) -> bool:
     delivery whose sending kills the worker must not be sent again every lease for ever."""
     if claim.trigger != AttemptTrigger.SCHEDULED:
         return False
-    schedule = (
-        settings.JOBTRAIL_HANDOFF_RETRY_SCHEDULE
-        if claim.delivery.handoff
-        else settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE
-    )
+    schedule = _retry_schedule(handoff=claim.delivery.handoff)
     return claim.number > len(schedule) + 1  # the first attempt, then one per step
 
 
