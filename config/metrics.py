@@ -102,7 +102,7 @@ UNMATCHED = "<unmatched>"
 
 
 class RequestMetricsMiddleware:
-    """Observe each request's duration under its URL pattern (``/api/v1/jobs/<uuid:job_id>/``),
+    """Observe each request's duration under its URL pattern (``/api/v1/jobs/<uuid_ci:job_id>/``),
     never its path: the label values stay as few as the URL patterns."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:

@@ -398,6 +398,8 @@ SPECTACULAR_SETTINGS = {
     # 3.1: JSON Schema 2020-12 (if/then rules between fields) and the `webhooks` section
     "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # config/converters.py: a UUID in either letter case, documented as a plain uuid
+    "PATH_CONVERTER_OVERRIDES": {"uuid_ci": {"type": "string", "format": "uuid"}},
     # one payload schema per event id the sender emits (webhooks/schema.py)
     "WEBHOOKS": "webhooks.schema.WEBHOOKS",
     # Swagger UI's assets come from the drf-spectacular-sidecar package, not a CDN.

@@ -1,5 +1,7 @@
 from django.urls import path
 
+from config import converters  # noqa: F401  (registers uuid_ci)
+
 from . import views
 
 urlpatterns = [
@@ -8,5 +10,5 @@ urlpatterns = [
         views.ExportJobStatusView.as_view(),
         name="compat-export-job-status",
     ),
-    path("engine/api/api-jobs/<uuid:job_id>", views.ApiJobView.as_view(), name="compat-api-job"),
+    path("engine/api/api-jobs/<uuid_ci:job_id>", views.ApiJobView.as_view(), name="compat-api-job"),
 ]

@@ -4,6 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -265,6 +266,32 @@ def test_another_companys_job_is_not_found_everywhere(api: APIClient, other_api:
     assert Job.objects.values().get(pk=jid) == before
     assert other_api.get("/api/v1/jobs/").json()["results"] == []
     assert other_api.get("/api/v1/jobs/", {"code": job["code"]}).json()["results"] == []
+
+
+@pytest.mark.parametrize("spell", [str.upper, str.lower], ids=["upper-case", "lower-case"])
+def test_a_job_id_is_read_in_either_letter_case(
+    api: APIClient, other_api: APIClient, spell: Any
+) -> None:
+    """RFC 9562 compares UUIDs case-insensitively; Swift's uuidString is upper case."""
+    job = _create(api)
+    jid = spell(job["id"])
+    reads = [
+        f"/api/v1/jobs/{jid}/",
+        f"/api/v1/jobs/{jid}/events/",
+        f"/api/v1/jobs/{jid}/push-results/",
+        f"/engine/api/api-jobs/{jid}",
+    ]
+    for url in reads:
+        response = api.get(url)
+        assert response.status_code == 200, url
+        assert other_api.get(url).status_code == 404, url  # still another company's job
+    assert api.get(f"/api/v1/jobs/{jid}/").json()["id"] == job["id"]
+    assert api.get(f"/engine/api/api-jobs/{jid}").json()["id"] == job["id"]
+    started = api.post(f"/api/v1/jobs/{jid}/events/", {"status": "started"}, format="json")
+    assert started.status_code == 201
+    assert Job.objects.get(pk=job["id"]).status == JobStatus.PROCESSING
+    # the links Jobtrail hands out stay lower case
+    assert reverse("api-v1:job-detail", kwargs={"job_id": jid}) == f"/api/v1/jobs/{job['id']}/"
 
 
 # --- list, filters, pagination ----------------------------------------------------------------

@@ -209,7 +209,7 @@ def test_request_duration_is_observed_under_the_route_template(api: Any, company
     assert api.get("/api/v1/jobs/00000000-0000-0000-0000-000000000000/").status_code == 404
     assert api.post("/api/v1/jobs/", {"type": ""}, format="json").status_code == 400
     after = scrape()
-    detail = {"route": "/api/v1/jobs/<uuid:job_id>/", "method": "GET"}
+    detail = {"route": "/api/v1/jobs/<uuid_ci:job_id>/", "method": "GET"}
     assert value(after, DURATION_COUNT, **detail, status="2xx") == (
         value(before, DURATION_COUNT, **detail, status="2xx") + 2
     )
