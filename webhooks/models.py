@@ -176,6 +176,12 @@ class AttemptTrigger(models.TextChoices):
     MANUAL = "manual"
 
 
+# A delivery's ``next_trigger`` while a sender holds its manual attempt (a redelivery, a test
+# event): should the sender die before the outcome is recorded, the next claim knows the one
+# attempt was taken (``webhooks.services.used_up_reason``).
+MANUAL_TAKEN = "manual_taken"
+
+
 class WebhookAttempt(models.Model):
     delivery = models.ForeignKey(
         WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log"

@@ -7,7 +7,13 @@ from django.http import Http404
 
 from jobs.models import Company
 
-from .models import AttemptTrigger, DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from .models import (
+    MANUAL_TAKEN,
+    AttemptTrigger,
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 
 def endpoint_list(*, company: Company) -> QuerySet[WebhookEndpoint]:
@@ -73,7 +79,7 @@ def handoff_state(delivery: WebhookDelivery) -> str:
     ``retrying`` (an attempt failed, the next is due at ``next_attempt_at``) or ``sending``."""
     if delivery.status != DeliveryStatus.PENDING:
         return str(delivery.status)
-    if delivery.next_trigger == AttemptTrigger.MANUAL:
+    if delivery.next_trigger in (AttemptTrigger.MANUAL, MANUAL_TAKEN):
         return "re-sending"
     if delivery.last_status_code is not None or delivery.last_error:
         return "retrying"

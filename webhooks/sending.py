@@ -661,13 +661,16 @@ def _record(outcomes: list[tuple[Claim, AttemptResult]]) -> None:
 
 def _settle_inactive(claims: list[Claim]) -> list[Claim]:
     """Defer (paused) or abandon (disabled by a 410) claims of inactive endpoints, abandon
-    those whose attempts were used up without outcomes (``attempts_used_up``); the rest."""
-    spent = [c for c in claims if services.attempts_used_up(c)]
+    those whose attempts were used up without outcomes (``used_up_reason``); the rest."""
+    spent: dict[str, list[Claim]] = {}
+    for c in claims:
+        reason = services.used_up_reason(c)
+        if reason:
+            spent.setdefault(reason, []).append(c)
+    for reason, group in spent.items():
+        services.deliveries_abandon(group, reason=reason, error_kind=hooks.NO_OUTCOME)
     if spent:
-        services.deliveries_abandon(
-            spent, reason=services.USED_UP_REASON, error_kind=hooks.NO_OUTCOME
-        )
-        claims = [c for c in claims if c not in spent]
+        claims = [c for c in claims if not services.used_up_reason(c)]
     active = [c for c in claims if c.endpoint.is_active]
     if len(active) == len(claims):
         return claims

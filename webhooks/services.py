@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Case, Count, F, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -32,6 +32,7 @@ from jobs.models import Company
 from . import hooks
 from .events import HANDOFF_EVENT, subscribed
 from .models import (
+    MANUAL_TAKEN,
     AttemptTrigger,
     DeliveryStatus,
     EndpointRole,
@@ -579,11 +580,24 @@ def attempt_lease() -> timedelta:
     return timedelta(seconds=float(settings.JOBTRAIL_WEBHOOK_LEASE))
 
 
+# The claim of a manual attempt writes ``MANUAL_TAKEN`` over ``manual``; a delivery given back
+# untried (a paused endpoint, no time left to start it) reads ``manual`` again.
+UNTRIED_TRIGGER = Case(
+    When(next_trigger=MANUAL_TAKEN, then=Value(AttemptTrigger.MANUAL.value)),
+    default=F("next_trigger"),
+)
+
+
 def _claims(claimed: leases.Claimed[WebhookDelivery]) -> list[Claim]:
     claimed_at = time.monotonic()
     timeout = float(settings.JOBTRAIL_WEBHOOK_TIMEOUT)
     start_by = claimed_at + attempt_lease().total_seconds() - timeout - START_MARGIN
     rows = sorted(claimed.rows, key=lambda row: (row.fair_at, row.created_at))
+    manual = [row.pk for row in rows if row.next_trigger == AttemptTrigger.MANUAL]
+    if manual:  # rare: one more statement only for claims that hold a manual attempt
+        WebhookDelivery.objects.filter(pk__in=manual, locked_until=claimed.until).update(
+            next_trigger=MANUAL_TAKEN
+        )
     return [
         Claim(
             delivery=row,
@@ -693,17 +707,28 @@ USED_UP_REASON = (
     "The retry schedule's attempts were used up without an outcome recorded: the worker "
     "sending them stopped (killed or crashed) during each of the last ones."
 )
+MANUAL_USED_UP_REASON = (
+    "The manual attempt was taken without an outcome recorded: the worker sending it stopped "
+    "(killed or crashed) during it. Redeliver it to try again."
+)
 
 
-def attempts_used_up(claim: Claim) -> bool:
-    """A scheduled claim past the schedule's last attempt. Each claim counts an attempt (the
-    sender may have reached the receiver before it was killed), so this happens only when the
-    attempts before it never got an outcome recorded. Such a claim is abandoned, not sent: a
-    delivery whose sending kills the worker must not be sent again every lease for ever."""
+def used_up_reason(claim: Claim) -> str:
+    """Why ``claim`` must not be sent, or "": its attempts were used up without outcomes.
+
+    A scheduled claim past the schedule's last attempt: each claim counts an attempt (the sender
+    may have reached the receiver before it was killed), so this happens only when the attempts
+    before it never got an outcome recorded. A manual attempt (one attempt) claimed again after
+    a sender took it (``MANUAL_TAKEN``). Such a claim is abandoned, not sent: a delivery whose
+    sending kills the worker must not be sent again every lease for ever."""
+    if claim.trigger == MANUAL_TAKEN:
+        return MANUAL_USED_UP_REASON
     if claim.trigger != AttemptTrigger.SCHEDULED:
-        return False
+        return ""
     schedule = _retry_schedule(handoff=claim.delivery.handoff)
-    return claim.number > len(schedule) + 1  # the first attempt, then one per step
+    if claim.number > len(schedule) + 1:  # the first attempt, then one per step
+        return USED_UP_REASON
+    return ""
 
 
 def _outcome(claim: Claim, result: AttemptResult, now: datetime) -> dict[str, Any]:
@@ -928,6 +953,7 @@ def deliveries_release(claims: Iterable[Claim]) -> None:
             until=until,
             attempts=F("attempts") - 1,
             dispatched_at=None,
+            next_trigger=UNTRIED_TRIGGER,
         )
 
 
@@ -943,6 +969,7 @@ def deliveries_defer(claims: Iterable[Claim]) -> None:
             fair_at=now + PAUSED_RECHECK,
             dispatched_at=None,
             attempts=F("attempts") - 1,
+            next_trigger=UNTRIED_TRIGGER,
             updated_at=now,
         )
 

@@ -120,6 +120,57 @@ def test_a_delivery_whose_sender_dies_every_time_is_not_sent_for_ever(
         assert (delivery.status, delivery.last_error) == ("failed", services.USED_UP_REASON)
 
 
+@pytest.mark.usefixtures("fast_retries")
+def test_a_manual_attempt_whose_sender_died_is_not_sent_for_ever(receiver: Receiver) -> None:
+    """A redelivery is one attempt: claimed, then the worker dies (no outcome, the lease
+    lapses), the next claim fails it saying so instead of sending it again every lease."""
+    delivery = _send(_one_delivery(receiver))
+    assert delivery.status == "delivered"
+    assert services.delivery_send_now(delivery=delivery) == "redelivered"
+    assert services.delivery_claim(delivery_id=delivery.pk) is not None  # the worker dies
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        locked_until=timezone.now() - timedelta(seconds=1)
+    )
+
+    delivery = _send(delivery)
+
+    assert len(receiver.requests) == 1  # the first, scheduled attempt only
+    assert (delivery.status, delivery.last_error) == (
+        "failed",
+        services.MANUAL_USED_UP_REASON,
+    )
+    assert delivery.attempt_log.count() == 1
+    # staff can try again: one more manual attempt, sent and logged as such
+    assert services.delivery_send_now(delivery=delivery) == "redelivered"
+    delivery = _send(delivery)
+    assert delivery.status == "delivered"
+    assert [a.trigger for a in delivery.attempt_log.order_by("number")] == ["scheduled", "manual"]
+
+
+@pytest.mark.usefixtures("fast_retries")
+@pytest.mark.parametrize("give_back", ["release", "defer"])
+def test_a_manual_attempt_given_back_untried_is_still_sent(
+    receiver: Receiver, give_back: str
+) -> None:
+    """A claim given back before it was started (no time left to start it, a paused endpoint)
+    does not use the manual attempt up."""
+    delivery = _send(_one_delivery(receiver))
+    services.delivery_send_now(delivery=delivery)
+    claim = services.delivery_claim(delivery_id=delivery.pk)
+    assert claim is not None
+    if give_back == "release":
+        services.deliveries_release([claim])
+    else:
+        services.deliveries_defer([claim])
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+
+    delivery = _send(delivery)
+
+    assert delivery.status == "delivered"
+    assert len(receiver.requests) == 2
+    assert [a.trigger for a in delivery.attempt_log.order_by("number")] == ["scheduled", "manual"]
+
+
 def test_retry_follows_the_schedule_with_jitter(receiver: Receiver, settings) -> None:
     settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE = [100, 1000]
     receiver.default = Reply(500)
