@@ -28,10 +28,11 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.db import close_old_connections, connection
 from django_celery_beat.schedulers import DatabaseScheduler
 from kombu.utils.imports import symbol_by_name
 
+from config.outage import DATABASE_ERRORS, Outage
 from config.periodic import BEAT_SWEEPS
 
 from .services import BEAT, heartbeat_record
@@ -41,13 +42,22 @@ logger = logging.getLogger(__name__)
 
 # Seconds between two tries to read the schedule while the database is unavailable.
 DATABASE_RETRY = 5.0
-# A database that cannot be reached (not a bug or a missing migration: those still end beat).
-DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 class HeartbeatScheduler(DatabaseScheduler):
     _heartbeat_due = 0.0
-    _database_down = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # before the package's __init__: it reads the schedule (``setup_schedule``)
+        self._outage = Outage(
+            logger,
+            down="beat cannot read its schedule, the database is unavailable (%s); keeping "
+            f"the last schedule read and trying again every {DATABASE_RETRY:.0f} s",
+            back="beat reads its schedule again: the database is back",
+            first=DATABASE_RETRY,
+            most=DATABASE_RETRY,
+        )
+        super().__init__(*args, **kwargs)
 
     def setup_schedule(self) -> None:
         """The first read of the schedule, retried until the database answers (beat started
@@ -56,17 +66,17 @@ class HeartbeatScheduler(DatabaseScheduler):
             try:
                 super().setup_schedule()
             except DATABASE_ERRORS as exc:
-                self._database_unavailable(exc)
+                wait = self._outage.failed(exc)
                 self._initial_read = True  # read the whole schedule on the next try
-                time.sleep(DATABASE_RETRY)
+                time.sleep(wait)
             else:
-                self._database_back()
+                self._outage.ok()
                 return
 
     def schedule_changed(self) -> bool:
         """The package's check, which logs a database error with its traceback; during an
-        outage beat says so once (``_database_unavailable``) and retries quietly."""
-        if not self._database_down:
+        outage beat says so once (``config.outage.Outage``) and retries quietly."""
+        if not self._outage.down:
             return bool(super().schedule_changed())
         return False  # the next tick re-reads the whole schedule anyway
 
@@ -74,11 +84,11 @@ class HeartbeatScheduler(DatabaseScheduler):
         try:
             interval: float = super().tick(*args, **kwargs)
         except DATABASE_ERRORS as exc:  # the schedule's re-read: the last one read is kept
-            self._database_unavailable(exc)
+            wait = self._outage.failed(exc)
             # read it again on the next tick (the package compares it with its naive now())
             self._last_full_sync = datetime.min  # noqa: DTZ901
-            return DATABASE_RETRY
-        self._database_back()
+            return wait
+        self._outage.ok()
         every = float(settings.JOBTRAIL_HEARTBEAT_INTERVAL)
         if time.monotonic() >= self._heartbeat_due:
             self.record_heartbeat()
@@ -114,22 +124,6 @@ class HeartbeatScheduler(DatabaseScheduler):
             self._tasks_since_sync += 1
             if self.should_sync():
                 self._do_sync()
-
-    def _database_unavailable(self, exc: BaseException) -> None:
-        if not self._database_down:  # once per outage, not every few seconds
-            logger.warning(
-                "beat cannot read its schedule, the database is unavailable (%s); keeping the "
-                "last schedule read and trying again every %.0f s",
-                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                DATABASE_RETRY,
-            )
-        self._database_down = True
-        connection.close()  # a new connection on the next try
-
-    def _database_back(self) -> None:
-        if self._database_down:
-            logger.warning("beat reads its schedule again: the database is back")
-        self._database_down = False
 
     def record_heartbeat(self) -> None:
         """Write beat's heartbeat; a database outage is logged, never stops the schedule."""

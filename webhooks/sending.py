@@ -77,9 +77,11 @@ from typing import Any
 import urllib3
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 from django.utils import timezone
 from urllib3.connection import HTTPConnection, HTTPSConnection
+
+from config.outage import DATABASE_ERRORS, Outage
 
 from . import hooks, services
 from .services import AttemptResult, Claim
@@ -122,7 +124,7 @@ JUMP_EVERY = 0.05
 # What a lost database connection raises (a PostgreSQL restart, a failover, a deadlock abort):
 # the coordinator reconnects and carries on instead of ending the round, and records what its
 # senders sent once the database answers again (for up to RETRY_FOR, within their leases).
-CONNECTION_ERRORS = (OperationalError, InterfaceError)
+CONNECTION_ERRORS = DATABASE_ERRORS
 # First wait before trying the database again; doubled up to RECONNECT_WAIT_MAX.
 RECONNECT_WAIT = 0.25
 RECONNECT_WAIT_MAX = 2.0
@@ -1005,6 +1007,13 @@ class _Round:
 
     def feed(self) -> None:
         """Relay new job events while the round runs (its own thread and connection)."""
+        outage = Outage(
+            logger,
+            down="the database is unavailable (%s); the feeder waits",
+            back="the database is back; the feeder relays again",
+            first=RECONNECT_WAIT,
+            most=RECONNECT_WAIT_MAX,
+        )
         pause = FEED_EVERY
         try:
             while not self.stopping.wait(pause):
@@ -1013,12 +1022,10 @@ class _Round:
                         if not hooks.relay_batch():  # nothing (more) waiting for now
                             break
                         self.claim_fresh()
+                    outage.ok()
                     pause = FEED_EVERY
                 except CONNECTION_ERRORS as exc:
-                    if pause == FEED_EVERY:  # once per outage; tried again less and less often
-                        logger.warning("the database is unavailable (%s); the feeder waits", exc)
-                    connection.close()
-                    pause = min(max(pause * 2, RECONNECT_WAIT), RECONNECT_WAIT_MAX)
+                    pause = outage.failed(exc)  # tried again less and less often
                 except Exception:
                     logger.exception(
                         "relaying or claiming from the sender round failed; the relay task will"
@@ -1043,22 +1050,25 @@ class _Round:
         if connection.features.has_select_for_update_skip_locked:
             feeder = threading.Thread(target=self.feed, name="webhook-feeder", daemon=True)
             feeder.start()
-        pause = 0.0
+        outage = Outage(
+            logger,
+            down="the database is unavailable (%s); the round waits",
+            back="the database is back; the round claims again",
+            first=RECONNECT_WAIT,
+            most=RECONNECT_WAIT_MAX,
+        )
         try:
             while True:
                 try:
                     claimed = self.claim()
                     self.tend()
                     self.flush()
-                    pause = 0.0
+                    outage.ok()
                 except CONNECTION_ERRORS as exc:
                     # the senders go on with what they hold; claims wait for the database
-                    if not pause:  # once per outage
-                        logger.warning("the database is unavailable (%s); the round waits", exc)
-                    connection.close()
+                    pause = outage.failed(exc)
                     if self.idle() and time.monotonic() >= self.stop_at:
                         break
-                    pause = min(max(pause * 2, RECONNECT_WAIT), RECONNECT_WAIT_MAX)
                     with self.cond:
                         self.cond.wait(pause)
                     continue
