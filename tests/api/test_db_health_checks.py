@@ -8,13 +8,13 @@ problem) and is replaced for the next.
 import time
 from typing import Any
 
-import psycopg
 import pytest
 from django.db import close_old_connections, connection, connections
 
 from jobs.models import JobStatus
 from tests.conftest import bearer_client
 from tests.factories import ApiClientFactory, CompanyFactory, job_in_status
+from tests.pg import backend_terminator
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -89,11 +89,7 @@ def test_a_connection_that_broke_unseen_fails_one_request_then_is_replaced(
     settings.JOBTRAIL_DB_HEALTH_CHECK_AFTER = 60
     assert poll().status_code == 200
     pid = connection.connection.info.backend_pid
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    backend_terminator()(pid)
 
     broken = poll()
     recovered = poll()
@@ -115,11 +111,7 @@ def test_a_connection_idle_past_the_delay_is_checked_though_a_request_just_start
     assert poll().status_code == 200
     pid = connection.connection.info.backend_pid
     time.sleep(0.5)  # idle past the delay
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    backend_terminator()(pid)
 
     assert poll().status_code == 200  # checked, found broken, replaced before the query
     assert connection.connection.info.backend_pid != pid

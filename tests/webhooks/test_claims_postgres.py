@@ -3,11 +3,11 @@
 import threading
 from typing import Any
 
-import psycopg
 import pytest
 from django.db import connection, transaction
 
 from tests.factories import CompanyFactory, JobFactory
+from tests.pg import backend_terminator
 from tests.receiver import Receiver, Reply
 from tests.webhooks.helpers import deliveries
 from webhooks import sending, services
@@ -59,15 +59,12 @@ def test_a_sender_round_whose_connection_dies_records_what_it_sent(receiver: Rec
     made = deliveries()
     connection.ensure_connection()
     round_backend = connection.connection.info.backend_pid  # the coordinator is this thread
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
+    terminate = backend_terminator()
     killed: list[int] = []
 
     def answer(request: Any) -> Reply:
         if not killed:  # the first request: the database drops the round's connection
-            with psycopg.connect(**params, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", [round_backend])
+            terminate(round_backend)
             killed.append(round_backend)
         return Reply(200)
 
