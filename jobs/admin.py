@@ -390,19 +390,25 @@ class JobAdmin(admin.ModelAdmin):
             job.events.filter(sequence__isnull=False).select_related("actor").order_by("sequence")
         )
         # the deliveries name endpoints (URLs, their companies): for staff who may view them
+        # (not even read for others: whether any is pending is all the page needs of them)
         may_view_deliveries = may_view_webhook_deliveries(request.user)
-        deliveries = list(
-            WebhookDelivery.objects.filter(object_id=str(job.pk))
-            .select_related("endpoint")
-            .order_by("-created_at")[:20]
-        )
+        job_deliveries = WebhookDelivery.objects.filter(object_id=str(job.pk))
+        if may_view_deliveries:
+            deliveries = list(
+                job_deliveries.select_related("endpoint").order_by("-created_at")[:20]
+            )
+            handoff = job_handoff(job_id=job.pk)
+            pending = any(d.status == DeliveryStatus.PENDING for d in deliveries) or (
+                handoff is not None and handoff.status == DeliveryStatus.PENDING
+            )
+        else:
+            deliveries, handoff = [], None
+            pending = job_deliveries.filter(status=DeliveryStatus.PENDING).exists()
         push_list = reverse("admin:jobs_pushresult_changelist")
         report = job_report(job)
-        handoff = job_handoff(job_id=job.pk)
         moving = {
             "the job is unfinished": not job.is_terminal,
-            "deliveries are pending": any(d.status == DeliveryStatus.PENDING for d in deliveries)
-            or (handoff is not None and handoff.status == DeliveryStatus.PENDING),
+            "deliveries are pending": pending,
             "its report is being built": report is not None
             and report.status == ReportStatus.PENDING,
             "events wait for the relay": job.events.filter(relayed_at__isnull=True).exists(),
@@ -421,7 +427,7 @@ class JobAdmin(admin.ModelAdmin):
             "push_results_url": f"{push_list}?job__id__exact={job.pk}",
             "push_failed_url": f"{push_list}?job__id__exact={job.pk}&status__exact=failed",
             "may_view_deliveries": may_view_deliveries,
-            "deliveries": deliveries if may_view_deliveries else [],
+            "deliveries": deliveries,
             "deliveries_url": reverse("admin:webhooks_webhookdelivery_changelist")
             + f"?object_id={job.pk}",
             "report": report,
@@ -430,8 +436,8 @@ class JobAdmin(admin.ModelAdmin):
             "can_rebuild": self.has_rebuild_permission(request)
             and job.status in (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS),
             "can_redeliver": request.user.has_perm("webhooks.change_webhookdelivery"),
-            "handoff": handoff if may_view_deliveries else None,
-            "handoff_state": handoff_state(handoff) if handoff and may_view_deliveries else None,
+            "handoff": handoff,
+            "handoff_state": handoff_state(handoff) if handoff else None,
         }
 
     def live_view(self, request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:

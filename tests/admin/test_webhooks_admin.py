@@ -547,3 +547,31 @@ def test_staff_who_may_not_view_deliveries_see_no_endpoint_on_job_pages_or_the_d
     history = client.get(reverse("admin:jobs_job_history", args=[job.pk])).content.decode()
     assert "Redeliver" in history and "http://127.0.0.1:9" in history
     assert "tenant-credential" not in history
+
+
+def test_a_job_page_reads_no_delivery_for_staff_who_may_not_view_them_yet_stays_live() -> None:
+    """Staff with view_job only: the page says deliveries are pending (it keeps refreshing)
+    without reading a delivery's row or its endpoint."""
+    from django.contrib.auth.models import Permission
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    company = CompanyFactory()
+    endpoint_create(company=company, url="http://127.0.0.1:9/hook?token=c", events=["*"])
+    job = JobFactory(company=company)
+    jobs.job_fail(job_id=job.pk, failure_reason="service_timeout")  # finished: only webhooks move
+    run_relay()
+    assert WebhookDelivery.objects.filter(status="pending").exists()
+    viewer = UserFactory(is_staff=True, is_superuser=False)
+    viewer.user_permissions.add(*Permission.objects.filter(codename="view_job"))
+    client = Client()
+    client.force_login(viewer)
+
+    with CaptureQueriesContext(connection) as queries:
+        live = client.get(reverse("admin:jobs_job_live", args=[job.pk])).content.decode()
+
+    assert "while deliveries are pending" in live
+    endpoint_table = WebhookDelivery._meta.get_field("endpoint").related_model._meta.db_table
+    assert not [q["sql"] for q in queries if endpoint_table in q["sql"]]
+    delivery_reads = [q["sql"] for q in queries if WebhookDelivery._meta.db_table in q["sql"]]
+    assert delivery_reads and all("EXISTS" in sql or "LIMIT 1" in sql for sql in delivery_reads)
