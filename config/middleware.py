@@ -20,6 +20,13 @@ from .problems import (
 
 READ_CHUNK = 64 * 1024
 
+try:  # what gunicorn's chunked-body reader raises for a malformed body (a client's fault)
+    from gunicorn.http.errors import NoMoreData, ParseException
+
+    MALFORMED_BODY: tuple[type[Exception], ...] = (ParseException, NoMoreData, ValueError)
+except ImportError:  # pragma: no cover - another server
+    MALFORMED_BODY = (ValueError, OSError)
+
 
 def _too_large(limit: int) -> HttpResponse:
     return json_problem(413, "body_too_large", f"The request body is larger than {limit} bytes.")
@@ -31,7 +38,8 @@ class BodySizeLimitMiddleware:
     A chunked body (``Transfer-Encoding: chunked``, no ``Content-Length``) is read here, up to
     the limit, when the server marks its input as terminated (gunicorn sets
     ``wsgi.input_terminated``): Django itself reads a body without ``Content-Length`` as empty.
-    Without that guarantee the answer is 411 Length Required.
+    Without that guarantee the answer is 411 Length Required; a body whose chunks are malformed
+    (a bad chunk size, a missing terminator, the client gone mid-body) 400.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -64,11 +72,18 @@ class BodySizeLimitMiddleware:
             )
         stream = request.META["wsgi.input"]
         body = bytearray()
-        while len(body) <= limit:
-            chunk = stream.read(min(READ_CHUNK, limit + 1 - len(body)))
-            if not chunk:
-                break
-            body += chunk
+        try:
+            while len(body) <= limit:
+                chunk = stream.read(min(READ_CHUNK, limit + 1 - len(body)))
+                if not chunk:
+                    break
+                body += chunk
+        except MALFORMED_BODY as exc:
+            return json_problem(
+                400,
+                "malformed_chunked_body",
+                f"The chunked request body is malformed ({type(exc).__name__}).",
+            )
         if len(body) > limit:
             return _too_large(limit)
         # Hand the body to Django as if it had come with a Content-Length.

@@ -383,6 +383,29 @@ def test_chunked_body_without_an_ended_input_is_411(api: APIClient, debug: bool)
     assert not Job.objects.exists()
 
 
+class _MalformedChunks(io.RawIOBase):
+    """What gunicorn's chunked reader does with ``zz\\r\\n`` as a chunk size."""
+
+    def read(self, size: int = -1) -> bytes:
+        from gunicorn.http.errors import InvalidChunkSize
+
+        raise InvalidChunkSize(b"zz")
+
+
+@debug_modes
+def test_a_malformed_chunked_body_is_a_400_problem(api: APIClient, debug: bool) -> None:
+    extra: dict[str, Any] = {
+        "CONTENT_LENGTH": "",
+        "HTTP_TRANSFER_ENCODING": "chunked",
+        "wsgi.input": _MalformedChunks(),
+        "wsgi.input_terminated": True,
+    }
+    response = api.generic("POST", "/api/v1/jobs/", b"", content_type="application/json", **extra)
+
+    assert_problem(response, 400, "malformed_chunked_body")
+    assert not Job.objects.exists()
+
+
 def test_chunked_body_of_exactly_1_mib_is_read(api: APIClient) -> None:
     start = b'{"type": "export"}'
     body = start + b" " * (MIB - len(start))  # JSON may end in whitespace

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -228,6 +229,26 @@ def test_chunked_bodies_are_read_and_limited(web: Web) -> None:
 
     # the same body with a Content-Length still answers 413
     assert_problem(*web.request("POST", "/api/v1/jobs/", too_big), 413, "body_too_large")
+
+
+def test_a_malformed_chunked_body_answers_a_400_problem(web: Web) -> None:
+    """A chunk size that is no hexadecimal number, sent as is over a socket: gunicorn's reader
+    raises, the middleware answers (it was a 500)."""
+    request = (
+        b"POST /api/v1/jobs/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Authorization: Bearer " + web.token.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz\r\n{}\r\n0\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", web.port), timeout=30) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        status, headers, body = response.status, dict(response.getheaders()), response.read()
+
+    assert_problem(
+        status, {k.lower(): v for k, v in headers.items()}, body, 400, "malformed_chunked_body"
+    )
 
 
 def test_debug_dependent_paths_answer_problems(web: Web) -> None:
