@@ -36,6 +36,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config import strict_json
 from config.problems import ProblemError
 from config.transactions import request_transaction
 
@@ -60,7 +61,8 @@ ANSWER_NOT_KEPT = (
 def request_fingerprint(request: Request) -> str:
     body = request._request.body
     try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+        parsed = strict_json.loads(body)
+        canonical = json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()
     except (ValueError, RecursionError):
         canonical = body
     # the company too: keys are the user's, and a user moved to another company must not get

@@ -137,6 +137,10 @@ def assert_refused(
         '{"total_records": NaN}',
         '{"total_records": Infinity}',
         "undefined",
+        # a repeated member name: the last one silently won (RFC 8259: unpredictable)
+        '{"type": "export", "type": "import"}',
+        '{"status": "completed", "status": "failed", "failure_reason": "service_timeout"}',
+        '{"metadata": {"a": 1, "a": 2}}',
     ],
 )
 def test_malformed_json_is_400(api: APIClient, job: Job, target: str, raw: str) -> None:
