@@ -224,6 +224,11 @@ class EventCreateInput(StrictSerializer):
     effected_records = count_field(required=False)
 
 
+class NoBodyInput(StrictSerializer):
+    """An action that takes no body: none, or ``{}``. Anything else is refused as any other
+    body would be (malformed JSON, another media type, fields), never silently ignored."""
+
+
 class CancelInput(StrictSerializer):
     message = StrictCharField(required=False, allow_blank=True, max_length=MESSAGE_MAX)
 

@@ -20,6 +20,7 @@ from config.schema import (
     problem_example,
 )
 from jobs.api import CompanyAPIView, Cursor, _valid
+from jobs.serializers import NoBodyInput
 from jobs.idempotency import idempotent
 
 from . import selectors, services
@@ -222,11 +223,17 @@ class EndpointRotateSecretView(CompanyAPIView):
         "both the new and the previous secret.",
         parameters=[ENDPOINT_ID],
         request=None,
-        responses={200: EndpointWithSecretSerializer, **ENDPOINT_NOT_FOUND, **AUTH_ERRORS},
+        responses={
+            200: EndpointWithSecretSerializer,
+            **BAD_REQUEST,
+            **ENDPOINT_NOT_FOUND,
+            **AUTH_ERRORS,
+        },
     )
     @idempotent(unstored_fields=SECRET_FIELDS)
     def post(self, request: Request, endpoint_id: Any) -> Response:
         endpoint = selectors.endpoint_get(company=self.company, endpoint_id=endpoint_id)
+        _valid(NoBodyInput, request.data)  # no body, or {}: a body is never ignored
         endpoint = services.endpoint_rotate_secret(endpoint=endpoint)
         return Response(EndpointWithSecretSerializer(endpoint).data)
 
@@ -313,6 +320,7 @@ class DeliveryRedeliverView(CompanyAPIView):
                     title="Conflict",
                 ),
             ),
+            **BAD_REQUEST,
             **DELIVERY_NOT_FOUND,
             **IDEMPOTENCY_ERRORS,
             **AUTH_ERRORS,
@@ -321,6 +329,7 @@ class DeliveryRedeliverView(CompanyAPIView):
     @idempotent
     def post(self, request: Request, delivery_id: Any) -> Response:
         delivery = selectors.delivery_get(company=self.company, delivery_id=delivery_id)
+        _valid(NoBodyInput, request.data)  # no body, or {}: a body is never ignored
         services.delivery_send_now(delivery=delivery)  # in flight: DeliveryInProgress, 409
         delivery.refresh_from_db()
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)

@@ -327,3 +327,38 @@ def test_an_update_from_a_stale_read_keeps_a_rotation_and_a_410_disable_made_sin
     now = WebhookEndpoint.objects.get(pk=endpoint.pk)
     assert (now.description, now.secret, now.is_active) == ("renamed", rotated, False)
     assert now.disabled_reason == "The receiver answered 410 Gone."
+
+
+BAD_BODIES = [
+    ("{", "application/json", 400, "malformed_json"),
+    ('{"secret": "my-own-secret-1234567890"}', "application/json", 400, "validation_error"),
+    ("[]", "application/json", 400, "validation_error"),
+    ("secret=x", "text/plain", 415, "unsupported_media_type"),
+]
+
+
+@pytest.mark.parametrize(("raw", "content_type", "status", "code"), BAD_BODIES)
+def test_actions_without_a_body_refuse_one_and_change_nothing(
+    api: APIClient, company, raw: str, content_type: str, status: int, code: str
+) -> None:
+    """Rotate-secret and redeliver take no body: a body sent anyway (a typo'd field, broken
+    JSON) is refused like any other, not ignored while the action runs."""
+    endpoint = _register(api)
+    JobFactory(company=company)
+    run_relay()
+    delivery = WebhookDelivery.objects.get()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status="failed")
+    secret = WebhookEndpoint.objects.get().secret
+    for url in (
+        f"/api/v1/webhook-endpoints/{endpoint['id']}/rotate-secret/",
+        f"/api/v1/webhook-deliveries/{delivery.pk}/redeliver/",
+    ):
+        response = api.generic("POST", url, raw, content_type=content_type)
+        assert response.status_code == status, (url, response.content)
+        assert response.json()["code"] == code
+    assert WebhookEndpoint.objects.get().secret == secret
+    assert WebhookDelivery.objects.get().status == "failed"
+    # without a body, or with {}, both act
+    assert api.post(f"/api/v1/webhook-endpoints/{endpoint['id']}/rotate-secret/").status_code == 200
+    redeliver = f"/api/v1/webhook-deliveries/{delivery.pk}/redeliver/"
+    assert api.post(redeliver, {}, format="json").status_code == 202
