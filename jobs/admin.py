@@ -526,17 +526,15 @@ class JobAdmin(admin.ModelAdmin):
         return self._cancel_flow(request, queryset, done_url=None, form_action=None)
 
     def _log_canceled(self, request: HttpRequest, job_ids: list[Any], message: str) -> None:
-        """Record each job this user's cancel failed in its history (the admin log)."""
+        """Record each job this request canceled in its history (the admin log): not a job
+        another cancel finished first, though the same user sent both."""
         assert request.user.pk is not None  # the admin's views need a signed-in user
         text = f"Canceled: {message}" if message else "Canceled."
         for start in range(0, len(job_ids), CANCEL_LOG_BATCH):
-            canceled = Job.objects.filter(
-                pk__in=job_ids[start : start + CANCEL_LOG_BATCH],
-                events__status=JobStatus.FAILED,
-                events__source=EventSource.ADMIN,
-                events__actor_id=request.user.pk,
-            ).only("pk", "code")
-            LogEntry.objects.log_actions(request.user.pk, canceled, CHANGE, change_message=text)
+            canceled = Job.objects.filter(pk__in=job_ids[start : start + CANCEL_LOG_BATCH])
+            LogEntry.objects.log_actions(
+                request.user.pk, canceled.only("pk", "code"), CHANGE, change_message=text
+            )
 
     def _cancel_flow(
         self,
@@ -556,13 +554,14 @@ class JobAdmin(admin.ModelAdmin):
             active_ids = list(
                 queryset.exclude(status__in=TERMINAL_STATUSES).values_list("pk", flat=True)
             )
-            canceled, skipped = services.jobs_cancel(
+            canceled_ids, skipped = services.jobs_cancel(
                 job_ids=active_ids,
                 actor=request.user,  # type: ignore[arg-type]
                 source=EventSource.ADMIN,
                 message=form.cleaned_data["message"],
             )
-            self._log_canceled(request, active_ids, form.cleaned_data["message"])
+            self._log_canceled(request, canceled_ids, form.cleaned_data["message"])
+            canceled = len(canceled_ids)
             skipped += counts["finished"]
             text = f"Canceled {canceled} job{'s' if canceled != 1 else ''}."
             if skipped:

@@ -788,14 +788,17 @@ def _fail_locked(
 
 def jobs_cancel(
     *, job_ids: list[Any], actor: Actor, source: EventSource, message: str = ""
-) -> tuple[int, int]:
-    """Cancel many jobs set-based, in batches; return (canceled, already finished).
+) -> tuple[list[Any], int]:
+    """Cancel many jobs set-based, in batches; return (the ids canceled, how many were already
+    finished).
 
     Each batch locks its jobs (in pk order: no deadlock with another batch), fails the active
     ones as ``canceled_by_user`` and logs their events in one transaction. Unknown ids count
-    as neither.
+    as neither. The ids are those this call canceled: a job another cancel or event finished
+    first is counted as finished, not as canceled by both (the console logs exactly these).
     """
-    canceled = skipped = 0
+    canceled: list[Any] = []
+    skipped = 0
     ids = list(dict.fromkeys(job_ids))
     for start in range(0, len(ids), CANCEL_BATCH):
         done, finished = _cancel_batch(
@@ -812,7 +815,7 @@ def jobs_cancel(
 @transaction.atomic
 def _cancel_batch(
     ids: list[Any], *, actor: Actor, source: EventSource, message: str
-) -> tuple[int, int]:
+) -> tuple[list[Any], int]:
     locked = list(
         Job.objects.select_for_update()
         .filter(pk__in=ids)
@@ -828,4 +831,4 @@ def _cancel_batch(
         actor=actor,
         now=timezone.now(),
     )
-    return len(active), len(locked) - len(active)
+    return active, len(locked) - len(active)

@@ -96,3 +96,38 @@ def test_cancels_are_logged_per_canceled_job(staff: Client, admin_user: Any) -> 
     for job in selected:
         assert history(job) == [(admin_user.username, CHANGE, "Canceled.")]
     assert history(finished) == []  # already finished: skipped, nothing logged
+
+
+def test_a_cancel_that_another_cancel_beat_logs_nothing(
+    staff: Client, admin_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same staff user cancels a job from two tabs at once: the second request finds it
+    finished at the lock, so the job's history gets the first request's entry only (it got
+    both, the second with its own message, a cancel it did not make)."""
+    from jobs import services
+    from jobs.models import EventSource
+
+    job = job_in_status(JobStatus.PROCESSING, company=CompanyFactory())
+    real_cancel = services.jobs_cancel
+
+    def the_other_tab_wins(**kwargs: Any) -> Any:
+        # the other tab's request commits its cancel between this one's read and its lock
+        real_cancel(job_ids=[job.pk], actor=admin_user, source=EventSource.ADMIN, message="first")
+        monkeypatch.setattr(services, "jobs_cancel", real_cancel)
+        return real_cancel(**kwargs)
+
+    monkeypatch.setattr(services, "jobs_cancel", the_other_tab_wins)
+    response = staff.post(
+        reverse("admin:jobs_job_changelist"),
+        {
+            "action": "cancel_selected",
+            "confirm": "yes",
+            "message": "second",
+            helpers.ACTION_CHECKBOX_NAME: [str(job.pk)],
+        },
+        follow=True,
+    )
+
+    assert "Canceled 0 jobs. 1 already finished and skipped." in response.content.decode()
+    assert history(job) == []  # the first tab's request logs its own (not this one's)
+    assert job.events.filter(status=JobStatus.FAILED).count() == 1
