@@ -187,10 +187,10 @@ def test_jobs_expired_and_canceled_in_bulk_count_one_change_each(committed: Any)
         expires_at=timezone.now() - timedelta(seconds=1)
     )
     assert jobs_expire_stale() == 2
-    canceled, finished = jobs_cancel(
+    canceled_ids, finished = jobs_cancel(
         job_ids=[job.pk for job in doomed], actor=None, source=EventSource.ADMIN
     )
-    assert (len(canceled), finished) == (3, 0)
+    assert (len(canceled_ids), finished) == (3, 0)
     committed(run_relay)
     after = scrape()
     assert value(after, CHANGES, **expired) == value(before, CHANGES, **expired) + 2
