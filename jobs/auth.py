@@ -75,6 +75,10 @@ class CompanyTokenObtainPairSerializer(TokenObtainPairSerializer):
 
 
 STALE_REFRESH_TOKEN = "No active account found for the given token; get a new one."
+# What simplejwt's claim checks raise on a signed token whose times no date can hold (``exp``
+# of 1e20: "timestamp out of range"); such a token is refused, not answered with a 500.
+UNREADABLE_CLAIMS = (OverflowError, OSError, ValueError)
+UNREADABLE_TOKEN = "The token's claims are out of range."
 
 
 class CompanyTokenRefreshSerializer(TokenRefreshSerializer):
@@ -91,6 +95,8 @@ class CompanyTokenRefreshSerializer(TokenRefreshSerializer):
             refresh = self.token_class(attrs["refresh"])
         except ExpiredTokenError:
             raise TokenExpired(REFRESH_TOKEN_EXPIRED) from None
+        except UNREADABLE_CLAIMS:
+            raise InvalidToken(UNREADABLE_TOKEN) from None
         try:
             CompanyJWTAuthentication().get_user(refresh)
         except InvalidToken:
@@ -232,6 +238,8 @@ class CompanyJWTAuthentication(JWTAuthentication):
                 return _cached_token(token_classes[0], raw_token, cached)
         try:
             token = super().get_validated_token(raw_token)
+        except UNREADABLE_CLAIMS:
+            raise InvalidToken(UNREADABLE_TOKEN) from None
         except InvalidToken:
             for token_class in jwt_settings.AUTH_TOKEN_CLASSES:
                 try:
@@ -252,6 +260,9 @@ class CompanyJWTAuthentication(JWTAuthentication):
             raise InvalidToken(
                 str(_("Token contained no recognizable user identification"))
             ) from exc
+        if isinstance(user_id, bool) or not isinstance(user_id, int | str):
+            # true or 1.5 would read as user 1 (an issued token carries an integer or a string)
+            raise InvalidToken(str(_("Token contained no recognizable user identification")))
         user: Any = api_user_get(user_id, job=self.job)
         if user is None:
             raise AuthenticationFailed(_("User not found"), code="user_not_found")

@@ -271,3 +271,51 @@ def test_a_token_minted_from_the_same_user_object_after_a_password_change_works(
 
     token = CompanyTokenObtainPairSerializer.get_token(api_user)
     assert bearer(str(token.access_token)).get(JOBS_URL).status_code == 200  # type: ignore[attr-defined]
+
+
+# --- signed tokens whose claims no request should read ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("exp", lambda user: 10**20),
+        ("exp", lambda user: 1e300),
+        ("user_id", lambda user: float(user.pk)),  # 7.0 read as user 7
+        ("user_id", lambda user: [user.pk]),
+    ],
+    ids=["exp-1e20", "exp-1e300", "user_id-float", "user_id-list"],
+)
+def test_a_signed_token_with_unreadable_claims_is_a_401_not_a_500(
+    api_user: Any, claim: str, value: Any
+) -> None:
+    """Only a holder of the signing key can mint these; still, they are refused (an ``exp`` no
+    date can hold raised OverflowError: a 500; ``user_id: 7.0`` read as user 7)."""
+    from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+
+    access = AccessToken.for_user(api_user)
+    access[claim] = value(api_user)
+    client = bearer(str(access))
+    client.raise_request_exception = False
+
+    response = client.get(JOBS_URL)
+
+    assert response.status_code == 401, response.content
+    assert response["Content-Type"].startswith("application/problem+json")
+    if claim == "exp":
+        refresh = RefreshToken.for_user(api_user)
+        refresh[claim] = value(api_user)
+        refreshed = APIClient().post(REFRESH_URL, {"refresh": str(refresh)}, format="json")
+        assert refreshed.status_code == 401, refreshed.content
+
+
+@pytest.mark.parametrize("user_id", [True, False, 1.0, None, {"id": 1}])
+def test_a_user_id_claim_must_be_an_integer_or_a_string(user_id: Any) -> None:
+    """``True == 1`` in Python: a signed ``user_id: true`` would read as user 1."""
+    from rest_framework_simplejwt.exceptions import InvalidToken
+
+    from jobs.auth import CompanyJWTAuthentication
+
+    with pytest.raises(InvalidToken), CaptureQueriesContext(connection) as queries:
+        CompanyJWTAuthentication().get_user({"user_id": user_id, "company_id": None})
+    assert len(queries) == 0  # refused before any lookup
