@@ -37,6 +37,7 @@ class TokenPairSerializer(serializers.Serializer):
 
 
 class RefreshInputSerializer(serializers.Serializer):
+    openapi_additional_properties = False  # jobs.auth.CompanyTokenRefreshSerializer refuses them
     refresh = serializers.CharField(help_text="The refresh token from POST /api/v1/auth/token/.")
 
 

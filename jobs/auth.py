@@ -34,13 +34,14 @@ from config.problems import (
 
 from .accounts import company_for_user
 from .selectors import api_user_get
+from .serializers import RefusesUnknownFields
 from .tokens import TOKEN_VERSION_CLAIM, token_revoked, token_version
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
 
 
-class CompanyTokenObtainPairSerializer(TokenObtainPairSerializer):
+class CompanyTokenObtainPairSerializer(RefusesUnknownFields, TokenObtainPairSerializer):
     """Issue tokens only to API clients of a company; they carry company_id and ``tv``.
 
     A wrong password and the right password of a user who may not use the API (inactive, or a
@@ -81,7 +82,7 @@ UNREADABLE_CLAIMS = (OverflowError, OSError, ValueError)
 UNREADABLE_TOKEN = "The token's claims are out of range."
 
 
-class CompanyTokenRefreshSerializer(TokenRefreshSerializer):
+class CompanyTokenRefreshSerializer(RefusesUnknownFields, TokenRefreshSerializer):
     """A new access token for a refresh token that bearer authentication would still accept.
 
     The user, its membership and its company are read and checked exactly as for an access

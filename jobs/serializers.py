@@ -113,7 +113,30 @@ def _field_pool(cls: type) -> list[Any]:
     return pools.setdefault(cls, [])
 
 
-class StrictSerializer(serializers.Serializer):
+class RefusesUnknownFields:
+    """A serializer (mixin) refusing anything but a JSON object, and fields it does not know;
+    its OpenAPI request schema says ``additionalProperties: false`` (``config.schema``)."""
+
+    unknown_field_messages: dict[str, str] = {}
+    openapi_additional_properties = False
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["The request body must be a JSON object."]}
+            )
+        unknown = sorted(set(data) - set(self.fields))  # type: ignore[attr-defined]
+        if unknown:
+            raise serializers.ValidationError(
+                {
+                    name: [self.unknown_field_messages.get(name, "Unknown field.")]
+                    for name in unknown
+                }
+            )
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictSerializer(RefusesUnknownFields, serializers.Serializer):
     """Refuse anything but a JSON object, and fields the serializer does not know.
 
     DRF deep-copies every declared field for each serializer instance (a new ``Field`` built
@@ -123,10 +146,8 @@ class StrictSerializer(serializers.Serializer):
     finds none (the first, or one nested while another validates) builds its own, as DRF does.
     """
 
-    unknown_field_messages: dict[str, str] = {}
     # The OpenAPI document says so (config.schema.AutoSchema): ``additionalProperties: false``,
     # plus the rules between fields that JSON Schema can state (``openapi_rules``).
-    openapi_additional_properties = False
     openapi_rules: dict[str, Any] = {}
 
     @cached_property
@@ -147,21 +168,6 @@ class StrictSerializer(serializers.Serializer):
             pool = _field_pool(type(self))
             if not pool and "fields" in self.__dict__:
                 pool.append(self.__dict__["fields"])
-
-    def to_internal_value(self, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            raise serializers.ValidationError(
-                {"non_field_errors": ["The request body must be a JSON object."]}
-            )
-        unknown = sorted(set(data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError(
-                {
-                    name: [self.unknown_field_messages.get(name, "Unknown field.")]
-                    for name in unknown
-                }
-            )
-        return super().to_internal_value(data)
 
 
 # --- input ------------------------------------------------------------------------------------
@@ -437,6 +443,10 @@ class PushEventData(serializers.Serializer):
 
 
 class PushEventInput(serializers.Serializer):
+    """The sender's payload as it is: ``data`` and ``requestId``. Other names beside them are
+    accepted like unknown names in ``data`` (the sender may add some) and listed with those in
+    ``ignored_fields``: a misspelled ``requestID`` must not vanish unnoticed."""
+
     data = PushEventData()  # type: ignore[assignment]
     requestId = StrictCharField(required=False, allow_blank=True, max_length=255)
 
@@ -445,7 +455,11 @@ class PushEventInput(serializers.Serializer):
             raise serializers.ValidationError(
                 {"non_field_errors": ["The request body must be a JSON object."]}
             )
-        return super().to_internal_value(data)
+        value = super().to_internal_value(data)
+        beside = [str(key) for key in data if key not in self.fields]
+        if beside:
+            value["data"]["ignored_fields"] = sorted([*value["data"]["ignored_fields"], *beside])
+        return value
 
 
 def push_result_data(payload: dict[str, Any]) -> PushResultData:

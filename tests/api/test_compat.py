@@ -1251,12 +1251,20 @@ def test_unknown_fields_are_accepted_and_listed_back(api: APIClient, company: An
         clientRef=None,
         validationErrors=[{"field": "memo", "message": "misspelled: not read"}],
     )
-    payload["webhookVersion"] = "2"  # outside data: not a push field at all
+    payload["webhookVersion"] = "2"  # beside data: listed too
+    payload["requestID"] = payload.pop("requestId")  # a misspelled name must not vanish unseen
 
     response = api.post(push_url(job.pk), payload, format="json")
 
     assert response.status_code == 201, response.content
-    expected = ["clientRef", "retryCount", "somethingNew", "validationErrors"]
+    expected = [
+        "clientRef",
+        "requestID",
+        "retryCount",
+        "somethingNew",
+        "validationErrors",
+        "webhookVersion",
+    ]
     assert response.json()["ignored_fields"] == expected
     result = PushResult.objects.get()
     assert result.push_communication_id == "push-extra"

@@ -319,3 +319,17 @@ def test_a_user_id_claim_must_be_an_integer_or_a_string(user_id: Any) -> None:
     with pytest.raises(InvalidToken), CaptureQueriesContext(connection) as queries:
         CompanyJWTAuthentication().get_user({"user_id": user_id, "company_id": None})
     assert len(queries) == 0  # refused before any lookup
+
+
+def test_the_token_endpoints_refuse_unknown_fields(api_user: Any) -> None:
+    """As every other body: {"username", "password", "scope"} is a 400, not a token."""
+    login = {"username": api_user.username, "password": PASSWORD}
+    response = post_as("127.0.0.1", TOKEN_URL, {**login, "scope": "admin"})
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "validation_error"
+    assert [e["field"] for e in response.json()["errors"]] == ["scope"]
+
+    refresh = tokens_for(api_user)["refresh"]
+    response = post_as("127.0.0.1", REFRESH_URL, {"refresh": refresh, "extra": 1})
+    assert response.status_code == 400, response.content
+    assert [e["field"] for e in response.json()["errors"]] == ["extra"]
