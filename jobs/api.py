@@ -551,7 +551,7 @@ class JobPushResultsView(CompanyAPIView):
         tags=["push results"],
         summary="Record a push status (the accounting data service's webhook payload)",
         description="Body: the push status event as the accounting data service sends it. "
-        "Unknown fields of `data` are accepted and listed back in `ignored_fields`; "
+        "Unknown fields, in `data` or beside it, are accepted and listed back in `ignored_fields`; "
         "`sourceObjectId` is read as `sourceObjectIds`. A repeated "
         "`pushCommunicationId` answers 200 with the stored result.",
         parameters=[JOB_ID, IDEMPOTENCY_KEY],
