@@ -1,6 +1,8 @@
 from django.core.management.base import BaseCommand, CommandParser
+from django.db.models import Count
 
-from jobs.demo import DEMO_COMPANY, demo_is_seeded, seed_demo
+from jobs.demo import DEMO_COMPANY, OTHER_COMPANY, demo_is_seeded, seed_demo
+from jobs.models import Job
 
 
 class Command(BaseCommand):
@@ -14,7 +16,14 @@ class Command(BaseCommand):
             self.stdout.write(f"Demo data already present ({DEMO_COMPANY}); nothing to do.")
             return
         creds = seed_demo(jobs=options["jobs"])
-        self.stdout.write(f"Seeded {options['jobs']} demo jobs for '{creds.company.name}'.")
+        per_company = ", ".join(
+            f"{count} for '{name}'"
+            for name, count in Job.objects.filter(company__name__in=[DEMO_COMPANY, OTHER_COMPANY])
+            .values_list("company__name")
+            .annotate(count=Count("pk"))
+            .order_by("-count", "company__name")
+        )
+        self.stdout.write(f"Seeded {options['jobs']} demo jobs: {per_company}.")
         self.stdout.write(
             f"Demo API client: username demo / password {creds.password} "
             "(printed only now; reset with: manage.py create_api_client "
