@@ -938,7 +938,14 @@ class _Round:
         return claimed
 
     def add(self, claims: list[Claim]) -> None:
-        claims = _settle_inactive(claims)
+        try:
+            claims = _settle_inactive(claims)
+        except CONNECTION_ERRORS:
+            # claimed, then the connection died: given back untried once the database answers
+            # (``tend``), not held until their leases end
+            with self.cond:
+                self.late.extend(claims)
+            raise
         if not claims:
             return
         with self.cond:

@@ -5,6 +5,7 @@ import os
 import signal
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from billiard.pool import soft_timeout_sighandler
@@ -15,7 +16,7 @@ from standardwebhooks.webhooks import Webhook
 from tests.factories import CompanyFactory, JobFactory
 from tests.receiver import Receiver, Reply
 from tests.webhooks.helpers import deliveries, endpoint_for
-from webhooks import services
+from webhooks import sending, services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.sending import deliver
 
@@ -444,3 +445,35 @@ def test_a_soft_time_limit_during_the_send_still_records_the_attempt(
     assert delivery.locked_until is None  # the claim is released
     assert delivery.next_attempt_at > timezone.now()  # retried on the schedule
     assert [r.headers["webhook-id"] for r in receiver.requests] == [delivery.event_id]
+
+
+def test_claims_a_round_could_not_settle_for_a_lost_connection_are_given_back(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claimed, then the connection died before the round looked at their endpoints: the
+    round gives them back untried once the database answers, instead of holding them, unsent,
+    until their leases end."""
+    import time
+
+    from django.db import OperationalError
+
+    delivery = _one_delivery(receiver)
+    claims = services.deliveries_claim_due(limit=10)
+    assert [c.delivery.pk for c in claims] == [delivery.pk]
+    round_ = sending._Round(senders=1, stop_at=time.monotonic() + 5)
+
+    def connection_lost(claims: Any) -> Any:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(sending, "_settle_inactive", connection_lost)
+    with pytest.raises(OperationalError):
+        round_.add(claims)
+    monkeypatch.undo()
+    delivery.refresh_from_db()
+    assert delivery.locked_until is not None and delivery.attempts == 1  # still held
+
+    round_.tend()  # the coordinator's next turn, the database back
+
+    delivery.refresh_from_db()
+    assert (delivery.locked_until, delivery.attempts, delivery.status) == (None, 0, "pending")
+    assert services.deliveries_claim_due(limit=10)  # due again at once
