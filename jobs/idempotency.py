@@ -69,7 +69,9 @@ def request_fingerprint(request: Request) -> str:
     # the first company's answer replayed (it answers idempotency_key_reused instead)
     company = getattr(request.user, "jobtrail_company", None)
     scope = company.pk if company is not None else ""
-    digest = hashlib.sha256(f"{scope} {request.method} {request.path}\n".encode())
+    # the path in lower case: its UUIDs are read in either case (config.converters), and a
+    # retry that spells one otherwise is the same request
+    digest = hashlib.sha256(f"{scope} {request.method} {request.path.lower()}\n".encode())
     digest.update(canonical)
     return digest.hexdigest()
 

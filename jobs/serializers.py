@@ -125,7 +125,9 @@ class RefusesUnknownFields:
             raise serializers.ValidationError(
                 {"non_field_errors": ["The request body must be a JSON object."]}
             )
-        unknown = sorted(set(data) - set(self.fields))  # type: ignore[attr-defined]
+        fields = self.fields  # type: ignore[attr-defined]
+        # a read-only field is no input either (the refresh serializer's ``access``)
+        unknown = sorted(set(data) - {name for name, f in fields.items() if not f.read_only})
         if unknown:
             raise serializers.ValidationError(
                 {
@@ -445,7 +447,8 @@ class PushEventData(serializers.Serializer):
 class PushEventInput(serializers.Serializer):
     """The sender's payload as it is: ``data`` and ``requestId``. Other names beside them are
     accepted like unknown names in ``data`` (the sender may add some) and listed with those in
-    ``ignored_fields``: a misspelled ``requestID`` must not vanish unnoticed."""
+    ``ignored_fields``, with a leading ``/`` (a JSON Pointer from the payload's root; names in
+    ``data`` stand bare): a misspelled ``requestID`` must not vanish unnoticed."""
 
     data = PushEventData()  # type: ignore[assignment]
     requestId = StrictCharField(required=False, allow_blank=True, max_length=255)
@@ -456,7 +459,7 @@ class PushEventInput(serializers.Serializer):
                 {"non_field_errors": ["The request body must be a JSON object."]}
             )
         value = super().to_internal_value(data)
-        beside = [str(key) for key in data if key not in self.fields]
+        beside = [f"/{key}" for key in data if key not in self.fields]
         if beside:
             value["data"]["ignored_fields"] = sorted([*value["data"]["ignored_fields"], *beside])
         return value

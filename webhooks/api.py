@@ -20,8 +20,8 @@ from config.schema import (
     problem_example,
 )
 from jobs.api import CompanyAPIView, Cursor, _valid
-from jobs.serializers import NoBodyInput
 from jobs.idempotency import idempotent
+from jobs.serializers import NoBodyInput
 
 from . import selectors, services
 from .events import EVENT_TYPES

@@ -117,7 +117,8 @@ class WebhookDelivery(models.Model):
     next_trigger = models.CharField(
         max_length=16,
         default="scheduled",
-        help_text="What the next attempt is: scheduled or manual.",
+        help_text="What the next attempt is: scheduled or manual (manual_taken while a sender "
+        "holds the manual attempt).",
     )
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")

@@ -580,12 +580,17 @@ def attempt_lease() -> timedelta:
     return timedelta(seconds=float(settings.JOBTRAIL_WEBHOOK_LEASE))
 
 
-# The claim of a manual attempt writes ``MANUAL_TAKEN`` over ``manual``; a delivery given back
-# untried (a paused endpoint, no time left to start it) reads ``manual`` again.
-UNTRIED_TRIGGER = Case(
-    When(next_trigger=MANUAL_TAKEN, then=Value(AttemptTrigger.MANUAL.value)),
-    default=F("next_trigger"),
-)
+def _untried_trigger(claims: Iterable[Claim]) -> Any:
+    """``next_trigger`` of deliveries given back untried (a paused endpoint, no time left to
+    start it, a lost connection): a manual attempt this claim took (its claim wrote
+    ``MANUAL_TAKEN`` over ``manual``) reads ``manual`` again. A claim that found the mark
+    already there (an earlier sender died holding it) leaves it: the next claim abandons it."""
+    took = [claim.delivery.pk for claim in claims if claim.trigger == AttemptTrigger.MANUAL]
+    if not took:
+        return F("next_trigger")
+    return Case(
+        When(pk__in=took, then=Value(AttemptTrigger.MANUAL.value)), default=F("next_trigger")
+    )
 
 
 def _claims(claimed: leases.Claimed[WebhookDelivery]) -> list[Claim]:
@@ -946,6 +951,7 @@ def _by_lease(claims: Iterable[Claim]) -> dict[datetime, list[Any]]:
 
 def deliveries_release(claims: Iterable[Claim]) -> None:
     """Give claimed deliveries back untried (the attempt was never started): due as before."""
+    claims = list(claims)
     for until, pks in _by_lease(claims).items():
         leases.release(
             WebhookDelivery.objects.all(),
@@ -953,12 +959,13 @@ def deliveries_release(claims: Iterable[Claim]) -> None:
             until=until,
             attempts=F("attempts") - 1,
             dispatched_at=None,
-            next_trigger=UNTRIED_TRIGGER,
+            next_trigger=_untried_trigger(claims),
         )
 
 
 def deliveries_defer(claims: Iterable[Claim]) -> None:
     """Put claimed deliveries back, untried, for later (their endpoint is paused)."""
+    claims = list(claims)
     now = timezone.now()
     for until, pks in _by_lease(claims).items():
         leases.release(
@@ -969,7 +976,7 @@ def deliveries_defer(claims: Iterable[Claim]) -> None:
             fair_at=now + PAUSED_RECHECK,
             dispatched_at=None,
             attempts=F("attempts") - 1,
-            next_trigger=UNTRIED_TRIGGER,
+            next_trigger=_untried_trigger(claims),
             updated_at=now,
         )
 
@@ -997,6 +1004,7 @@ def deliveries_abandon(
             until=until,
             status=DeliveryStatus.FAILED,
             next_attempt_at=None,
+            next_trigger=AttemptTrigger.SCHEDULED,
             last_error=reason,
             attempts=F("attempts") - 1,
             updated_at=now,
@@ -1067,7 +1075,17 @@ def delivery_send_now(*, delivery: WebhookDelivery) -> str:
         if row.locked_until is not None and row.locked_until > now:
             raise DeliveryInProgress("This delivery is being sent right now; wait for its answer.")
         row.next_attempt_at = row.fair_at = row.dispatched_at = now
-        row.save(update_fields=["next_attempt_at", "fair_at", "dispatched_at", "updated_at"])
+        if row.next_trigger == MANUAL_TAKEN:  # its sender died holding it: one more manual try
+            row.next_trigger = AttemptTrigger.MANUAL
+        row.save(
+            update_fields=[
+                "next_attempt_at",
+                "fair_at",
+                "dispatched_at",
+                "next_trigger",
+                "updated_at",
+            ]
+        )
         transaction.on_commit(lambda: enqueue([row.pk]), robust=True)
     return "due now"
 

@@ -155,6 +155,21 @@ def test_same_key_and_body_on_another_jobs_events_is_422(api: APIClient, company
     assert second_job.status == JobStatus.PENDING
 
 
+def test_a_retry_spelling_the_job_id_in_upper_case_is_the_same_request(
+    api: APIClient, job: Job
+) -> None:
+    """Ids in paths are read in either letter case: the key's request is the same one."""
+    body = {"status": "started"}
+    first = post(api, f"{JOBS_URL}{job.pk}/events/", body, "k")
+    assert first.status_code == 201
+
+    again = post(api, f"{JOBS_URL}{str(job.pk).upper()}/events/", body, "k")
+
+    assert again.status_code == 201, again.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert JobEvent.objects.filter(job=job).count() == 2  # created, started: once
+
+
 def test_a_key_still_being_answered_is_409(api: APIClient) -> None:
     post(api, JOBS_URL, {"type": "export"}, "slow")
     IdempotencyKey.objects.filter(key="slow").update(

@@ -333,3 +333,7 @@ def test_the_token_endpoints_refuse_unknown_fields(api_user: Any) -> None:
     response = post_as("127.0.0.1", REFRESH_URL, {"refresh": refresh, "extra": 1})
     assert response.status_code == 400, response.content
     assert [e["field"] for e in response.json()["errors"]] == ["extra"]
+    # the answer's field is no input either (the document lists only refresh)
+    response = post_as("127.0.0.1", REFRESH_URL, {"refresh": refresh, "access": "x"})
+    assert response.status_code == 400, response.content
+    assert [e["field"] for e in response.json()["errors"]] == ["access"]

@@ -477,3 +477,60 @@ def test_claims_a_round_could_not_settle_for_a_lost_connection_are_given_back(
     delivery.refresh_from_db()
     assert (delivery.locked_until, delivery.attempts, delivery.status) == (None, 0, "pending")
     assert services.deliveries_claim_due(limit=10)  # due again at once
+
+
+def _a_dead_senders_manual_attempt(receiver: Receiver) -> WebhookDelivery:
+    """A delivered delivery redelivered, whose manual attempt a sender took and died with."""
+    delivery = _send(_one_delivery(receiver))
+    services.delivery_send_now(delivery=delivery)
+    assert services.delivery_claim(delivery_id=delivery.pk) is not None  # the worker dies
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        locked_until=timezone.now() - timedelta(seconds=1)
+    )
+    return delivery
+
+
+def test_a_dead_senders_manual_attempt_given_back_for_a_lost_connection_is_not_sent(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The re-claim that would abandon it loses its connection and gives it back untried: the
+    mark stays (this claim did not take the attempt), so the next claim abandons it."""
+    import time
+
+    from django.db import OperationalError
+
+    delivery = _a_dead_senders_manual_attempt(receiver)
+    claims = services.deliveries_claim_due(limit=10)
+    assert [c.trigger for c in claims] == ["manual_taken"]
+    round_ = sending._Round(senders=1, stop_at=time.monotonic() + 5)
+
+    def connection_lost(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(services, "deliveries_abandon", connection_lost)
+    with pytest.raises(OperationalError):
+        round_.add(claims)
+    monkeypatch.undo()
+    round_.tend()  # given back untried
+
+    delivery = _send(delivery)
+
+    assert len(receiver.requests) == 1  # the first, scheduled attempt only
+    assert (delivery.status, delivery.last_error, delivery.next_trigger) == (
+        "failed",
+        services.MANUAL_USED_UP_REASON,
+        "scheduled",
+    )
+
+
+def test_send_now_gives_a_dead_senders_manual_attempt_one_more_try(receiver: Receiver) -> None:
+    """Staff (or the API) press "send now" on a delivery whose manual attempt's sender died
+    before its lease ended: it is sent, not failed unsent at the next claim."""
+    delivery = _a_dead_senders_manual_attempt(receiver)
+
+    assert services.delivery_send_now(delivery=delivery) == "due now"
+    delivery = _send(delivery)
+
+    assert len(receiver.requests) == 2
+    assert delivery.status == "delivered"
+    assert [a.trigger for a in delivery.attempt_log.order_by("number")] == ["scheduled", "manual"]

@@ -23,7 +23,9 @@ class Command(BaseCommand):
             .annotate(count=Count("pk"))
             .order_by("-count", "company__name")
         )
-        self.stdout.write(f"Seeded {options['jobs']} demo jobs: {per_company}.")
+        self.stdout.write(
+            f"Seeded {options['jobs']} demo jobs" + (f": {per_company}." if per_company else ".")
+        )
         self.stdout.write(
             f"Demo API client: username demo / password {creds.password} "
             "(printed only now; reset with: manage.py create_api_client "
