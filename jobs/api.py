@@ -40,8 +40,7 @@ from config.schema import (
     problem_example,
     retry_after,
 )
-from reports.links import download_url, job_report, report_state
-from reports.models import ReportStatus
+from reports.links import job_report, report_state
 
 from . import selectors, services
 from .auth import AuthRateThrottle, IsCompanyClient
@@ -610,10 +609,10 @@ class JobReportView(CompanyAPIView):
     )
     def get(self, request: Request, job_id: Any) -> Response:
         job = self.get_job(job_id)
-        report = job_report(job)
-        if report is None or report.status != ReportStatus.READY:
-            state = report_state(report, job=job)["status"]  # pending until the relay asks
-            if state == "none":
-                state = f"not built (the job is {job.status})"
-            raise ReportNotReady(f"The report of {job.code} is {state}; retry later.")
-        return Response(status=status.HTTP_302_FOUND, headers={"Location": download_url(report)})
+        state = report_state(job_report(job), job=job)  # pending until the relay asks
+        if state["url"] is None:
+            said = state["status"]
+            if said == "none":
+                said = f"not built (the job is {job.status})"
+            raise ReportNotReady(f"The report of {job.code} is {said}; retry later.")
+        return Response(status=status.HTTP_302_FOUND, headers={"Location": state["url"]})

@@ -56,8 +56,20 @@ def report_state(report: Report | None, *, job: Job | None = None) -> dict[str, 
         if job is not None and job.status in REPORTABLE_STATUSES:
             return {"status": ReportStatus.PENDING.value, "url": None}
         return {"status": "none", "url": None}
+    if report.status == ReportStatus.READY and job is not None and report_outdated(report, job):
+        return {"status": ReportStatus.PENDING.value, "url": None}
     url = download_url(report) if report.status == ReportStatus.READY else None
     return {"status": str(report.status), "url": url}
+
+
+def report_outdated(report: Report, job: Job) -> bool:
+    """A ready report that misses push results the job holds: one recorded after the build
+    (a late result) commits before the relay asks for the rebuild, and the file must not be
+    handed out as the job's report meanwhile. One CSV row per push result; the job row counts
+    them in the transaction that stores each."""
+    if report.row_count is None:
+        return False
+    return report.row_count != job.push_success_count + job.push_failed_count
 
 
 def job_report(job: Job) -> Report | None:

@@ -5,7 +5,7 @@ import io
 import logging
 import tempfile
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from config import leases
+from config.outage import DATABASE_ERRORS
 from config.outbox import publish_on_commit
 from jobs.errors import LinkExpired, LinkInvalid, ReportNotPossible
 from jobs.models import EventSource, Job, JobEvent, JobEventKind, PushResult
@@ -275,7 +276,7 @@ def report_build(*, job_id: Any) -> Report | None:
     except BaseException:
         # the failed build gives its claim back: the task's retry builds again at once (held,
         # the retry found nothing to build and "succeeded", and the report stayed pending)
-        leases.release(Report.objects.all(), [report.pk], until=claimed.until)
+        _give_back(report.pk, until=claimed.until)
         raise
     with transaction.atomic():
         mine = leases.held(
@@ -318,6 +319,7 @@ def _ready_payload(job: Job, report: Report) -> dict[str, Any]:
     job.refresh_from_db()  # the job as it is now (counts included: they live on the row)
     data = job_representation(job, report=report)
     data["report"].update(
+        status=ReportStatus.READY.value,  # this file (a result recorded since: another build)
         rows=report.row_count,
         size_bytes=report.size_bytes,
         # valid while the webhook is retried, not only an API answer's hour
@@ -341,9 +343,41 @@ def reports_queue_pending(*, older_than_seconds: int = 60) -> int:
     return len(job_ids)
 
 
-def report_fail(*, job_id: Any, error: str) -> None:
-    Report.objects.filter(job_id=job_id).update(
-        status=ReportStatus.FAILED, error=error[:2000], updated_at=timezone.now()
+def _give_back(report_id: Any, *, until: Any) -> None:
+    """End a failed build's claim. The build may have failed because its connection died
+    (``COPY`` runs on the raw connection, so Django does not know): the release is tried on a
+    new connection then, else the claim held the report until its lease ended (minutes) and
+    the task's retry found nothing to build."""
+    for last in (False, True):
+        try:
+            leases.release(Report.objects.all(), [report_id], until=until)
+            return
+        except DATABASE_ERRORS:
+            if last or connection.in_atomic_block:
+                logger.warning(
+                    "report %s: its failed build's claim was not given back; it is "
+                    "free again when its lease ends",
+                    report_id,
+                    exc_info=True,
+                )
+                return
+            connection.close()  # a new connection for the second try
+
+
+def report_fail(*, job_id: Any, error: str, requested_before: datetime | None = None) -> bool:
+    """Mark the job's report failed (its build task gave up); whether it did.
+
+    Only a pending report that no build holds, and (``requested_before``: when the failing
+    task started) that was not requested again since: a failure must not undo a newer
+    request's build, finished (ready) or running (it would find the report failed and
+    discard its file)."""
+    reports = Report.objects.filter(job_id=job_id, status=ReportStatus.PENDING).filter(
+        leases.free()
+    )
+    if requested_before is not None:
+        reports = reports.filter(updated_at__lte=requested_before)
+    return bool(
+        reports.update(status=ReportStatus.FAILED, error=error[:2000], updated_at=timezone.now())
     )
 
 

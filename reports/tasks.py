@@ -2,6 +2,7 @@ import logging
 from typing import Any
 
 from celery import shared_task
+from django.utils import timezone
 
 from . import services
 
@@ -23,12 +24,16 @@ def queue_pending_reports() -> int:
     default_retry_delay=30,
 )
 def build_job_report(self: Any, job_id: str) -> None:
-    """Build a finished job's CSV report (retried on failure, then marked failed)."""
+    """Build a finished job's CSV report (retried on failure, then marked failed, unless the
+    report was requested again meanwhile: that request's build decides)."""
+    started = timezone.now()
     try:
         services.report_build(job_id=job_id)
     except Exception as exc:
         if self.request.retries >= self.max_retries:
             logger.exception("report for job %s failed", job_id)
-            services.report_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+            services.report_fail(
+                job_id=job_id, error=f"{type(exc).__name__}: {exc}", requested_before=started
+            )
             return
         raise self.retry(exc=exc) from exc

@@ -397,6 +397,73 @@ def test_a_build_whose_storage_fails_is_retried_and_then_marked_failed(monkeypat
     assert report.status == "failed" and "storage is full" in report.error
 
 
+def test_the_last_failure_of_an_outdated_build_task_leaves_a_newer_build_alone(
+    monkeypatch,
+) -> None:
+    """The task's last try fails while another worker builds a newer request's report: the
+    report stays as that build left it (it was marked failed and its links died)."""
+    from reports.tasks import build_job_report
+
+    job = _finished_job_with_pushes()
+    real_write = services.write_report_csv
+
+    def newer_build_then_fail(*, job_id, out):  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(services, "write_report_csv", real_write)
+        services.report_rebuild(job=job)  # a newer request...
+        assert services.report_build(job_id=job.pk) is not None  # ...built by another worker
+        raise OSError("storage hiccup")
+
+    monkeypatch.setattr(services, "write_report_csv", newer_build_then_fail)
+    build_job_report.apply(args=(str(job.pk),), retries=3)  # its last try
+
+    report = Report.objects.get(job=job)
+    assert (report.status, report.error, report.row_count) == ("ready", "", 2)
+
+
+def test_the_last_failure_of_a_build_task_still_fails_its_report(monkeypatch) -> None:
+    """No newer request: the failure is the report's (the fence lets it through)."""
+    from reports.tasks import build_job_report
+
+    job = _finished_job_with_pushes()
+
+    def storage_hiccup(*, job_id, out):  # type: ignore[no-untyped-def]
+        raise OSError("storage hiccup")
+
+    monkeypatch.setattr(services, "write_report_csv", storage_hiccup)
+    build_job_report.apply(args=(str(job.pk),), retries=3)
+
+    report = Report.objects.get(job=job)
+    assert (report.status, report.error) == ("failed", "OSError: storage hiccup")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_build_whose_connection_died_gives_its_claim_back(monkeypatch) -> None:
+    """PostgreSQL drops the build's connection in the middle of its COPY (a restart, a
+    failover): the claim is given back on a new connection, so the task's retry builds at once
+    (the release failed on the dead one, and the report stayed pending for the lease, minutes)."""
+    from tests.pg import backend_terminator
+
+    job = _finished_job_with_pushes()
+    real_write = services.write_report_csv
+    terminate = backend_terminator()
+
+    def connection_dies(*, job_id, out):  # type: ignore[no-untyped-def]
+        connection.ensure_connection()
+        terminate(connection.connection.info.backend_pid)
+        return real_write(job_id=job_id, out=out)  # COPY on the raw connection: it fails
+
+    monkeypatch.setattr(services, "write_report_csv", connection_dies)
+    with pytest.raises(Exception, match=r"(?i)connection|terminat|closed"):
+        services.report_build(job_id=job.pk)
+
+    report = Report.objects.get(job=job)
+    assert (report.status, report.locked_until) == ("pending", None)  # free for the retry
+    monkeypatch.setattr(services, "write_report_csv", real_write)
+    rebuilt = services.report_build(job_id=job.pk)
+    assert rebuilt is not None and rebuilt.status == "ready"
+
+
 def test_a_report_is_built_once_per_request() -> None:
     job = _finished_job_with_pushes()
     endpoint_create(company=job.company, url="http://127.0.0.1:9/", events=["jobs.report.ready"])
@@ -459,6 +526,30 @@ def test_late_push_results_rebuild_the_report(api: APIClient, company) -> None:
     report = services.report_build(job_id=job.pk)
     assert report is not None and report.row_count == 3
     assert _read(report)[3][0] == "push-3"
+
+
+def test_a_late_push_result_makes_the_report_pending_at_once(api: APIClient, company) -> None:
+    """From the commit of a late push result, before the relay asks for the rebuild, no answer
+    hands out the old file as the job's report (it lacks that result)."""
+    job = _finished_job_with_pushes(company=company)
+    services.report_build(job_id=job.pk)
+    assert api.get(f"/api/v1/jobs/{job.pk}/").json()["report"]["status"] == "ready"
+
+    _push(job, 3, failed=True, errors=[{"field": "late", "message": "arrived after completion"}])
+    # not relayed yet: the report row still says ready
+
+    assert Report.objects.get(job=job).status == "ready"
+    assert api.get(f"/api/v1/jobs/{job.pk}/").json()["report"] == {
+        "status": "pending",
+        "url": None,
+    }
+    assert api.get(f"/api/v1/jobs/{job.pk}/report/").json()["code"] == "report_not_ready"
+    polled = api.post("/services/rest/v1/export/job/status", {"jobCode": job.code}, format="json")
+    assert (polled.json()["status"], polled.json()["filePath"]) == ("RUNNING", None)
+    run_relay()
+    services.report_build(job_id=job.pk)
+    assert api.get(f"/api/v1/jobs/{job.pk}/").json()["report"]["status"] == "ready"
+    assert api.get(f"/api/v1/jobs/{job.pk}/report/").status_code == 302
 
 
 def test_link_works_with_a_stale_token_and_answers_404_when_the_file_is_gone(
