@@ -57,12 +57,12 @@ DELIVERY_ID = OpenApiParameter("delivery_id", OpenApiTypes.UUID, OpenApiParamete
 SSRF_EXAMPLE = problem_example(
     400,
     "validation_error",
-    "url: The host '127.0.0.1' resolves to 127.0.0.1, a loopback address.",
+    "url: The address 127.0.0.1 is a loopback address.",
     title="Invalid request",
     errors=[
         {
             "field": "url",
-            "message": "The host '127.0.0.1' resolves to 127.0.0.1, a loopback address.",
+            "message": "The address 127.0.0.1 is a loopback address.",
         }
     ],
 )

@@ -23,6 +23,7 @@ METADATA_ADDRESSES = {
     ipaddress.ip_address("169.254.170.2"),  # AWS ECS task metadata
     ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
     ipaddress.ip_address("fd00:ec2::254"),  # AWS IPv6
+    ipaddress.ip_address("168.63.129.16"),  # Azure's platform (wire server, DNS, health probes)
 }
 
 
@@ -58,6 +59,8 @@ def forbidden_reason(address: IPAddress) -> str | None:
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),
         ("private", address.is_private),
+        # deprecated IPv6 site-local (fec0::/10): Python marks it neither private nor non-global
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
         ("multicast", address.is_multicast),
         ("reserved", address.is_reserved),
         ("unspecified", address.is_unspecified),
@@ -84,7 +87,7 @@ def resolve(host: str, port: int, *, timeout: float | None = None) -> list[str]:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
-            raise UnsafeTarget(f"The host '{host}' does not resolve.") from exc
+            raise UnsafeTarget(not_public(host)) from exc
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
     lookup = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
@@ -95,8 +98,23 @@ def resolve(host: str, port: int, *, timeout: float | None = None) -> list[str]:
             f"The host '{host}' did not resolve within {timeout:g} s; try again later."
         ) from exc
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeTarget(f"The host '{host}' does not resolve.") from exc
+        raise UnsafeTarget(not_public(host)) from exc
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def not_public(host: str) -> str:
+    """Why a host name is refused, whether it does not resolve or resolves into a private
+    network: one message, naming no address, so a client cannot map our internal names (which
+    exist, what they resolve to) through registrations or its delivery log."""
+    return f"The host '{host}' does not resolve to a public address."
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    return True
 
 
 # Characters RFC 3986 never allows in a URL (they must be percent-encoded), quotes included:
@@ -143,7 +161,9 @@ def check_url(url: str, *, own_lookup_timeout: bool = True) -> Target:
         for address in addresses:
             reason = forbidden_reason(ipaddress.ip_address(address.split("%")[0]))
             if reason:
-                raise UnsafeTarget(f"The host '{host}' resolves to {address}, {reason}.")
+                if _is_address(host):  # the client wrote the address: say what it is
+                    raise UnsafeTarget(f"The address {host} is {reason}.")
+                raise UnsafeTarget(not_public(host))
     # Last, so an address in any of the forms the guard knows is refused with its reason.
     try:
         _url_validator(url)

@@ -94,6 +94,8 @@ SSRF_URLS = [
     "http://[fd00:ec2::254]/hook",
     "http://224.0.0.1/hook",
     "http://100.64.0.1/hook",
+    "http://[fec0::1]/hook",  # IPv6 site-local (deprecated; Python calls it neither private)
+    "http://168.63.129.16/machine?comp=goalstate",  # Azure's platform address
 ]
 
 
@@ -106,6 +108,44 @@ def test_ssrf_guard_refuses_internal_targets(api: APIClient, settings, url: str)
     [err] = response.json()["errors"]
     assert err["field"] == "url"
     assert "address" in err["message"] or "resolve" in err["message"]
+    assert WebhookEndpoint.objects.count() == 0
+
+
+def test_a_refused_name_says_nothing_of_what_it_resolves_to(
+    api: APIClient, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name inside our network and a name that does not exist get the same answer, naming no
+    address: registrations are no way to map internal names. An address written as such is
+    named (the client wrote it)."""
+    import socket
+
+    settings.JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS = False
+    settings.DEBUG = True
+    real = socket.getaddrinfo
+
+    def resolver(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host == "db.internal":
+            return real("10.1.2.3", *args, **kwargs)
+        if host == "nope.internal":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    messages = {}
+    for url in ("http://db.internal/x", "http://nope.internal/x", "http://10.1.2.3/x"):
+        response = api.post(
+            "/api/v1/webhook-endpoints/", {"url": url, "events": ["*"]}, format="json"
+        )
+        assert response.status_code == 400, response.content
+        messages[url] = response.json()["errors"][0]["message"]
+
+    assert messages["http://db.internal/x"] == (
+        "The host 'db.internal' does not resolve to a public address."
+    )
+    assert messages["http://nope.internal/x"] == (
+        "The host 'nope.internal' does not resolve to a public address."
+    )
+    assert messages["http://10.1.2.3/x"] == "The address 10.1.2.3 is a private address."
     assert WebhookEndpoint.objects.count() == 0
 
 
