@@ -146,6 +146,19 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # deleting one would delete its deliveries and attempts: pause it instead
 
+    def save_model(
+        self, request: HttpRequest, obj: WebhookEndpoint, form: forms.ModelForm, change: bool
+    ) -> None:
+        """Write only what the form changed, through the service (the row locked and read
+        again): Django's save wrote every column as the page read it, so a secret rotated or a
+        410 disable committed meanwhile (the URL check's name lookup alone takes up to 3 s) was
+        undone. Resuming a paused endpoint here clears its disable reason and sends what it
+        held, as the API does."""
+        changed = {name: form.cleaned_data[name] for name in form.changed_data}
+        if not change or not changed:
+            return
+        services.endpoint_update(endpoint=obj, **changed)
+
     def _send_test(self, request: HttpRequest, endpoint: WebhookEndpoint) -> bool:
         """Queue a test event to one endpoint and log it with the staff user; False if refused."""
         try:

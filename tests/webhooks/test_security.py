@@ -226,3 +226,42 @@ def test_the_admin_change_form_applies_the_same_rule(client: Any, api: APIClient
     assert response.status_code == 200  # the form again, with its error
     assert "which a URL may not hold" in response.content.decode()
     assert WebhookEndpoint.objects.get(pk=endpoint["id"]).url == "http://127.0.0.1:9/hook"
+
+
+def test_saving_an_endpoint_in_the_admin_keeps_a_rotation_committed_meanwhile(
+    client: Any, api: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client rotates the secret (it leaked) while staff save the endpoint's page: the
+    admin wrote every column as its page read them, and the old secret signed again."""
+    from webhooks import admin as webhooks_admin
+
+    endpoint = register(api).json()
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    real_check = webhooks_admin.check_url
+    rotated: list[str] = []
+
+    def check_then_rotation_commits(url: str, **kwargs: Any) -> Any:
+        target = real_check(url, **kwargs)
+        # the page's object is read; the URL check's lookup takes a while; the client rotates
+        fresh = api.post(f"/api/v1/webhook-endpoints/{endpoint['id']}/rotate-secret/")
+        rotated.append(fresh.json()["secret"])
+        return target
+
+    monkeypatch.setattr(webhooks_admin, "check_url", check_then_rotation_commits)
+    response = client.post(
+        f"/admin/webhooks/webhookendpoint/{endpoint['id']}/change/",
+        {
+            "url": "http://127.0.0.1:9/moved",
+            "role": "subscriber",
+            "events": '["*"]',
+            "description": "",
+            "is_active": "on",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    stored = WebhookEndpoint.objects.get(pk=endpoint["id"])
+    assert stored.url == "http://127.0.0.1:9/moved"  # the staff change
+    assert [stored.secret] == rotated  # and the rotation
+    assert stored.previous_secret == endpoint["secret"]
