@@ -49,6 +49,19 @@ def lived_in() -> Job:
     return job
 
 
+def test_every_app_index_renders(staff: Client, lived_in: Job) -> None:
+    """Each app's page (every list's breadcrumb links to it) extends the site index's template:
+    it rendered the dashboard without its figures, a 500."""
+    labels = {model._meta.app_label for model in admin.site._registry}
+    assert {"jobs", "webhooks", "reports"} <= labels
+    for label in sorted(labels):
+        url = reverse("admin:app_list", args=[label])
+        response = staff.get(url)
+        assert response.status_code == 200, url
+        assert 'id="trend-jobs"' not in response.content.decode()  # the dashboard: index only
+    assert 'id="trend-jobs"' in staff.get(reverse("admin:index")).content.decode()
+
+
 def test_every_registered_model_renders(staff: Client, lived_in: Job) -> None:
     for model, model_admin in admin.site._registry.items():
         opts = model._meta
