@@ -410,7 +410,7 @@ class JobAdmin(admin.ModelAdmin):
             "the job is unfinished": not job.is_terminal,
             "deliveries are pending": pending,
             "its report is being built": report is not None
-            and report.status == ReportStatus.PENDING,
+            and report_state(report, job=job)["status"] == ReportStatus.PENDING,
             "events wait for the relay": job.events.filter(relayed_at__isnull=True).exists(),
         }
         return {

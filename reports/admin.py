@@ -49,5 +49,5 @@ class ReportAdmin(admin.ModelAdmin):
 
     @admin.display(description="Download")
     def download(self, report: Report) -> str:
-        url = report_state(report)["url"]
+        url = report_state(report, job=report.job)["url"]  # none while it misses results
         return format_html('<a href="{}">CSV</a>', url) if url else "—"

@@ -64,12 +64,13 @@ def report_state(report: Report | None, *, job: Job | None = None) -> dict[str, 
 
 def report_outdated(report: Report, job: Job) -> bool:
     """A ready report that misses push results the job holds: one recorded after the build
-    (a late result) commits before the relay asks for the rebuild, and the file must not be
-    handed out as the job's report meanwhile. One CSV row per push result; the job row counts
-    them in the transaction that stores each."""
-    if report.row_count is None:
+    read the job's count (a late result) commits before the relay asks for the rebuild, and
+    the file must not be handed out as the job's report meanwhile. The job row counts push
+    results in the transaction that stores each; the build keeps the count it covered
+    (``push_count``; reports built before it was kept are taken as current)."""
+    if report.push_count is None:
         return False
-    return report.row_count != job.push_success_count + job.push_failed_count
+    return report.push_count != job.push_success_count + job.push_failed_count
 
 
 def job_report(job: Job) -> Report | None:

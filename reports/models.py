@@ -19,6 +19,9 @@ class Report(models.Model):
     )
     file = models.FileField(upload_to="reports/%Y/%m/", blank=True, max_length=300)
     row_count = models.PositiveIntegerField(null=True, blank=True)
+    # The job's push-result count the build read before writing its rows: a ready report whose
+    # job counts more now misses a late result (``reports.links.report_outdated``).
+    push_count = models.PositiveIntegerField(null=True, blank=True)
     size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     # The build writing the file holds the report until then (``config.leases``: a build that

@@ -5,7 +5,7 @@ import io
 import logging
 import tempfile
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -243,12 +243,15 @@ def _build_lease() -> timedelta:
     return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
 
 
-def report_build(*, job_id: Any) -> Report | None:
+def report_build(*, job_id: Any, last_try: bool = False) -> Report | None:
     """Build the job's CSV into storage, mark the report ready and fire ``jobs.report.ready``.
 
     Only a pending report is built, by one build at a time (``config.leases`` on
     ``locked_until``); a duplicate task, or one whose request was superseded by a newer one (a
-    new request ends the lease), does nothing.
+    new request ends the lease), does nothing. A build that fails gives its claim back (the
+    task's retry builds again at once); on the task's ``last_try`` it marks the report failed
+    in the same statement, which finds nothing to change when a newer request took the report
+    meanwhile (that request's build decides).
     """
     claimed = leases.claim(
         Report.objects.filter(
@@ -262,6 +265,10 @@ def report_build(*, job_id: Any) -> Report | None:
         return None
     report = Report.objects.select_related("job").get(job_id=job_id)
     job = report.job
+    # the push results this build covers: the job's count as read now, before the rows
+    # (a result recorded after this read makes the report read pending until the next build)
+    covered = job.push_success_count + job.push_failed_count
+    name = ""
     try:
         with tempfile.TemporaryFile(mode="w+b") as raw:
             text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
@@ -273,46 +280,63 @@ def report_build(*, job_id: Any) -> Report | None:
             name = report.file.storage.save(
                 f"reports/{timezone.now():%Y/%m}/{job.pk}.csv", File(raw, name=f"{job.pk}.csv")
             )
-    except BaseException:
-        # the failed build gives its claim back: the task's retry builds again at once (held,
-        # the retry found nothing to build and "succeeded", and the report stayed pending)
-        _give_back(report.pk, until=claimed.until)
-        raise
-    with transaction.atomic():
-        mine = leases.held(
-            Report.objects.filter(status=ReportStatus.PENDING),
-            {report.pk: claimed.until},
-            lock=True,
+        superseded, old_name = _mark_ready(
+            report, claimed.until, name=name, rows=rows, size=size, covered=covered
         )
-        report.refresh_from_db()
-        if report.pk not in mine:
-            superseded = True  # a newer request (or a build that outlived its lease) owns it
-        else:
-            superseded = False
-            old_name = report.file.name if report.file else ""
-            report.file.name = name
-            report.status = ReportStatus.READY
-            report.row_count = rows
-            report.size_bytes = size
-            report.error = ""
-            report.ready_at = timezone.now()
-            report.locked_until = None
-            report.save()
-            # logged for the relay, which sends jobs.report.ready
-            JobEvent.objects.create(
-                job=job,
-                kind=JobEventKind.REPORT_READY,
-                source=EventSource.SYSTEM,
-                data={"rows": report.row_count, "size_bytes": report.size_bytes},
-                snapshot=_ready_payload(job, report),
-            )
-            publish_on_commit("jobs.relay_events")
+    except BaseException as exc:
+        failed = f"{type(exc).__name__}: {exc}" if last_try and isinstance(exc, Exception) else ""
+        _give_back(report.pk, until=claimed.until, failed=failed)
+        if name:  # saved, never recorded as the report's file
+            _delete_quietly(report, name)
+        raise
     if superseded:
         report.file.storage.delete(name)
         return None
     if old_name and old_name != name:
         report.file.storage.delete(old_name)
     return report
+
+
+@transaction.atomic
+def _mark_ready(
+    report: Report, until: Any, *, name: str, rows: int, size: int, covered: int
+) -> tuple[bool, str]:
+    """Record the built file as the report's, if the build still holds it; (superseded, the
+    previous file's name)."""
+    mine = leases.held(
+        Report.objects.filter(status=ReportStatus.PENDING), {report.pk: until}, lock=True
+    )
+    report.refresh_from_db()
+    if report.pk not in mine:
+        return True, ""  # a newer request (or a build that outlived its lease) owns it
+    job = report.job
+    old_name = str(report.file.name or "")
+    report.file.name = name
+    report.status = ReportStatus.READY
+    report.row_count = rows
+    report.push_count = covered
+    report.size_bytes = size
+    report.error = ""
+    report.ready_at = timezone.now()
+    report.locked_until = None
+    report.save()
+    # logged for the relay, which sends jobs.report.ready
+    JobEvent.objects.create(
+        job=job,
+        kind=JobEventKind.REPORT_READY,
+        source=EventSource.SYSTEM,
+        data={"rows": report.row_count, "size_bytes": report.size_bytes},
+        snapshot=_ready_payload(job, report),
+    )
+    publish_on_commit("jobs.relay_events")
+    return False, old_name
+
+
+def _delete_quietly(report: Report, name: str) -> None:
+    try:
+        report.file.storage.delete(name)
+    except Exception:
+        logger.warning("report file %s of a failed build was not deleted", name, exc_info=True)
 
 
 def _ready_payload(job: Job, report: Report) -> dict[str, Any]:
@@ -343,42 +367,33 @@ def reports_queue_pending(*, older_than_seconds: int = 60) -> int:
     return len(job_ids)
 
 
-def _give_back(report_id: Any, *, until: Any) -> None:
-    """End a failed build's claim. The build may have failed because its connection died
-    (``COPY`` runs on the raw connection, so Django does not know): the release is tried on a
-    new connection then, else the claim held the report until its lease ended (minutes) and
-    the task's retry found nothing to build."""
+def _give_back(report_id: Any, *, until: Any, failed: str = "") -> None:
+    """End a failed build's claim (``failed``: and mark the report failed with that error) if
+    the build still holds it. The build may have failed because its connection died (``COPY``
+    runs on the raw connection, so Django does not know): the release is tried on a new
+    connection then, else the claim held the report until its lease ended (minutes) and the
+    task's retry found nothing to build."""
+    values: dict[str, Any] = {}
+    if failed:
+        values = {
+            "status": ReportStatus.FAILED,
+            "error": failed[:2000],
+            "updated_at": timezone.now(),
+        }
     for last in (False, True):
         try:
-            leases.release(Report.objects.all(), [report_id], until=until)
+            leases.release(Report.objects.all(), [report_id], until=until, **values)
             return
         except DATABASE_ERRORS:
             if last or connection.in_atomic_block:
                 logger.warning(
-                    "report %s: its failed build's claim was not given back; it is "
-                    "free again when its lease ends",
+                    "report %s: its failed build's claim was not given back; it is free again "
+                    "when its lease ends",
                     report_id,
                     exc_info=True,
                 )
                 return
             connection.close()  # a new connection for the second try
-
-
-def report_fail(*, job_id: Any, error: str, requested_before: datetime | None = None) -> bool:
-    """Mark the job's report failed (its build task gave up); whether it did.
-
-    Only a pending report that no build holds, and (``requested_before``: when the failing
-    task started) that was not requested again since: a failure must not undo a newer
-    request's build, finished (ready) or running (it would find the report failed and
-    discard its file)."""
-    reports = Report.objects.filter(job_id=job_id, status=ReportStatus.PENDING).filter(
-        leases.free()
-    )
-    if requested_before is not None:
-        reports = reports.filter(updated_at__lte=requested_before)
-    return bool(
-        reports.update(status=ReportStatus.FAILED, error=error[:2000], updated_at=timezone.now())
-    )
 
 
 # --- signed links -----------------------------------------------------------------------------

@@ -2,7 +2,6 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.utils import timezone
 
 from . import services
 
@@ -24,16 +23,15 @@ def queue_pending_reports() -> int:
     default_retry_delay=30,
 )
 def build_job_report(self: Any, job_id: str) -> None:
-    """Build a finished job's CSV report (retried on failure, then marked failed, unless the
-    report was requested again meanwhile: that request's build decides)."""
-    started = timezone.now()
+    """Build a finished job's CSV report: retried on failure; the last try's failure marks the
+    report failed, unless it was requested again meanwhile (that request's build decides). A
+    try that could not even claim the report (the database away) leaves it pending: the sweep
+    queues it again."""
+    last_try = self.request.retries >= self.max_retries
     try:
-        services.report_build(job_id=job_id)
+        services.report_build(job_id=job_id, last_try=last_try)
     except Exception as exc:
-        if self.request.retries >= self.max_retries:
+        if last_try:
             logger.exception("report for job %s failed", job_id)
-            services.report_fail(
-                job_id=job_id, error=f"{type(exc).__name__}: {exc}", requested_before=started
-            )
             return
         raise self.retry(exc=exc) from exc

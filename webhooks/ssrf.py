@@ -106,6 +106,8 @@ def not_public(host: str) -> str:
     """Why a host name is refused, whether it does not resolve or resolves into a private
     network: one message, naming no address, so a client cannot map our internal names (which
     exist, what they resolve to) through registrations or its delivery log."""
+    if private_targets_allowed():  # a local run: nothing to hide, say what happened
+        return f"The host '{host}' does not resolve."
     return f"The host '{host}' does not resolve to a public address."
 
 

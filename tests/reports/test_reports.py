@@ -359,18 +359,23 @@ def test_lost_builds_are_queued_again(monkeypatch) -> None:
     assert queued == [str(job.pk)]
 
 
-def test_build_task_marks_failure_after_retries(monkeypatch) -> None:
+def test_a_last_try_that_could_not_claim_the_report_leaves_it_for_the_sweep(monkeypatch) -> None:
+    """The task's last try fails before it holds the report (the database away at the claim):
+    nothing says the report itself cannot be built, so it stays pending and the sweep queues
+    it again, instead of being marked failed without an attempt."""
+    from django.db import OperationalError
+
     from reports.tasks import build_job_report
 
     job = job_in_status(JobStatus.COMPLETED)
 
-    def broken(**kwargs):  # type: ignore[no-untyped-def]
-        raise OSError("storage is full")
+    def database_away(**kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("connection refused")
 
-    monkeypatch.setattr(services, "report_build", broken)
+    monkeypatch.setattr(services.leases, "claim", database_away)
     build_job_report.apply(args=(str(job.pk),), retries=3)
     report = Report.objects.get(job=job)
-    assert report.status == "failed" and "storage is full" in report.error
+    assert (report.status, report.error) == ("pending", "")
 
 
 def test_a_build_whose_storage_fails_is_retried_and_then_marked_failed(monkeypatch) -> None:
@@ -418,6 +423,28 @@ def test_the_last_failure_of_an_outdated_build_task_leaves_a_newer_build_alone(
 
     report = Report.objects.get(job=job)
     assert (report.status, report.error, report.row_count) == ("ready", "", 2)
+
+
+def test_the_last_failure_of_a_build_task_leaves_a_request_made_during_it_pending(
+    monkeypatch,
+) -> None:
+    """A newer request arrives while the last try runs and fails: the report stays pending for
+    that request's build (it was marked failed, and that build found nothing to build)."""
+    from reports.tasks import build_job_report
+
+    job = _finished_job_with_pushes()
+
+    def newer_request_then_fail(*, job_id, out):  # type: ignore[no-untyped-def]
+        services.report_rebuild(job=job)
+        raise OSError("storage hiccup")
+
+    monkeypatch.setattr(services, "write_report_csv", newer_request_then_fail)
+    build_job_report.apply(args=(str(job.pk),), retries=3)  # its last try
+
+    report = Report.objects.get(job=job)
+    assert (report.status, report.error, report.locked_until) == ("pending", "", None)
+    monkeypatch.undo()
+    assert services.report_build(job_id=job.pk) is not None  # the newer request's build
 
 
 def test_the_last_failure_of_a_build_task_still_fails_its_report(monkeypatch) -> None:
@@ -566,3 +593,33 @@ def test_link_works_with_a_stale_token_and_answers_404_when_the_file_is_gone(
     gone = APIClient().get(path)
     assert gone.status_code == 404
     assert gone.json()["code"] == "report_file_missing"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_build_whose_connection_died_while_recording_it_gives_its_claim_back(
+    monkeypatch,
+) -> None:
+    """The connection dies in the transaction that records the built file: the claim is given
+    back (the retry builds again at once) and the file nobody recorded is deleted."""
+    from tests.pg import backend_terminator
+
+    job = _finished_job_with_pushes()
+    real_payload = services._ready_payload
+    terminate = backend_terminator()
+
+    def connection_dies(job_, report):  # type: ignore[no-untyped-def]
+        terminate(connection.connection.info.backend_pid)
+        return real_payload(job_, report)
+
+    monkeypatch.setattr(services, "_ready_payload", connection_dies)
+    with pytest.raises(Exception, match=r"(?i)connection|terminat|closed"):
+        services.report_build(job_id=job.pk)
+
+    connection.close()  # as Celery does between tasks
+    report = Report.objects.get(job=job)
+    assert (report.status, report.locked_until, report.file.name) == ("pending", None, "")
+    folder = f"reports/{timezone.now():%Y/%m}"
+    assert not [f for f in report.file.storage.listdir(folder)[1] if str(job.pk) in f]
+    monkeypatch.undo()
+    assert services.report_build(job_id=job.pk) is not None
