@@ -394,6 +394,11 @@ def _give_back(report_id: Any, *, until: Any, failed: str = "") -> None:
                 )
                 return
             connection.close()  # a new connection for the second try
+        except Exception:  # never in place of the build's own error, which the caller raises
+            logger.warning(
+                "report %s: its failed build's claim was not given back", report_id, exc_info=True
+            )
+            return
 
 
 # --- signed links -----------------------------------------------------------------------------

@@ -239,7 +239,9 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
                 self.log_change(
                     request,
                     endpoint,
-                    f"Redeliver failed since {since:%Y-%m-%d %H:%M:%S %Z}: {count} queued.",
+                    # the year padded: %Y writes year 1 as "1"
+                    f"Redeliver failed since {since.year:04d}{since:-%m-%d %H:%M:%S %Z}: "
+                    f"{count} queued.",
                 )
             self.message_user(
                 request,
