@@ -70,7 +70,12 @@ def report_outdated(report: Report, job: Job) -> bool:
     (``push_count``; reports built before it was kept are taken as current)."""
     if report.push_count is None:
         return False
-    return report.push_count != job.push_success_count + job.push_failed_count
+    return report.push_count != pushes_recorded(job)
+
+
+def pushes_recorded(job: Job) -> int:
+    """How many push results the job holds (counted on its row)."""
+    return job.push_success_count + job.push_failed_count
 
 
 def job_report(job: Job) -> Report | None:

@@ -28,6 +28,7 @@ from .links import (  # noqa: F401 - re-exported: the report's state and link li
     download_token,
     download_url,
     job_report,
+    pushes_recorded,
     report_state,
     webhook_link_ttl,
 )
@@ -267,7 +268,7 @@ def report_build(*, job_id: Any, last_try: bool = False) -> Report | None:
     job = report.job
     # the push results this build covers: the job's count as read now, before the rows
     # (a result recorded after this read makes the report read pending until the next build)
-    covered = job.push_success_count + job.push_failed_count
+    covered = pushes_recorded(job)
     name = ""
     try:
         with tempfile.TemporaryFile(mode="w+b") as raw:
@@ -386,19 +387,16 @@ def _give_back(report_id: Any, *, until: Any, failed: str = "") -> None:
             return
         except DATABASE_ERRORS:
             if last or connection.in_atomic_block:
-                logger.warning(
-                    "report %s: its failed build's claim was not given back; it is free again "
-                    "when its lease ends",
-                    report_id,
-                    exc_info=True,
-                )
-                return
+                break
             connection.close()  # a new connection for the second try
         except Exception:  # never in place of the build's own error, which the caller raises
-            logger.warning(
-                "report %s: its failed build's claim was not given back", report_id, exc_info=True
-            )
-            return
+            break
+    logger.warning(
+        "report %s: its failed build's claim was not given back; it is free again when its "
+        "lease ends",
+        report_id,
+        exc_info=True,
+    )
 
 
 # --- signed links -----------------------------------------------------------------------------

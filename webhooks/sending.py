@@ -664,15 +664,15 @@ def _record(outcomes: list[tuple[Claim, AttemptResult]]) -> None:
 def _settle_inactive(claims: list[Claim]) -> list[Claim]:
     """Defer (paused) or abandon (disabled by a 410) claims of inactive endpoints, abandon
     those whose attempts were used up without outcomes (``used_up_reason``); the rest."""
+    reasons = [(c, services.used_up_reason(c)) for c in claims]
     spent: dict[str, list[Claim]] = {}
-    for c in claims:
-        reason = services.used_up_reason(c)
+    for c, reason in reasons:
         if reason:
             spent.setdefault(reason, []).append(c)
     for reason, group in spent.items():
         services.deliveries_abandon(group, reason=reason, error_kind=hooks.NO_OUTCOME)
     if spent:
-        claims = [c for c in claims if not services.used_up_reason(c)]
+        claims = [c for c, reason in reasons if not reason]
     active = [c for c in claims if c.endpoint.is_active]
     if len(active) == len(claims):
         return claims
