@@ -114,9 +114,17 @@ class NulQueryMiddleware:
         return self.get_response(request)
 
 
+def _not_stored(response: HttpResponse) -> HttpResponse:
+    if "Cache-Control" not in response:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
 class ApiProblemMiddleware:
     """Under the API prefixes: refuse charsets other than UTF-8 (415) before anything decodes
-    the request, and answer a lost database connection with 503 + ``Retry-After``.
+    the request, answer a lost database connection with 503 + ``Retry-After``, and keep every
+    answer out of caches (``Cache-Control: no-store`` unless the view set its own): they carry
+    tokens, secrets and signed report links, and a poll must never be answered from a cache.
 
     DRF views answer their own exceptions (``config.problems.exception_handler``); this covers
     the rest of the API paths, whatever ``DEBUG`` says (``process_exception`` runs before
@@ -131,12 +139,15 @@ class ApiProblemMiddleware:
             try:
                 _, params = parse_header_parameters(request.META.get("CONTENT_TYPE", ""))
             except ValueError:  # an RFC 2231 parameter in an unknown encoding
-                return json_problem(
-                    415, "unsupported_media_type", "The Content-Type header cannot be read."
+                return _not_stored(
+                    json_problem(
+                        415, "unsupported_media_type", "The Content-Type header cannot be read."
+                    )
                 )
             charset = params.get("charset")
             if charset is not None and (detail := unsupported_charset(charset)):
-                return json_problem(415, "unsupported_charset", detail)
+                return _not_stored(json_problem(415, "unsupported_charset", detail))
+            return _not_stored(self.get_response(request))
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
