@@ -22,7 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from config.admin import EstimatedCountPaginator, exact_time_field
 from config.admin_display import breakable, clipped, pretty_json
 from jobs.admin_filters import CompanyFilter, CreatedRangeFilter, DateRangeFilter, in_utc_range
-from jobs.errors import InvalidEndpoint
+from jobs.errors import InvalidEndpoint, JobError
 from jobs.models import Job
 
 from . import services
@@ -30,6 +30,10 @@ from .events import EVENT_TYPES, patterns_problem
 from .models import DeliveryStatus, EndpointRole, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .selectors import endpoint_origin
 from .ssrf import UnsafeTarget, check_url
+
+
+class _SaveRefused(Exception):
+    """The endpoint service refused a change the page's form had accepted."""
 
 
 class EndpointForm(forms.ModelForm):
@@ -157,7 +161,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         changed = {name: form.cleaned_data[name] for name in form.changed_data}
         if not change or not changed:
             return
-        services.endpoint_update(endpoint=obj, **changed)
+        try:
+            services.endpoint_update(endpoint=obj, **changed)
+        except JobError as exc:  # the row changed after the form checked it (see change_view)
+            raise _SaveRefused(str(exc)) from exc
 
     def _send_test(self, request: HttpRequest, endpoint: WebhookEndpoint) -> bool:
         """Queue a test event to one endpoint and log it with the staff user; False if refused."""
@@ -177,7 +184,21 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         context = {**(extra_context or {}), "can_send_test": self.has_change_permission(request)}
-        return super().change_view(request, object_id, form_url, context)
+        try:
+            return super().change_view(request, object_id, form_url, context)
+        except _SaveRefused as exc:
+            # The form was checked against the row as the page read it; the service, which
+            # locks the row and reads it again, refused the change (the API made the endpoint
+            # a subscriber while staff emptied its events, say). Nothing was written (the
+            # admin's transaction rolled back, its history entry too): the page again, as the
+            # endpoint is now, with the reason.
+            self.message_user(
+                request,
+                f"Not saved: {exc} The endpoint changed while its page was open; "
+                "here it is as it is now.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(request.get_full_path())
 
     def get_urls(self) -> list[Any]:
         return [

@@ -265,3 +265,58 @@ def test_saving_an_endpoint_in_the_admin_keeps_a_rotation_committed_meanwhile(
     assert stored.url == "http://127.0.0.1:9/moved"  # the staff change
     assert [stored.secret] == rotated  # and the rotation
     assert stored.previous_secret == endpoint["secret"]
+
+
+def test_a_change_the_service_refuses_after_the_form_accepted_it_is_a_message_not_a_500(
+    client: Any, api: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staff empty an integration endpoint's events (valid for an integration endpoint) while
+    the client makes it a subscriber through the API: the form checked the row as the page read
+    it, the service (row locked, read again) refuses a subscriber without events. That was a
+    500; now nothing is written and the page says why."""
+    from django.contrib.admin.models import LogEntry
+
+    from webhooks import admin as webhooks_admin
+
+    endpoint = api.post(
+        ENDPOINTS,
+        {"url": "http://127.0.0.1:9/hook", "role": "integration", "events": []},
+        format="json",
+    ).json()
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    real_check = webhooks_admin.check_url
+
+    def check_then_the_api_changes_the_role(url: str, **kwargs: Any) -> Any:
+        target = real_check(url, **kwargs)
+        made = api.patch(
+            f"/api/v1/webhook-endpoints/{endpoint['id']}/",
+            {"role": "subscriber", "events": ["jobs.*"]},
+            format="json",
+        )
+        assert made.status_code == 200, made.content
+        return target
+
+    monkeypatch.setattr(webhooks_admin, "check_url", check_then_the_api_changes_the_role)
+    page = f"/admin/webhooks/webhookendpoint/{endpoint['id']}/change/"
+    response = client.post(
+        page,
+        {
+            "url": "http://127.0.0.1:9/moved",
+            "role": "integration",
+            "events": "[]",
+            "description": "",
+            "is_active": "on",
+        },
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert response.redirect_chain == [(page, 302)]
+    shown = [str(m) for m in response.context["messages"]]
+    assert len(shown) == 1 and shown[0].startswith("Not saved: ")
+    assert "changed while its page was open" in shown[0]
+    # none of the page's change is written (the API's, made on this test's one connection
+    # inside the admin's transaction, rolled back with it: not what two connections would see)
+    assert WebhookEndpoint.objects.get(pk=endpoint["id"]).url == endpoint["url"]
+    assert not LogEntry.objects.filter(object_id=endpoint["id"]).exists()  # no history entry
