@@ -600,9 +600,7 @@ def _claims(claimed: leases.Claimed[WebhookDelivery]) -> list[Claim]:
     rows = sorted(claimed.rows, key=lambda row: (row.fair_at, row.created_at))
     manual = [row.pk for row in rows if row.next_trigger == AttemptTrigger.MANUAL]
     if manual:  # rare: one more statement only for claims that hold a manual attempt
-        WebhookDelivery.objects.filter(pk__in=manual, locked_until=claimed.until).update(
-            next_trigger=MANUAL_TAKEN
-        )
+        _mark_manual_taken(manual, until=claimed.until)
     return [
         Claim(
             delivery=row,
@@ -617,20 +615,29 @@ def _claims(claimed: leases.Claimed[WebhookDelivery]) -> list[Claim]:
     ]
 
 
+def _mark_manual_taken(pks: list[Any], *, until: datetime) -> None:
+    WebhookDelivery.objects.filter(pk__in=pks, locked_until=until).update(next_trigger=MANUAL_TAKEN)
+
+
 def _claim(queryset: Any, *, limit: int) -> list[Claim]:
+    """Claim up to ``limit`` due deliveries of ``queryset``. The claim and the marks of the
+    manual attempts it took commit together: a connection lost between them rolls the claim
+    back (the deliveries are due again at once), never leaves them held, unmarked, until their
+    leases end."""
     now = timezone.now()
-    return _claims(
-        leases.claim(
-            queryset.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now),
-            duration=attempt_lease(),
-            limit=limit,
-            order_by=("fair_at",),
-            values={"updated_at": now},
-            increment=("attempts",),
-            select_related=("endpoint",),
-            now=now,
+    with transaction.atomic():
+        return _claims(
+            leases.claim(
+                queryset.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now),
+                duration=attempt_lease(),
+                limit=limit,
+                order_by=("fair_at",),
+                values={"updated_at": now},
+                increment=("attempts",),
+                select_related=("endpoint",),
+                now=now,
+            )
         )
-    )
 
 
 def delivery_claim(*, delivery_id: Any) -> Claim | None:

@@ -534,3 +534,30 @@ def test_send_now_gives_a_dead_senders_manual_attempt_one_more_try(receiver: Rec
     assert len(receiver.requests) == 2
     assert delivery.status == "delivered"
     assert [a.trigger for a in delivery.attempt_log.order_by("number")] == ["scheduled", "manual"]
+
+
+def test_a_claim_whose_manual_mark_fails_is_rolled_back_not_held(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim of a redelivery and the mark saying its manual attempt was taken commit
+    together: the connection lost between them leaves the delivery due at once, not held
+    unmarked (and unsent) until its lease ends."""
+    from django.db import OperationalError
+
+    delivery = _send(_one_delivery(receiver))
+    services.delivery_send_now(delivery=delivery)  # a redelivery: one manual attempt
+
+    def connection_lost(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(services, "_mark_manual_taken", connection_lost)
+    with pytest.raises(OperationalError):
+        services.deliveries_claim_due(limit=10)
+    monkeypatch.undo()
+
+    delivery.refresh_from_db()
+    assert (delivery.locked_until, delivery.attempts, delivery.next_trigger) == (None, 1, "manual")
+    [claim] = services.deliveries_claim_due(limit=10)  # due again at once
+    assert claim.trigger == "manual"
+    delivery.refresh_from_db()
+    assert delivery.next_trigger == "manual_taken"
