@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
@@ -8,7 +10,16 @@ from reports.views import ReportDownloadView
 from .health import healthz
 from .problems import api_fallback
 
+
+
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    """/favicon.ico, which browsers ask for on pages that name no icon (the API's JSON, say):
+    the console's icon (looked up per request: the static manifest may not exist at import)."""
+    return HttpResponsePermanentRedirect(static("jobtrail/favicon.svg"))
+
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("jobs.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -535,3 +535,28 @@ def test_a_lockout_is_shown_seen_by_staff_and_lifted(
     staff_context.close()
 
     login(page, base, superuser.username)
+
+
+def test_console_pages_ask_for_nothing_that_is_missing(
+    admin_page: Page, live_server: Any
+) -> None:
+    """Every request a console page makes (stylesheets, scripts, the site icon) is answered:
+    the browser asked for /favicon.ico and got a 404, an error in its console on every page."""
+    failed: list[str] = []
+    admin_page.on(
+        "response",
+        lambda response: (
+            failed.append(f"{response.status} {response.url}") if response.status >= 400 else None
+        ),
+    )
+    for path in ("/admin/", "/admin/jobs/job/", "/admin/webhooks/webhookdelivery/"):
+        admin_page.goto(f"{live_server.url}{path}")
+        admin_page.wait_for_load_state("networkidle")
+    assert failed == []
+    icon = admin_page.locator("link[rel=icon]")
+    expect(icon).to_have_count(1)
+    href = icon.get_attribute("href") or ""
+    served = admin_page.request.get(f"{live_server.url}{href}")
+    assert served.ok and served.headers["content-type"] == "image/svg+xml"
+    # pages that name no icon (the API's JSON in a browser): /favicon.ico leads to it
+    assert admin_page.request.get(f"{live_server.url}/favicon.ico").ok
