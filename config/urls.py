@@ -11,7 +11,6 @@ from .health import healthz
 from .problems import api_fallback
 
 
-
 def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
     """/favicon.ico, which browsers ask for on pages that name no icon (the API's JSON, say):
     the console's icon (looked up per request: the static manifest may not exist at import)."""
