@@ -114,17 +114,25 @@ class NulQueryMiddleware:
         return self.get_response(request)
 
 
-def _not_stored(response: HttpResponse) -> HttpResponse:
-    if "Cache-Control" not in response:
-        response["Cache-Control"] = "no-store"
-    return response
+class ApiNoStoreMiddleware:
+    """Keep every answer under the API prefixes out of caches: ``Cache-Control: no-store``
+    unless the view set its own. They carry tokens, secrets and signed report links, and a
+    poll must never be answered from a cache. Near the top of the stack, so the answers of the
+    middleware below it (413, 411, the NUL query's 400, 415, 503) carry it too."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if "Cache-Control" not in response and is_api_path(request.path_info):
+            response["Cache-Control"] = "no-store"
+        return response
 
 
 class ApiProblemMiddleware:
     """Under the API prefixes: refuse charsets other than UTF-8 (415) before anything decodes
-    the request, answer a lost database connection with 503 + ``Retry-After``, and keep every
-    answer out of caches (``Cache-Control: no-store`` unless the view set its own): they carry
-    tokens, secrets and signed report links, and a poll must never be answered from a cache.
+    the request, and answer a lost database connection with 503 + ``Retry-After``.
 
     DRF views answer their own exceptions (``config.problems.exception_handler``); this covers
     the rest of the API paths, whatever ``DEBUG`` says (``process_exception`` runs before
@@ -139,15 +147,12 @@ class ApiProblemMiddleware:
             try:
                 _, params = parse_header_parameters(request.META.get("CONTENT_TYPE", ""))
             except ValueError:  # an RFC 2231 parameter in an unknown encoding
-                return _not_stored(
-                    json_problem(
-                        415, "unsupported_media_type", "The Content-Type header cannot be read."
-                    )
+                return json_problem(
+                    415, "unsupported_media_type", "The Content-Type header cannot be read."
                 )
             charset = params.get("charset")
             if charset is not None and (detail := unsupported_charset(charset)):
-                return _not_stored(json_problem(415, "unsupported_charset", detail))
-            return _not_stored(self.get_response(request))
+                return json_problem(415, "unsupported_charset", detail)
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

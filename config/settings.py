@@ -111,6 +111,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.ApiNoStoreMiddleware",  # every API answer below it: no-store
     "config.middleware.SitePolicyCSPMiddleware",  # django-csp's, the policy built once
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.metrics.RequestMetricsMiddleware",  # what Django answers (static files are not)

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponsePermanentRedirect
+from django.http import HttpRequest, HttpResponseRedirect
 from django.templatetags.static import static
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
@@ -11,10 +11,12 @@ from .health import healthz
 from .problems import api_fallback
 
 
-def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
     """/favicon.ico, which browsers ask for on pages that name no icon (the API's JSON, say):
-    the console's icon (looked up per request: the static manifest may not exist at import)."""
-    return HttpResponsePermanentRedirect(static("jobtrail/favicon.svg"))
+    the console's icon (looked up per request: the static manifest may not exist at import).
+    A 302, not a 301: browsers keep a 301 for good, and the hashed file it names goes with the
+    next deploy that changes the icon."""
+    return HttpResponseRedirect(static("jobtrail/favicon.svg"))
 
 
 urlpatterns = [

@@ -537,9 +537,7 @@ def test_a_lockout_is_shown_seen_by_staff_and_lifted(
     login(page, base, superuser.username)
 
 
-def test_console_pages_ask_for_nothing_that_is_missing(
-    admin_page: Page, live_server: Any
-) -> None:
+def test_console_pages_ask_for_nothing_that_is_missing(admin_page: Page, live_server: Any) -> None:
     """Every request a console page makes (stylesheets, scripts, the site icon) is answered:
     the browser asked for /favicon.ico and got a 404, an error in its console on every page."""
     failed: list[str] = []

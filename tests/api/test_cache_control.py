@@ -68,3 +68,20 @@ def test_token_answers_and_problems_are_not_stored(api_user: Any) -> None:
     )
     assert charset.status_code == 415
     assert charset["Cache-Control"] == "no-store"
+
+    # answered by the middleware before any view: the body limit and the NUL query
+    too_big = APIClient().post(
+        "/api/v1/jobs/", b"{}", content_type="application/json", CONTENT_LENGTH="99999999"
+    )
+    assert too_big.status_code == 413
+    assert too_big["Cache-Control"] == "no-store"
+    nul = APIClient().get("/api/v1/jobs/?q=%00")
+    assert nul.status_code == 400
+    assert nul["Cache-Control"] == "no-store"
+
+
+def test_the_favicon_redirect_is_not_permanent(client: Any) -> None:
+    """Browsers keep a 301 for good; the hashed file it would name goes with a later deploy."""
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302
+    assert response["Location"].endswith(".svg")
