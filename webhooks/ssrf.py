@@ -111,9 +111,14 @@ def not_public(host: str) -> str:
     return f"The host '{host}' does not resolve to a public address."
 
 
+def _address(text: str) -> IPAddress:
+    """The address ``text`` writes, its IPv6 zone (``%eth0``) left out; ValueError if none."""
+    return ipaddress.ip_address(text.split("%")[0])
+
+
 def _is_address(host: str) -> bool:
     try:
-        ipaddress.ip_address(host.split("%")[0])
+        _address(host)
     except ValueError:
         return False
     return True
@@ -161,7 +166,7 @@ def check_url(url: str, *, own_lookup_timeout: bool = True) -> Target:
     addresses = resolve(host, port, timeout=timeout)
     if not private_targets_allowed():
         for address in addresses:
-            reason = forbidden_reason(ipaddress.ip_address(address.split("%")[0]))
+            reason = forbidden_reason(_address(address))
             if reason:
                 if _is_address(host):  # the client wrote the address: say what it is
                     raise UnsafeTarget(f"The address {host} is {reason}.")
