@@ -70,7 +70,9 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --d
 pids+=($!)
 "$py" manage.py migrate --noinput -v 0
 password=$("$py" -c 'import secrets; print(secrets.token_urlsafe(24))')
-"$py" manage.py create_api_client "Schemathesis Co" schemathesis --password "$password" >/dev/null
+# --password=…: a generated password may start with "-" (1 in 64), which argparse would
+# take for an option after a separate --password
+"$py" manage.py create_api_client "Schemathesis Co" schemathesis --password="$password" >/dev/null
 
 "$root/$venv/bin/gunicorn" config.wsgi --bind "127.0.0.1:$web_port" --workers 2 --threads 4 \
   --no-control-socket >"$work/web.log" 2>&1 &
