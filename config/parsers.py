@@ -43,7 +43,12 @@ class StrictJSONParser(JSONParser):
             data = strict_json.loads(text)
             check_text(data)
         except RecursionError:
-            raise ParseError("JSON parse error - nested too deeply.") from None
+            # Deeper than the parser could go from where this request's stack stands (a deeper
+            # caller reaches the limit sooner): far deeper than MAX_DEPTH either way, so the
+            # answer is the same as for a value the parser took.
+            raise ParseError(
+                f"JSON parse error - nested more than {MAX_DEPTH} levels deep"
+            ) from None
         except UnicodeError:
             raise ParseError(
                 "JSON parse error - text must be valid UTF-8 (no unpaired surrogates)."
