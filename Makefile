@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 PYTEST_ARGS ?=
+# make test and make test-quick run the suite in this many processes (pytest-xdist; each has its
+# own test database and Redis database); TEST_WORKERS=0 runs it in this one process (pdb, -x).
+TEST_WORKERS ?= 2
 
 .PHONY: run test test-quick test-production contract bench screenshots lint typecheck check migrate clean help runtime-venv
 
@@ -57,10 +60,10 @@ run: migrate
 	JOBTRAIL_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m config.run_procfile
 
 test: $(VENV)/.dev
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-quick: $(VENV)/.dev
-	$(VENV)/bin/pytest -m "not e2e and not production" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) -m "not e2e and not production" $(PYTEST_ARGS)
 
 # gunicorn, worker and beat from .venv-runtime (requirements.lock only) against a private
 # PostgreSQL cluster and private Redis / RabbitMQ brokers that the tests start, break and stop.

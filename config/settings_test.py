@@ -89,3 +89,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):  # noqa: F405
         "data_folder_out": _broker,
         "control_folder": _broker,
     }
+
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, … under pytest -n N
+if _xdist_worker.startswith("gw") and "pytest" in sys.modules:
+    # Each pytest-xdist worker has its own test database (pytest-django adds the suffix) and
+    # its own Redis database, so no worker's wake-ups sit in another's queue. Only the pytest
+    # processes: a stack a test starts names its own broker.
+    from urllib.parse import urlsplit as _urlsplit
+
+    _url = _urlsplit(CELERY_BROKER_URL)  # noqa: F405
+    if _url.scheme in ("redis", "rediss"):
+        _base = int(_url.path.strip("/") or 0)
+        CELERY_BROKER_URL = _url._replace(path=f"/{_base + 1 + int(_xdist_worker[2:])}").geturl()

@@ -12,7 +12,7 @@ def _clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "CELERY_", "JOBTRAIL_TEST_BROKER_DIR"))
+        if not k.startswith(("DJANGO_", "CELERY_", "JOBTRAIL_TEST_BROKER_DIR", "PYTEST_XDIST"))
     }
     env.update(TMPDIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings_test", **extra)
     return env
@@ -81,3 +81,34 @@ def test_a_folder_whose_maker_was_killed_is_swept(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert not left.exists()
     assert list(tmp_path.iterdir()) == []  # and the new one is removed at exit
+
+
+BROKER = (
+    "import sys\n{imports}from django.conf import settings\nprint(settings.CELERY_BROKER_URL)\n"
+)
+
+
+def _broker_url(tmp_path: Path, *, under_pytest: bool, **extra: str) -> str:
+    script = BROKER.format(imports="import pytest\n" if under_pytest else "")
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=_clean_env(tmp_path, **extra),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_each_xdist_worker_has_its_own_redis_database(tmp_path: Path) -> None:
+    redis = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/4"}
+    gw0 = _broker_url(tmp_path, under_pytest=True, PYTEST_XDIST_WORKER="gw0", **redis)
+    gw1 = _broker_url(tmp_path, under_pytest=True, PYTEST_XDIST_WORKER="gw1", **redis)
+
+    assert (gw0, gw1) == ("redis://127.0.0.1:6379/5", "redis://127.0.0.1:6379/6")
+    # a process a test starts (no pytest in it) keeps the broker it was given
+    child = _broker_url(tmp_path, under_pytest=False, PYTEST_XDIST_WORKER="gw1", **redis)
+    assert child == "redis://127.0.0.1:6379/4"
+    # and without xdist the URL is as set
+    assert _broker_url(tmp_path, under_pytest=True, **redis) == "redis://127.0.0.1:6379/4"

@@ -408,7 +408,9 @@ def test_another_companys_job_is_not_found(other_api: APIClient, company: Any, b
     assert snapshot(job) == before
 
 
-@pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "JOB-NOSUCHJB"])
+@pytest.mark.parametrize(
+    "job_id", [pytest.param(str(uuid.uuid4()), id="random-uuid"), "JOB-NOSUCHJB"]
+)
 def test_an_unknown_job_is_not_found(api: APIClient, job_id: str) -> None:
     response = api.post(EVENTS_URL, {"jobId": job_id, "event": "started"}, format="json")
     assert_problem(response, 404, "not_found")

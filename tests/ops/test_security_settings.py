@@ -120,7 +120,8 @@ def test_debug_without_a_key_uses_a_key_of_this_checkout_never_a_public_one(
         "django-insecure-" + "x1y2z3" * 10,
         "a" * 80,
         "short-but-varied-0123456789",
-        "change-me-" + secrets.token_urlsafe(50),
+        # a fixed id: pytest-xdist's workers must collect the same test names
+        pytest.param("change-me-" + secrets.token_urlsafe(50), id="change-me-then-random"),
     ],
 )
 def test_production_refuses_to_start_with_a_weak_secret_key(checkout: Path, key: str) -> None:
