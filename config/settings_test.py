@@ -37,6 +37,7 @@ else:
     atexit.register(_remove_metrics_folder)
 
 from .settings import *  # noqa: F403
+from .settings import CELERY_BROKER_URL  # named: reassigned below
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {  # noqa: F405
@@ -48,7 +49,7 @@ STORAGES["staticfiles"] = {  # noqa: F405
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
 
-if CELERY_BROKER_URL.startswith("filesystem://"):  # noqa: F405
+if CELERY_BROKER_URL.startswith("filesystem://"):
     # Messages queued by tests (no worker reads them) go to a throwaway folder. The first
     # process makes it (its pid in the name) and hands it to its child processes through
     # JOBTRAIL_TEST_BROKER_DIR, so a child killed by a test leaves nothing of its own; the
@@ -97,7 +98,7 @@ if _xdist_worker.startswith("gw") and "pytest" in sys.modules:
     # processes: a stack a test starts names its own broker.
     from urllib.parse import urlsplit as _urlsplit
 
-    _url = _urlsplit(CELERY_BROKER_URL)  # noqa: F405
+    _url = _urlsplit(CELERY_BROKER_URL)
     if _url.scheme in ("redis", "rediss"):
         _base = int(_url.path.strip("/") or 0)
         CELERY_BROKER_URL = _url._replace(path=f"/{_base + 1 + int(_xdist_worker[2:])}").geturl()
