@@ -68,7 +68,7 @@ test-quick: $(VENV)/.dev
 # gunicorn, worker and beat from .venv-runtime (requirements.lock only) against a private
 # PostgreSQL cluster and private Redis / RabbitMQ brokers that the tests start, break and stop.
 test-production: $(VENV)/.dev
-	$(VENV)/bin/pytest -m production tests/production $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --maxschedchunk 1 -m production tests/production $(PYTEST_ARGS)
 
 # The OpenAPI document against the server: a DEBUG-off gunicorn on a fresh PostgreSQL database
 # (SCHEMATHESIS_DB_SERVER, SCHEMATHESIS_DB_NAME), fuzzed by Schemathesis with every check.
@@ -93,4 +93,4 @@ typecheck: $(VENV)/.dev
 check: lint typecheck
 
 clean:
-	rm -rf $(VENV) .venv-runtime var staticfiles build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-runtime .venv-runtime.lock var staticfiles build *.egg-info .pytest_cache .mypy_cache .ruff_cache

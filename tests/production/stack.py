@@ -10,6 +10,7 @@ The test process talks to the stack over HTTP only and reads the database with p
 """
 
 import contextlib
+import fcntl
 import json
 import os
 import pwd
@@ -58,7 +59,14 @@ TIMERS = {
 
 
 def ensure_runtime_venv() -> None:
-    """Build ``.venv-runtime`` from requirements.lock only (with the Makefile's target if any)."""
+    """Build ``.venv-runtime`` from requirements.lock only (with the Makefile's target if any),
+    once: pytest-xdist's workers each ask, the first builds, the others wait for it."""
+    with open(ROOT / ".venv-runtime.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _build_runtime_venv()
+
+
+def _build_runtime_venv() -> None:
     if "\n.venv-runtime/.installed:" in (ROOT / "Makefile").read_text():
         make = ["make", "--no-print-directory", ".venv-runtime/.installed"]
         subprocess.run(make, check=True, cwd=ROOT)
