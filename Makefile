@@ -4,8 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 PYTEST_ARGS ?=
-# make test and make test-quick run the suite in this many processes (pytest-xdist; each has its
-# own test database and Redis database); TEST_WORKERS=0 runs it in this one process (pdb, -x).
+# make test, test-quick and test-production run their tests in this many processes
+# (pytest-xdist; each has its own test database, Redis database, metrics and broker folders);
+# TEST_WORKERS=0 runs them in this one process (PYTEST_ARGS="-x --pdb").
 TEST_WORKERS ?= 2
 
 .PHONY: run test test-quick test-production contract bench screenshots lint typecheck check migrate clean help runtime-venv

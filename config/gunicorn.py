@@ -17,24 +17,26 @@ metrics_dir.configure()
 # What gunicorn answers before Jobtrail sees the request (a request line over 4094 bytes, a
 # header over 8190 bytes or more than 100 of them, a malformed header or Content-Length):
 # a problem document like every other error (config.problems), not its HTML page.
-GUNICORN_CODES = {
-    400: "malformed_request",
-    403: "forbidden",
-    414: "uri_too_long",
-    417: "expectation_failed",
-    431: "headers_too_large",
-    500: "server_error",
-    501: "not_implemented",
+GUNICORN_PROBLEMS = {  # status: (code, title), titles as config.problems writes them
+    400: ("malformed_request", "Bad request"),
+    403: ("forbidden", "Forbidden"),
+    414: ("uri_too_long", "URI too long"),
+    417: ("expectation_failed", "Expectation failed"),
+    431: ("headers_too_large", "Request header fields too large"),
+    500: ("server_error", "Server error"),
+    501: ("not_implemented", "Not implemented"),
 }
 
 
 def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
     """``gunicorn.util.write_error``'s signature, writing ``application/problem+json``."""
-    code = GUNICORN_CODES.get(status_int, "bad_request" if status_int < 500 else "server_error")
+    code, title = GUNICORN_PROBLEMS.get(
+        status_int, ("bad_request", reason) if status_int < 500 else ("server_error", reason)
+    )
     body = json.dumps(
         {
             "type": f"/problems/{code}",
-            "title": reason,
+            "title": title,
             "status": status_int,
             "detail": mesg or "Something went wrong on our side.",
             "code": code,

@@ -365,8 +365,9 @@ field is dotted: `data.responseCode`). Types you can meet: `validation_error`, `
 `idempotency_request_in_progress`, `push_result_too_large`, `push_correlation_taken`,
 `invalid_endpoint`, `integration_endpoint_exists`, `webhook_endpoint_limit`,
 `delivery_pending`, `invalid_signature`, `rate_limited`, `database_unavailable`, and before
-the request is read `malformed_chunked_body`, `malformed_request`, `uri_too_long` (414),
-`headers_too_large` (431). A bad request
+the request is read `malformed_chunked_body`, `malformed_request` (400), `uri_too_long` (414),
+`headers_too_large` (431), `expectation_failed` (417), `not_implemented` (501, a
+`Transfer-Encoding` other than chunked). A bad request
 changes nothing. Strings never contain U+0000 (refused with 400). Request bodies are JSON
 objects (UTF-8, at most 1 MiB); unknown fields are refused (400), except inside a push result's
 `data`, where they are accepted and listed back as `ignored_fields`. The seed-compatible

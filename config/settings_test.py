@@ -14,7 +14,13 @@ os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
 # the production default (tests/e2e/stack.py) so their processes coalesce as deployed.
 os.environ.setdefault("JOBTRAIL_WAKEUP_WINDOW", "0")
 
-if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+# A pytest-xdist worker (gw0, gw1, …): it inherited the controller's environment, folders
+# included, but keeps its own metrics, throwaway broker and Redis database (below), as the
+# tests count what their own process and the processes they start did.
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+_own_process_state = _xdist_worker.startswith("gw") and "pytest" in sys.modules
+
+if "PROMETHEUS_MULTIPROC_DIR" in os.environ and not _own_process_state:
     pass  # an e2e stack's process (the stack gives them their own folder), or set by hand
 elif "pytest" not in sys.modules:
     # mypy's Django plugin and other tools load these settings too, and exit without running
@@ -36,8 +42,8 @@ else:
 
     atexit.register(_remove_metrics_folder)
 
-from .settings import *  # noqa: F403
-from .settings import CELERY_BROKER_URL  # named: reassigned below
+from .settings import *  # noqa: E402, F403
+from .settings import CELERY_BROKER_URL  # noqa: E402 (named: reassigned below)
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {  # noqa: F405
@@ -74,7 +80,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
             shutil.rmtree(_left, ignore_errors=True)
 
     _broker = os.environ.get("JOBTRAIL_TEST_BROKER_DIR", "")
-    if not _broker or not os.path.isdir(_broker):
+    if not _broker or not os.path.isdir(_broker) or _own_process_state:
         _broker = tempfile.mkdtemp(prefix=f"jobtrail-test-broker-{os.getpid()}-")
         os.environ["JOBTRAIL_TEST_BROKER_DIR"] = _broker
         _broker_owner = os.getpid()
@@ -91,14 +97,20 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": _broker,
     }
 
-_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, … under pytest -n N
-if _xdist_worker.startswith("gw") and "pytest" in sys.modules:
+if _own_process_state:
     # Each pytest-xdist worker has its own test database (pytest-django adds the suffix) and
-    # its own Redis database, so no worker's wake-ups sit in another's queue. Only the pytest
-    # processes: a stack a test starts names its own broker.
+    # its own Redis database: the URL's number + 1 + the worker's (Redis has 16 by default),
+    # so no worker's wake-ups sit in another's queue. The processes a test starts with this
+    # environment use it too (no pytest in them: no second shift); a stack names its own.
     from urllib.parse import urlsplit as _urlsplit
 
     _url = _urlsplit(CELERY_BROKER_URL)
     if _url.scheme in ("redis", "rediss"):
-        _base = int(_url.path.strip("/") or 0)
-        CELERY_BROKER_URL = _url._replace(path=f"/{_base + 1 + int(_xdist_worker[2:])}").geturl()
+        _db = int(_url.path.strip("/") or 0) + 1 + int(_xdist_worker[2:])
+        if _db > 15:
+            raise RuntimeError(
+                f"pytest-xdist worker {_xdist_worker} would use Redis database {_db}: "
+                "run fewer workers (TEST_WORKERS) or name a lower database in CELERY_BROKER_URL"
+            )
+        CELERY_BROKER_URL = _url._replace(path=f"/{_db}").geturl()
+        os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL

@@ -112,3 +112,66 @@ def test_each_xdist_worker_has_its_own_redis_database(tmp_path: Path) -> None:
     assert child == "redis://127.0.0.1:6379/4"
     # and without xdist the URL is as set
     assert _broker_url(tmp_path, under_pytest=True, **redis) == "redis://127.0.0.1:6379/4"
+
+
+FOLDERS = (
+    "{imports}import os\n"
+    "from django.conf import settings\n"
+    "broker = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get('data_folder_in', '')\n"
+    "print(os.environ['PROMETHEUS_MULTIPROC_DIR'])\n"
+    "print(broker)\n"
+    "print(os.environ['CELERY_BROKER_URL'])\n"
+)
+
+
+def test_an_xdist_worker_keeps_its_own_metrics_broker_folder_and_tells_its_children(
+    tmp_path: Path,
+) -> None:
+    """The controller's folders are in the environment a worker inherits: a worker makes its
+    own (the metrics tests count exact deltas), and what it starts inherits the worker's."""
+    controller_metrics = tmp_path / "jobtrail-test-metrics-controller"
+    controller_broker = tmp_path / f"jobtrail-test-broker-{os.getpid()}-controller"
+    controller_metrics.mkdir()
+    controller_broker.mkdir()
+    inherited = {
+        "PROMETHEUS_MULTIPROC_DIR": str(controller_metrics),
+        "JOBTRAIL_TEST_BROKER_DIR": str(controller_broker),
+        "PYTEST_XDIST_WORKER": "gw1",
+    }
+
+    def folders(*, under_pytest: bool, **extra: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", FOLDERS.format(imports="import pytest\n" * under_pytest)],
+            cwd=ROOT,
+            env=_clean_env(tmp_path, **{**inherited, **extra}),
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    metrics, broker, url = folders(under_pytest=True, CELERY_BROKER_URL="filesystem://")
+    assert metrics not in ("", str(controller_metrics))
+    assert broker != str(controller_broker)
+    assert Path(broker).name.startswith("jobtrail-test-broker-")
+    assert url == "filesystem://"
+    # a process the worker starts (no pytest in it) uses what it was handed
+    metrics, broker, url = folders(under_pytest=False, CELERY_BROKER_URL="filesystem://")
+    assert (metrics, broker) == (str(controller_metrics), str(controller_broker))
+    # on Redis the worker hands its own database on through the environment
+    *_, url = folders(under_pytest=True, CELERY_BROKER_URL="redis://127.0.0.1:6379/2")
+    assert url == "redis://127.0.0.1:6379/4"
+
+
+def test_more_xdist_workers_than_redis_databases_is_a_clear_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", BROKER.format(imports="import pytest\n")],
+        cwd=ROOT,
+        env=_clean_env(
+            tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:6379/4", PYTEST_XDIST_WORKER="gw11"
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "would use Redis database 16" in done.stderr

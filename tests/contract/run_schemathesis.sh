@@ -56,7 +56,7 @@ export JOBTRAIL_PUBLIC_URL="$base" JOBTRAIL_MEDIA_ROOT="$work/media"
 export JOBTRAIL_API_RATE_LIMIT=1000000/minute JOBTRAIL_AUTH_RATE_LIMIT=1000000/minute
 # Webhook endpoints may point at loopback (tests/contract/hooks.py gives them one).
 export JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS=1
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PROMETHEUS_MULTIPROC_DIR="$work/prometheus"
 
 echo "=== database $db_name, broker on :$redis_port, web on :$web_port"
 "$py" - <<PY
@@ -74,7 +74,9 @@ password=$("$py" -c 'import secrets; print(secrets.token_urlsafe(24))')
 # take for an option after a separate --password
 "$py" manage.py create_api_client "Schemathesis Co" schemathesis --password="$password" >/dev/null
 
-"$root/$venv/bin/gunicorn" config.wsgi --bind "127.0.0.1:$web_port" --workers 2 --threads 4 \
+# as deployed: config.gunicorn answers what gunicorn refuses itself with problem documents
+"$root/$venv/bin/gunicorn" config.wsgi --config python:config.gunicorn \
+  --bind "127.0.0.1:$web_port" --workers 2 --threads 4 \
   --no-control-socket >"$work/web.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 60); do

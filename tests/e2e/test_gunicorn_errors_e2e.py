@@ -54,6 +54,9 @@ BAD_LENGTH = (
 CONTROL_CHARACTER = b"GET /api/v1/jobs/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Bad: a\x01b\r\n\r\n"
 
 
+TITLES = {400: "Bad request", 414: "URI too long", 431: "Request header fields too large"}
+
+
 @pytest.mark.parametrize(
     ("raw", "status", "code", "detail"),
     [
@@ -79,6 +82,7 @@ def test_what_gunicorn_refuses_is_a_problem_document(
     assert set(problem) == {"type", "title", "status", "detail", "code"}, problem
     assert problem["status"] == status and problem["code"] == code, problem
     assert problem["type"] == f"/problems/{code}"
+    assert problem["title"] == TITLES[status]
     assert detail.lower() in problem["detail"].lower(), problem
     # the server is still there for the next request
     assert send(web, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")[0] == 200
