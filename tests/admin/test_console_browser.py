@@ -42,7 +42,13 @@ from webhooks.selectors import endpoint_origin
 from webhooks.sending import deliver
 from webhooks.services import endpoint_create
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# the stack's processes share the test database: PostgreSQL (SQLite's is in memory)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.browser,
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+]
 
 WORKER_TIMEOUT = 20  # seconds the worker has to reach the receiver (a bound, not a measurement)
 EXACT_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
