@@ -4,6 +4,7 @@ Shared by the end-to-end tests (``tests/e2e``) and the production suite (``tests
 """
 
 import contextlib
+import http.client
 import os
 import shutil
 import signal
@@ -149,6 +150,17 @@ def redis_answers(port: int) -> bool:
 
 
 # --- HTTP -------------------------------------------------------------------------------------
+
+
+def raw_http(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Write ``raw`` as is to 127.0.0.1:``port`` (what no HTTP client sends) and read the
+    answer: status, headers (lower-case names), body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(raw)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        return response.status, headers, response.read()
 
 
 def web_ready(base: str) -> bool:

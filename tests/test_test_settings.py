@@ -83,20 +83,25 @@ def test_a_folder_whose_maker_was_killed_is_swept(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # and the new one is removed at exit
 
 
-BROKER = (
-    "import sys\n{imports}from django.conf import settings\nprint(settings.CELERY_BROKER_URL)\n"
-)
+BROKER = "from django.conf import settings\nprint(settings.CELERY_BROKER_URL)\n"
 
 
-def _broker_url(tmp_path: Path, *, under_pytest: bool, **extra: str) -> str:
-    script = BROKER.format(imports="import pytest\n" if under_pytest else "")
-    done = subprocess.run(
-        [sys.executable, "-c", script],
+def _settings_in_a_process(
+    tmp_path: Path, script: str, *, under_pytest: bool, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a new interpreter on the test settings, as a pytest process (pytest
+    imported first) or as one a test starts."""
+    return subprocess.run(
+        [sys.executable, "-c", "import pytest\n" * under_pytest + script],
         cwd=ROOT,
         env=_clean_env(tmp_path, **extra),
         capture_output=True,
         text=True,
     )
+
+
+def _broker_url(tmp_path: Path, *, under_pytest: bool, **extra: str) -> str:
+    done = _settings_in_a_process(tmp_path, BROKER, under_pytest=under_pytest, **extra)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -115,7 +120,7 @@ def test_each_xdist_worker_has_its_own_redis_database(tmp_path: Path) -> None:
 
 
 FOLDERS = (
-    "{imports}import os\n"
+    "import os\n"
     "from django.conf import settings\n"
     "broker = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get('data_folder_in', '')\n"
     "print(os.environ['PROMETHEUS_MULTIPROC_DIR'])\n"
@@ -140,12 +145,8 @@ def test_an_xdist_worker_keeps_its_own_metrics_broker_folder_and_tells_its_child
     }
 
     def folders(*, under_pytest: bool, **extra: str) -> list[str]:
-        done = subprocess.run(
-            [sys.executable, "-c", FOLDERS.format(imports="import pytest\n" * under_pytest)],
-            cwd=ROOT,
-            env=_clean_env(tmp_path, **{**inherited, **extra}),
-            capture_output=True,
-            text=True,
+        done = _settings_in_a_process(
+            tmp_path, FOLDERS, under_pytest=under_pytest, **{**inherited, **extra}
         )
         assert done.returncode == 0, done.stderr
         return done.stdout.split()
@@ -164,14 +165,12 @@ def test_an_xdist_worker_keeps_its_own_metrics_broker_folder_and_tells_its_child
 
 
 def test_more_xdist_workers_than_redis_databases_is_a_clear_error(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", BROKER.format(imports="import pytest\n")],
-        cwd=ROOT,
-        env=_clean_env(
-            tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:6379/4", PYTEST_XDIST_WORKER="gw11"
-        ),
-        capture_output=True,
-        text=True,
+    done = _settings_in_a_process(
+        tmp_path,
+        BROKER,
+        under_pytest=True,
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/4",
+        PYTEST_XDIST_WORKER="gw11",
     )
     assert done.returncode != 0
     assert "would use Redis database 16" in done.stderr

@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import pytest
 import requests
 
 from tests.e2e.stack import BIN, ROOT, free_port, wait_until
+from tests.live import raw_http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -240,15 +240,7 @@ def test_a_malformed_chunked_body_answers_a_400_problem(web: Web) -> None:
         b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"zz\r\n{}\r\n0\r\n\r\n"
     )
-    with socket.create_connection(("127.0.0.1", web.port), timeout=30) as sock:
-        sock.sendall(request)
-        response = http.client.HTTPResponse(sock)
-        response.begin()
-        status, headers, body = response.status, dict(response.getheaders()), response.read()
-
-    assert_problem(
-        status, {k.lower(): v for k, v in headers.items()}, body, 400, "malformed_chunked_body"
-    )
+    assert_problem(*raw_http(web.port, request), 400, "malformed_chunked_body")
 
 
 def test_debug_dependent_paths_answer_problems(web: Web) -> None:

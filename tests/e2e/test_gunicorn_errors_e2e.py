@@ -4,14 +4,13 @@ gunicorn as deployed (``--config python:config.gunicorn``, what the Procfile and
 unit run); each request is written as is over a socket, since no HTTP client sends these.
 """
 
-import http.client
 import json
-import socket
 from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.stack import Stack
+from tests.live import raw_http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -27,15 +26,6 @@ def web(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield stack
     finally:
         stack.processes.stop_all()
-
-
-def send(stack: Stack, raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    with socket.create_connection(("127.0.0.1", stack.web_port), timeout=30) as sock:
-        sock.sendall(raw)
-        response = http.client.HTTPResponse(sock)
-        response.begin()
-        headers = {k.lower(): v for k, v in response.getheaders()}
-        return response.status, headers, response.read()
 
 
 LONG_LINE = b"GET /api/v1/jobs/?code=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -71,7 +61,7 @@ TITLES = {400: "Bad request", 414: "URI too long", 431: "Request header fields t
 def test_what_gunicorn_refuses_is_a_problem_document(
     web: Stack, raw: bytes, status: int, code: str, detail: str
 ) -> None:
-    answered, headers, body = send(web, raw)
+    answered, headers, body = raw_http(web.web_port, raw)
 
     assert answered == status, body[:300]
     assert headers["content-type"] == "application/problem+json", headers
@@ -85,4 +75,4 @@ def test_what_gunicorn_refuses_is_a_problem_document(
     assert problem["title"] == TITLES[status]
     assert detail.lower() in problem["detail"].lower(), problem
     # the server is still there for the next request
-    assert send(web, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")[0] == 200
+    assert raw_http(web.web_port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")[0] == 200
