@@ -28,7 +28,6 @@ Why this is safe:
 
 import logging
 import time
-import uuid
 from datetime import timedelta, tzinfo
 from functools import partial
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from config import leases, metrics
 from config.outbox import publish_on_commit, publish_wakeup
@@ -58,8 +58,10 @@ BUDGET = 20.0  # seconds one relay task works before it hands on to a fresh mess
 SWEEP_AFTER = timedelta(seconds=5)
 SENDER_TASK = "webhooks.send_due_deliveries"
 REPORTABLE = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS})
-# webhook-id of an event's deliveries: stable (the same on every run), opaque
-WEBHOOK_ID_NAMESPACE = uuid.UUID("8d7e4b1c-51a4-4c43-9c0e-3f7f3b1d6a52")
+# webhook-id of an event's deliveries: a keyed hash of the event's id (stored on each delivery,
+# so the same on every retry): the event ids count every company's events, and a plain hash of
+# one could be reversed by trying ids in turn
+WEBHOOK_ID_SALT = "jobtrail.webhooks.webhook-id"
 
 TIMELINE_WEBHOOKS: dict[str, str] = {
     EventStatus.CREATED: "jobs.create",
@@ -83,7 +85,8 @@ def events_id_of(event: JobEvent) -> str:
 
 
 def webhook_id_of(event: JobEvent) -> str:
-    return "msg_" + uuid.uuid5(WEBHOOK_ID_NAMESPACE, str(event.pk)).hex
+    digest = salted_hmac(WEBHOOK_ID_SALT, str(event.pk), algorithm="sha256").hexdigest()
+    return "msg_" + digest[:32]
 
 
 def webhook_data(event: JobEvent, *, zone: tzinfo | None = None) -> dict[str, Any]:

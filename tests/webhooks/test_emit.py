@@ -1,10 +1,14 @@
 """The event log is the outbox: the relay writes a delivery per subscribed endpoint."""
 
+import re
+from typing import Any
+
 import pytest
 from django.db import transaction
 
 from jobs import services as jobs
 from jobs.models import Job, JobEvent
+from jobs.relay import webhook_id_of
 from tests.factories import CompanyFactory, JobFactory
 from tests.relay import run_relay
 from tests.webhooks.helpers import deliveries, endpoint_for
@@ -83,6 +87,25 @@ def test_inactive_and_other_company_endpoints_get_nothing() -> None:
     endpoint_for(other, "http://127.0.0.1:9/b")
     _lifecycle(company)
     assert WebhookDelivery.objects.count() == 0
+
+
+def test_webhook_id_is_a_keyed_hash_not_reversible_to_the_shared_event_counter(
+    settings: Any,
+) -> None:
+    """The event ids count every company's events: a receiver that could turn a webhook-id
+    back into one (a hash of it with a constant from the source, tried for 1, 2, 3…) would
+    learn how many events other companies logged in between. The id depends on the server's
+    secret key, and is the same whenever it is asked for (stored on each delivery)."""
+    company = CompanyFactory()
+    endpoint = endpoint_for(company, "http://127.0.0.1:9/a", ["jobs.started"])
+    job = JobFactory(company=company)
+    jobs.job_start(job_id=job.pk, message="go")
+    [delivery] = deliveries(endpoint=endpoint)
+    event = JobEvent.objects.get(job=job, status="started")
+    assert delivery.event_id == webhook_id_of(event)
+    assert re.fullmatch(r"msg_[0-9a-f]{32}", delivery.event_id)
+    settings.SECRET_KEY = "another-secret-key-" + "x" * 40
+    assert webhook_id_of(event) != delivery.event_id
 
 
 def test_envelope_and_shared_event_id_across_endpoints() -> None:
