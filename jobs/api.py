@@ -1,6 +1,7 @@
 """The v1 REST API: one thin view per use case over ``services`` and ``selectors``."""
 
 import uuid
+from datetime import UTC
 from typing import Any, cast
 
 from django.conf import settings
@@ -8,6 +9,8 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.signals import setting_changed
 from django.urls import get_script_prefix, get_urlconf, reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -76,6 +79,8 @@ class Cursor(CursorPagination):
     page_size = 50
     max_page_size = 500
     page_size_query_param = "page_size"
+    # the ordering's first field is a time (its position is read in UTC)
+    time_position = False
 
     def get_page_size(self, request: Request) -> int:
         """``page_size``: 1 to ``max_page_size``; anything else is refused (DRF would quietly
@@ -91,8 +96,11 @@ class Cursor(CursorPagination):
 
     def decode_cursor(self, request: Request) -> Any:
         try:
-            return super().decode_cursor(request)
-        except NotFound:
+            cursor = super().decode_cursor(request)
+            if self.time_position and cursor is not None and cursor.position is not None:
+                cursor = cursor._replace(position=_utc_position(cursor.position))
+            return cursor
+        except (NotFound, ValueError, OverflowError):
             raise ValidationError({"cursor": ["Invalid cursor."]}) from None
 
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
@@ -103,8 +111,20 @@ class Cursor(CursorPagination):
             raise ValidationError({"cursor": ["Invalid cursor."]}) from None
 
 
+def _utc_position(position: str) -> str:
+    """A cursor's time position in UTC: the client holds the cursor, and an offset Python takes
+    but PostgreSQL does not (beyond ±15:59) would otherwise fail the query (a 500)."""
+    moment = parse_datetime(position)
+    if moment is None:
+        raise ValueError(position)
+    if timezone.is_naive(moment):
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
 class JobCursor(Cursor):
     ordering = ("-created_at", "-id")
+    time_position = True
 
 
 class SequenceCursor(Cursor):

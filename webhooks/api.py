@@ -75,6 +75,7 @@ SECRET_FIELDS = ("secret",)
 
 class CreatedCursor(Cursor):
     ordering = ("-created_at", "-id")
+    time_position = True
 
 
 class EndpointCollectionView(CompanyAPIView):
