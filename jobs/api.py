@@ -570,8 +570,9 @@ class JobPushResultsView(CompanyAPIView):
         tags=["push results"],
         summary="Record a push status (the accounting data service's webhook payload)",
         description="Body: the push status event as the accounting data service sends it. "
-        "Unknown fields, in `data` or beside it, are accepted and listed back in `ignored_fields`; "
-        "`sourceObjectId` is read as `sourceObjectIds`. A repeated "
+        "Unknown fields, in `data` (also inside `validation` and its `errors` items) or beside "
+        "it, are accepted and listed back in `ignored_fields`; `sourceObjectId` is read as "
+        "`sourceObjectIds` (listed when both come). A repeated "
         "`pushCommunicationId` answers 200 with the stored result.",
         parameters=[JOB_ID, IDEMPOTENCY_KEY],
         request=PushEventInput,

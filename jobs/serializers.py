@@ -411,6 +411,10 @@ class PushValidation(serializers.Serializer):
     errors = ValidationErrorItem(many=True, required=False, default=list)  # type: ignore[assignment]
 
 
+VALIDATION_NAMES = frozenset(PushValidation._declared_fields)
+VALIDATION_ERROR_NAMES = frozenset(ValidationErrorItem._declared_fields)
+
+
 class PushEventData(serializers.Serializer):
     """The ``data`` object; unknown fields are accepted (the sender may add fields).
 
@@ -440,8 +444,31 @@ class PushEventData(serializers.Serializer):
 
     def to_internal_value(self, data: Any) -> Any:
         value = super().to_internal_value(data)
-        value["ignored_fields"] = sorted(str(key) for key in data if key not in self.fields)
+        ignored = {str(key) for key in data if key not in self.fields}
+        if "sourceObjectIds" in data and "sourceObjectId" in data:
+            ignored.add("sourceObjectId")  # both spellings sent: the first is read
+        ignored |= _unread_validation_names(data.get("validation"))
+        value["ignored_fields"] = sorted(ignored)
         return value
+
+
+def _unread_validation_names(validation: Any) -> set[str]:
+    """Names inside ``validation`` that are not read, as a path from ``data`` (``*`` for any
+    item of ``errors``): a misspelled ``error`` or an item's ``fieldName`` would otherwise
+    leave the result without its errors, unnoticed."""
+    if not isinstance(validation, Mapping):
+        return set()
+    names = {f"validation/{key}" for key in validation if key not in VALIDATION_NAMES}
+    items = validation.get("errors")
+    if isinstance(items, list):
+        names |= {
+            f"validation/errors/*/{key}"
+            for item in items
+            if isinstance(item, Mapping)
+            for key in item
+            if key not in VALIDATION_ERROR_NAMES
+        }
+    return names
 
 
 class PushEventInput(serializers.Serializer):

@@ -1280,6 +1280,38 @@ def test_unknown_fields_are_accepted_and_listed_back(api: APIClient, company: An
     assert repeat.json()["ignored_fields"] == []  # what this request sent
 
 
+def test_unread_names_inside_validation_are_listed_back(api: APIClient, company: Any) -> None:
+    """A typo below the top level (``validation.error``, an item's ``fieldName``) left the
+    result without its errors and listed nothing: it is listed as a path from ``data``."""
+    job = job_in_status(JobStatus.PROCESSING, company=company)
+    payload = success_payload(pushCommunicationId="push-nested", status="failed")
+    payload["data"]["validation"] = {
+        "errors": [
+            {"field": "memo", "message": "too long"},
+            {"fieldName": "amount", "msg": "negative"},
+            {"fieldName": "date", "message": "in the future"},
+        ],
+        "error": [{"field": "x", "message": "singular: not read"}],
+    }
+    payload["data"]["sourceObjectIds"] = ["inv-1"]
+    payload["data"]["sourceObjectId"] = ["inv-2"]  # both spellings: the first is read
+
+    response = api.post(push_url(job.pk), payload, format="json")
+
+    assert response.status_code == 201, response.content
+    expected = [
+        "sourceObjectId",
+        "validation/error",
+        "validation/errors/*/fieldName",
+        "validation/errors/*/msg",
+    ]
+    assert response.json()["ignored_fields"] == expected
+    result = PushResult.objects.get(push_communication_id="push-nested")
+    assert result.ignored_fields == expected
+    assert result.source_object_ids == ["inv-1"]
+    assert result.validation_errors[0] == {"field": "memo", "message": "too long"}
+
+
 def test_a_push_with_only_known_fields_ignores_nothing(api: APIClient, company: Any) -> None:
     job = job_in_status(JobStatus.PROCESSING, company=company)
 
