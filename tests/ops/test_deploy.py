@@ -8,9 +8,11 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core import checks
 from gunicorn.app.base import Application
 from gunicorn.config import Config
 
@@ -173,3 +175,20 @@ def test_gunicorn_loads_the_metrics_hooks_in_the_unit_and_the_procfile() -> None
     loader.cfg = Config()
     loader.load_config_from_module_name_or_filename("python:config.gunicorn")
     assert loader.cfg.child_exit is importlib.import_module("config.gunicorn").child_exit
+
+
+@pytest.mark.parametrize(
+    ("allowed", "debug", "warned"),
+    [(True, False, True), (False, False, False), (True, True, False)],
+)
+def test_the_deployment_check_warns_when_private_webhook_targets_are_allowed(
+    settings: Any, allowed: bool, debug: bool, warned: bool
+) -> None:
+    """The setting lifts the SSRF guard for local runs and tests; left on in a deployment
+    (DEBUG off), `manage.py check --deploy` (CI's `.ci/check-deploy` fails on a warning) says so."""
+    settings.JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS = allowed
+    settings.DEBUG = debug
+
+    found = checks.run_checks(include_deployment_checks=True, tags=[checks.Tags.security])
+
+    assert ("jobtrail.W001" in {message.id for message in found}) is warned
