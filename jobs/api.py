@@ -131,8 +131,13 @@ class SequenceCursor(Cursor):
     ordering = ("sequence",)
 
 
-class IdCursor(Cursor):
-    ordering = ("id",)
+class ReceivedCursor(Cursor):
+    """A job's push results in the order they came. Its position is a time: an id position
+    would tell the client how many push results every other company recorded between two of
+    its own (the ids count them all)."""
+
+    ordering = ("received_at", "id")
+    time_position = True
 
 
 class TokenObtainView(TokenObtainPairView):
@@ -561,7 +566,7 @@ class JobPushResultsView(CompanyAPIView):
     def get(self, request: Request, job_id: Any) -> Response:
         job = self.get_job(job_id)
         filters = _valid(PushResultListFilters, request.query_params)
-        paginator = IdCursor()
+        paginator = ReceivedCursor()
         results = selectors.push_result_list(job=job, **filters)
         page = paginator.paginate_queryset(results, request, view=self)
         return paginator.get_paginated_response(PushResultSerializer(page, many=True).data)

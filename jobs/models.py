@@ -264,7 +264,9 @@ class PushStatus(models.TextChoices):
 class PushResult(models.Model):
     """One push request reported by the accounting data service (seed 001)."""
 
-    # indexed by push_result_job_id (job, id): a job's results in order (lists, the report)
+    # indexed by push_result_job_received (job, received_at, id): a job's results in the order
+    # they came (the list's cursor, the report); the list's cursor holds a time, not the id,
+    # which counts every company's results
     job = models.ForeignKey(
         Job, on_delete=models.CASCADE, related_name="push_results", db_index=False
     )
@@ -286,14 +288,14 @@ class PushResult(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["job", "id"]
+        ordering = ["job", "received_at", "id"]
         constraints = [
             models.UniqueConstraint(
                 fields=["job", "push_communication_id"], name="push_result_id_unique_per_job"
             ),
         ]
         indexes = [
-            models.Index(fields=["job", "id"], name="push_result_job_id"),
+            models.Index(fields=["job", "received_at", "id"], name="push_result_job_received"),
             models.Index(fields=["job", "status"], name="push_result_job_status"),
         ]
 

@@ -261,4 +261,5 @@ def push_result_list(*, job: Job, status: str | None = None) -> QuerySet[PushRes
 
 
 def failed_push_results(*, job: Job, limit: int) -> list[PushResult]:
-    return list(job.push_results.filter(status=PushStatus.FAILED).order_by("id")[:limit])
+    failed = job.push_results.filter(status=PushStatus.FAILED)
+    return list(failed.order_by("received_at", "id")[:limit])

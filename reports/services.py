@@ -182,8 +182,9 @@ def _copy_postgresql(job_id: Any, out: Any) -> int:
     )
     statement = (
         f"COPY (SELECT {', '.join(_pg_cell(name) for name in names)} FROM ("
-        f"SELECT id, {cells} FROM {table} WHERE job_id = '{job}'::uuid ORDER BY id OFFSET 0"
-        ") AS cells ORDER BY id) TO STDOUT (FORMAT csv)"
+        f"SELECT received_at, id, {cells} FROM {table} WHERE job_id = '{job}'::uuid "
+        "ORDER BY received_at, id OFFSET 0) AS cells ORDER BY received_at, id) TO STDOUT "
+        "(FORMAT csv)"
     )
     connection.ensure_connection()
     buffer = bytearray()
@@ -229,7 +230,7 @@ def _write_portable(job_id: Any, writer: Any) -> int:
     """Write the job's rows with ``writer`` (a ``csv.writer``), in chunks; return how many."""
     rows = (
         PushResult.objects.filter(job_id=job_id)
-        .order_by("id")
+        .order_by("received_at", "id")
         .values_list(*HEADER)  # the columns are the field names
         .iterator(chunk_size=CHUNK)
     )

@@ -38,7 +38,7 @@ NEW_INDEXES = {
         "job_company_created_asc",
     },
     "jobs_jobevent": {"job_event_actor"},
-    "jobs_pushresult": {"push_result_job_id"},
+    "jobs_pushresult": {"push_result_job_received"},
 }
 
 

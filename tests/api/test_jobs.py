@@ -1,7 +1,9 @@
 """The v1 jobs endpoints: create, list, detail, progress, events, cancel — and tenancy."""
 
-from datetime import timedelta
+import base64
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.urls import reverse
@@ -9,8 +11,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from jobs import services
-from jobs.models import Job, JobEvent, JobStatus
-from tests.factories import JobFactory, job_in_status
+from jobs.models import Job, JobEvent, JobStatus, PushResult
+from tests.factories import CompanyFactory, JobFactory, job_in_status
 
 pytestmark = pytest.mark.django_db
 
@@ -332,6 +334,39 @@ def test_cursor_pagination_walks_every_job_once_newest_first(api: APIClient, com
     assert pages == 3
     expected = sorted(jobs, key=lambda j: (j.created_at, j.pk), reverse=True)
     assert seen == [str(j.pk) for j in expected]
+
+
+def test_push_results_page_in_arrival_order_and_the_cursor_tells_no_id(
+    api: APIClient, company
+) -> None:
+    """Push result ids count every company's results: a cursor holding one told a client how
+    many other companies recorded between two of its own. The list walks a job's results in
+    the order they came, and its cursor holds a time."""
+    job = job_in_status(JobStatus.PROCESSING, company=company)
+    other = job_in_status(JobStatus.PROCESSING, company=CompanyFactory(name="Other"))
+
+    def record(target: Job, push_id: str) -> None:
+        services.push_result_record(
+            job_id=target.pk,
+            data=services.PushResultData(push_communication_id=push_id, status="success"),
+        )
+
+    for number in range(5):
+        record(job, f"mine-{number}")
+        record(other, f"theirs-{number}")
+    seen: list[str] = []
+    url: str | None = f"/api/v1/jobs/{job.pk}/push-results/?page_size=2"
+    while url:
+        body = api.get(url).json()
+        seen.extend(result["push_communication_id"] for result in body["results"])
+        url = body["next"]
+        if url:
+            cursor = parse_qs(urlsplit(url).query)["cursor"][0]
+            position = parse_qs(base64.b64decode(cursor).decode())["p"][0]
+            last = PushResult.objects.get(job=job, push_communication_id=seen[-1])
+            assert position != str(last.pk)
+            assert datetime.fromisoformat(position) == last.received_at
+    assert seen == [f"mine-{number}" for number in range(5)]
 
 
 def test_page_size_up_to_500_is_taken(api: APIClient, company) -> None:
