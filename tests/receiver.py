@@ -124,7 +124,7 @@ class Receiver:
         head = [f"HTTP/1.0 {reply.status} {phrase}\r\n"]
         head += [f"{name}: {value}\r\n" for name, value in reply.headers.items()]
         head += [f"Content-Length: {len(payload)}\r\n", "\r\n"]
-        raw_head = "".join(head).encode()
+        raw_head = "".join(head).encode("latin-1")  # as http.server writes headers
         if not reply.drip:
             handler.wfile.write(raw_head + payload)
             return True

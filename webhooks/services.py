@@ -3,6 +3,7 @@
 import base64
 import json
 import logging
+import math
 import random
 import secrets
 import time
@@ -17,6 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Count, F, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
+from django.utils.http import parse_http_date_safe
 from standardwebhooks.webhooks import Webhook
 
 from config import leases, metrics, outbox
@@ -698,6 +700,19 @@ def _retry_schedule(*, handoff: bool) -> list[int]:
     return settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE
 
 
+def retry_after_seconds(value: str | None) -> int | None:
+    """A ``Retry-After`` answer in seconds from now (RFC 9110: ``delay-seconds`` or an
+    HTTP-date), or None when it is neither. Only ASCII digits count (``str.isdigit`` takes
+    ``²``, which ``int`` refuses), and at most 10 of them (``int`` refuses thousands)."""
+    value = (value or "").strip()
+    if value.isascii() and value.isdigit():
+        return int(value) if len(value) <= 10 else 10**10
+    moment = parse_http_date_safe(value) if value.isascii() else None
+    if moment is None:
+        return None
+    return max(0, math.ceil(moment - time.time()))
+
+
 def _retry_delay(number: int, retry_after: str | None, *, handoff: bool = False) -> float | None:
     """Seconds until the next try, or None when the schedule is used up.
 
@@ -707,9 +722,10 @@ def _retry_delay(number: int, retry_after: str | None, *, handoff: bool = False)
     schedule = _retry_schedule(handoff=handoff)
     if number > len(schedule):
         return None
-    if retry_after and retry_after.strip().isdigit():
+    asked = retry_after_seconds(retry_after)
+    if asked is not None:
         low, high = RETRY_AFTER_BOUNDS
-        return float(min(max(int(retry_after.strip()), low), high))
+        return float(min(max(asked, low), high))
     base = schedule[number - 1]
     return base * random.uniform(0.8, 1.2)
 

@@ -4,6 +4,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -11,14 +12,16 @@ import pytest
 from billiard.pool import soft_timeout_sighandler
 from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
+from django.utils.http import http_date
 from standardwebhooks.webhooks import Webhook
 
 from tests.factories import CompanyFactory, JobFactory
 from tests.receiver import Receiver, Reply
 from tests.webhooks.helpers import deliveries, endpoint_for
 from webhooks import sending, services
-from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.sending import deliver
+from webhooks.services import retry_after_seconds
 
 pytestmark = pytest.mark.django_db
 
@@ -195,6 +198,62 @@ def test_retry_after_is_honoured_within_bounds(receiver: Receiver, settings) -> 
     delivery = _send(delivery)
     delay = (delivery.next_attempt_at - timezone.now()).total_seconds()
     assert 24 * 3600 - 10 <= delay <= 24 * 3600
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "high"),
+    [
+        ("\N{SUPERSCRIPT TWO}", 3, 6.1),  # not a number: the schedule's 5 s, jittered
+        ("soon", 3, 6.1),
+        ("9" * 5000, 24 * 3600 - 10, 24 * 3600),  # a number too long for int(): the bound
+    ],
+    ids=["superscript two", "a word", "5000 digits"],
+)
+def test_a_retry_after_python_cannot_read_as_int_is_still_recorded(
+    receiver: Receiver, settings, value: str, low: float, high: float
+) -> None:
+    """``str.isdigit`` takes ``²`` (one latin-1 byte on the wire) and ``int`` refuses it, as it
+    refuses 5,000 digits: the attempt was never recorded, and the delivery was sent again each
+    time its claim ran out instead of on its schedule."""
+    settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE = [5, 5]
+    receiver.reply(Reply(503, headers={"Retry-After": value}))
+    delivery = _send(_one_delivery(receiver))
+
+    assert delivery.status == "pending"
+    assert delivery.attempts == 1
+    assert WebhookAttempt.objects.filter(delivery=delivery).count() == 1
+    delay = (delivery.next_attempt_at - timezone.now()).total_seconds()
+    assert low <= delay <= high
+
+
+def test_a_retry_after_http_date_is_honoured(receiver: Receiver, settings) -> None:
+    settings.JOBTRAIL_WEBHOOK_RETRY_SCHEDULE = [5, 5]
+    receiver.reply(Reply(503, headers={"Retry-After": http_date(time.time() + 300)}))
+    delivery = _send(_one_delivery(receiver))
+
+    delay = (delivery.next_attempt_at - timezone.now()).total_seconds()
+    assert 290 <= delay <= 301
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("120", 120),
+        (" 7 ", 7),
+        ("0", 0),
+        ("9" * 5000, 10**10),  # int() refuses more than 4,300 digits
+        ("\N{SUPERSCRIPT TWO}", None),
+        ("\N{CIRCLED DIGIT ONE}", None),
+        ("-5", None),
+        ("1.5", None),
+        ("", None),
+        (None, None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0),  # a date gone by: now
+    ],
+    ids=repr,
+)
+def test_retry_after_seconds(value: str | None, seconds: int | None) -> None:
+    assert retry_after_seconds(value) == seconds
 
 
 def test_410_disables_the_endpoint(receiver: Receiver) -> None:
