@@ -98,7 +98,9 @@ class Cursor(CursorPagination):
         try:
             cursor = super().decode_cursor(request)
             if self.time_position and cursor is not None and cursor.position is not None:
-                cursor = cursor._replace(position=_utc_position(cursor.position))
+                # a time as text (DRF's stubs type a position as int)
+                position: Any = _utc_position(str(cursor.position))
+                cursor = cursor._replace(position=position)
             return cursor
         except (NotFound, ValueError, OverflowError):
             raise ValidationError({"cursor": ["Invalid cursor."]}) from None
