@@ -3,6 +3,7 @@
 import csv
 import io
 import logging
+import secrets
 import tempfile
 import uuid
 from datetime import timedelta
@@ -279,8 +280,12 @@ def report_build(*, job_id: Any, last_try: bool = False) -> Report | None:
             text.detach()
             size = raw.seek(0, io.SEEK_END)
             raw.seek(0)
+            # a name of this build's own: a storage that overwrites a name it holds
+            # (django-storages' S3 default) would otherwise let a superseded build delete
+            # the file of the build that won
+            own = f"{job.pk}-{secrets.token_hex(8)}.csv"
             name = report.file.storage.save(
-                f"reports/{timezone.now():%Y/%m}/{job.pk}.csv", File(raw, name=f"{job.pk}.csv")
+                f"reports/{timezone.now():%Y/%m}/{own}", File(raw, name=own)
             )
         superseded, old_name = _mark_ready(
             report, claimed.until, name=name, rows=rows, size=size, covered=covered

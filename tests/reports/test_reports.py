@@ -535,6 +535,43 @@ def test_a_build_superseded_by_a_newer_request_is_discarded(monkeypatch) -> None
     assert WebhookDelivery.objects.filter(events_id="jobs.report.ready").count() == 1
 
 
+def test_a_superseded_build_leaves_the_winning_build_s_file_on_a_storage_that_overwrites(
+    settings, tmp_path, monkeypatch
+) -> None:
+    """django-storages' S3 storage overwrites a name it holds (AWS_S3_FILE_OVERWRITE): two
+    builds of a job in one month shared a name, and the superseded one deleted it, leaving the
+    ready report's link pointing at nothing."""
+    settings.MEDIA_ROOT = str(tmp_path)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"allow_overwrite": True},
+        },
+    }
+    job = _finished_job_with_pushes()
+    real_mark_ready = services._mark_ready
+    names: list[str] = []
+
+    def newer_build_wins_meanwhile(report, until, **fields):  # type: ignore[no-untyped-def]
+        names.append(fields["name"])
+        if len(names) == 1:  # a late push result, and its rebuild runs to the end
+            _push(job, 3)
+            services.reports_request(job_ids=[job.pk])
+            assert services.report_build(job_id=job.pk) is not None
+        return real_mark_ready(report, until, **fields)
+
+    monkeypatch.setattr(services, "_mark_ready", newer_build_wins_meanwhile)
+
+    assert services.report_build(job_id=job.pk) is None  # superseded
+    report = Report.objects.get(job=job)
+    assert report.status == "ready" and report.row_count == 3
+    assert report.file.name == names[1] != names[0]
+    assert report.file.storage.exists(report.file.name)
+    assert [r[0] for r in _read(report)[1:]] == ["push-1", "push-2", "push-3"]
+    assert not report.file.storage.exists(names[0])  # the superseded build's own, deleted
+
+
 def test_a_build_that_outlived_its_lease_may_be_taken_over() -> None:
     job = _finished_job_with_pushes()
     Report.objects.filter(job=job).update(locked_until=timezone.now() + timedelta(minutes=1))
