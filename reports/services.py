@@ -60,9 +60,12 @@ def reports_request(*, job_ids: list[Any]) -> int:
 
     Idempotent: a report already pending stays pending; a ready one is rebuilt. A lost build
     message is queued again by ``reports_queue_pending``. Return how many were requested.
+    The rows are taken in one order (the upsert locks them in the order given): two relays
+    requesting the same jobs in their events' orders would deadlock.
     """
     if not job_ids:
         return 0
+    job_ids = [job_id for _, job_id in sorted({str(j): j for j in job_ids}.items())]
     Report.objects.bulk_create(
         [Report(job_id=job_id, status=ReportStatus.PENDING) for job_id in job_ids],
         update_conflicts=True,

@@ -1,18 +1,46 @@
 """PostgreSQL helpers for tests that make the database drop a connection."""
 
+import time
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 from django.db import connection
+
+
+def _params() -> dict[str, Any]:
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)  # Django's own, not psycopg's connect() arguments
+    params.pop("context", None)
+    return params
+
+
+def side_connection(*, autocommit: bool = False) -> psycopg.Connection:
+    """A psycopg connection of its own to the test database (to hold locks beside the code
+    under test); the caller closes it."""
+    return psycopg.connect(**_params(), autocommit=autocommit)
+
+
+def wait_for_lock_waits(count: int, timeout: float = 30.0) -> None:
+    """Wait until ``count`` backends of the test database wait for a lock."""
+    deadline = time.monotonic() + timeout
+    with side_connection(autocommit=True) as watcher:
+        while time.monotonic() < deadline:
+            row = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if row and row[0] >= count:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"{count} backend(s) never waited for a lock")
 
 
 def backend_terminator() -> Callable[[int], None]:
     """A function ending a PostgreSQL backend by its pid (``pg_terminate_backend``), as a
     database restart or failover drops a connection, through a connection of its own. Made in
     the test's thread (it copies that thread's connection settings), callable from any thread."""
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)  # Django's own, not psycopg's connect() arguments
-    params.pop("context", None)
+    params = _params()
 
     def terminate(pid: int) -> None:
         with psycopg.connect(**params, autocommit=True) as admin:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from jobs.services import RELAY_TASK
 from jobs.tasks import relay_events
 from ops.models import Wakeup
 from reports.models import Report
-from tests.factories import CompanyFactory, JobFactory
+from tests.factories import CompanyFactory, JobFactory, job_in_status
+from tests.pg import side_connection, wait_for_lock_waits
 from tests.relay import run_relay
 from webhooks.models import WebhookDelivery
 from webhooks.services import WIDE_FAN_OUT, endpoint_create
@@ -335,6 +337,53 @@ def test_an_event_committed_after_a_later_one_is_relayed_too() -> None:
 
     assert run_relay() == 1  # N: not skipped although a later id was relayed before it
     _assert_each_event_relayed_once(endpoints=1)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_relays_with_late_results_of_two_jobs_in_opposite_orders_do_not_deadlock() -> None:
+    """A relay requests report builds with one upsert of the report rows; rows taken in event
+    order let two relays (the relay task and a sender round's feeder) lock jobs X, Y and Y, X,
+    and PostgreSQL aborted one ("deadlock detected"). Rows are taken in one order."""
+    x, y = (job_in_status(JobStatus.PROCESSING) for _ in range(2))
+    jobs.job_complete(job_id=x.pk)
+    jobs.job_complete(job_id=y.pk)
+    run_relay()
+    for job, push_id in ((x, "p1"), (y, "p2"), (y, "p3"), (x, "p4")):  # late results
+        jobs.push_result_record(
+            job_id=job.pk, data=jobs.PushResultData(push_communication_id=push_id, status="success")
+        )
+    table = Report._meta.db_table
+    hold = {job.pk: side_connection() for job in (x, y)}
+    for job_id, held in hold.items():
+        held.execute(f"SELECT 1 FROM {table} WHERE job_id = %s FOR UPDATE", [job_id])
+    errors: list[BaseException] = []
+
+    def relay_two() -> None:
+        try:
+            relay.relay_batch(batch_size=2)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=relay_two)  # p1, p2: X then Y in event order
+    first.start()
+    wait_for_lock_waits(1)
+    second = threading.Thread(target=relay_two)  # p3, p4: Y then X in event order
+    second.start()
+    wait_for_lock_waits(2)
+    hold[y.pk].rollback()  # in event order the second takes Y and waits for X
+    time.sleep(0.2)
+    hold[x.pk].rollback()  # ... and the first takes X and waits for Y: a cycle
+    first.join(30)
+    second.join(30)
+    for held in hold.values():
+        held.close()
+
+    assert errors == []
+    assert not JobEvent.objects.filter(relayed_at__isnull=True).exists()
+    assert set(Report.objects.values_list("status", flat=True)) == {"pending"}
 
 
 KILLED_RELAY = """
