@@ -32,7 +32,7 @@ from datetime import timedelta, tzinfo
 from functools import partial
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -54,6 +54,8 @@ from .services import RELAY_TASK
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+# A batch refused at commit (a row it refers to deleted meanwhile) is relayed again this often
+REFUSED_COMMITS = 3
 BUDGET = 20.0  # seconds one relay task works before it hands on to a fresh message
 SWEEP_AFTER = timedelta(seconds=5)
 SENDER_TASK = "webhooks.send_due_deliveries"
@@ -165,6 +167,24 @@ def _mark_relayed(events: list[JobEvent]) -> None:
 
 
 def relay_batch(*, batch_size: int = BATCH_SIZE) -> int:
+    """Relay up to ``batch_size`` events; return how many.
+
+    A batch whose commit finds a row it refers to deleted meanwhile (an endpoint deleted while
+    the batch fanned out to it: ``webhooks.services.endpoint_delete``) rolls back and is
+    relayed again at once, up to ``REFUSED_COMMITS`` times.
+    """
+    refused = 0
+    while True:
+        try:
+            return _relay_batch(batch_size)
+        except IntegrityError:
+            refused += 1
+            if refused >= REFUSED_COMMITS or transaction.get_connection().in_atomic_block:
+                raise
+            logger.info("a relay batch referred to a row deleted meanwhile; relaying it again")
+
+
+def _relay_batch(batch_size: int) -> int:
     """Relay up to ``batch_size`` events; return how many.
 
     One transaction, except when the batch holds events of a company that fans out wide

@@ -21,18 +21,23 @@ def side_connection(*, autocommit: bool = False) -> psycopg.Connection:
     return psycopg.connect(**_params(), autocommit=autocommit)
 
 
+def lock_waits() -> int:
+    """How many backends of the test database wait for a lock now."""
+    with side_connection(autocommit=True) as watcher:
+        row = watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def wait_for_lock_waits(count: int, timeout: float = 30.0) -> None:
     """Wait until ``count`` backends of the test database wait for a lock."""
     deadline = time.monotonic() + timeout
-    with side_connection(autocommit=True) as watcher:
-        while time.monotonic() < deadline:
-            row = watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            ).fetchone()
-            if row and row[0] >= count:
-                return
-            time.sleep(0.02)
+    while time.monotonic() < deadline:
+        if lock_waits() >= count:
+            return
+        time.sleep(0.02)
     raise AssertionError(f"{count} backend(s) never waited for a lock")
 
 

@@ -192,12 +192,19 @@ def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     """Delete an endpoint with its deliveries and their attempt log.
 
     Its deliveries are locked first (in primary-key order, as the sender's recorder locks
-    them): an attempt being recorded for one of them either commits before (and its log row
-    is deleted with it) or finds the delivery gone and is not logged. Collected without the
-    lock, an attempt committed meanwhile would reference a deleted delivery.
+    them, before it may disable the endpoint on a 410): an attempt being recorded for one of
+    them either commits before (and its log row is deleted with it) or finds the delivery gone
+    and is not logged. Collected without the lock, an attempt committed meanwhile would
+    reference a deleted delivery. Then the endpoint's row: a relay's fan-out checks its new
+    deliveries' endpoint when it commits (Django's foreign keys are deferred), under a share
+    lock of that row, so from here a fan-out to it waits, finds the endpoint gone and is
+    refused (``jobs.relay`` relays that batch again); one that committed before is collected
+    with the others by the delete. Without this lock, a fan-out committing between the
+    collection and the commit made this DELETE fail (a 500).
     """
     deliveries = WebhookDelivery.objects.filter(endpoint=endpoint).order_by("pk")
     list(deliveries.select_for_update().values_list("pk", flat=True))  # the lock
+    list(WebhookEndpoint.objects.filter(pk=endpoint.pk).select_for_update().values("pk"))
     endpoint.delete()
 
 

@@ -9,14 +9,18 @@ from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.db.models.signals import pre_delete
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config import leases
+from jobs import relay as relay_module
+from jobs.models import JobEvent
 from tests.factories import CompanyFactory, JobFactory
+from tests.pg import lock_waits
 from tests.webhooks.helpers import deliveries, endpoint_for
 from webhooks import sending, services
-from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
+from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -302,3 +306,49 @@ def test_a_batch_recorded_again_after_a_lost_commit_answer_logs_each_attempt_onc
 
     assert WebhookAttempt.objects.count() == 2
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+@pytest.mark.postgres
+def test_an_endpoint_deleted_while_a_relay_fans_out_to_it_is_deleted_and_the_relay_goes_on() -> (
+    None
+):
+    """A relay's fan-out committing while the endpoint's DELETE ran (after it collected the
+    deliveries) made the DELETE fail at its commit (a 500: a delivery still referred to the
+    endpoint). The DELETE locks the endpoint first: the fan-out's commit waits for it, finds
+    the endpoint gone, and its batch is relayed again without it."""
+    company = CompanyFactory()
+    endpoint = services.endpoint_create(company=company, url="http://127.0.0.1:9/", events=["*"])
+    job = JobFactory(company=company)  # its created event waits for the relay
+    relay_errors: list[BaseException] = []
+
+    def relay() -> None:
+        try:
+            relay_module.relay_batch()
+        except BaseException as exc:
+            relay_errors.append(exc)
+        finally:
+            connection.close()
+
+    def relay_while_deleting(sender: Any, instance: Any, **kwargs: Any) -> None:
+        if sender is not WebhookEndpoint:
+            return
+        # the DELETE has collected the endpoint's deliveries (none): a fan-out runs now
+        thread = threading.Thread(target=relay)
+        thread.start()
+        while thread.is_alive() and not lock_waits():
+            time.sleep(0.02)  # it commits, or waits for the DELETE to end
+        relays.append(thread)
+
+    relays: list[threading.Thread] = []
+    pre_delete.connect(relay_while_deleting, weak=False)
+    try:
+        services.endpoint_delete(endpoint=endpoint)
+    finally:
+        pre_delete.disconnect(relay_while_deleting)
+    for thread in relays:
+        thread.join(30)
+
+    assert len(relays) == 1 and relay_errors == []
+    assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+    assert not WebhookDelivery.objects.exists()
+    assert not JobEvent.objects.filter(job=job, relayed_at__isnull=True).exists()
