@@ -314,8 +314,8 @@ def test_an_endpoint_deleted_while_a_relay_fans_out_to_it_is_deleted_and_the_rel
 ):
     """A relay's fan-out committing while the endpoint's DELETE ran (after it collected the
     deliveries) made the DELETE fail at its commit (a 500: a delivery still referred to the
-    endpoint). The DELETE locks the endpoint first: the fan-out's commit waits for it, finds
-    the endpoint gone, and its batch is relayed again without it."""
+    endpoint). The DELETE locks the endpoint (after its deliveries): the fan-out's commit
+    waits, finds the endpoint gone, and its batch is relayed again without it."""
     company = CompanyFactory()
     endpoint = services.endpoint_create(company=company, url="http://127.0.0.1:9/", events=["*"])
     job = JobFactory(company=company)  # its created event waits for the relay
