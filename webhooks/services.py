@@ -1072,8 +1072,10 @@ def _redeliver(deliveries: Any) -> int:
     now = timezone.now()
     with transaction.atomic():
         # locked, and re-checked at the lock: a delivery another redelivery made pending (and
-        # a sender may hold) meanwhile is left alone, its lease with it
-        finished = deliveries.exclude(status=DeliveryStatus.PENDING).select_for_update()
+        # a sender may hold) meanwhile is left alone, its lease with it; in primary-key order,
+        # as the recorder and an endpoint DELETE lock deliveries (never a cycle with them)
+        finished = deliveries.exclude(status=DeliveryStatus.PENDING).order_by("pk")
+        finished = finished.select_for_update()
         ids = list(finished.values_list("pk", flat=True))
         WebhookDelivery.objects.filter(pk__in=ids).update(
             status=DeliveryStatus.PENDING,
