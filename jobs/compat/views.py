@@ -251,6 +251,7 @@ class ExportJobStatusView(CompanyAPIView):
                     code=400,
                 )
             )
+        code = code.strip()  # as seed 000 reads its jobId; a code holds no spaces
         job = selectors.job_get_by_code(company=self.company, code=code, read_with=request.user)
         if job is None:
             return Response(

@@ -604,6 +604,19 @@ def test_export_status_of_an_unknown_code(api: APIClient) -> None:
     assert "NOPE-1" in error["description"]
 
 
+def test_export_status_reads_the_job_code_without_surrounding_spaces(
+    api: APIClient, company: Any
+) -> None:
+    """Seed 000 trims the jobId it is sent; a code holds no spaces, so seed 002 reads
+    " JOB-1 " as JOB-1 too (it answered "no export job with code ' JOB-1 '")."""
+    job_in_status(JobStatus.PROCESSING, company=company, code="JOB-1")
+
+    answer = export_status(api, {"jobCode": " JOB-1\t"}).json()
+
+    assert answer["successful"] is True
+    assert answer["status"] == "RUNNING"
+
+
 @pytest.mark.parametrize(
     "body", [{}, {"jobCode": ""}, {"jobCode": "   "}, {"jobCode": None}, {"jobCode": 42}, []]
 )
