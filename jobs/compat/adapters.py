@@ -163,7 +163,9 @@ def api_job(job: Job) -> dict[str, Any]:
         "end_time": _seconds(job.end_time),
         "status": API_JOB_STATUS[JobStatus(job.status)],
         "message": message,
-        "total_records": job.total_records or 0,
+        # a job created without a total: the records known to be accepted are those effected
+        # (0 would read as fewer accepted than effected)
+        "total_records": job.effected_records if job.total_records is None else job.total_records,
         "effected_records": job.effected_records,
         "created_at": _micro(job.created_at),
         "updated_at": _micro(job.updated_at),

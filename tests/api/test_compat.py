@@ -953,6 +953,23 @@ def test_api_job_of_a_failed_job_names_its_failure_reason(
     assert api.get(api_job_url(job.pk)).json()["message"] == expected
 
 
+def test_api_job_without_a_declared_total_never_reads_fewer_accepted_than_effected(
+    api: APIClient, company: Any
+) -> None:
+    """A job created without total_records read total_records 0 beside effected_records 6:
+    seed 003's total is "the exact numbers of items accepted", never fewer than effected."""
+    job = JobFactory(company=company, total_records=None)
+    services.job_start(job_id=job.pk)
+    services.job_record_progress(job_id=job.pk, effected_records=6)
+
+    body = api.get(api_job_url(job.pk)).json()
+
+    assert (body["total_records"], body["effected_records"]) == (6, 6)
+    services.job_record_progress(job_id=job.pk, total_records=10)
+    body = api.get(api_job_url(job.pk)).json()
+    assert (body["total_records"], body["effected_records"]) == (10, 6)
+
+
 def test_api_job_of_a_pending_job_has_null_times(api: APIClient, company: Any) -> None:
     job = JobFactory(company=company)
 
