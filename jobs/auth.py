@@ -34,7 +34,7 @@ from config.problems import (
 
 from .accounts import company_for_user
 from .selectors import api_user_get
-from .serializers import RefusesUnknownFields
+from .serializers import RefusesUnknownFields, StrictCharField
 from .tokens import TOKEN_VERSION_CLAIM, token_revoked, token_version
 
 if TYPE_CHECKING:
@@ -50,6 +50,14 @@ class CompanyTokenObtainPairSerializer(RefusesUnknownFields, TokenObtainPairSeri
     (the admin's lockout) then neither records nor locks API logins, which have their own
     per-client throttle.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # strings only, as the document says: simplejwt's fields take 5 as "5" (then a 401)
+        self.fields[self.username_field] = StrictCharField(write_only=True)
+        self.fields["password"] = StrictCharField(
+            write_only=True, trim_whitespace=False, style={"input_type": "password"}
+        )
 
     @classmethod
     def get_token(cls, user: Any) -> Token:
@@ -90,6 +98,8 @@ class CompanyTokenRefreshSerializer(RefusesUnknownFields, TokenRefreshSerializer
     a 401 ``invalid_token``, a revoked token (password changed, deactivated, removed from the
     company) a 401 ``token_revoked``.
     """
+
+    refresh = StrictCharField()  # a string only, as the document says (not 5 read as "5")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
         try:

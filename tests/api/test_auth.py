@@ -108,6 +108,23 @@ def test_missing_credentials_are_400(payload: dict[str, str]) -> None:
     assert body["errors"]
 
 
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"username": 5, "password": PASSWORD}, "username"),
+        ({"username": "someone", "password": 5}, "password"),
+        ({"username": ["someone"], "password": PASSWORD}, "username"),
+        ({"username": "someone", "password": {"x": 1}}, "password"),
+    ],
+)
+def test_credentials_that_are_not_strings_are_400(payload: dict[str, Any], field: str) -> None:
+    """The document types them as strings; 5 was read as "5" and answered 401."""
+    response = APIClient().post(TOKEN_URL, payload, format="json")
+
+    body = assert_problem(response, 400, "validation_error")
+    assert [error["field"] for error in body["errors"]] == [field]
+
+
 def test_token_endpoint_refuses_malformed_json() -> None:
     response = APIClient().post(TOKEN_URL, '{"username": ', content_type="application/json")
 
@@ -142,7 +159,9 @@ def test_refresh_with_a_bad_token_is_401(bad: str) -> None:
     assert "access" not in body
 
 
-@pytest.mark.parametrize("payload", [{}, {"refresh": ""}, {"refresh": None}])
+@pytest.mark.parametrize(
+    "payload", [{}, {"refresh": ""}, {"refresh": None}, {"refresh": 5}, {"refresh": ["a.b.c"]}]
+)
 def test_refresh_without_a_token_is_400(payload: dict[str, Any]) -> None:
     response = APIClient().post(REFRESH_URL, payload, format="json")
 
