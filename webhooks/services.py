@@ -602,8 +602,10 @@ def _untried_trigger(claims: Iterable[Claim]) -> Any:
     )
 
 
-def _claims(claimed: leases.Claimed[WebhookDelivery]) -> list[Claim]:
-    claimed_at = time.monotonic()
+def _claims(claimed: leases.Claimed[WebhookDelivery], *, claimed_at: float) -> list[Claim]:
+    """The claims of ``claimed``; ``claimed_at``: ``time.monotonic()`` when the lease's ``now``
+    was read, before the claim's statement (a statement that took seconds shortens the time
+    left to start a send, never lengthens it past the lease)."""
     timeout = float(settings.JOBTRAIL_WEBHOOK_TIMEOUT)
     start_by = claimed_at + attempt_lease().total_seconds() - timeout - START_MARGIN
     rows = sorted(claimed.rows, key=lambda row: (row.fair_at, row.created_at))
@@ -633,10 +635,10 @@ def _claim(queryset: Any, *, limit: int) -> list[Claim]:
     manual attempts it took commit together: a connection lost between them rolls the claim
     back (the deliveries are due again at once), never leaves them held, unmarked, until their
     leases end."""
-    now = timezone.now()
+    now, claimed_at = timezone.now(), time.monotonic()
     with transaction.atomic():
         return _claims(
-            leases.claim(
+            claimed=leases.claim(
                 queryset.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now),
                 duration=attempt_lease(),
                 limit=limit,
@@ -645,7 +647,8 @@ def _claim(queryset: Any, *, limit: int) -> list[Claim]:
                 increment=("attempts",),
                 select_related=("endpoint",),
                 now=now,
-            )
+            ),
+            claimed_at=claimed_at,
         )
 
 

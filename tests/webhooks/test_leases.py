@@ -33,6 +33,31 @@ def _due(count: int, url: str = "http://127.0.0.1:9/") -> list[WebhookDelivery]:
     return deliveries()
 
 
+def test_a_slow_claim_statement_shortens_the_time_to_start_a_send_never_lengthens_it(
+    monkeypatch: Any, settings: Any
+) -> None:
+    """The lease ends ``LEASE`` after the ``now`` read before the claim's statement; the time
+    left to start a send was counted from after it, so a statement that took seconds (a
+    database stall) let a send start, and run, past the lease: another sender could take the
+    delivery and send it at the same time."""
+    _due(1)
+    real_claim = leases.claim
+
+    def slow_claim(*args: Any, **kwargs: Any) -> Any:
+        claimed = real_claim(*args, **kwargs)
+        time.sleep(1.0)  # the statement's answer comes a second later
+        return claimed
+
+    monkeypatch.setattr(leases, "claim", slow_claim)
+    before = time.monotonic()
+    [claim] = services.deliveries_claim_due(limit=1)
+
+    lease = services.attempt_lease().total_seconds()
+    timeout = float(settings.JOBTRAIL_WEBHOOK_TIMEOUT)
+    assert claim.start_by <= before + lease - timeout - services.START_MARGIN + 0.5
+    assert claim.deadline <= before + timeout + 0.5
+
+
 def test_a_claim_is_one_statement_and_returns_the_rows_with_their_endpoint() -> None:
     rows = _due(5)
     with CaptureQueriesContext(connection) as queries:
