@@ -712,7 +712,8 @@ def measure_report(args: argparse.Namespace) -> dict[str, Any]:
     with (
         connection.connection.cursor() as cursor,
         cursor.copy(
-            f"COPY (SELECT {columns} FROM jobs_pushresult WHERE job_id = '{heavy.pk}' ORDER BY id) "
+            f"COPY (SELECT {columns} FROM jobs_pushresult WHERE job_id = '{heavy.pk}' "
+            "ORDER BY received_at, id) "
             "TO STDOUT WITH CSV HEADER"
         ) as copy,
     ):
