@@ -55,9 +55,9 @@ class CompanyTokenObtainPairSerializer(RefusesUnknownFields, TokenObtainPairSeri
         super().__init__(*args, **kwargs)
         # strings only, as the document says: simplejwt's fields take 5 as "5" (then a 401)
         self.fields[self.username_field] = StrictCharField(write_only=True)
-        self.fields["password"] = StrictCharField(
-            write_only=True, trim_whitespace=False, style={"input_type": "password"}
-        )
+        # trimmed, as simplejwt's PasswordField does (a secret read from a file keeps its
+        # trailing newline)
+        self.fields["password"] = StrictCharField(write_only=True, style={"input_type": "password"})
 
     @classmethod
     def get_token(cls, user: Any) -> Token:

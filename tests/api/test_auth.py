@@ -125,6 +125,16 @@ def test_credentials_that_are_not_strings_are_400(payload: dict[str, Any], field
     assert [error["field"] for error in body["errors"]] == [field]
 
 
+def test_a_password_with_a_trailing_newline_still_logs_in(api_user: Any) -> None:
+    """Passwords are trimmed, as simplejwt's own field does: a client reading its secret from
+    a file keeps the newline."""
+    response = APIClient().post(
+        TOKEN_URL, {"username": api_user.username, "password": PASSWORD + "\n"}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+
+
 def test_token_endpoint_refuses_malformed_json() -> None:
     response = APIClient().post(TOKEN_URL, '{"username": ', content_type="application/json")
 
