@@ -169,7 +169,14 @@ def endpoint_create(
 @transaction.atomic
 def endpoint_update(*, endpoint: WebhookEndpoint, **fields: Any) -> WebhookEndpoint:
     """Change ``fields`` of the endpoint (locked and read again: only these columns are
-    written, so a secret rotated or a 410 disable committed since the caller read it stays)."""
+    written, so a secret rotated or a 410 disable committed since the caller read it stays).
+
+    Resuming a paused endpoint locks its pending deliveries before the endpoint (in
+    primary-key order): the order of the sender's recorder, which may disable the endpoint on
+    a 410 while it holds deliveries, and of an endpoint DELETE (never a cycle with them)."""
+    pending = WebhookDelivery.objects.filter(endpoint_id=endpoint.pk, status=DeliveryStatus.PENDING)
+    if fields.get("is_active") is True and not _is_active(endpoint.pk):
+        list(pending.order_by("pk").select_for_update().values_list("pk", flat=True))
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
     resumed = fields.get("is_active") is True and not endpoint.is_active
     for name, value in fields.items():
@@ -181,10 +188,12 @@ def endpoint_update(*, endpoint: WebhookEndpoint, **fields: Any) -> WebhookEndpo
     _save_endpoint(endpoint, update_fields=changed)
     if resumed:  # deliveries held while it was paused go out now
         now = timezone.now()
-        WebhookDelivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.PENDING).update(
-            next_attempt_at=now, fair_at=now, dispatched_at=None
-        )
+        pending.update(next_attempt_at=now, fair_at=now, dispatched_at=None)
     return endpoint
+
+
+def _is_active(endpoint_id: Any) -> bool:
+    return WebhookEndpoint.objects.filter(pk=endpoint_id, is_active=True).exists()
 
 
 @transaction.atomic
@@ -200,11 +209,14 @@ def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     lock of that row, so from here a fan-out to it waits, finds the endpoint gone and is
     refused (``jobs.relay`` relays that batch again); one that committed before is collected
     with the others by the delete. Without this lock, a fan-out committing between the
-    collection and the commit made this DELETE fail (a 500).
+    collection and the commit made this DELETE fail (a 500). The deliveries are locked once
+    more after it: those a fan-out committed between the two locks are locked too (one could
+    otherwise be claimed, sent and its attempt recorded before the delete reaches it).
     """
     deliveries = WebhookDelivery.objects.filter(endpoint=endpoint).order_by("pk")
     list(deliveries.select_for_update().values_list("pk", flat=True))  # the lock
     list(WebhookEndpoint.objects.filter(pk=endpoint.pk).select_for_update().values("pk"))
+    list(deliveries.select_for_update().values_list("pk", flat=True))  # and the latecomers
     endpoint.delete()
 
 
@@ -242,9 +254,10 @@ def signature_header(
 class Message:
     """One webhook event for a company's subscribed endpoints (built by the relay).
 
-    ``event_id`` (the ``webhook-id``) is derived from the logged event, so fanning the same
-    event out twice names the same message; ``data`` is called only when an endpoint is
-    subscribed.
+    ``event_id`` (the ``webhook-id``) is derived from the logged event (a keyed hash of its id:
+    the same while the secret key is), and ``job_event_id`` names it, so fanning the same
+    event out twice inserts nothing the second time (the (job event, endpoint) pair is
+    unique whatever the key); ``data`` is called only when an endpoint is subscribed.
     """
 
     company_id: Any
@@ -713,10 +726,12 @@ def _retry_schedule(*, handoff: bool) -> list[int]:
 def retry_after_seconds(value: str | None) -> int | None:
     """A ``Retry-After`` answer in seconds from now (RFC 9110: ``delay-seconds`` or an
     HTTP-date), or None when it is neither. Only ASCII digits count (``str.isdigit`` takes
-    ``²``, which ``int`` refuses), and at most 10 of them (``int`` refuses thousands)."""
+    ``²``, which ``int`` refuses), and at most 10 past leading zeros (``int`` refuses
+    thousands; more is "later than any bound")."""
     value = (value or "").strip()
     if value.isascii() and value.isdigit():
-        return int(value) if len(value) <= 10 else 10**10
+        digits = value.lstrip("0") or "0"  # leading zeros are allowed (RFC 9110)
+        return int(digits) if len(digits) <= 10 else 10**10
     moment = parse_http_date_safe(value) if value.isascii() else None
     if moment is None:
         return None

@@ -241,6 +241,8 @@ def test_a_retry_after_http_date_is_honoured(receiver: Receiver, settings) -> No
         ("120", 120),
         (" 7 ", 7),
         ("0", 0),
+        ("00000000005", 5),  # leading zeros: still 5 s
+        ("0" * 20, 0),
         ("9" * 5000, 10**10),  # int() refuses more than 4,300 digits
         ("\N{SUPERSCRIPT TWO}", None),
         ("\N{CIRCLED DIGIT ONE}", None),

@@ -17,7 +17,7 @@ from config import leases
 from jobs import relay as relay_module
 from jobs.models import JobEvent
 from tests.factories import CompanyFactory, JobFactory
-from tests.pg import lock_waits
+from tests.pg import lock_waits, side_connection, wait_for_lock_waits
 from tests.webhooks.helpers import deliveries, endpoint_for
 from webhooks import sending, services
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -377,3 +377,43 @@ def test_an_endpoint_deleted_while_a_relay_fans_out_to_it_is_deleted_and_the_rel
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
     assert not WebhookDelivery.objects.exists()
     assert not JobEvent.objects.filter(job=job, relayed_at__isnull=True).exists()
+
+
+@pytest.mark.postgres
+def test_resuming_an_endpoint_and_a_410_being_recorded_never_wait_for_each_other() -> None:
+    """The recorder holds its deliveries and then disables the endpoint on a 410; a resume
+    locked the endpoint and then updated its pending deliveries: each waited for the other and
+    PostgreSQL aborted one. A resume locks the pending deliveries first."""
+    [delivery] = _due(1)
+    endpoint = WebhookEndpoint.objects.get(pk=delivery.endpoint_id)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(is_active=False)  # paused
+    table, endpoints = WebhookDelivery._meta.db_table, WebhookEndpoint._meta.db_table
+    recorder = side_connection()
+    recorder.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [delivery.pk])
+    errors: list[BaseException] = []
+
+    def resume() -> None:
+        try:
+            services.endpoint_update(endpoint=endpoint, is_active=True)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=resume)
+    thread.start()
+    wait_for_lock_waits(1)  # the resume waits for the delivery the recorder holds
+    try:
+        recorder.execute(  # ... which disables the endpoint (a 410) before it commits
+            f"UPDATE {endpoints} SET is_active = false, disabled_reason = 'gone' WHERE id = %s",
+            [endpoint.pk],
+        )
+        recorder.commit()
+    except Exception as exc:
+        errors.append(exc)
+    finally:
+        recorder.close()
+    thread.join(30)
+
+    assert errors == []
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).is_active  # the resume came last
