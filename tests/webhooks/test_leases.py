@@ -417,3 +417,50 @@ def test_resuming_an_endpoint_and_a_410_being_recorded_never_wait_for_each_other
 
     assert errors == []
     assert WebhookEndpoint.objects.get(pk=endpoint.pk).is_active  # the resume came last
+
+
+@pytest.mark.postgres
+def test_a_redelivery_and_a_delete_of_the_same_deliveries_never_wait_for_each_other() -> None:
+    """Redelivering an endpoint's failed deliveries locked them in the list's order (newest
+    first) while an endpoint DELETE (and the recorder) lock in primary-key order: holding one
+    each, they waited for each other. Redelivery locks in primary-key order too."""
+    first, second = _due(2)
+    WebhookDelivery.objects.filter(pk__in=[first.pk, second.pk]).update(
+        status=DeliveryStatus.FAILED
+    )
+    low, high = sorted([first, second], key=lambda d: d.pk)
+    # the higher id is the newer one: the list's order (newest first) takes it first
+    WebhookDelivery.objects.filter(pk=high.pk).update(created_at=low.created_at + timedelta(1))
+    endpoint = WebhookEndpoint.objects.get(pk=low.endpoint_id)
+    table = WebhookDelivery._meta.db_table
+    deleting = side_connection()  # locks in primary-key order, as endpoint_delete does
+    deleting.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [low.pk])
+    errors: list[BaseException] = []
+    redelivered: list[int] = []
+
+    def redeliver() -> None:
+        try:
+            redelivered.append(
+                services.endpoint_redeliver_failed(
+                    endpoint=endpoint, since=timezone.now() - timedelta(days=1)
+                )
+            )
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=redeliver)
+    thread.start()
+    wait_for_lock_waits(1)
+    try:
+        deleting.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [high.pk])
+        deleting.rollback()
+    except Exception as exc:
+        errors.append(exc)
+    finally:
+        deleting.close()
+    thread.join(30)
+
+    assert errors == []
+    assert redelivered == [2]
