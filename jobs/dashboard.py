@@ -42,7 +42,8 @@ def _chart(now: datetime) -> dict[str, Any]:
     start = (now - timedelta(hours=23)).replace(minute=0, second=0, microsecond=0)
     rows = (
         Job.objects.filter(created_at__gte=start)
-        .annotate(hour=TruncHour("created_at"))
+        # in UTC, as the buckets are (the staff user's zone truncates half-hour zones apart)
+        .annotate(hour=TruncHour("created_at", tzinfo=UTC))
         .values("hour", "status")
         .annotate(n=Count("id"))
         .order_by()
@@ -287,7 +288,8 @@ def _job_trend(now: datetime, window: Window) -> dict[str, Any]:
                 "segments": segments,
             }
         )
-    since = start.strftime("%Y-%m-%d %H:%M:%S")
+    # with its offset: the list's filter reads a time without one in the staff user's zone
+    since = start.isoformat(timespec="seconds")
     finished = sum(
         n for o, n in totals.items() if o not in (JobStatus.PROCESSING, JobStatus.PENDING)
     )

@@ -1,13 +1,16 @@
 """Console v2 (issue 13): pretty JSON on the job and unmatched-push pages, exact stuck times."""
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
+from jobs import dashboard
 from jobs.models import Job, JobStatus, UnmatchedPush
 from tests.factories import CompanyFactory, JobFactory, job_in_status
 
@@ -68,3 +71,27 @@ def test_the_stuck_table_shows_exact_times_with_zone_and_relative(
     html = staff.get(reverse("admin:index")).content.decode()
     stuck = html[html.index('id="stuck-jobs"') : html.index('id="jobs-24h"')]
     assert ">2026-01-02 08:34:05 IST (UTC+05:30)</time>" in stuck
+
+
+def test_the_dashboard_counts_and_its_links_agree_in_any_staff_time_zone(
+    staff: Client, admin_user: Any
+) -> None:
+    """The 24-hour chart truncated hours in the staff user's zone but keyed its buckets by UTC
+    hours (0 jobs shown in a half-hour zone such as Asia/Kolkata); the trend legend's links
+    wrote their start without an offset, which the job list reads in the staff user's zone
+    (New York: 5 hours later, so its link listed fewer jobs than the legend counted)."""
+    jobs = [JobFactory() for _ in range(3)]
+    Job.objects.filter(pk__in=[job.pk for job in jobs]).update(
+        created_at=timezone.now() - timedelta(hours=22)
+    )
+    for name in ("Asia/Kolkata", "America/New_York"):
+        staff.post(reverse("admin:time_zone"), {"time_zone": name})
+        with timezone.override(ZoneInfo(name)):
+            chart = dashboard._chart(timezone.now())
+            trend = dashboard._job_trend(timezone.now(), dashboard.window_of("24h"))
+        assert chart["total"] == 3, name
+        [pending] = [item for item in chart["legend"] if item["status"] == JobStatus.PENDING]
+        assert staff.get(pending["url"]).context["cl"].result_count == 3, name
+        [pending] = [item for item in trend["legend"] if item["outcome"] == JobStatus.PENDING]
+        assert pending["count"] == 3, name
+        assert staff.get(pending["url"]).context["cl"].result_count == 3, name
