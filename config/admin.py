@@ -1,7 +1,7 @@
 """The staff console: the admin site with a dashboard, and a paginator for huge tables."""
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -54,7 +54,10 @@ def exact_time(value: datetime | None, *, relative: str = "beside") -> SafeStrin
         return "—"
     from django.contrib.humanize.templatetags.humanize import naturaltime
 
-    local = timezone.localtime(value)
+    try:
+        local = timezone.localtime(value)
+    except OverflowError:  # year 9999 east of UTC, year 1 west of it: shown in UTC
+        local = value.astimezone(UTC)
     text = f"{local:%Y-%m-%d %H:%M:%S} {zone_label(local)}"
     ago = naturaltime(value)
     if relative == "title":

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs import dashboard
-from jobs.models import Job, JobStatus, UnmatchedPush
+from jobs.models import Job, JobStatus, PushResult, UnmatchedPush
 from tests.factories import CompanyFactory, JobFactory, job_in_status
 
 pytestmark = pytest.mark.django_db
@@ -95,3 +95,27 @@ def test_the_dashboard_counts_and_its_links_agree_in_any_staff_time_zone(
         [pending] = [item for item in trend["legend"] if item["outcome"] == JobStatus.PENDING]
         assert pending["count"] == 3, name
         assert staff.get(pending["url"]).context["cl"].result_count == 3, name
+
+
+@pytest.mark.parametrize(
+    ("zone", "moment"),
+    [
+        ("Asia/Kolkata", datetime(9999, 12, 31, 23, 0, tzinfo=UTC)),
+        ("America/New_York", datetime(1, 1, 1, 0, 30, tzinfo=UTC)),
+    ],
+)
+def test_a_time_the_staff_zone_cannot_hold_is_shown_in_utc(
+    staff: Client, admin_user: Any, zone: str, moment: datetime
+) -> None:
+    """The API takes requestedOn 9999-12-31T23:00Z; in a zone east of UTC its local time is
+    past year 9999 and the push result's page answered 500 (OverflowError)."""
+    job = job_in_status(JobStatus.PROCESSING)
+    result = PushResult.objects.create(
+        job=job, push_communication_id="far", status="success", requested_on=moment
+    )
+    staff.post(reverse("admin:time_zone"), {"time_zone": zone})
+
+    response = staff.get(reverse("admin:jobs_pushresult_change", args=[result.pk]))
+
+    assert response.status_code == 200
+    assert f"{moment:%Y-%m-%d %H:%M:%S} UTC" in response.content.decode()
