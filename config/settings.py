@@ -560,6 +560,13 @@ JOBTRAIL_API_RATE_LIMIT = env.str("JOBTRAIL_API_RATE_LIMIT", default="1200/minut
 JOBTRAIL_AUTH_RATE_LIMIT = env.str("JOBTRAIL_AUTH_RATE_LIMIT", default="60/minute")
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"].endswith(".RedisCache"):
+    # the API's rate limits read the cache on every request: a Redis that stopped answering
+    # delays a request by these at most, once (jobs.auth.CacheOutageOpen lets requests through
+    # for a few seconds after a failure), instead of redis-py's default of no timeout
+    CACHES["default"].setdefault("OPTIONS", {}).update(
+        socket_connect_timeout=0.5, socket_timeout=0.5
+    )
 JOBTRAIL_WEBHOOK_RETENTION_DAYS = env.int("JOBTRAIL_WEBHOOK_RETENTION_DAYS", default=30)
 # Wake-ups to the worker are coalesced per process over this many seconds (config/outbox.py).
 JOBTRAIL_WAKEUP_WINDOW = env.float("JOBTRAIL_WAKEUP_WINDOW", default=0.02)

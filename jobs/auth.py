@@ -1,5 +1,6 @@
 """Authentication, permission and throttling for the API (imported by DRF's settings)."""
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from config.client_ip import client_ip
+from config.outage import first_line
 from config.problems import (
     ACCESS_TOKEN_EXPIRED,
     REFRESH_TOKEN_EXPIRED,
@@ -39,6 +41,9 @@ from .tokens import TOKEN_VERSION_CLAIM, token_revoked, token_version
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
+
+
+logger = logging.getLogger(__name__)
 
 
 class CompanyTokenObtainPairSerializer(RefusesUnknownFields, TokenObtainPairSerializer):
@@ -309,7 +314,33 @@ class IsCompanyClient(BasePermission):
         return True
 
 
-class ClientRateThrottle(SimpleRateThrottle):
+class CacheOutageOpen:
+    """A rate limit lets requests through while its cache (Redis, ``CACHE_URL``) is unreachable:
+    the limit guards the API, it must not take it down (every request answered 500, or after
+    the cache's socket timeout, while Redis restarts). After a failure the cache is not asked
+    again for ``CACHE_RETRY_AFTER`` seconds; the outage is logged once per such pause."""
+
+    def allow_request(self, request: Request, view: "APIView") -> bool:
+        global _cache_down_until
+        if time.monotonic() < _cache_down_until:
+            return True
+        try:
+            return super().allow_request(request, view)  # type: ignore[misc]
+        except Exception as exc:  # what the cache backend raises when it cannot be reached
+            _cache_down_until = time.monotonic() + CACHE_RETRY_AFTER
+            logger.warning(
+                "rate limits not applied for %.0f s: the cache is unavailable (%s)",
+                CACHE_RETRY_AFTER,
+                first_line(exc),
+            )
+            return True
+
+
+CACHE_RETRY_AFTER = 5.0
+_cache_down_until = 0.0
+
+
+class ClientRateThrottle(CacheOutageOpen, SimpleRateThrottle):
     """Per API client (per address before authentication), rate from JOBTRAIL_API_RATE_LIMIT.
 
     The address is ``config.client_ip`` (X-Forwarded-For only past JOBTRAIL_TRUSTED_PROXIES).
@@ -329,7 +360,7 @@ class ClientRateThrottle(SimpleRateThrottle):
         return f"throttle:anon:{self.get_ident(request)}"
 
 
-class AuthRateThrottle(SimpleRateThrottle):
+class AuthRateThrottle(CacheOutageOpen, SimpleRateThrottle):
     """Token endpoints, per client address (``config.client_ip``), JOBTRAIL_AUTH_RATE_LIMIT."""
 
     scope = "auth"

@@ -1,5 +1,6 @@
 """Tokens, bearer authentication, company scoping and rate limits, as a client sees them."""
 
+import socket
 from datetime import timedelta
 from typing import Any
 
@@ -9,6 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
+from jobs import auth
 from jobs.auth import CompanyTokenObtainPairSerializer
 from jobs.models import Company, CompanyMember, Job
 from tests.factories import ApiClientFactory, CompanyFactory, UserFactory
@@ -425,6 +427,37 @@ def test_api_is_rate_limited_per_client(
     assert_problem(response, 429, "rate_limited")
     assert int(response["Retry-After"]) >= 1
     assert other_api.get(JOBS_URL).status_code == 200
+
+
+@pytest.mark.redis
+def test_the_api_answers_while_the_rate_limit_cache_is_unreachable(
+    settings: Any, api: APIClient, api_user: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    """The rate limits read the cache (Redis under CACHE_URL) on every request: with Redis
+    down every API request answered 500 (and with a Redis that does not answer, after a wait
+    without end). They let requests through for a few seconds after a failure, logged once."""
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+    monkeypatch.setattr(auth, "_cache_down_until", 0.0)
+    settings.JOBTRAIL_API_RATE_LIMIT = "1/minute"  # would refuse the second request
+
+    assert api.get(JOBS_URL).status_code == 200
+    assert api.post(JOBS_URL, {"type": "export"}, format="json").status_code == 201
+    assert obtain(api_user.username).status_code == 200
+    warnings = [r for r in caplog.records if "rate limits not applied" in r.getMessage()]
+    assert len(warnings) == 1
+
+    monkeypatch.setattr(auth, "_cache_down_until", 0.0)  # the pause is over: asked again
+    assert api.get(JOBS_URL).status_code == 200
+    assert len([r for r in caplog.records if "rate limits not applied" in r.getMessage()]) == 2
 
 
 def test_throttled_post_creates_nothing(settings: Any, api: APIClient) -> None:
