@@ -48,6 +48,14 @@ class EndpointForm(forms.ModelForm):
             "jobs.create (the hand-off); a hand-off that fails for good fails its pending job.",
         }
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # each field carries the value the page showed (a hidden input): ``changed_data`` then
+        # names what staff changed on the page, not what differs from the row as it is at the
+        # save, so a change committed meanwhile (a 410 disable, the API's events) stays
+        for field in self.fields.values():
+            field.show_hidden_initial = True
+
     def clean_events(self) -> list[str]:
         events = self.cleaned_data["events"]
         if events is None:

@@ -1,5 +1,7 @@
 """Webhook endpoints and deliveries in the admin: no secrets, redelivery actions."""
 
+import html
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +14,8 @@ from django.utils import timezone
 from jobs import services as jobs
 from tests.factories import CompanyFactory, JobFactory, UserFactory
 from tests.relay import run_relay
-from webhooks.models import WebhookDelivery
+from webhooks import services
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import endpoint_create, endpoint_rotate_secret
 
 pytestmark = pytest.mark.django_db
@@ -146,6 +149,33 @@ def test_staff_make_an_endpoint_the_integration_one(staff: Client) -> None:
     assert "Subscribe to at least one event" in empty.content.decode()
     second.refresh_from_db()
     assert (second.role, second.events) == ("subscriber", ["*"])
+
+
+def test_saving_an_endpoint_writes_only_what_staff_changed_on_the_page(staff: Client) -> None:
+    """The form's changed fields were those that differ from the row as it is at the save: a
+    410 disable and the API's new events, committed while the page was open, differed from
+    what the page posted and were written back (the gone endpoint resumed, its events
+    undone). Only what staff changed on the page is written."""
+    endpoint = endpoint_create(company=CompanyFactory(), url="http://127.0.0.1:9/a", events=["*"])
+    url = reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk])
+    page = staff.get(url).content.decode()
+    shown = {
+        name: html.unescape(value)
+        for name, value in re.findall(r'name="(initial-[a-z_]+)" value="([^"]*)"', page)
+    }
+    assert set(shown) == {f"initial-{name}" for name in ("url", "role", "events", "is_active")}
+    # meanwhile the API narrows its events and the sender disables it on a 410
+    services.endpoint_update(endpoint=endpoint, events=["jobs.completed"])
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(is_active=False, disabled_reason="410")
+
+    form = {"url": endpoint.url, "role": "subscriber", "events": '["*"]', "is_active": "on"}
+    saved = staff.post(url, {**shown, **form, "description": "called them"})
+
+    assert saved.status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.description == "called them"
+    assert endpoint.events == ["jobs.completed"]
+    assert (endpoint.is_active, endpoint.disabled_reason) == (False, "410")
 
 
 def test_the_job_page_shows_the_handoff_and_staff_can_resend_it(staff: Client) -> None:
