@@ -1,4 +1,4 @@
-"""``/healthz``: can we reach the database and the broker?
+"""``/healthz``: can this web process serve (the database), and is the broker reachable?
 
 Anyone (the load balancer) gets the status and which check failed; the failure's text (an
 exception naming hosts, ports, users) only goes to staff signed in to the admin or a caller with
@@ -51,12 +51,16 @@ def healthz(request: HttpRequest) -> JsonResponse:
             checks[name] = "error"
             details[name] = f"error: {type(exc).__name__}: {exc}"[:300]
             logger.warning("healthz: %s %s", name, details[name])
-    healthy = all(value == "ok" for value in checks.values())
+    # The web serves without the broker (job changes wait in the event log, the sweeps send
+    # their wake-ups once it is back): a broker outage is "degraded", still 200, so a load
+    # balancer keeps the web tier in rotation; without the database it cannot answer (503).
+    serving = checks["database"] == "ok"
+    status = "ok" if all(value == "ok" for value in checks.values()) else "degraded"
     if details and _may_see_detail(request):
         checks.update(details)
     response = JsonResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": checks},
-        status=200 if healthy else 503,
+        {"status": status if serving else "unavailable", "checks": checks},
+        status=200 if serving else 503,
     )
     response["Cache-Control"] = "no-store"
     return response

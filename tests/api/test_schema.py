@@ -161,7 +161,7 @@ def test_healthz_reports_database_and_broker_ok() -> None:
     assert body == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
 
 
-def test_healthz_answers_503_naming_the_broker_when_it_is_unreachable(
+def test_healthz_stays_200_degraded_naming_the_broker_when_it_is_unreachable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
@@ -173,9 +173,11 @@ def test_healthz_answers_503_naming_the_broker_when_it_is_unreachable(
     finally:
         celery_app.conf.broker_url = previous
 
-    assert response.status_code == 503
+    # the web serves without the broker (the event log keeps the changes): a load balancer
+    # must not take it out of rotation
+    assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "unavailable"
+    assert body["status"] == "degraded"
     assert body["checks"] == {"database": "ok", "broker": "error"}  # no exception text
 
 
