@@ -581,7 +581,8 @@ if JOBTRAIL_WORKER_CPU not in ("idle", "normal"):
     raise ImproperlyConfigured(
         f"JOBTRAIL_WORKER_CPU must be 'idle' or 'normal', not {JOBTRAIL_WORKER_CPU!r}."
     )
-# How much the Celery worker lowers its nice value at start, under JOBTRAIL_WORKER_CPU=normal
+# How much the Celery worker raises its nice value (lowers its priority) at start, under
+# JOBTRAIL_WORKER_CPU=normal
 # (SCHED_IDLE has no nice levels). 0 (the default) leaves it alone.
 JOBTRAIL_WORKER_NICE = env.int("JOBTRAIL_WORKER_NICE", default=0)
 JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL = env.int("JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL", default=5)
