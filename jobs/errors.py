@@ -113,6 +113,13 @@ class DeliveryInProgress(JobError):
     title = "Conflict"
 
 
+class EndpointPaused(DeliveryInProgress):
+    """A delivery cannot be sent now: its endpoint is paused (by staff, or disabled on a 410);
+    resuming the endpoint sends what it holds."""
+
+    code = "endpoint_paused"
+
+
 class InvalidEndpoint(JobError):
     """An endpoint's settings do not fit together (a subscriber with no events)."""
 

@@ -262,7 +262,16 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         if form.is_valid():
             since = form.cleaned_data["since"]
             total = 0
-            for endpoint in queryset:
+            paused = [endpoint for endpoint in queryset if not endpoint.is_active]
+            if paused:  # a paused endpoint would hold them; one gone (410) fail them again
+                self.message_user(
+                    request,
+                    "Not redelivered: "
+                    + ", ".join(endpoint_origin(endpoint) for endpoint in paused)
+                    + " paused; resume an endpoint to send what it holds.",
+                    messages.WARNING,
+                )
+            for endpoint in queryset.filter(is_active=True):
                 count = services.endpoint_redeliver_failed(endpoint=endpoint, since=since)
                 total += count
                 self.log_change(
@@ -650,10 +659,12 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     @admin.action(description="Redeliver the selected deliveries", permissions=["redeliver"])
     def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         counts = {"redelivered": 0, "due now": 0}
-        busy = 0
+        busy = paused = 0
         for delivery in queryset.select_related("endpoint"):
             try:
                 counts[self._send_now(request, delivery)] += 1
+            except services.EndpointPaused:
+                paused += 1
             except services.DeliveryInProgress:
                 busy += 1
         count = counts["redelivered"]
@@ -661,8 +672,15 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         text = f"{count} {noun} queued for redelivery."
         if counts["due now"]:
             text += f" {counts['due now']} retrying made due now (schedule kept)."
-        self.message_user(request, text, messages.SUCCESS)
+        if count or counts["due now"]:
+            self.message_user(request, text, messages.SUCCESS)
         if busy:
             self.message_user(
                 request, f"{busy} being sent right now were left to that attempt.", messages.WARNING
+            )
+        if paused:
+            self.message_user(
+                request,
+                f"{paused} not sent: their endpoint is paused; resume it to send what it holds.",
+                messages.WARNING,
             )

@@ -302,8 +302,10 @@ class DeliveryRedeliverView(CompanyAPIView):
             "A delivered or failed delivery gets one more attempt now, recorded as `manual` "
             "(it does not start the retry schedule again). A delivery still retrying is made due "
             "now: its next scheduled attempt happens at once, counted as such, and if it fails "
-            "the schedule carries on from there. Only a delivery whose attempt is in flight at "
-            "this moment answers 409 `delivery_pending`: wait for that attempt's answer. The "
+            "the schedule carries on from there. A delivery whose attempt is in flight at "
+            "this moment answers 409 `delivery_pending`: wait for that attempt's answer; one "
+            "whose endpoint is paused (or disabled on a 410) answers 409 `endpoint_paused`: "
+            "resume the endpoint, which sends what it holds. The "
             "body is the delivery as it is after the request (`status` `pending`, "
             "`next_attempt_at` now)."
         ),
@@ -313,11 +315,18 @@ class DeliveryRedeliverView(CompanyAPIView):
             202: DeliverySerializer,
             409: error(
                 409,
-                "An attempt of this delivery is in flight right now.",
+                "An attempt of this delivery is in flight right now, or its endpoint is paused.",
                 problem_example(
                     409,
                     "delivery_pending",
                     "This delivery is being sent right now; wait for its answer.",
+                    title="Conflict",
+                ),
+                problem_example(
+                    409,
+                    "endpoint_paused",
+                    "Its endpoint https://example.com is paused; resume the endpoint to send it "
+                    "(what the endpoint holds goes out then).",
                     title="Conflict",
                 ),
             ),
@@ -331,7 +340,8 @@ class DeliveryRedeliverView(CompanyAPIView):
     def post(self, request: Request, delivery_id: Any) -> Response:
         delivery = selectors.delivery_get(company=self.company, delivery_id=delivery_id)
         _valid(NoBodyInput, request.data)  # no body, or {}: a body is never ignored
-        services.delivery_send_now(delivery=delivery)  # in flight: DeliveryInProgress, 409
+        # in flight: DeliveryInProgress; endpoint paused: EndpointPaused (409 each)
+        services.delivery_send_now(delivery=delivery)
         delivery.refresh_from_db()
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 

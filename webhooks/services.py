@@ -25,6 +25,7 @@ from config import leases, metrics, outbox
 from config.rows import among, hot_cursor, insert_many
 from jobs.errors import (
     DeliveryInProgress,
+    EndpointPaused,
     IntegrationEndpointTaken,
     InvalidEndpoint,
     WebhookEndpointLimit,
@@ -42,6 +43,7 @@ from .models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from .selectors import endpoint_origin
 
 logger = logging.getLogger(__name__)
 
@@ -1114,8 +1116,17 @@ def delivery_send_now(*, delivery: WebhookDelivery) -> str:
     A delivered or failed delivery gets one manual attempt (``_redeliver``). One still
     retrying is made due now: its next scheduled attempt happens now, counted as such, so if it
     fails the schedule carries on from there (its attempt count is kept, not reset). One being
-    sent right now is left to that attempt (``DeliveryInProgress``).
+    sent right now is left to that attempt (``DeliveryInProgress``). One whose endpoint is
+    paused is not sent (``EndpointPaused``: a paused endpoint holds it, one disabled on a 410
+    would fail it again at once, without an attempt): resume the endpoint.
     """
+    endpoint = WebhookEndpoint.objects.get(pk=delivery.endpoint_id)
+    if not endpoint.is_active:
+        reason = f" ({endpoint.disabled_reason})" if endpoint.disabled_reason else ""
+        raise EndpointPaused(
+            f"Its endpoint {endpoint_origin(endpoint)} is paused{reason}; resume the endpoint "
+            "to send it (what the endpoint holds goes out then)."
+        )
     now = timezone.now()
     with transaction.atomic():
         row = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)

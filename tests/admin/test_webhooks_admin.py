@@ -202,6 +202,31 @@ def test_the_job_page_shows_the_handoff_and_staff_can_resend_it(staff: Client) -
     assert 'id="handoff-state">re-sending<' in done.content.decode()
 
 
+def test_a_delivery_to_a_paused_endpoint_is_not_said_to_be_queued(staff: Client) -> None:
+    """Redeliver said "queued for redelivery" for a delivery whose endpoint was paused (held
+    until a resume) or disabled on a 410 (failed again at once, without an attempt)."""
+    job, handoff = _integration_job()
+    WebhookDelivery.objects.filter(pk=handoff.pk).update(status="failed", attempts=5)
+    WebhookEndpoint.objects.filter(pk=handoff.endpoint_id).update(
+        is_active=False, disabled_reason="The receiver answered 410 Gone."
+    )
+    button = reverse("admin:webhooks_webhookdelivery_redeliver", args=[handoff.pk])
+
+    done = staff.post(button, follow=True).content.decode()
+    assert "is paused (The receiver answered 410 Gone.); resume the endpoint" in done
+    assert "queued" not in done
+    resent = staff.post(reverse("admin:jobs_job_resend_handoff", args=[job.pk]), follow=True)
+    assert "is paused" in resent.content.decode()
+    listed = staff.post(
+        reverse("admin:webhooks_webhookdelivery_changelist"),
+        {"action": "redeliver", helpers.ACTION_CHECKBOX_NAME: [str(handoff.pk)]},
+        follow=True,
+    ).content.decode()
+    assert "1 not sent: their endpoint is paused" in listed and "queued" not in listed
+    handoff.refresh_from_db()
+    assert (handoff.status, handoff.next_trigger) == ("failed", "scheduled")
+
+
 def test_a_retrying_handoff_is_made_due_now(staff: Client) -> None:
     job, handoff = _integration_job()
     later = timezone.now() + timedelta(minutes=10)

@@ -349,6 +349,29 @@ def test_redelivering_a_delivery_being_sent_is_409(api: APIClient, company) -> N
     assert (unchanged.attempts, unchanged.locked_until) == (1, claim.lease_until)
 
 
+def test_redelivering_a_delivery_of_a_paused_endpoint_is_409(api: APIClient, company) -> None:
+    """A paused endpoint held it (a 410-disabled one failed it again without an attempt) while
+    the answer said it was sent now: the endpoint must be resumed, which sends what it holds."""
+    endpoint_id = _register(api)["id"]
+    JobFactory(company=company)
+    [delivery] = deliveries()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status="failed")
+    assert (
+        api.patch(
+            f"/api/v1/webhook-endpoints/{endpoint_id}/", {"is_active": False}, format="json"
+        ).status_code
+        == 200
+    )
+
+    response = api.post(f"/api/v1/webhook-deliveries/{delivery.pk}/redeliver/")
+
+    assert response.status_code == 409
+    assert response["Content-Type"].startswith("application/problem+json")
+    assert response.json()["code"] == "endpoint_paused"
+    assert "resume the endpoint" in response.json()["detail"]
+    assert WebhookDelivery.objects.get(pk=delivery.pk).status == "failed"
+
+
 def test_an_update_from_a_stale_read_keeps_a_rotation_and_a_410_disable_made_since() -> None:
     """The PATCH reads the endpoint, a rotation (or the sender's 410 disable) commits, then the
     PATCH saves: only the fields it changes are written."""

@@ -280,7 +280,7 @@ def test_a_change_the_service_refuses_after_the_form_accepted_it_is_a_message_no
 
     endpoint = api.post(
         ENDPOINTS,
-        {"url": "http://127.0.0.1:9/hook", "role": "integration", "events": []},
+        {"url": "http://127.0.0.1:9/hook", "role": "integration", "events": ["jobs.*"]},
         format="json",
     ).json()
     staff = UserFactory(is_staff=True, is_superuser=True)
@@ -302,6 +302,12 @@ def test_a_change_the_service_refuses_after_the_form_accepted_it_is_a_message_no
     response = client.post(
         page,
         {
+            # what the page showed (the form's hidden initial values) ...
+            "initial-url": endpoint["url"],
+            "initial-role": "integration",
+            "initial-events": '["jobs.*"]',
+            "initial-is_active": "True",
+            # ... and what staff changed: a new URL, no events (as an integration endpoint may)
             "url": "http://127.0.0.1:9/moved",
             "role": "integration",
             "events": "[]",
