@@ -1,5 +1,6 @@
 """The staff console for jobs: list, read-only job page with its timeline, cancel, reports."""
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -266,17 +267,18 @@ class JobAdmin(admin.ModelAdmin):
         if metadata is not None:
             return search.jobs_with_metadata(queryset, metadata), False
         external = search.job_ids_by_external_id(term)
-        try:
-            matches = Q(pk=uuid.UUID(term))
-        except ValueError:
-            companies = list(
-                Company.objects.filter(name__istartswith=term)
-                .order_by()
-                .values_list("pk", flat=True)[:COMPANY_MATCHES]
-            )
-            matches = Q(code__istartswith=term)
-            if companies:
-                matches |= Q(company_id__in=companies)
+        companies = list(
+            Company.objects.filter(name__istartswith=term)
+            .order_by()
+            .values_list("pk", flat=True)[:COMPANY_MATCHES]
+        )
+        # a code may look like a UUID (the API takes one): a UUID-shaped term is a job id or
+        # the start of a code
+        matches = Q(code__istartswith=term)
+        with contextlib.suppress(ValueError):
+            matches |= Q(pk=uuid.UUID(term))
+        if companies:
+            matches |= Q(company_id__in=companies)
         if external:
             matches |= Q(pk__in=external)
         return queryset.filter(matches), False

@@ -1,5 +1,6 @@
 """Staff views of endpoints (secrets never shown), deliveries and their attempts."""
 
+import contextlib
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -528,17 +529,18 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        try:
+        job_ids = [
+            str(pk)
+            for pk in Job.objects.filter(code__iexact=term)
+            .order_by()
+            .values_list("pk", flat=True)[:JOB_CODE_MATCHES]
+        ]
+        matches = Q(event_id=term) | Q(object_id__in=job_ids)
+        # a UUID-shaped term is a delivery id or a job id, and may be a job's code too
+        with contextlib.suppress(ValueError):
             value = uuid.UUID(term)
-        except ValueError:
-            job_ids = [
-                str(pk)
-                for pk in Job.objects.filter(code__iexact=term)
-                .order_by()
-                .values_list("pk", flat=True)[:JOB_CODE_MATCHES]
-            ]
-            return queryset.filter(Q(event_id=term) | Q(object_id__in=job_ids)), False
-        return queryset.filter(Q(pk=value) | Q(object_id=str(value))), False
+            matches |= Q(pk=value) | Q(object_id=str(value))
+        return queryset.filter(matches), False
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, delivery: WebhookDelivery) -> str:

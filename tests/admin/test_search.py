@@ -473,3 +473,21 @@ def test_the_dashboards_since_links_keep_their_offset_in_any_zone(staff: Client)
     since = parse_qs(urlparse(links[0]).query)["created_from"][0]
     assert since.endswith("+00:00"), since
     assert job.code in staff.get(links[0]).content.decode()
+
+
+def test_a_job_whose_code_looks_like_a_uuid_is_found_by_its_code(staff: Client) -> None:
+    """The API takes a UUID as a job's code; a UUID-shaped term was searched only as an id, so
+    such a job, and its deliveries, could not be found by code (in either letter case)."""
+    code = "3F0B7C9E-7D55-4C1B-9D4E-2F1F6C6A8B11"
+    company = CompanyFactory()
+    endpoint_create(company=company, url="http://127.0.0.1:9/h", events=["*"])
+    job = JobFactory(company=company, code=code)
+    other = JobFactory(company=company)
+    run_relay()
+    [delivery] = WebhookDelivery.objects.filter(object_id=str(job.pk))
+
+    for term in (code, code.lower()):
+        assert _listed_codes(staff, term) == {code}, term
+        assert _listed_deliveries(staff, {"q": term}) == {str(delivery.pk)}, term
+    assert _listed_codes(staff, str(other.pk)) == {other.code}  # an id is still an id
+    assert _listed_deliveries(staff, {"q": str(delivery.pk)}) == {str(delivery.pk)}
