@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -13,6 +14,17 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from .models import FailureReason, Job, JobStatus
+
+
+def kept_params(changelist: Any, *, exclude: set[str]) -> dict[str, list[str]]:
+    """What a filter's form submits beside its own value: the list's other filters, its search
+    and its sort (Django's filter params leave the last two out: a filter typed after a search
+    listed every row)."""
+    params = {k: v for k, v in changelist.get_filters_params().items() if k not in exclude}
+    for name in (SEARCH_VAR, ORDER_VAR):
+        if changelist.params.get(name):
+            params[name] = [changelist.params[name]]
+    return params
 
 
 class InputFilter(admin.SimpleListFilter):
@@ -24,9 +36,7 @@ class InputFilter(admin.SimpleListFilter):
         return [("", "")]  # the filter shows only when it has lookups
 
     def choices(self, changelist: Any) -> Any:
-        params = {
-            k: v for k, v in changelist.get_filters_params().items() if k != self.parameter_name
-        }
+        params = kept_params(changelist, exclude={self.parameter_name})
         yield {"params": params, "value": self.value() or "", "parameter": self.parameter_name}
 
 
@@ -125,9 +135,7 @@ class CompanyFilter(admin.SimpleListFilter):
                 changelist.model._meta.get_field("company"), changelist.model_admin.admin_site
             ),
         ).widget
-        params = {
-            k: v for k, v in changelist.get_filters_params().items() if k != self.parameter_name
-        }
+        params = kept_params(changelist, exclude={self.parameter_name})
         yield {
             "params": params,
             "parameter": self.parameter_name,
@@ -211,9 +219,7 @@ class DateRangeFilter(admin.ListFilter):
         return queryset.filter(**bounds) if bounds else queryset
 
     def choices(self, changelist: Any) -> Any:
-        params = {
-            k: v for k, v in changelist.get_filters_params().items() if k not in self.parameters
-        }
+        params = kept_params(changelist, exclude=set(self.parameters))
         start, end = self.parameters
         yield {
             "params": params,

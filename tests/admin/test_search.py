@@ -491,3 +491,21 @@ def test_a_job_whose_code_looks_like_a_uuid_is_found_by_its_code(staff: Client) 
         assert _listed_deliveries(staff, {"q": term}) == {str(delivery.pk)}, term
     assert _listed_codes(staff, str(other.pk)) == {other.code}  # an id is still an id
     assert _listed_deliveries(staff, {"q": str(delivery.pk)}) == {str(delivery.pk)}
+
+
+def test_the_filter_forms_keep_the_search_and_the_sort(staff: Client) -> None:
+    """The type, created and company filter forms submitted the other filters but not the
+    search (q) nor the sort (o): typing a filter after a search listed every company's jobs."""
+    page = staff.get(JOBS, {"q": "acme", "o": "-3", "status__exact": "pending"}).content.decode()
+    forms = re.findall(r'<form method="get" class="jt-filter-form"[^>]*>(.*?)</form>', page, re.S)
+    assert forms  # the type filter's at least
+    for form in forms:
+        hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
+        assert hidden.get("q") == "acme", form
+        assert hidden.get("o") == "-3", form
+        assert hidden.get("status__exact") == "pending", form
+    deliveries = staff.get(DELIVERIES, {"q": "JOB-1"}).content.decode()
+    for form in re.findall(
+        r'<form method="get" class="jt-filter-form"[^>]*>(.*?)</form>', deliveries, re.S
+    ):
+        assert 'name="q" value="JOB-1"' in form
