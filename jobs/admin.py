@@ -504,7 +504,7 @@ class JobAdmin(admin.ModelAdmin):
             report_rebuild(job=job)
             self.log_change(request, job, "Rebuild report: queued (list action).")
             done += 1
-        message = f"{done} reports queued for rebuilding."
+        message = f"{done} report{'' if done == 1 else 's'} queued for rebuilding."
         if skipped := selected - done:
             message += f" {skipped} skipped: only a completed job has a report."
         self.message_user(request, message, messages.WARNING if skipped else messages.SUCCESS)
