@@ -294,6 +294,11 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env.str("JOBTRAIL_LOG_LEVEL", default="INFO")},
+    # loggers to log at DEBUG whatever the root's level (Celery sets the root's from its
+    # --loglevel): JOBTRAIL_DEBUG_LOGGERS=ops.scheduler logs each sweep beat runs
+    "loggers": {
+        name: {"level": "DEBUG"} for name in env.list("JOBTRAIL_DEBUG_LOGGERS", default=[])
+    },
 }
 
 # --- REST API -------------------------------------------------------------------------------

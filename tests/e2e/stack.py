@@ -61,6 +61,7 @@ class Stack:
             JOBTRAIL_WEBHOOK_RETRY_SCHEDULE="1,1,1,1,1",
             JOBTRAIL_API_RATE_LIMIT="100000/minute",
             JOBTRAIL_WAKEUP_WINDOW="0.02",  # coalesced wake-ups, as deployed
+            JOBTRAIL_DEBUG_LOGGERS="ops.scheduler",  # beat's sweep runs, counted by tests
             DJANGO_CONN_MAX_AGE="0",
             PYTHONUNBUFFERED="1",
             # this stack's processes share their metrics here (not the test process's folder)

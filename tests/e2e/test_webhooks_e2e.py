@@ -36,9 +36,10 @@ def _diagnose(stack: Stack, received: list) -> str:
 
 
 def _dispatcher_rounds(stack: Stack) -> int:
-    """How many dispatcher rounds beat has run (Celery's tracer logs each task beat runs
-    itself; beat no longer logs "Sending due task" for its sweeps)."""
-    return stack.log("beat").count("Task webhooks.dispatch_due_deliveries[")
+    """How many dispatcher rounds beat has run: the stack's beat logs each sweep it runs at
+    DEBUG (JOBTRAIL_DEBUG_LOGGERS=ops.scheduler); beat logs neither "Sending due task" for its
+    sweeps nor Celery's tracer lines."""
+    return stack.log("beat").count("ran webhooks.dispatch_due_deliveries in beat")
 
 
 def _register(http: Http, url: str, events: list[str]) -> dict:

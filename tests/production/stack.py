@@ -90,6 +90,7 @@ def base_env() -> dict[str, str]:
         DJANGO_SECURE_SSL_REDIRECT="0",  # the tests talk plain HTTP to gunicorn
         JOBTRAIL_WEBHOOK_ALLOW_PRIVATE_TARGETS="1",  # the receivers are on loopback
         JOBTRAIL_API_RATE_LIMIT="100000/minute",
+        JOBTRAIL_DEBUG_LOGGERS="ops.scheduler",  # beat's sweep runs, counted by tests
         PYTHONUNBUFFERED="1",
         **TIMERS,
     )

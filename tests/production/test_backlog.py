@@ -56,9 +56,10 @@ def insert_backlog(stack: ProductionStack, receiver: Receiver) -> None:
 
 
 def dispatcher_rounds(stack: ProductionStack) -> int:
-    """How many times beat has run the dispatcher (Celery's tracer logs each task beat runs
-    itself; beat no longer logs "Sending due task" for its sweeps)."""
-    return stack.log("beat").count("Task webhooks.dispatch_due_deliveries[")
+    """How many dispatcher rounds beat has run: the stack's beat logs each sweep it runs at
+    DEBUG (JOBTRAIL_DEBUG_LOGGERS=ops.scheduler); beat logs neither "Sending due task" for its
+    sweeps nor Celery's tracer lines."""
+    return stack.log("beat").count("ran webhooks.dispatch_due_deliveries in beat")
 
 
 def queued_tasks(stack: ProductionStack) -> Counter[str]:
