@@ -16,7 +16,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from .models import FailureReason, Job, JobStatus
 
 
-def kept_params(changelist: Any, *, exclude: set[str]) -> dict[str, list[str]]:
+def kept_params(changelist: Any, *, exclude: set[str | None]) -> dict[str, list[str]]:
     """What a filter's form submits beside its own value: the list's other filters, its search
     and its sort (Django's filter params leave the last two out: a filter typed after a search
     listed every row)."""
