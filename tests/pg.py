@@ -1,5 +1,6 @@
 """PostgreSQL helpers for tests that make the database drop a connection."""
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,3 +53,20 @@ def backend_terminator() -> Callable[[int], None]:
             admin.execute("SELECT pg_terminate_backend(%s)", [pid])
 
     return terminate
+
+
+def in_thread(work: Callable[[], object], errors: list[BaseException]) -> threading.Thread:
+    """Start ``work`` in a thread of its own, on its own database connection (closed when it
+    ends); whatever it raises is added to ``errors`` for the test to report."""
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread

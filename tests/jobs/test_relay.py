@@ -26,7 +26,7 @@ from jobs.tasks import relay_events
 from ops.models import Wakeup
 from reports.models import Report
 from tests.factories import CompanyFactory, JobFactory, job_in_status
-from tests.pg import side_connection, wait_for_lock_waits
+from tests.pg import in_thread, side_connection, wait_for_lock_waits
 from tests.relay import run_relay
 from webhooks.models import WebhookDelivery
 from webhooks.services import WIDE_FAN_OUT, endpoint_create
@@ -360,18 +360,11 @@ def test_two_relays_with_late_results_of_two_jobs_in_opposite_orders_do_not_dead
     errors: list[BaseException] = []
 
     def relay_two() -> None:
-        try:
-            relay.relay_batch(batch_size=2)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        relay.relay_batch(batch_size=2)
 
-    first = threading.Thread(target=relay_two)  # p1, p2: X then Y in event order
-    first.start()
+    first = in_thread(relay_two, errors)  # p1, p2: X then Y in event order
     wait_for_lock_waits(1)
-    second = threading.Thread(target=relay_two)  # p3, p4: Y then X in event order
-    second.start()
+    second = in_thread(relay_two, errors)  # p3, p4: Y then X in event order
     wait_for_lock_waits(2)
     hold[y.pk].rollback()  # in event order the second takes Y and waits for X
     time.sleep(0.2)

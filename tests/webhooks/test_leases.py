@@ -17,7 +17,7 @@ from config import leases
 from jobs import relay as relay_module
 from jobs.models import JobEvent
 from tests.factories import CompanyFactory, JobFactory
-from tests.pg import lock_waits, side_connection, wait_for_lock_waits
+from tests.pg import in_thread, lock_waits, side_connection, wait_for_lock_waits
 from tests.webhooks.helpers import deliveries, endpoint_for
 from webhooks import sending, services
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -346,20 +346,11 @@ def test_an_endpoint_deleted_while_a_relay_fans_out_to_it_is_deleted_and_the_rel
     job = JobFactory(company=company)  # its created event waits for the relay
     relay_errors: list[BaseException] = []
 
-    def relay() -> None:
-        try:
-            relay_module.relay_batch()
-        except BaseException as exc:
-            relay_errors.append(exc)
-        finally:
-            connection.close()
-
     def relay_while_deleting(sender: Any, instance: Any, **kwargs: Any) -> None:
         if sender is not WebhookEndpoint:
             return
         # the DELETE has collected the endpoint's deliveries (none): a fan-out runs now
-        thread = threading.Thread(target=relay)
-        thread.start()
+        thread = in_thread(relay_module.relay_batch, relay_errors)
         while thread.is_alive() and not lock_waits():
             time.sleep(0.02)  # it commits, or waits for the DELETE to end
         relays.append(thread)
@@ -392,16 +383,7 @@ def test_resuming_an_endpoint_and_a_410_being_recorded_never_wait_for_each_other
     recorder.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [delivery.pk])
     errors: list[BaseException] = []
 
-    def resume() -> None:
-        try:
-            services.endpoint_update(endpoint=endpoint, is_active=True)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=resume)
-    thread.start()
+    thread = in_thread(lambda: services.endpoint_update(endpoint=endpoint, is_active=True), errors)
     wait_for_lock_waits(1)  # the resume waits for the delivery the recorder holds
     try:
         recorder.execute(  # ... which disables the endpoint (a 410) before it commits
@@ -439,19 +421,10 @@ def test_a_redelivery_and_a_delete_of_the_same_deliveries_never_wait_for_each_ot
     redelivered: list[int] = []
 
     def redeliver() -> None:
-        try:
-            redelivered.append(
-                services.endpoint_redeliver_failed(
-                    endpoint=endpoint, since=timezone.now() - timedelta(days=1)
-                )
-            )
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        since = timezone.now() - timedelta(days=1)
+        redelivered.append(services.endpoint_redeliver_failed(endpoint=endpoint, since=since))
 
-    thread = threading.Thread(target=redeliver)
-    thread.start()
+    thread = in_thread(redeliver, errors)
     wait_for_lock_waits(1)
     try:
         deleting.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [high.pk])
