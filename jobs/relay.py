@@ -157,7 +157,7 @@ def _request_reports(events: list[JobEvent]) -> int:
             wanted = False
         if wanted:
             job_ids.append(event.job_id)
-    return reports_request(job_ids=list(dict.fromkeys(job_ids)))
+    return reports_request(job_ids=job_ids)  # it drops repeats and takes the rows in order
 
 
 def _mark_relayed(events: list[JobEvent]) -> None:
