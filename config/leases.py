@@ -4,7 +4,7 @@ A lease is a nullable timestamp column on the rows being worked on (``locked_unt
 default). A row whose lease is NULL or over is free; ``claim`` takes free rows for ``duration``
 in ONE statement::
 
-    UPDATE t SET locked_until = now + duration [, more]
+    UPDATE t SET locked_until = now + duration [, more]      -- now: STATEMENT_TIMESTAMP()
     WHERE id IN (SELECT id FROM t WHERE <your filter> AND <free>
                  ORDER BY ... LIMIT n FOR UPDATE SKIP LOCKED)
     RETURNING t.*
@@ -14,12 +14,19 @@ PostgreSQL; on SQLite the single statement is serialised by the database lock), 
 come back with the claim (no second read, no query per row). Related rows named in
 ``select_related`` are then read with one query per relation.
 
+Leases run on the database's clock: on PostgreSQL the "is it free" test and the new end both
+read ``STATEMENT_TIMESTAMP()``, so workers on hosts whose clocks differ still never hold one row
+at once (with each claimer's own clock, one running 10 s ahead took rows whose lease had 10 s
+left and sent them beside their holder). SQLite is embedded: its clock is the app's.
+Claimers time their own work from a monotonic clock read before the claim (a lease lasts at
+least ``duration`` from then), never by comparing ``until`` with their wall clock.
+
 The lease's end is its own fencing token. A row is claimed only once its previous lease is over,
 and the new lease ends ``duration`` after that moment, so every lease on a row ends strictly
-later than every earlier one (whatever the claimers' clocks: the "is it free" test and the new
-end use the same ``now``). Comparing ``locked_until`` with the end you were given therefore
-tells whether the row is still yours, even when your lease lapsed and someone else took the
-row in between: ``held`` and ``release`` do exactly that comparison.
+later than every earlier one (the "is it free" test and the new end use the same ``now``).
+Comparing ``locked_until`` with the end you were given therefore tells whether the row is still
+yours, even when your lease lapsed and someone else took the row in between: ``held`` and
+``release`` do exactly that comparison.
 
 Use::
 
@@ -48,6 +55,7 @@ from typing import Any, Generic, TypeVar
 
 from django.db import connections
 from django.db.models import Field, Model, Q, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from config.rows import among
@@ -62,9 +70,9 @@ class Claimed(Generic[M]):
 
 
 def free(field: str = "locked_until", *, now: datetime | None = None) -> Q:
-    """The rows whose lease ``field`` is unset or over at ``now``."""
-    now = now or timezone.now()
-    return Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lt": now})
+    """The rows whose lease ``field`` is unset or over at ``now`` (the database's clock unless
+    given)."""
+    return Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lt": now if now else Now()})
 
 
 def locked(
@@ -100,28 +108,37 @@ def claim(
     One statement: the rows are locked with SKIP LOCKED (rows another claimer is taking are
     passed over, never waited for), their lease set, ``values`` written and the ``increment``
     fields raised by one, and they come back as model instances with the new values.
+
+    ``now``: the clock the lease starts from; by default the database's (PostgreSQL's
+    ``STATEMENT_TIMESTAMP()``, the app's on SQLite). ``until`` is read back from the rows (an
+    estimate from the app's clock when none was free).
     """
     if duration <= timedelta(0):
         raise ValueError("a lease needs a positive duration")
-    now = now or timezone.now()
-    until = now + duration
-    if limit <= 0:
-        return Claimed(rows=[], until=until)
     model = queryset.model
     meta = model._meta
     db = queryset.db
     connection = connections[db]
     qn = connection.ops.quote_name
+    # None: the database's clock, read in the statement
+    start = now if now or connection.vendor == "postgresql" else timezone.now()
+    if limit <= 0:
+        return Claimed(rows=[], until=(start or timezone.now()) + duration)
 
-    inner = queryset.filter(free(field, now=now)).order_by(*order_by).values("pk")[:limit]
+    inner = queryset.filter(free(field, now=start)).order_by(*order_by).values("pk")[:limit]
     inner_sql, inner_params = inner.query.get_compiler(db).as_sql()
     if connection.features.has_select_for_update_skip_locked:
         of = (qn(meta.db_table),) if connection.features.has_select_for_update_of else ()
         inner_sql += " " + connection.ops.for_update_sql(skip_locked=True, of=of)
 
     lease_field = _field(model, field)
-    assignments = [f"{qn(lease_field.column)} = %s"]
-    params: list[Any] = [lease_field.get_db_prep_save(until, connection)]
+    params: list[Any]
+    if start is None:  # the same STATEMENT_TIMESTAMP() as the inner "is it free" test
+        assignments = [f"{qn(lease_field.column)} = STATEMENT_TIMESTAMP() + %s"]
+        params = [duration]
+    else:
+        assignments = [f"{qn(lease_field.column)} = %s"]
+        params = [lease_field.get_db_prep_save(start + duration, connection)]
     for name, value in (values or {}).items():
         model_field = _field(model, name)
         assignments.append(f"{qn(model_field.column)} = %s")
@@ -137,6 +154,8 @@ def claim(
     rows = list(model._default_manager.db_manager(db).raw(sql, [*params, *inner_params]))
     for name in select_related:
         _attach(rows, name, db)
+    # every row has the same end; with none taken, an estimate nobody holds
+    until = getattr(rows[0], lease_field.attname) if rows else (start or timezone.now()) + duration
     return Claimed(rows=rows, until=until)
 
 

@@ -369,7 +369,7 @@ def reports_queue_pending(*, older_than_seconds: int = 60) -> int:
     now = timezone.now()
     stale = Report.objects.filter(
         status=ReportStatus.PENDING, updated_at__lt=now - timedelta(seconds=older_than_seconds)
-    ).filter(leases.free(now=now))
+    ).filter(leases.free())
     job_ids = list(stale.values_list("job_id", flat=True)[:500])
     Report.objects.filter(job_id__in=job_ids).update(updated_at=now)  # once per interval
     for job_id in job_ids:

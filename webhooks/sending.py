@@ -71,7 +71,6 @@ import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
 import urllib3
@@ -601,14 +600,14 @@ def _interrupted(started_at: Any, started: float, exc: BaseException) -> Attempt
     )
 
 
-def _reconnecting(action: Any, *, until: datetime, what: str) -> None:
+def _reconnecting(action: Any, *, until: float, what: str) -> None:
     """Run the database ``action(again)``; while the connection is lost, reconnect and run it
     again (``again=True``: the last try may have committed before its answer was lost),
     waiting longer each time, for at most ``RETRY_FOR`` seconds and only while a try can start
-    before ``until`` (the leases of the claims it is about). Then the last error is raised.
-    Any other error is raised at once."""
+    before ``until`` (``time.monotonic()``: the leases of the claims it is about). Then the last
+    error is raised. Any other error is raised at once."""
     wait = RECONNECT_WAIT
-    give_up = min(until, timezone.now() + timedelta(seconds=RETRY_FOR))
+    give_up = min(until, time.monotonic() + RETRY_FOR)
     again = False
     while True:
         try:
@@ -616,7 +615,7 @@ def _reconnecting(action: Any, *, until: datetime, what: str) -> None:
             return
         except CONNECTION_ERRORS as exc:
             connection.close()  # a new connection for the next try
-            if timezone.now() + timedelta(seconds=wait) >= give_up:
+            if time.monotonic() + wait >= give_up:
                 raise
             logger.warning("the database is unavailable (%s); %s again in %.2f s", exc, what, wait)
             time.sleep(wait)
@@ -624,9 +623,10 @@ def _reconnecting(action: Any, *, until: datetime, what: str) -> None:
             again = True
 
 
-def _leases_end(claims: Any) -> datetime:
-    """When the first of the claims' leases ends, less a second to commit in."""
-    return min(claim.lease_until for claim in claims) - timedelta(seconds=1)
+def _leases_end(claims: Any) -> float:
+    """When (``time.monotonic()``) the first of the claims' leases ends, less a second to
+    commit in."""
+    return min(claim.lease_ends for claim in claims) - 1.0
 
 
 def _record(outcomes: list[tuple[Claim, AttemptResult]]) -> None:

@@ -16,7 +16,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Count, F, OuterRef, Q, Subquery, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
 from django.utils import timezone
 from django.utils.http import parse_http_date_safe
 from standardwebhooks.webhooks import Webhook
@@ -526,7 +537,7 @@ def enqueue(ids: Iterable[Any]) -> None:
 def _unclaimed_due(now: datetime) -> Any:
     return WebhookDelivery.objects.filter(
         status=DeliveryStatus.PENDING, next_attempt_at__lte=now
-    ).filter(leases.free(now=now))
+    ).filter(leases.free())
 
 
 def dispatch_due_deliveries() -> int:
@@ -590,6 +601,9 @@ class Claim:
     # time.monotonic() after which the attempt may no longer start: it could not end (TIMEOUT)
     # and be recorded (START_MARGIN) within the lease
     start_by: float
+    # time.monotonic() at which the lease is over at the earliest (the database's clock ends it
+    # at ``lease_until``; this process times itself by its own clock from before the claim)
+    lease_ends: float
 
     def attempt_deadline(self, started: float) -> float:
         return min(started, self.start_by) + float(settings.JOBTRAIL_WEBHOOK_TIMEOUT)
@@ -622,7 +636,8 @@ def _claims(claimed: leases.Claimed[WebhookDelivery], *, claimed_at: float) -> l
     was read, before the claim's statement (a statement that took seconds shortens the time
     left to start a send, never lengthens it past the lease)."""
     timeout = float(settings.JOBTRAIL_WEBHOOK_TIMEOUT)
-    start_by = claimed_at + attempt_lease().total_seconds() - timeout - START_MARGIN
+    lease_ends = claimed_at + attempt_lease().total_seconds()
+    start_by = lease_ends - timeout - START_MARGIN
     rows = sorted(claimed.rows, key=lambda row: (row.fair_at, row.created_at))
     manual = [row.pk for row in rows if row.next_trigger == AttemptTrigger.MANUAL]
     if manual:  # rare: one more statement only for claims that hold a manual attempt
@@ -636,6 +651,7 @@ def _claims(claimed: leases.Claimed[WebhookDelivery], *, claimed_at: float) -> l
             lease_until=claimed.until,
             deadline=claimed_at + timeout,
             start_by=start_by,
+            lease_ends=lease_ends,
         )
         for row in rows
     ]
@@ -661,7 +677,6 @@ def _claim(queryset: Any, *, limit: int) -> list[Claim]:
                 values={"updated_at": now},
                 increment=("attempts",),
                 select_related=("endpoint",),
-                now=now,
             ),
             claimed_at=claimed_at,
         )
@@ -1129,11 +1144,15 @@ def delivery_send_now(*, delivery: WebhookDelivery) -> str:
         )
     now = timezone.now()
     with transaction.atomic():
-        row = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
+        row = (
+            WebhookDelivery.objects.select_for_update()
+            .annotate(lease_free=ExpressionWrapper(leases.free(), output_field=BooleanField()))
+            .get(pk=delivery.pk)
+        )
         if row.status != DeliveryStatus.PENDING:
             _redeliver(WebhookDelivery.objects.filter(pk=row.pk))
             return "redelivered"
-        if row.locked_until is not None and row.locked_until > now:
+        if not row.lease_free:  # on the database's clock, as the leases themselves
             raise DeliveryInProgress("This delivery is being sent right now; wait for its answer.")
         row.next_attempt_at = row.fair_at = row.dispatched_at = now
         if row.next_trigger == MANUAL_TAKEN:  # its sender died holding it: one more manual try

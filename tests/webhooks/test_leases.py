@@ -93,6 +93,37 @@ def test_the_lease_end_is_a_fencing_token() -> None:
     assert WebhookDelivery.objects.get(pk=row.pk).locked_until is None
 
 
+@pytest.mark.postgres
+def test_a_sender_whose_clock_runs_ahead_leaves_a_held_delivery_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Leases ran on each claimer's clock: a worker on a host whose clock ran ahead (here by
+    more than a lease) found the lease another worker holds already over, took the delivery
+    and sent it beside its holder. The database's clock decides now."""
+    [row] = _due(1)
+    [held] = services.deliveries_claim_due(limit=1)  # another host's sender holds it
+    ahead = timezone.now() + services.attempt_lease() + timedelta(seconds=5)
+    monkeypatch.setattr(timezone, "now", lambda: ahead)  # this host's clock
+
+    assert services.deliveries_claim_due(limit=1) == []
+    assert not services.due_deliveries_exist()  # nor does the dispatcher count it lost
+    with pytest.raises(services.DeliveryInProgress):  # nor does "send now" take it over
+        services.delivery_send_now(delivery=row)
+    assert WebhookDelivery.objects.get(pk=row.pk).locked_until == held.lease_until
+
+
+@pytest.mark.postgres
+def test_a_lease_ends_lease_seconds_after_the_databases_clock() -> None:
+    _due(1)
+    [claim] = services.deliveries_claim_due(limit=1)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT STATEMENT_TIMESTAMP()")
+        [(database_now,)] = cursor.fetchall()
+    left = claim.lease_until - database_now
+    assert services.attempt_lease() - timedelta(seconds=5) < left <= services.attempt_lease()
+    assert WebhookDelivery.objects.get(pk=claim.delivery.pk).locked_until == claim.lease_until
+
+
 def test_a_batch_of_outcomes_is_recorded_in_a_few_queries() -> None:
     _due(40)
     claims = services.deliveries_claim_due(limit=40)
