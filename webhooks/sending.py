@@ -917,9 +917,11 @@ class _Round:
             if len(claims) < want:
                 self.next_claim = now + IDLE_CLAIM_EVERY
             elif not self.wakeup_sent:
-                # a backlog: let another worker process share it (one outstanding wake-up)
+                # a backlog: let another worker process share it (one outstanding wake-up),
+                # sent by the process's wake-up thread: a hung broker (up to its 10 s socket
+                # timeout) would hold the claims and the outcome records meanwhile
                 self.wakeup_sent = True
-                services.wakeup_send()
+                services.wakeup_soon()
             self.add(claims)
             claimed = len(claims)
         elif last is not None:

@@ -578,6 +578,12 @@ def wakeup_send() -> bool:
     return outbox.publish_wakeup(SENDER_TASK, resend_lost=True)
 
 
+def wakeup_soon() -> None:
+    """Ask this process's wake-up thread to queue a wake-up for the batch sender (one
+    outstanding, as ``wakeup_send``); never waits for the broker (``config.outbox.wake``)."""
+    outbox.wake(SENDER_TASK)
+
+
 def wakeup_received() -> None:
     """A sender started: no wake-up is outstanding any more (the next one may go out)."""
     outbox.wakeup_consumed(SENDER_TASK)

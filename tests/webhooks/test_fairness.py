@@ -6,6 +6,7 @@ take due deliveries in ``fair_at`` order, so another company's delivery made dur
 goes ahead of most of it.
 """
 
+import threading
 import time
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -17,6 +18,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from config import outbox
 from jobs.models import JobEvent
 from tests.factories import CompanyFactory, JobFactory
 from tests.relay import run_relay
@@ -247,3 +249,34 @@ def test_a_round_with_full_lanes_takes_a_delivery_standing_earlier_in_line() -> 
         WebhookDelivery.objects.filter(company=b).values_list("pk", flat=True)
     )
     assert WebhookDelivery.objects.filter(company=a, attempts=0).count() == 150 - sending.BATCH
+
+
+def test_a_round_asks_for_a_second_worker_without_waiting_for_the_broker(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """A backlog: the round's first claim is full and it wakes another worker process to share
+    it. That wake-up was published by the round's coordinator itself: a hung broker held it
+    (up to the 10 s socket timeout) from claiming and from recording outcomes, and sends near
+    their deadline were recorded after their lease (and sent again). The process's wake-up
+    thread publishes it now."""
+    settings.JOBTRAIL_WAKEUP_WINDOW = 0.02  # as deployed: wake-ups go through the thread
+    _burst(CompanyFactory(), endpoints=3, jobs=50)
+    asked, broker_answers = threading.Event(), threading.Event()
+    publishers: list[threading.Thread] = []
+
+    def hung_broker(task_name: str, **kwargs: Any) -> bool:
+        publishers.append(threading.current_thread())
+        asked.set()
+        broker_answers.wait(10)
+        return True
+
+    monkeypatch.setattr(outbox, "publish_wakeup", hung_broker)
+    round_ = sending._Round(senders=8, stop_at=time.monotonic() + 30)
+    try:
+        assert round_.claim() == sending.BATCH  # returns while the broker does not answer
+        assert asked.wait(10)
+    finally:
+        broker_answers.set()
+        outbox.stop_waker()
+    assert round_.wakeup_sent
+    assert len(publishers) == 1 and publishers[0] is not threading.current_thread()
