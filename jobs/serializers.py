@@ -402,20 +402,44 @@ class PushResultSerializer(serializers.ModelSerializer):
 # --- the push status webhook of the accounting data service (seed 001) ------------------------
 
 
-class ValidationErrorItem(serializers.Serializer):
-    field = StrictCharField(allow_blank=True, max_length=1000, required=False, default="")
-    message = StrictCharField(allow_blank=True, max_length=MESSAGE_MAX, required=False, default="")
+class NullAsAbsent(serializers.Serializer):
+    """An optional field the sender sends as ``null`` reads as not sent: the seed types them as
+    strings, arrays and objects and says some are "returned if ..."; a sender that writes its
+    empty values as null must not have its push refused (and lost). Required fields stay
+    required: a null ``pushCommunicationId`` is still a 400."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            data = {
+                key: value
+                for key, value in data.items()
+                if value is not None or key not in self.fields or self.fields[key].required
+            }
+        return super().to_internal_value(data)
 
 
-class PushValidation(serializers.Serializer):
-    errors = ValidationErrorItem(many=True, required=False, default=list)  # type: ignore[assignment]
+def _optional_text() -> StrictCharField:
+    return StrictCharField(required=False, allow_blank=True, allow_null=True, max_length=255)
+
+
+class ValidationErrorItem(NullAsAbsent):
+    field = StrictCharField(
+        allow_blank=True, allow_null=True, max_length=1000, required=False, default=""
+    )
+    message = StrictCharField(
+        allow_blank=True, allow_null=True, max_length=MESSAGE_MAX, required=False, default=""
+    )
+
+
+class PushValidation(NullAsAbsent):
+    errors = ValidationErrorItem(many=True, required=False, allow_null=True, default=list)  # type: ignore[assignment]
 
 
 VALIDATION_NAMES = frozenset(PushValidation._declared_fields)
 VALIDATION_ERROR_NAMES = frozenset(ValidationErrorItem._declared_fields)
 
 
-class PushEventData(serializers.Serializer):
+class PushEventData(NullAsAbsent):
     """The ``data`` object; unknown fields are accepted (the sender may add fields).
 
     Their names are kept as ``ignored_fields`` (sorted), answered back and shown to staff, so
@@ -425,22 +449,22 @@ class PushEventData(serializers.Serializer):
     event = StrictChoiceField(choices=["push"], required=False)
     pushCommunicationId = StrictCharField(max_length=128)
     status = StrictChoiceField(choices=PushStatus.choices)
-    connectionId = StrictCharField(required=False, allow_blank=True, max_length=255)
-    businessName = StrictCharField(required=False, allow_blank=True, max_length=255)
-    serviceName = StrictCharField(required=False, allow_blank=True, max_length=255)
-    dataType = StrictCharField(required=False, allow_blank=True, max_length=255)
+    connectionId = _optional_text()
+    businessName = _optional_text()
+    serviceName = _optional_text()
+    dataType = _optional_text()
     sourceObjectIds = serializers.ListField(
-        child=StrictCharField(max_length=255), required=False, max_length=10_000
+        child=StrictCharField(max_length=255), required=False, allow_null=True, max_length=10_000
     )
     # The seed's failed example spells it sourceObjectId; a real receiver takes both.
     sourceObjectId = serializers.ListField(
-        child=StrictCharField(max_length=255), required=False, max_length=10_000
+        child=StrictCharField(max_length=255), required=False, allow_null=True, max_length=10_000
     )
     requestedOn = serializers.DateTimeField(required=False, allow_null=True)
     completedOn = serializers.DateTimeField(required=False, allow_null=True)
     responseCode = StrictIntegerField(required=False, allow_null=True, min_value=100, max_value=599)
-    validation = PushValidation(required=False)
-    serviceAccountRef = serializers.DictField(required=False)
+    validation = PushValidation(required=False, allow_null=True)
+    serviceAccountRef = serializers.DictField(required=False, allow_null=True)
 
     def to_internal_value(self, data: Any) -> Any:
         value = super().to_internal_value(data)
@@ -471,14 +495,14 @@ def _unread_validation_names(validation: Any) -> set[str]:
     return names
 
 
-class PushEventInput(serializers.Serializer):
+class PushEventInput(NullAsAbsent):
     """The sender's payload as it is: ``data`` and ``requestId``. Other names beside them are
     accepted like unknown names in ``data`` (the sender may add some) and listed with those in
     ``ignored_fields``, with a leading ``/`` (a JSON Pointer from the payload's root; names in
     ``data`` stand bare): a misspelled ``requestID`` must not vanish unnoticed."""
 
     data = PushEventData()  # type: ignore[assignment]
-    requestId = StrictCharField(required=False, allow_blank=True, max_length=255)
+    requestId = _optional_text()
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, Mapping):

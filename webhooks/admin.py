@@ -263,17 +263,13 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         if form.is_valid():
             since = form.cleaned_data["since"]
             total = 0
-            paused = [endpoint for endpoint in queryset if not endpoint.is_active]
-            if paused:  # a paused endpoint would hold them; one gone (410) fail them again
-                self.message_user(
-                    request,
-                    "Not redelivered: "
-                    + ", ".join(endpoint_origin(endpoint) for endpoint in paused)
-                    + " paused; resume an endpoint to send what it holds.",
-                    messages.WARNING,
-                )
-            for endpoint in queryset.filter(is_active=True):
-                count = services.endpoint_redeliver_failed(endpoint=endpoint, since=since)
+            paused = []
+            for endpoint in queryset:
+                try:
+                    count = services.endpoint_redeliver_failed(endpoint=endpoint, since=since)
+                except services.EndpointPaused:
+                    paused.append(endpoint)
+                    continue
                 total += count
                 self.log_change(
                     request,
@@ -281,6 +277,14 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
                     # the year padded: %Y writes year 1 as "1"
                     f"Redeliver failed since {since.year:04d}{since:-%m-%d %H:%M:%S %Z}: "
                     f"{count} queued.",
+                )
+            if paused:
+                self.message_user(
+                    request,
+                    "Not redelivered: "
+                    + ", ".join(endpoint_origin(endpoint) for endpoint in paused)
+                    + " paused; resume an endpoint to send what it holds.",
+                    messages.WARNING,
                 )
             self.message_user(
                 request,

@@ -243,6 +243,11 @@ class EndpointRedeliverFailedView(CompanyAPIView):
     @extend_schema(
         tags=["webhooks"],
         summary="Redeliver everything that failed for this endpoint since a time",
+        description=(
+            "Each delivery to this endpoint that failed and was created at or after `since` "
+            "gets one more attempt, recorded as `manual`. A paused endpoint (or one disabled "
+            "on a 410) answers 409 `endpoint_paused` and queues nothing: resume it first."
+        ),
         parameters=[ENDPOINT_ID],
         request=RedeliverFailedInput,
         examples=[
@@ -250,6 +255,17 @@ class EndpointRedeliverFailedView(CompanyAPIView):
         ],
         responses={
             202: RedeliveredSerializer,
+            409: error(
+                409,
+                "The endpoint is paused.",
+                problem_example(
+                    409,
+                    "endpoint_paused",
+                    "Its endpoint https://example.com is paused; resume the endpoint to send "
+                    "them (what the endpoint holds goes out then).",
+                    title="Conflict",
+                ),
+            ),
             **BAD_REQUEST,
             **ENDPOINT_NOT_FOUND,
             **IDEMPOTENCY_ERRORS,
@@ -260,6 +276,7 @@ class EndpointRedeliverFailedView(CompanyAPIView):
     def post(self, request: Request, endpoint_id: Any) -> Response:
         endpoint = selectors.endpoint_get(company=self.company, endpoint_id=endpoint_id)
         data = _valid(RedeliverFailedInput, request.data)
+        # a paused endpoint: EndpointPaused (409)
         count = services.endpoint_redeliver_failed(endpoint=endpoint, since=data["since"])
         return Response({"redelivered": count}, status=status.HTTP_202_ACCEPTED)
 

@@ -1131,6 +1131,19 @@ def _redeliver(deliveries: Any) -> int:
     return len(ids)
 
 
+def _refuse_paused(endpoint_id: Any, *, what: str) -> None:
+    """``EndpointPaused`` unless the endpoint (as stored now) is active: a paused endpoint
+    holds what is queued for it, one disabled on a 410 fails it again at once, without an
+    attempt; either way "queued" would not be true."""
+    endpoint = WebhookEndpoint.objects.get(pk=endpoint_id)
+    if not endpoint.is_active:
+        reason = f" ({endpoint.disabled_reason})" if endpoint.disabled_reason else ""
+        raise EndpointPaused(
+            f"Its endpoint {endpoint_origin(endpoint)} is paused{reason}; resume the endpoint "
+            f"{what} (what the endpoint holds goes out then)."
+        )
+
+
 def delivery_send_now(*, delivery: WebhookDelivery) -> str:
     """Staff: attempt a delivery now, whatever its state; what was done: "redelivered" or "due now".
 
@@ -1141,13 +1154,7 @@ def delivery_send_now(*, delivery: WebhookDelivery) -> str:
     paused is not sent (``EndpointPaused``: a paused endpoint holds it, one disabled on a 410
     would fail it again at once, without an attempt): resume the endpoint.
     """
-    endpoint = WebhookEndpoint.objects.get(pk=delivery.endpoint_id)
-    if not endpoint.is_active:
-        reason = f" ({endpoint.disabled_reason})" if endpoint.disabled_reason else ""
-        raise EndpointPaused(
-            f"Its endpoint {endpoint_origin(endpoint)} is paused{reason}; resume the endpoint "
-            "to send it (what the endpoint holds goes out then)."
-        )
+    _refuse_paused(delivery.endpoint_id, what="to send it")
     now = timezone.now()
     with transaction.atomic():
         row = (
@@ -1219,7 +1226,11 @@ def endpoint_send_test(*, endpoint: WebhookEndpoint) -> WebhookDelivery:
 
 
 def endpoint_redeliver_failed(*, endpoint: WebhookEndpoint, since: datetime) -> int:
-    """Send again everything that failed for ``endpoint`` since ``since``; return how many."""
+    """Send again everything that failed for ``endpoint`` since ``since``; return how many.
+
+    Refused for a paused endpoint (``EndpointPaused``), as a single redelivery is: resume it
+    first (what it holds goes out then), and redeliver after."""
+    _refuse_paused(endpoint.pk, what="to send them")
     return _redeliver(
         WebhookDelivery.objects.filter(
             endpoint=endpoint, status=DeliveryStatus.FAILED, created_at__gte=since

@@ -209,6 +209,38 @@ def test_each_seed_example_lands_on_the_job_that_registered_it(
         assert result.validation_errors[0]["field"] == "currencyRef"
 
 
+def test_optional_fields_sent_as_null_read_as_not_sent(api: APIClient, keyed: Company) -> None:
+    """A sender writing its empty values as null had its push refused with a 400 (and, for a
+    sender that does not retry a 400, lost)."""
+    job = JobFactory(company=keyed)
+    api.post(correlations_url(job), {"push_communication_id": "p-nulls"}, format="json")
+    nulls = dict.fromkeys(
+        ["connectionId", "businessName", "serviceName", "dataType", "sourceObjectIds"]
+        + ["requestedOn", "completedOn", "responseCode", "serviceAccountRef"]
+    )
+    body = {
+        "data": {
+            "pushCommunicationId": "p-nulls",
+            "status": "failed",
+            **nulls,
+            "validation": {"errors": [{"field": None, "message": "Currency is required."}]},
+        },
+        "requestId": None,
+    }
+
+    response = send(keyed, json.dumps(body))
+
+    assert response.status_code == 201, response.content
+    result = PushResult.objects.get(job=job)
+    assert (result.connection_id, result.source_object_ids, result.request_id) == ("", [], "")
+    assert result.service_account_ref == {} and result.response_code is None
+    assert result.validation_errors == [{"field": "", "message": "Currency is required."}]
+    assert result.ignored_fields == []
+    body["data"]["validation"] = None
+    body["data"]["pushCommunicationId"] = None  # required: still refused
+    assert send(keyed, json.dumps(body)).status_code == 400
+
+
 def test_unknown_data_fields_are_listed_back_and_kept(api: APIClient, keyed: Company) -> None:
     job = JobFactory(company=keyed)
     api.post(correlations_url(job), {"push_communication_id": "p-typo"}, format="json")

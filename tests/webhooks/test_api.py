@@ -237,6 +237,31 @@ def test_redeliver_failed_since_endpoint(api: APIClient, company) -> None:
     assert WebhookDelivery.objects.get().status == "pending"
 
 
+@pytest.mark.parametrize("disabled_reason", ["", "410 Gone"])
+def test_redeliver_failed_of_a_paused_endpoint_is_409_and_queues_nothing(
+    api: APIClient, company, disabled_reason: str
+) -> None:
+    """It answered "redelivered": N while a paused endpoint held them (and one disabled on a
+    410 failed them again at once, without an attempt); the console refused already."""
+    endpoint = _register(api)
+    JobFactory(company=company)
+    run_relay()
+    WebhookDelivery.objects.update(status="failed")
+    WebhookEndpoint.objects.filter(pk=endpoint["id"]).update(
+        is_active=False, disabled_reason=disabled_reason
+    )
+    response = api.post(
+        f"/api/v1/webhook-endpoints/{endpoint['id']}/redeliver-failed/",
+        {"since": (timezone.now() - timedelta(hours=1)).isoformat()},
+        format="json",
+    )
+    assert response.status_code == 409
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "endpoint_paused"
+    assert "resume the endpoint" in response.json()["detail"]
+    assert WebhookDelivery.objects.get().status == "failed"
+
+
 def test_event_types(api: APIClient) -> None:
     response = api.get("/api/v1/webhook-event-types/")
     assert response.status_code == 200
