@@ -152,6 +152,8 @@ def api_job(job: Job) -> dict[str, Any]:
     if job.status == JobStatus.COMPLETED_WITH_ERRORS:
         listing = _failed_records_message(job)
         message = f"{message}\n{listing}" if message and listing else (listing or message)
+        # seed 003 has no status of its own for it ("completed"): the message says so
+        message = message or "Completed with errors"
     if job.status == JobStatus.FAILED:
         reason = f"({job.failure_reason})"
         message = f"{message} {reason}" if message else f"Failed {reason}"

@@ -953,6 +953,20 @@ def test_api_job_of_a_failed_job_names_its_failure_reason(
     assert api.get(api_job_url(job.pk)).json()["message"] == expected
 
 
+def test_api_job_completed_with_errors_without_failed_pushes_says_so(
+    api: APIClient, company: Any
+) -> None:
+    """Seed 003 has no status for it (``completed``): with no message and no failed push
+    result to list, its record read as a clean completion."""
+    job = JobFactory(company=company)
+    services.job_start(job_id=job.pk)
+    services.job_complete_with_errors(job_id=job.pk)
+
+    body = api.get(api_job_url(job.pk)).json()
+
+    assert (body["status"], body["message"]) == ("completed", "Completed with errors")
+
+
 def test_api_job_without_a_declared_total_never_reads_fewer_accepted_than_effected(
     api: APIClient, company: Any
 ) -> None:
