@@ -32,7 +32,7 @@ from django.utils import timezone
 from django.utils.http import parse_http_date_safe
 from standardwebhooks.webhooks import Webhook
 
-from config import leases, metrics, outbox
+from config import leases, metrics, outbox, sql
 from config.rows import among, hot_cursor, insert_many
 from jobs.errors import (
     DeliveryInProgress,
@@ -224,12 +224,16 @@ def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     with the others by the delete. Without this lock, a fan-out committing between the
     collection and the commit made this DELETE fail (a 500). The deliveries are locked once
     more after it: those a fan-out committed between the two locks are locked too (one could
-    otherwise be claimed, sent and its attempt recorded before the delete reaches it).
+    otherwise be claimed, sent and its attempt recorded before the delete reaches it). Nothing
+    is read into Python: an endpoint with 400,000 deliveries took 36 s and their memory.
     """
-    deliveries = WebhookDelivery.objects.filter(endpoint=endpoint).order_by("pk")
-    list(deliveries.select_for_update().values_list("pk", flat=True))  # the lock
-    list(WebhookEndpoint.objects.filter(pk=endpoint.pk).select_for_update().values("pk"))
-    list(deliveries.select_for_update().values_list("pk", flat=True))  # and the latecomers
+    deliveries = WebhookDelivery.objects.filter(endpoint=endpoint)
+    sql.lock_all(deliveries)
+    sql.lock_all(WebhookEndpoint.objects.filter(pk=endpoint.pk))
+    sql.lock_all(deliveries)  # and the latecomers
+    # set-based (``config.sql.delete_rows``): Django's cascade loaded every delivery first
+    sql.delete_rows(WebhookAttempt.objects.filter(delivery__endpoint=endpoint))
+    sql.delete_rows(deliveries)
     endpoint.delete()
 
 
@@ -471,7 +475,7 @@ def _insert_set_based(outgoing: list[_Outgoing], *, spacing: timedelta, now: dat
         columns.append(column)
     per_message = ", ".join(f"%b::{kind}[]" for kind in _PER_MESSAGE.values())
     per_delivery = ", ".join(f"%b::{kind}[]" for kind in _PER_DELIVERY.values())
-    sql = (
+    statement = (
         f"INSERT INTO {qn(meta.db_table)} ({', '.join(columns)}) "
         f"SELECT {', '.join(values)} "
         f"FROM unnest({per_message}, %b::timestamptz[]) "
@@ -504,7 +508,7 @@ def _insert_set_based(outgoing: list[_Outgoing], *, spacing: timedelta, now: dat
         positions,
     ]
     with hot_cursor(connection) as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(statement, params)
 
 
 # After a failed publish, skip the broker for a few seconds: requests stay fast during an
