@@ -127,10 +127,11 @@ CONNECTION_ERRORS = DATABASE_ERRORS
 # First wait before trying the database again; doubled up to RECONNECT_WAIT_MAX.
 RECONNECT_WAIT = 0.25
 RECONNECT_WAIT_MAX = 2.0
-# The longest one record or release is tried again for: the round's time limits leave it
-# ROUND + D + 10 s (soft), and a round ends its last sends by ROUND + D, then gives back and
-# records (settings: JOBTRAIL_WEBHOOK_ROUND_TIME_LIMITS).
-RETRY_FOR = 3.0
+# A record or release is tried again while the claims' leases last (an attempt whose outcome
+# is not recorded is sent again after its lease, and counts as one of its schedule's attempts).
+# A round stops trying this long before its soft time limit (JOBTRAIL_WEBHOOK_ROUND_TIME_LIMITS:
+# ROUND + D + 10 s; a round ends its last sends by ROUND + D, then gives back and records).
+RECORD_MARGIN = 3.0
 
 # What a receiver can make a send raise. Anything else (Celery's SoftTimeLimitExceeded, a bug)
 # propagates: it is recorded as an interrupted attempt and re-raised.
@@ -603,11 +604,11 @@ def _interrupted(started_at: Any, started: float, exc: BaseException) -> Attempt
 def _reconnecting(action: Any, *, until: float, what: str) -> None:
     """Run the database ``action(again)``; while the connection is lost, reconnect and run it
     again (``again=True``: the last try may have committed before its answer was lost),
-    waiting longer each time, for at most ``RETRY_FOR`` seconds and only while a try can start
-    before ``until`` (``time.monotonic()``: the leases of the claims it is about). Then the last
-    error is raised. Any other error is raised at once."""
+    waiting longer each time, while a try can start before ``until`` (``time.monotonic()``: the
+    leases of the claims it is about, or the round's time). Then the last error is raised. Any
+    other error is raised at once."""
     wait = RECONNECT_WAIT
-    give_up = min(until, time.monotonic() + RETRY_FOR)
+    give_up = until
     again = False
     while True:
         try:
@@ -629,15 +630,18 @@ def _leases_end(claims: Any) -> float:
     return min(claim.lease_ends for claim in claims) - 1.0
 
 
-def _record(outcomes: list[tuple[Claim, AttemptResult]]) -> None:
-    """Record a batch of outcomes; while the database is unavailable, again for a few seconds
-    (``_reconnecting``: what was sent is not sent again for want of a record); if the batch
-    fails otherwise, each one alone (one outcome the database refuses must not undo the
-    others: their deliveries would be sent again)."""
+def _record(outcomes: list[tuple[Claim, AttemptResult]], *, by: float | None = None) -> None:
+    """Record a batch of outcomes; while the database is unavailable, again while their leases
+    last (``_reconnecting``: what was sent is not sent again for want of a record), or until
+    ``by`` (``time.monotonic()``: a round's time); if the batch fails otherwise, each one alone
+    (one outcome the database refuses must not undo the others: their deliveries would be
+    sent again)."""
+    leases_end = _leases_end(claim for claim, _ in outcomes)
+    until = leases_end if by is None else min(leases_end, by)
     try:
         _reconnecting(
             lambda again: services.deliveries_record_attempts(outcomes, again=again),
-            until=_leases_end(claim for claim, _ in outcomes),
+            until=until,
             what=f"recording {len(outcomes)} webhook attempts",
         )
         return
@@ -645,9 +649,10 @@ def _record(outcomes: list[tuple[Claim, AttemptResult]]) -> None:
         raise  # the task's time is up: its caller records what it can, Celery ends it
     except CONNECTION_ERRORS:
         logger.exception(
-            "%d webhook attempts not recorded: the database was unavailable until their "
-            "leases ended; their deliveries are retried",
+            "%d webhook attempts not recorded: the database was unavailable until %s; "
+            "their deliveries are sent again once their leases end",
             len(outcomes),
+            "their leases ended" if until == leases_end else "the round's time was up",
         )
         return
     except Exception:
@@ -658,7 +663,7 @@ def _record(outcomes: list[tuple[Claim, AttemptResult]]) -> None:
             return
         logger.exception("%d webhook attempts not recorded together; one by one", len(outcomes))
     for outcome in outcomes:
-        _record([outcome])
+        _record([outcome], by=by)
 
 
 def _settle_inactive(claims: list[Claim]) -> list[Claim]:
@@ -785,6 +790,10 @@ class _Round:
         self.closing = False
         self.sent = 0
         self.stopping = threading.Event()  # set when the round ends: the feeder stops
+        # records and releases stop retrying by then (the round's soft time limit, less a margin)
+        soft_limit, _ = settings.JOBTRAIL_WEBHOOK_ROUND_TIME_LIMITS
+        past_budget = soft_limit - float(settings.JOBTRAIL_WEBHOOK_ROUND_SECONDS)
+        self.record_by = stop_at + past_budget - RECORD_MARGIN
         # the coordinator's own:
         self.last_flush = time.monotonic()
         self.next_claim = 0.0
@@ -1005,7 +1014,7 @@ class _Round:
             )
             outcomes, self.outcomes = (self.outcomes, []) if due else ([], self.outcomes)
         if outcomes:
-            _record(outcomes)
+            _record(outcomes, by=self.record_by)
             self.last_flush = time.monotonic()
 
     def idle(self) -> bool:
@@ -1069,6 +1078,8 @@ class _Round:
         try:
             while True:
                 try:
+                    if outage.down:  # a pass may not reach the database: see that it answers
+                        connection.ensure_connection()
                     claimed = self.claim()
                     self.tend()
                     self.flush()
@@ -1112,7 +1123,7 @@ class _Round:
             if waiting:
                 _reconnecting(
                     lambda again: services.deliveries_release(waiting),
-                    until=_leases_end(waiting),
+                    until=min(_leases_end(waiting), self.record_by),
                     what=f"giving back {len(waiting)} unsent webhook claims",
                 )
         except SoftTimeLimitExceeded:

@@ -785,11 +785,13 @@ def _retry_delay(number: int, retry_after: str | None, *, handoff: bool = False)
 GONE_REASON = "The receiver answered 410 Gone; the endpoint was disabled."
 USED_UP_REASON = (
     "The retry schedule's attempts were used up without an outcome recorded: the worker "
-    "sending them stopped (killed or crashed) during each of the last ones."
+    "sending them stopped (killed or crashed) during each of the last ones, or the database "
+    "was unavailable until their leases ended."
 )
 MANUAL_USED_UP_REASON = (
     "The manual attempt was taken without an outcome recorded: the worker sending it stopped "
-    "(killed or crashed) during it. Redeliver it to try again."
+    "(killed or crashed) during it, or the database was unavailable until its lease ended. "
+    "Redeliver it to try again."
 )
 
 

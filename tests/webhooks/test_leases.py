@@ -246,6 +246,36 @@ def test_an_endpoint_delete_never_reads_its_deliveries_into_the_app() -> None:
     assert WebhookAttempt.objects.filter(delivery=kept).count() == 1
 
 
+def test_outcomes_are_recorded_after_a_database_outage_of_more_than_a_few_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The recorder gave up after 3 s of a database outage, with about 25 s of the leases
+    left: those deliveries were sent again after their leases (duplicates), and a last or
+    manual attempt the receiver had accepted ended failed. It tries while the leases last."""
+    from django.db import OperationalError
+
+    claims = _two_companies_claimed()
+    monkeypatch.setattr(sending, "RECONNECT_WAIT", 0.01)
+    monkeypatch.setattr(sending, "RECONNECT_WAIT_MAX", 0.05)
+    real = services.deliveries_record_attempts
+    back_at = time.monotonic() + 3.5  # the database comes back 3.5 s later
+    tries: list[bool] = []
+
+    def outage(outcomes: Any, *, again: bool = False) -> Any:
+        tries.append(again)
+        if time.monotonic() < back_at:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(outcomes, again=again)
+
+    monkeypatch.setattr(services, "deliveries_record_attempts", outage)
+
+    sending._record([(claim, _ok()) for claim in claims])
+
+    assert len(tries) > 2 and tries[-1] is True
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"delivered"}
+    assert WebhookAttempt.objects.count() == 2
+
+
 def test_a_delivery_deleted_with_its_endpoint_while_sent_does_not_undo_the_batch() -> None:
     gone, kept = _two_companies_claimed()
     services.endpoint_delete(endpoint=gone.endpoint)  # its deliveries go with it
