@@ -7,6 +7,8 @@ exception naming hosts, ports, users) only goes to staff signed in to the admin 
 
 import hmac
 import logging
+import math
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -23,9 +25,29 @@ def _database() -> str:
     return "ok"
 
 
+# How long the broker check waits for the broker to connect, and then to answer (one retry:
+# about twice this at most). A broker that accepts connections but does not answer (a frozen
+# Redis: the kernel still completes the handshake) held the check for the transport's 10 s read
+# timeouts, again and again, past load balancers' check timeouts (1-5 s): every web host would
+# leave rotation for a broker outage the web survives.
+BROKER_CHECK_TIMEOUT = 1.0
+# the read and connect timeouts of the Redis transport (redis-py) and of RabbitMQ's (py-amqp);
+# each transport ignores the other's
+_CHECK_TRANSPORT_OPTIONS = {
+    "socket_timeout": BROKER_CHECK_TIMEOUT,
+    "socket_connect_timeout": BROKER_CHECK_TIMEOUT,
+    "read_timeout": BROKER_CHECK_TIMEOUT,
+    "write_timeout": BROKER_CHECK_TIMEOUT,
+}
+
+
 def _broker() -> str:
-    with celery_app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=2)
+    with celery_app.connection_for_write(transport_options=_CHECK_TRANSPORT_OPTIONS) as conn:
+        conn.ensure_connection(max_retries=1, timeout=math.ceil(2 * BROKER_CHECK_TIMEOUT))
+        if conn.transport.driver_type == "redis":
+            # a Redis connection is opened lazily: ask the server to answer
+            channel: Any = conn.default_channel
+            channel.client.ping()
     return "ok"
 
 

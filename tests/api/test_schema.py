@@ -1,10 +1,13 @@
 """The OpenAPI document, the browsable docs and /healthz, as a client sees them."""
 
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db import connection
 from openapi_spec_validator import validate
 from rest_framework.test import APIClient
 
@@ -179,6 +182,44 @@ def test_healthz_stays_200_degraded_naming_the_broker_when_it_is_unreachable(
     body = response.json()
     assert body["status"] == "degraded"
     assert body["checks"] == {"database": "ok", "broker": "error"}  # no exception text
+
+
+@pytest.mark.parametrize("scheme", ["redis", "amqp"])
+def test_healthz_answers_degraded_when_the_broker_accepts_connections_but_never_answers(
+    monkeypatch: pytest.MonkeyPatch, scheme: str
+) -> None:
+    """A frozen broker (Redis stopped with SIGSTOP: the kernel still completes the TCP
+    handshake) held the check on the transport's 10 s read timeouts, retried: no answer within
+    any load balancer's check timeout, so every web host left rotation."""
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    monkeypatch.delenv("CELERY_BROKER_WRITE_URL", raising=False)
+    frozen = socket.socket()
+    frozen.bind(("127.0.0.1", 0))
+    frozen.listen(16)  # never accepts, never answers
+    previous = celery_app.conf.broker_url
+    celery_app.conf.broker_url = f"{scheme}://127.0.0.1:{frozen.getsockname()[1]}/"
+    answers: list[Any] = []
+    try:
+
+        def ask() -> None:
+            try:
+                answers.append(APIClient().get("/healthz"))
+            finally:
+                connection.close()  # this thread's
+
+        check = threading.Thread(target=ask)
+        check.start()
+        check.join(30)  # a bound on hanging, far above the check's own (about 2 s)
+    finally:
+        celery_app.conf.broker_url = previous
+        frozen.close()
+
+    assert len(answers) == 1, "the health check is still waiting for the broker"
+    assert answers[0].status_code == 200
+    assert answers[0].json() == {
+        "status": "degraded",
+        "checks": {"database": "ok", "broker": "error"},
+    }
 
 
 def test_healthz_is_back_to_200_once_the_broker_is_restored() -> None:
