@@ -102,6 +102,7 @@ def claim(
     increment: Sequence[str] = (),
     select_related: Sequence[str] = (),
     now: datetime | None = None,
+    reclaim: datetime | None = None,
 ) -> Claimed[M]:
     """Take up to ``limit`` free rows of ``queryset`` (in ``order_by`` order) for ``duration``.
 
@@ -111,7 +112,8 @@ def claim(
 
     ``now``: the clock the lease starts from; by default the database's (PostgreSQL's
     ``STATEMENT_TIMESTAMP()``, the app's on SQLite). ``until`` is read back from the rows (an
-    estimate from the app's clock when none was free).
+    estimate from the app's clock when none was free). ``reclaim``: the end of a lease of your
+    own that you could not give back (its token): rows still held by it are taken too.
     """
     if duration <= timedelta(0):
         raise ValueError("a lease needs a positive duration")
@@ -125,7 +127,10 @@ def claim(
     if limit <= 0:
         return Claimed(rows=[], until=(start or timezone.now()) + duration)
 
-    inner = queryset.filter(free(field, now=start)).order_by(*order_by).values("pk")[:limit]
+    takeable = free(field, now=start)
+    if reclaim is not None:
+        takeable |= Q(**{field: reclaim})
+    inner = queryset.filter(takeable).order_by(*order_by).values("pk")[:limit]
     inner_sql, inner_params = inner.query.get_compiler(db).as_sql()
     if connection.features.has_select_for_update_skip_locked:
         of = (qn(meta.db_table),) if connection.features.has_select_for_update_of else ()

@@ -6,7 +6,7 @@ import logging
 import secrets
 import tempfile
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -249,7 +249,19 @@ def _build_lease() -> timedelta:
     return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
 
 
-def report_build(*, job_id: Any, last_try: bool = False) -> Report | None:
+class ClaimKept(Exception):
+    """A build failed and its claim could not be given back (the database was away): the
+    task's retry takes the claim over with ``held`` (its lease's end) instead of finding the
+    report held until the lease ends (the task time limit and a minute) and doing nothing."""
+
+    def __init__(self, held: datetime) -> None:
+        super().__init__(f"the report's claim is kept until {held.isoformat()}")
+        self.held = held
+
+
+def report_build(
+    *, job_id: Any, last_try: bool = False, held: datetime | None = None
+) -> Report | None:
     """Build the job's CSV into storage, mark the report ready and fire ``jobs.report.ready``.
 
     Only a pending report is built, by one build at a time (``config.leases`` on
@@ -257,7 +269,8 @@ def report_build(*, job_id: Any, last_try: bool = False) -> Report | None:
     new request ends the lease), does nothing. A build that fails gives its claim back (the
     task's retry builds again at once); on the task's ``last_try`` it marks the report failed
     in the same statement, which finds nothing to change when a newer request took the report
-    meanwhile (that request's build decides).
+    meanwhile (that request's build decides). A build that could not give its claim back raises
+    ``ClaimKept``: the retry passes its ``held`` and takes the claim over.
     """
     claimed = leases.claim(
         Report.objects.filter(
@@ -265,6 +278,7 @@ def report_build(*, job_id: Any, last_try: bool = False) -> Report | None:
         ),
         duration=_build_lease(),
         limit=1,
+        reclaim=held,
     )
     if not claimed.rows:
         logger.info("no pending report to build for job %s", job_id)
@@ -295,9 +309,11 @@ def report_build(*, job_id: Any, last_try: bool = False) -> Report | None:
         )
     except BaseException as exc:
         failed = f"{type(exc).__name__}: {exc}" if last_try and isinstance(exc, Exception) else ""
-        _give_back(report.pk, until=claimed.until, failed=failed)
+        given_back = _give_back(report.pk, until=claimed.until, failed=failed)
         if name:  # saved, never recorded as the report's file
             _delete_quietly(report, name)
+        if not given_back and isinstance(exc, Exception):
+            raise ClaimKept(claimed.until) from exc
         raise
     if superseded:
         report.file.storage.delete(name)
@@ -377,12 +393,12 @@ def reports_queue_pending(*, older_than_seconds: int = 60) -> int:
     return len(job_ids)
 
 
-def _give_back(report_id: Any, *, until: Any, failed: str = "") -> None:
+def _give_back(report_id: Any, *, until: Any, failed: str = "") -> bool:
     """End a failed build's claim (``failed``: and mark the report failed with that error) if
-    the build still holds it. The build may have failed because its connection died (``COPY``
-    runs on the raw connection, so Django does not know): the release is tried on a new
-    connection then, else the claim held the report until its lease ended (minutes) and the
-    task's retry found nothing to build."""
+    the build still holds it; False when the database could not be told. The build may have
+    failed because its connection died (``COPY`` runs on the raw connection, so Django does not
+    know): the release is tried on a new connection then, else the claim held the report until
+    its lease ended (minutes) and the task's retry found nothing to build."""
     values: dict[str, Any] = {}
     if failed:
         values = {
@@ -393,7 +409,7 @@ def _give_back(report_id: Any, *, until: Any, failed: str = "") -> None:
     for last in (False, True):
         try:
             leases.release(Report.objects.all(), [report_id], until=until, **values)
-            return
+            return True
         except DATABASE_ERRORS:
             if last or connection.in_atomic_block:
                 break
@@ -401,11 +417,12 @@ def _give_back(report_id: Any, *, until: Any, failed: str = "") -> None:
         except Exception:  # never in place of the build's own error, which the caller raises
             break
     logger.warning(
-        "report %s: its failed build's claim was not given back; it is free again when its "
-        "lease ends",
+        "report %s: its failed build's claim was not given back; the task's retry takes it "
+        "over (else it is free again when its lease ends)",
         report_id,
         exc_info=True,
     )
+    return False
 
 
 # --- signed links -----------------------------------------------------------------------------

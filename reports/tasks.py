@@ -1,4 +1,5 @@
 import logging
+from datetime import datetime
 from typing import Any
 
 from celery import shared_task
@@ -22,16 +23,23 @@ def queue_pending_reports() -> int:
     max_retries=3,
     default_retry_delay=30,
 )
-def build_job_report(self: Any, job_id: str) -> None:
+def build_job_report(self: Any, job_id: str, held: str | None = None) -> None:
     """Build a finished job's CSV report: retried on failure; the last try's failure marks the
     report failed, unless it was requested again meanwhile (that request's build decides). A
     try that could not even claim the report (the database away) leaves it pending: the sweep
-    queues it again."""
+    queues it again. A try that could not give its claim back hands it to the retry (``held``:
+    the lease's end, ``services.ClaimKept``)."""
     last_try = self.request.retries >= self.max_retries
     try:
-        services.report_build(job_id=job_id, last_try=last_try)
+        services.report_build(
+            job_id=job_id,
+            last_try=last_try,
+            held=datetime.fromisoformat(held) if held else None,
+        )
     except Exception as exc:
         if last_try:
             logger.exception("report for job %s failed", job_id)
             return
-        raise self.retry(exc=exc) from exc
+        kept = exc if isinstance(exc, services.ClaimKept) else None
+        kwargs = {"held": kept.held.isoformat()} if kept else {}
+        raise self.retry(exc=exc, args=(job_id,), kwargs=kwargs) from exc

@@ -491,6 +491,44 @@ def test_a_build_whose_connection_died_gives_its_claim_back(monkeypatch) -> None
     assert rebuilt is not None and rebuilt.status == "ready"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_build_that_could_not_give_its_claim_back_hands_it_to_its_retry(monkeypatch) -> None:
+    """PostgreSQL restarted during the build: the build failed and so did both tries to give
+    its claim back. The task's retry, 30 s later, found the report held (its lease: the task
+    time limit and a minute) and ended as done, its retries used up: the report stayed pending
+    for about six minutes, until the lease ended and the sweep queued it again. The retry takes
+    over the claim it is handed."""
+    from django.db import OperationalError
+
+    from config import leases
+    from reports.tasks import build_job_report
+
+    job = _finished_job_with_pushes()
+    real_write, real_release = services.write_report_csv, leases.release
+    calls = {"write": 0, "release": 0}
+
+    def write_once_down(*, job_id, out):  # type: ignore[no-untyped-def]
+        calls["write"] += 1
+        if calls["write"] == 1:
+            raise OperationalError("terminating connection due to administrator command")
+        return real_write(job_id=job_id, out=out)
+
+    def release_down_twice(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["release"] += 1
+        if calls["release"] <= 2:  # the give-back and its try on a new connection
+            raise OperationalError("the database system is starting up")
+        return real_release(*args, **kwargs)
+
+    monkeypatch.setattr(services, "write_report_csv", write_once_down)
+    monkeypatch.setattr(leases, "release", release_down_twice)
+
+    build_job_report.apply(args=(str(job.pk),))  # its retry runs at once (eager)
+
+    report = Report.objects.get(job=job)
+    assert (report.status, report.locked_until) == ("ready", None)
+    assert calls["write"] == 2
+
+
 def test_a_report_is_built_once_per_request() -> None:
     job = _finished_job_with_pushes()
     endpoint_create(company=job.company, url="http://127.0.0.1:9/", events=["jobs.report.ready"])
