@@ -39,6 +39,8 @@ class Reply:
     # (headers sent at once) or, with ``drip_headers``, from the status line on
     drip: float = 0.0
     drip_headers: bool = False
+    # a Content-Length larger than the body written (the connection then closes: cut short)
+    declared_length: int | None = None
 
 
 class Receiver:
@@ -123,7 +125,8 @@ class Receiver:
             phrase = "Unknown"
         head = [f"HTTP/1.0 {reply.status} {phrase}\r\n"]
         head += [f"{name}: {value}\r\n" for name, value in reply.headers.items()]
-        head += [f"Content-Length: {len(payload)}\r\n", "\r\n"]
+        length = len(payload) if reply.declared_length is None else reply.declared_length
+        head += [f"Content-Length: {length}\r\n", "\r\n"]
         raw_head = "".join(head).encode("latin-1")  # as http.server writes headers
         if not reply.drip:
             handler.wfile.write(raw_head + payload)

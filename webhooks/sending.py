@@ -431,9 +431,17 @@ class Transport:
             phase = "reading the answer"
             if conn.sock is not None:  # None when the answer closes the connection
                 conn.sock.settimeout(_remaining(deadline, phase))
-            content = response.read(services.RESPONSE_BODY_LIMIT, decode_content=True)
-            # the answer was read to its end (and in time): the connection may carry the next
-            complete = len(content) < services.RESPONSE_BODY_LIMIT or response.read(1) == b""
+            try:
+                content = response.read(services.RESPONSE_BODY_LIMIT, decode_content=True)
+                # the answer was read to its end (and in time): the connection may carry the next
+                complete = len(content) < services.RESPONSE_BODY_LIMIT or response.read(1) == b""
+            except NETWORK_ERRORS as exc:
+                if watch.fired or time.monotonic() >= deadline:
+                    raise
+                # the status came, the body stopped short (the connection closed before its
+                # Content-Length): the status is the receiver's answer; the body only informs
+                note = f"(the answer's body was cut short: {type(exc).__name__})"
+                return Answer(response.status, note, response.headers)
             if watch.fired:  # cut short by the deadline: the answer is not complete
                 raise AttemptTimeout(phase)
             keep = complete and conn.sock is not None

@@ -86,6 +86,21 @@ def test_500_twice_then_200_logs_three_attempts_with_one_webhook_id(receiver: Re
     assert len(receiver.requests) == 3
 
 
+def test_a_2xx_whose_body_is_cut_short_is_delivered(receiver: Receiver) -> None:
+    """The status line said 200 and the body stopped short of its Content-Length: the attempt
+    was logged without a status code and retried until failed (a hand-off then failed its job
+    as service_unreachable), though the receiver had accepted it."""
+    receiver.reply(Reply(200, "accep", declared_length=100))
+
+    delivery = _send(_one_delivery(receiver))
+
+    assert delivery.status == "delivered"
+    [attempt] = delivery.attempt_log.all()
+    assert attempt.status_code == 200
+    assert "cut short" in attempt.response_body
+    assert len(receiver.requests) == 1
+
+
 @pytest.mark.usefixtures("fast_retries")
 def test_failed_after_the_schedule_is_used_up(receiver: Receiver) -> None:
     receiver.default = Reply(503, "down")
