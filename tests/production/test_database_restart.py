@@ -12,7 +12,7 @@ import requests
 from tests.live import Http
 from tests.production.stack import ProductionStack
 from tests.production.traffic import register_endpoint
-from tests.receiver import Receiver
+from tests.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.production
 
@@ -156,3 +156,52 @@ def test_database_restarts_under_load_keep_answered_writes_and_recover(
     assert any(job_id in r.body for r in hooks), "no webhook after the restart"
     assert expired["status"] == "failed", expired
     assert expired["failure_reason"] == "job_expired", expired
+
+
+def test_webhooks_sent_while_the_database_is_down_are_recorded_once_it_is_back(
+    stack: ProductionStack, receiver: Receiver
+) -> None:
+    """PostgreSQL stops for 8 s while the worker sends a batch: the receiver accepts every send,
+    and the worker records those outcomes once the database is back, within their leases. It
+    gave up recording after 3 s: 51-56 of 300 webhooks were then sent a second time after
+    their leases."""
+    http = stack.http()
+    register_endpoint(http, receiver.url + "/hook", ["jobs.create"])
+    receiver.default = Reply(200, delay=0.3)  # a receiver taking its time: sends in flight
+    jobs = 150
+    for n in range(jobs):
+        created = http.post("/api/v1/jobs/", {"type": "export", "code": f"db-down-{n}"})
+        assert created.status_code == 201, created.text
+    receiver.wait_for(lambda requests: len(requests) >= 20, timeout=60)
+
+    stack.pg.stop()
+    time.sleep(8)
+    stack.pg.start()
+
+    def settled() -> bool:
+        try:
+            [(pending,)] = stack.query(
+                "SELECT count(*) FROM webhooks_webhookdelivery WHERE status <> 'delivered'"
+            )
+        except Exception:  # the database is still starting
+            return False
+        return pending == 0
+
+    deadline = time.monotonic() + 120
+    while not settled() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    ids = Counter(r.headers.get("webhook-id", "") for r in receiver.requests)
+    twice = {webhook_id: n for webhook_id, n in ids.items() if n > 1}
+    [(deliveries, delivered, attempts)] = stack.query(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'delivered'), coalesce(sum(attempts), 0)"
+        " FROM webhooks_webhookdelivery"
+    )
+    print(
+        f"\n[production] PostgreSQL stopped 8 s during a batch of {jobs} webhooks: "
+        f"{len(receiver.requests)} requests for {len(ids)} webhook-ids, {len(twice)} sent twice; "
+        f"{delivered}/{deliveries} delivered in {attempts} attempts"
+    )
+    assert (deliveries, delivered) == (jobs, jobs)
+    assert len(ids) == jobs
+    assert twice == {}, f"sent more than once: {list(twice.items())[:5]}"
+    assert attempts == jobs
