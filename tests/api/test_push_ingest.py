@@ -214,10 +214,8 @@ def test_optional_fields_sent_as_null_read_as_not_sent(api: APIClient, keyed: Co
     sender that does not retry a 400, lost)."""
     job = JobFactory(company=keyed)
     api.post(correlations_url(job), {"push_communication_id": "p-nulls"}, format="json")
-    nulls = dict.fromkeys(
-        ["connectionId", "businessName", "serviceName", "dataType", "sourceObjectIds"]
-        + ["requestedOn", "completedOn", "responseCode", "serviceAccountRef"]
-    )
+    optional = "connectionId businessName serviceName dataType sourceObjectIds requestedOn"
+    nulls = dict.fromkeys([*optional.split(), "completedOn", "responseCode", "serviceAccountRef"])
     body = {
         "data": {
             "pushCommunicationId": "p-nulls",
