@@ -42,8 +42,13 @@ _CHECK_TRANSPORT_OPTIONS = {
 
 
 def _broker() -> str:
-    with celery_app.connection_for_write(transport_options=_CHECK_TRANSPORT_OPTIONS) as conn:
-        conn.ensure_connection(max_retries=1, timeout=math.ceil(2 * BROKER_CHECK_TIMEOUT))
+    with celery_app.connection_for_write(
+        connect_timeout=BROKER_CHECK_TIMEOUT, transport_options=_CHECK_TRANSPORT_OPTIONS
+    ) as conn:
+        # one retry at once (the default waits 2 s before it)
+        conn.ensure_connection(
+            max_retries=1, interval_start=0, timeout=math.ceil(2 * BROKER_CHECK_TIMEOUT)
+        )
         if conn.transport.driver_type == "redis":
             # a Redis connection is opened lazily: ask the server to answer
             channel: Any = conn.default_channel

@@ -534,8 +534,9 @@ JOBTRAIL_WEBHOOK_SEND_TIME_LIMITS = (JOBTRAIL_WEBHOOK_TIMEOUT + 5, JOBTRAIL_WEBH
 # The batch sender (webhooks.send_due_deliveries) claims for this long with this many threads
 # per worker process; a claim it has not started within LEASE - D - 5 s (or by the end of the
 # round) is given back unsent, so its last sends end by ROUND + D: its limits are ROUND + D + 10
-# (soft) and ROUND + D + 20. While the database is unavailable the round tries its last
-# give-back and record again for at most 3 s each (webhooks.sending.RETRY_FOR), within them.
+# (soft) and ROUND + D + 20. While the database is unavailable the round tries its records and
+# give-backs again while their leases last, until RECORD_MARGIN (3 s) before its soft limit
+# (webhooks.sending); a send task's record likewise stops 3 s before the task's soft limit.
 JOBTRAIL_WEBHOOK_ROUND_SECONDS = env.float("JOBTRAIL_WEBHOOK_ROUND_SECONDS", default=30.0)
 JOBTRAIL_WEBHOOK_SENDERS = env.int("JOBTRAIL_WEBHOOK_SENDERS", default=8)
 JOBTRAIL_WEBHOOK_ROUND_TIME_LIMITS = (

@@ -432,7 +432,7 @@ class ValidationErrorItem(NullAsAbsent):
 
 
 class PushValidation(NullAsAbsent):
-    errors = ValidationErrorItem(many=True, required=False, allow_null=True, default=list)  # type: ignore[assignment]
+    errors = ValidationErrorItem(many=True, required=False, default=list)  # type: ignore[assignment]
 
 
 VALIDATION_NAMES = frozenset(PushValidation._declared_fields)
@@ -469,7 +469,7 @@ class PushEventData(NullAsAbsent):
     def to_internal_value(self, data: Any) -> Any:
         value = super().to_internal_value(data)
         ignored = {str(key) for key in data if key not in self.fields}
-        if "sourceObjectIds" in data and "sourceObjectId" in data:
+        if "sourceObjectIds" in value and "sourceObjectId" in value:
             ignored.add("sourceObjectId")  # both spellings sent: the first is read
         ignored |= _unread_validation_names(data.get("validation"))
         value["ignored_fields"] = sorted(ignored)

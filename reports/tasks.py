@@ -40,6 +40,8 @@ def build_job_report(self: Any, job_id: str, held: str | None = None) -> None:
         if last_try:
             logger.exception("report for job %s failed", job_id)
             return
-        kept = exc if isinstance(exc, services.ClaimKept) else None
-        kwargs = {"held": kept.held.isoformat()} if kept else {}
+        # the claim this try kept, or the one it was handed and could not take (the database
+        # still away): a token that no longer matches takes nothing
+        token = exc.held.isoformat() if isinstance(exc, services.ClaimKept) else held
+        kwargs = {"held": token} if token else {}
         raise self.retry(exc=exc, args=(job_id,), kwargs=kwargs) from exc

@@ -122,7 +122,7 @@ JUMP_EVERY = 0.05
 
 # What a lost database connection raises (a PostgreSQL restart, a failover, a deadlock abort):
 # the coordinator reconnects and carries on instead of ending the round, and records what its
-# senders sent once the database answers again (for up to RETRY_FOR, within their leases).
+# senders sent once the database answers again (while their leases last, within its time).
 CONNECTION_ERRORS = DATABASE_ERRORS
 # First wait before trying the database again; doubled up to RECONNECT_WAIT_MAX.
 RECONNECT_WAIT = 0.25
@@ -656,6 +656,18 @@ def _record(outcomes: list[tuple[Claim, AttemptResult]], *, by: float | None = N
     except SoftTimeLimitExceeded:
         raise  # the task's time is up: its caller records what it can, Celery ends it
     except CONNECTION_ERRORS:
+        now = time.monotonic()
+        lasting = [o for o in outcomes if o[0].lease_ends - 1.0 > now]
+        if lasting and until == leases_end and (by is None or now < by):
+            # the earliest lease ended: the others are still this sender's to record
+            lost = len(outcomes) - len(lasting)
+            logger.error(
+                "%d webhook attempts not recorded: the database was unavailable until their "
+                "leases ended; their deliveries are sent again",
+                lost,
+            )
+            _record(lasting, by=by)
+            return
         logger.exception(
             "%d webhook attempts not recorded: the database was unavailable until %s; "
             "their deliveries are sent again once their leases end",
@@ -700,7 +712,7 @@ def _settle_inactive(claims: list[Claim]) -> list[Claim]:
     return active
 
 
-def deliver_claimed(claim: Claim) -> None:
+def deliver_claimed(claim: Claim, *, record_by: float | None = None) -> None:
     """Make the claimed attempt now, in this thread, and record it, whatever interrupts it.
 
     An exception in the middle (the task's soft time limit, a bug) still records the attempt
@@ -714,16 +726,19 @@ def deliver_claimed(claim: Claim) -> None:
     try:
         result = attempt(claim, deadline=claim.attempt_deadline(started))
     except BaseException as exc:
-        _record([(claim, _interrupted(started_at, started, exc))])
+        _record([(claim, _interrupted(started_at, started, exc))], by=record_by)
         raise
-    _record([(claim, result)])
+    _record([(claim, result)], by=record_by)
 
 
 def deliver(delivery_id: Any) -> None:
-    """Make one attempt at a due delivery, if nobody else is making it."""
+    """Make one attempt at a due delivery, if nobody else is making it (the send task: its
+    record stops retrying before the task's soft time limit)."""
+    soft_limit, _ = settings.JOBTRAIL_WEBHOOK_SEND_TIME_LIMITS
+    record_by = time.monotonic() + soft_limit - RECORD_MARGIN
     claim = services.delivery_claim(delivery_id=delivery_id)
     if claim is not None:
-        deliver_claimed(claim)
+        deliver_claimed(claim, record_by=record_by)
 
 
 # --- the batch sender -------------------------------------------------------------------------

@@ -234,6 +234,13 @@ def test_optional_fields_sent_as_null_read_as_not_sent(api: APIClient, keyed: Co
     assert result.service_account_ref == {} and result.response_code is None
     assert result.validation_errors == [{"field": "", "message": "Currency is required."}]
     assert result.ignored_fields == []
+    other = JobFactory(company=keyed)
+    api.post(correlations_url(other), {"push_communication_id": "p-spelled"}, format="json")
+    spelled = {"pushCommunicationId": "p-spelled", "status": "success", "sourceObjectIds": None}
+    response = send(keyed, json.dumps({"data": {**spelled, "sourceObjectId": ["354"]}}))
+    assert response.status_code == 201, response.content
+    result = PushResult.objects.get(job=other)
+    assert (result.source_object_ids, result.ignored_fields) == (["354"], [])  # the one read
     body["data"]["validation"] = None
     body["data"]["pushCommunicationId"] = None  # required: still refused
     assert send(keyed, json.dumps(body)).status_code == 400
@@ -422,6 +429,13 @@ def test_a_push_for_a_finished_job_is_kept_on_it(api: APIClient, keyed: Company)
         {"data": {"pushCommunicationId": "p", "status": "maybe"}},
         [],
         {"data": {"pushCommunicationId": "p", "status": "success", "responseCode": "200"}},
+        {
+            "data": {
+                "pushCommunicationId": "p",
+                "status": "failed",
+                "validation": {"errors": [None]},
+            }
+        },
     ],
 )
 def test_a_signed_but_invalid_push_is_400_and_stores_nothing(keyed: Company, body: Any) -> None:

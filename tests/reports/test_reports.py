@@ -529,6 +529,78 @@ def test_a_build_that_could_not_give_its_claim_back_hands_it_to_its_retry(monkey
     assert calls["write"] == 2
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_kept_claim_is_handed_on_past_a_retry_that_could_not_reach_the_database(
+    monkeypatch,
+) -> None:
+    """The first try keeps its claim (ClaimKept); the second cannot even claim (the database
+    is still away). Its retry was handed nothing, found the report held and ended as done."""
+    from django.db import OperationalError
+
+    from config import leases
+    from reports.tasks import build_job_report
+
+    job = _finished_job_with_pushes()
+    real_write, real_release, real_claim = (
+        services.write_report_csv,
+        leases.release,
+        leases.claim,
+    )
+    calls = {"write": 0, "release": 0, "claim": 0}
+
+    def write_once_down(*, job_id, out):  # type: ignore[no-untyped-def]
+        calls["write"] += 1
+        if calls["write"] == 1:
+            raise OperationalError("terminating connection due to administrator command")
+        return real_write(job_id=job_id, out=out)
+
+    def release_down_twice(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["release"] += 1
+        if calls["release"] <= 2:
+            raise OperationalError("the database system is starting up")
+        return real_release(*args, **kwargs)
+
+    def second_claim_down(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["claim"] += 1
+        if calls["claim"] == 2:
+            raise OperationalError("the database system is starting up")
+        return real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(services, "write_report_csv", write_once_down)
+    monkeypatch.setattr(leases, "release", release_down_twice)
+    monkeypatch.setattr(leases, "claim", second_claim_down)
+
+    build_job_report.apply(args=(str(job.pk),))  # its retries run at once (eager)
+
+    report = Report.objects.get(job=job)
+    assert (report.status, report.locked_until) == ("ready", None)
+    assert calls["claim"] == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_build_that_fails_right_after_its_claim_gives_the_claim_back(monkeypatch) -> None:
+    """The report's row and the push count were read after the claim but before the part
+    that gives the claim back on failure: a connection lost there held the report for the
+    lease (minutes), and the retry found nothing to build."""
+    from django.db import OperationalError
+
+    job = _finished_job_with_pushes()
+    real_count = services.pushes_recorded
+
+    def count_once_down(job):  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(services, "pushes_recorded", real_count)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(services, "pushes_recorded", count_once_down)
+    with pytest.raises(OperationalError):
+        services.report_build(job_id=job.pk)
+
+    report = Report.objects.get(job=job)
+    assert (report.status, report.locked_until) == ("pending", None)  # free for the retry
+    rebuilt = services.report_build(job_id=job.pk)
+    assert rebuilt is not None and rebuilt.status == "ready"
+
+
 def test_a_report_is_built_once_per_request() -> None:
     job = _finished_job_with_pushes()
     endpoint_create(company=job.company, url="http://127.0.0.1:9/", events=["jobs.report.ready"])

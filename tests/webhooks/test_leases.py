@@ -276,6 +276,36 @@ def test_outcomes_are_recorded_after_a_database_outage_of_more_than_a_few_second
     assert WebhookAttempt.objects.count() == 2
 
 
+def test_a_batch_whose_first_lease_ends_in_an_outage_still_records_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two claims of different ages in one batch: the database comes back after the older
+    one's lease ended. The whole batch was given up then, though the other's lease lasted."""
+    from dataclasses import replace
+
+    from django.db import OperationalError
+
+    older, newer = _two_companies_claimed()
+    older = replace(older, lease_ends=time.monotonic() + 2.0)  # 1 s left to commit in
+    monkeypatch.setattr(sending, "RECONNECT_WAIT", 0.01)
+    monkeypatch.setattr(sending, "RECONNECT_WAIT_MAX", 0.05)
+    real = services.deliveries_record_attempts
+    back_at = time.monotonic() + 2.0
+
+    def outage(outcomes: Any, *, again: bool = False) -> Any:
+        if time.monotonic() < back_at:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(outcomes, again=again)
+
+    monkeypatch.setattr(services, "deliveries_record_attempts", outage)
+
+    sending._record([(older, _ok()), (newer, _ok())])
+
+    assert WebhookDelivery.objects.get(pk=newer.delivery.pk).status == DeliveryStatus.DELIVERED
+    assert WebhookDelivery.objects.get(pk=older.delivery.pk).status == DeliveryStatus.PENDING
+    assert list(WebhookAttempt.objects.values_list("delivery_id", flat=True)) == [newer.delivery.pk]
+
+
 def test_a_delivery_deleted_with_its_endpoint_while_sent_does_not_undo_the_batch() -> None:
     gone, kept = _two_companies_claimed()
     services.endpoint_delete(endpoint=gone.endpoint)  # its deliveries go with it
