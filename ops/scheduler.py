@@ -32,12 +32,13 @@ from django.db import close_old_connections, connection
 from django_celery_beat.schedulers import DatabaseScheduler
 from kombu.utils.imports import symbol_by_name
 
-from config.outage import DATABASE_ERRORS, Outage
+from config.outage import DATABASE_ERRORS, Outage, first_line
 from config.periodic import BEAT_SWEEPS
 
 from .services import BEAT, heartbeat_record
 
 logger = logging.getLogger(__name__)
+celery_logger = logging.getLogger("celery.beat")  # where Celery's "Sending due task" goes
 
 
 # Seconds between two tries to read the schedule while the database is unavailable.
@@ -95,14 +96,41 @@ class HeartbeatScheduler(DatabaseScheduler):
             self._heartbeat_due = time.monotonic() + every
         return min(interval, every)
 
+    _send_failing = False
+
     def apply_entry(self, entry: Any, producer: Any = None) -> None:
         if entry.task not in BEAT_SWEEPS:
-            super().apply_entry(entry, producer=producer)
+            self._send_entry(entry, producer)
             return
         try:  # as Celery's, without its "Sending due task" line: the sweep runs here
             self.apply_async(entry, producer=producer, advance=False)
         except Exception:
             logger.exception("%s failed in beat", entry.task)
+
+    def _send_entry(self, entry: Any, producer: Any) -> None:
+        """Celery's ``apply_entry`` for a task published to the broker, saying a failure once:
+        Celery logged each failed send with two tracebacks, so a broker outage filled beat's log
+        (about a hundred in half a minute, every due task every second). The first failure is
+        logged with its traceback, the others at DEBUG until a send succeeds again. A task not
+        sent runs on its next turn."""
+        celery_logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
+        try:
+            self.apply_async(entry, producer=producer, advance=False)
+        except Exception as exc:
+            if self._send_failing:
+                logger.debug("%s not sent either (%s)", entry.task, first_line(exc))
+                return
+            self._send_failing = True
+            logger.warning(
+                "beat cannot send its due tasks (%s): each runs on its next turn once sending "
+                "works again; further failures are logged at DEBUG",
+                first_line(exc),
+                exc_info=True,
+            )
+            return
+        if self._send_failing:
+            self._send_failing = False
+            logger.warning("beat sends its due tasks again (%s was sent)", entry.task)
 
     def apply_async(
         self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any

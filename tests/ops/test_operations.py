@@ -284,6 +284,36 @@ def test_beat_still_logs_the_tasks_it_sends(caplog: pytest.LogCaptureFixture) ->
     assert "Sending due task" in caplog.text
 
 
+@pytest.mark.django_db(transaction=True)
+def test_beat_says_once_that_it_cannot_send_and_once_that_it_can_again(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker outage: Celery logged every failed send with two tracebacks (about a hundred in
+    half a minute, every due task every second)."""
+    from celery.beat import SchedulingError
+
+    PeriodicTask.objects.exclude(task="ops.heartbeat").update(enabled=False)
+    scheduler = HeartbeatScheduler(app=celery_app)
+    [entry] = [e for e in scheduler.schedule.values() if e.task == "ops.heartbeat"]
+    sent = scheduler.apply_async
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise SchedulingError("Couldn't apply scheduled task heartbeat: [Errno 111] refused")
+
+    monkeypatch.setattr(scheduler, "apply_async", refused)
+    with caplog.at_level(logging.INFO):
+        for _ in range(5):
+            scheduler.apply_entry(entry)
+        monkeypatch.setattr(scheduler, "apply_async", sent)
+        scheduler.apply_entry(entry)
+
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.levelno for r in problems] == [logging.WARNING, logging.WARNING]
+    assert "cannot send its due tasks" in problems[0].getMessage() and problems[0].exc_info
+    assert "sends its due tasks again" in problems[1].getMessage()
+    assert caplog.text.count("Sending due task") == 6
+
+
 @pytest.mark.postgres
 def test_the_backlog_queries_use_partial_indexes() -> None:
     """At millions of rows both questions must be one probe of a small partial index."""
