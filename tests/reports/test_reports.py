@@ -5,6 +5,7 @@ import io
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -491,6 +492,29 @@ def test_a_build_whose_connection_died_gives_its_claim_back(monkeypatch) -> None
     assert rebuilt is not None and rebuilt.status == "ready"
 
 
+class DatabaseAway:
+    """Replaces functions with ones that raise OperationalError on the calls numbered in
+    ``down`` (from 1) and run the real function otherwise; counts the calls."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+        self.calls: dict[str, int] = {}
+
+    def on(self, owner: Any, name: str, *down: int) -> None:
+        from django.db import OperationalError
+
+        real = getattr(owner, name)
+        self.calls[name] = 0
+
+        def maybe_down(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            if self.calls[name] in down:
+                raise OperationalError("the database system is starting up")
+            return real(*args, **kwargs)
+
+        self.monkeypatch.setattr(owner, name, maybe_down)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_build_that_could_not_give_its_claim_back_hands_it_to_its_retry(monkeypatch) -> None:
     """PostgreSQL restarted during the build: the build failed and so did both tries to give
@@ -498,35 +522,19 @@ def test_a_build_that_could_not_give_its_claim_back_hands_it_to_its_retry(monkey
     time limit and a minute) and ended as done, its retries used up: the report stayed pending
     for about six minutes, until the lease ended and the sweep queued it again. The retry takes
     over the claim it is handed."""
-    from django.db import OperationalError
-
     from config import leases
     from reports.tasks import build_job_report
 
     job = _finished_job_with_pushes()
-    real_write, real_release = services.write_report_csv, leases.release
-    calls = {"write": 0, "release": 0}
-
-    def write_once_down(*, job_id, out):  # type: ignore[no-untyped-def]
-        calls["write"] += 1
-        if calls["write"] == 1:
-            raise OperationalError("terminating connection due to administrator command")
-        return real_write(job_id=job_id, out=out)
-
-    def release_down_twice(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["release"] += 1
-        if calls["release"] <= 2:  # the give-back and its try on a new connection
-            raise OperationalError("the database system is starting up")
-        return real_release(*args, **kwargs)
-
-    monkeypatch.setattr(services, "write_report_csv", write_once_down)
-    monkeypatch.setattr(leases, "release", release_down_twice)
+    away = DatabaseAway(monkeypatch)
+    away.on(services, "write_report_csv", 1)
+    away.on(leases, "release", 1, 2)  # the give-back and its try on a new connection
 
     build_job_report.apply(args=(str(job.pk),))  # its retry runs at once (eager)
 
     report = Report.objects.get(job=job)
     assert (report.status, report.locked_until) == ("ready", None)
-    assert calls["write"] == 2
+    assert away.calls["write_report_csv"] == 2
 
 
 @pytest.mark.django_db(transaction=True)
@@ -535,46 +543,20 @@ def test_the_kept_claim_is_handed_on_past_a_retry_that_could_not_reach_the_datab
 ) -> None:
     """The first try keeps its claim (ClaimKept); the second cannot even claim (the database
     is still away). Its retry was handed nothing, found the report held and ended as done."""
-    from django.db import OperationalError
-
     from config import leases
     from reports.tasks import build_job_report
 
     job = _finished_job_with_pushes()
-    real_write, real_release, real_claim = (
-        services.write_report_csv,
-        leases.release,
-        leases.claim,
-    )
-    calls = {"write": 0, "release": 0, "claim": 0}
-
-    def write_once_down(*, job_id, out):  # type: ignore[no-untyped-def]
-        calls["write"] += 1
-        if calls["write"] == 1:
-            raise OperationalError("terminating connection due to administrator command")
-        return real_write(job_id=job_id, out=out)
-
-    def release_down_twice(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["release"] += 1
-        if calls["release"] <= 2:
-            raise OperationalError("the database system is starting up")
-        return real_release(*args, **kwargs)
-
-    def second_claim_down(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["claim"] += 1
-        if calls["claim"] == 2:
-            raise OperationalError("the database system is starting up")
-        return real_claim(*args, **kwargs)
-
-    monkeypatch.setattr(services, "write_report_csv", write_once_down)
-    monkeypatch.setattr(leases, "release", release_down_twice)
-    monkeypatch.setattr(leases, "claim", second_claim_down)
+    away = DatabaseAway(monkeypatch)
+    away.on(services, "write_report_csv", 1)
+    away.on(leases, "release", 1, 2)
+    away.on(leases, "claim", 2)
 
     build_job_report.apply(args=(str(job.pk),))  # its retries run at once (eager)
 
     report = Report.objects.get(job=job)
     assert (report.status, report.locked_until) == ("ready", None)
-    assert calls["claim"] == 3
+    assert away.calls["claim"] == 3
 
 
 @pytest.mark.django_db(transaction=True)
