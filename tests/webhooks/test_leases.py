@@ -347,34 +347,22 @@ def _overlapping(
     done, release = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
-    def holder() -> None:
+    def hold() -> None:
         try:
             with transaction.atomic():
                 first()
                 done.set()
                 release.wait(10)
                 then()
-        except BaseException as exc:  # reported to the test
-            errors.append(exc)
         finally:
             done.set()
-            connection.close()
 
-    def other() -> None:
-        try:
-            second()
-        except BaseException as exc:  # reported to the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=holder), threading.Thread(target=other)]
-    threads[0].start()
+    holder = in_thread(hold, errors)
     assert done.wait(10)
-    threads[1].start()
+    other = in_thread(second, errors)
     time.sleep(0.3)
     release.set()
-    for thread in threads:
+    for thread in (holder, other):
         thread.join(timeout=30)
     return errors
 
