@@ -47,6 +47,7 @@ DATABASE_RETRY = 5.0
 
 class HeartbeatScheduler(DatabaseScheduler):
     _heartbeat_due = 0.0
+    _send_failing = False  # a send to the broker failed and none succeeded since
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # before the package's __init__: it reads the schedule (``setup_schedule``)
@@ -95,8 +96,6 @@ class HeartbeatScheduler(DatabaseScheduler):
             self.record_heartbeat()
             self._heartbeat_due = time.monotonic() + every
         return min(interval, every)
-
-    _send_failing = False
 
     def apply_entry(self, entry: Any, producer: Any = None) -> None:
         if entry.task not in BEAT_SWEEPS:

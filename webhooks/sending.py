@@ -616,7 +616,6 @@ def _reconnecting(action: Any, *, until: float, what: str) -> None:
     leases of the claims it is about, or the round's time). Then the last error is raised. Any
     other error is raised at once."""
     wait = RECONNECT_WAIT
-    give_up = until
     again = False
     while True:
         try:
@@ -624,7 +623,7 @@ def _reconnecting(action: Any, *, until: float, what: str) -> None:
             return
         except CONNECTION_ERRORS as exc:
             connection.close()  # a new connection for the next try
-            if time.monotonic() + wait >= give_up:
+            if time.monotonic() + wait >= until:
                 raise
             logger.warning("the database is unavailable (%s); %s again in %.2f s", exc, what, wait)
             time.sleep(wait)
@@ -657,7 +656,7 @@ def _record(outcomes: list[tuple[Claim, AttemptResult]], *, by: float | None = N
         raise  # the task's time is up: its caller records what it can, Celery ends it
     except CONNECTION_ERRORS:
         now = time.monotonic()
-        lasting = [o for o in outcomes if o[0].lease_ends - 1.0 > now]
+        lasting = [o for o in outcomes if _leases_end([o[0]]) > now]
         if lasting and until == leases_end and (by is None or now < by):
             # the earliest lease ended: the others are still this sender's to record
             lost = len(outcomes) - len(lasting)
