@@ -283,12 +283,11 @@ def report_build(
     if not claimed.rows:
         logger.info("no pending report to build for job %s", job_id)
         return None
-    # from here on the claim is given back (or handed to the retry) whatever fails
-    claimed_report = claimed.rows[0]
-    report = claimed_report
+    # the row as the claim left it; from here on the claim is given back (or handed to the
+    # retry) whatever fails, reading its job included
+    report = claimed.rows[0]
     name = ""
     try:
-        report = Report.objects.select_related("job").get(pk=claimed_report.pk)
         job = report.job
         # the push results this build covers: the job's count as read now, before the rows
         # (a result recorded after this read makes the report read pending until the next
@@ -313,7 +312,7 @@ def report_build(
         )
     except BaseException as exc:
         failed = f"{type(exc).__name__}: {exc}" if last_try and isinstance(exc, Exception) else ""
-        given_back = _give_back(claimed_report.pk, until=claimed.until, failed=failed)
+        given_back = _give_back(report.pk, until=claimed.until, failed=failed)
         if name:  # saved, never recorded as the report's file
             _delete_quietly(report, name)
         if not given_back and isinstance(exc, Exception):
