@@ -2,11 +2,18 @@
 
 import logging
 import os
+from typing import Any
 
 import kombu
 from celery import Celery
 from celery.app.amqp import AMQP
-from celery.signals import celeryd_init, worker_process_init, worker_ready
+from celery.signals import (
+    celeryd_init,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_ready,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -56,6 +63,34 @@ def leave_the_worker_process_group(**kwargs: object) -> None:
     processes on time limits and `revoke(terminate=True)` (it signals a group leader's group).
     """
     os.setpgid(0, 0)
+
+
+@task_prerun.connect
+def reuse_database_connections(task: Any = None, **kwargs: object) -> None:
+    """Before a task, drop the database connections Django would drop between two requests
+    (older than ``CONN_MAX_AGE``, broken, or left outside autocommit); a kept one serves the
+    task after a health check (``check_before_next_use``). Celery's fix-up closes every
+    connection only every ``CELERY_DB_REUSE_MAX`` tasks. A task run eagerly (inside a
+    caller's transaction) is left alone, as the fix-up leaves it."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    from django.db import close_old_connections, connections
+
+    close_old_connections()
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and hasattr(conn, "check_before_next_use"):
+            conn.check_before_next_use()
+
+
+@task_postrun.connect
+def release_database_connections(task: Any = None, **kwargs: object) -> None:
+    """After a task, as after a request: a connection that raised a database error and no
+    longer answers, or has outlived ``CONN_MAX_AGE``, is closed; the others are kept."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @worker_ready.connect

@@ -497,6 +497,12 @@ CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_BEAT_SCHEDULER = "ops.scheduler:HeartbeatScheduler"  # the database scheduler + a heartbeat
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fix-up closes the database connections before and after every task: a new
+# PostgreSQL backend per task (about 20 a second at 10 job changes/s, each a fork and a cold
+# catalog cache). With this it force-closes them only every this many tasks, and
+# config.celery_app applies Django's rule between tasks instead, as between requests: a
+# connection is kept for CONN_MAX_AGE unless it raised a database error (SQLite: closed).
+CELERY_DB_REUSE_MAX = env.int("JOBTRAIL_WORKER_DB_REUSE_MAX", default=1000)
 
 # --- Jobtrail -------------------------------------------------------------------------------
 JOBTRAIL_JOB_EXPIRES_AFTER = env.int("JOBTRAIL_JOB_EXPIRES_AFTER", default=24 * 3600)

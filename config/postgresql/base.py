@@ -71,6 +71,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 return
         super().close_if_health_check_failed()
 
+    def check_before_next_use(self) -> None:
+        """Check the connection's health before its next query however recently it was
+        healthy (the worker, before each task: a database restarted between two tasks must not
+        fail the second one, which would wait for a sweep; a request's 503 is retried by its
+        client at once)."""
+        self._released_healthy_at = None
+
     def close_if_unusable_or_obsolete(self) -> None:
         super().close_if_unusable_or_obsolete()
         if self.connection is None or self.errors_occurred:
