@@ -65,32 +65,31 @@ def leave_the_worker_process_group(**kwargs: object) -> None:
     os.setpgid(0, 0)
 
 
-@task_prerun.connect
-def reuse_database_connections(task: Any = None, **kwargs: object) -> None:
-    """Before a task, drop the database connections Django would drop between two requests
-    (older than ``CONN_MAX_AGE``, broken, or left outside autocommit); a kept one serves the
-    task after a health check (``check_before_next_use``). Celery's fix-up closes every
-    connection only every ``CELERY_DB_REUSE_MAX`` tasks. A task run eagerly (inside a
-    caller's transaction) is left alone, as the fix-up leaves it."""
-    if task is not None and getattr(task.request, "is_eager", False):
-        return
-    from django.db import close_old_connections, connections
-
-    close_old_connections()
-    for conn in connections.all(initialized_only=True):
-        if conn.connection is not None and hasattr(conn, "check_before_next_use"):
-            conn.check_before_next_use()
-
-
 @task_postrun.connect
 def release_database_connections(task: Any = None, **kwargs: object) -> None:
-    """After a task, as after a request: a connection that raised a database error and no
-    longer answers, or has outlived ``CONN_MAX_AGE``, is closed; the others are kept."""
+    """After a task, as after a request: a connection that is broken, left outside autocommit
+    or older than ``CONN_MAX_AGE`` is closed; the others are kept for the next task (Celery's
+    fix-up closes every connection only every ``CELERY_DB_REUSE_MAX`` tasks). A task run
+    eagerly (inside a caller's transaction) is left alone, as the fix-up leaves it."""
     if task is not None and getattr(task.request, "is_eager", False):
         return
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@task_prerun.connect
+def reuse_database_connections(task: Any = None, **kwargs: object) -> None:
+    """Before a task, the same; a kept connection then serves the task after a health check
+    (``check_before_next_use``), however recently it was healthy."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    from django.db import connections
+
+    release_database_connections()
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and hasattr(conn, "check_before_next_use"):
+            conn.check_before_next_use()
 
 
 @worker_ready.connect

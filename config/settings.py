@@ -501,7 +501,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # PostgreSQL backend per task (about 20 a second at 10 job changes/s, each a fork and a cold
 # catalog cache). With this it force-closes them only every this many tasks, and
 # config.celery_app applies Django's rule between tasks instead, as between requests: a
-# connection is kept for CONN_MAX_AGE unless it raised a database error (SQLite: closed).
+# connection is kept for CONN_MAX_AGE unless it is broken (SQLite: closed after each task).
 CELERY_DB_REUSE_MAX = env.int("JOBTRAIL_WORKER_DB_REUSE_MAX", default=1000)
 
 # --- Jobtrail -------------------------------------------------------------------------------
