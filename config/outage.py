@@ -1,12 +1,19 @@
-"""Waiting out an unreachable database in a loop that must not end (one helper).
+"""Living with an unreachable service: the two helpers every caller uses.
 
-The webhook sender round's coordinator and feeder (``webhooks.sending``) and beat
-(``ops.scheduler``) keep running while PostgreSQL is away: each failed try drops the broken
-connection (the next try opens a new one) and waits longer before the next, and the outage is
-logged once when it starts and once when it ends, not every few seconds.
+``Outage``: waiting out an unreachable database in a loop that must not end. The webhook sender
+round's coordinator and feeder (``webhooks.sending``) and beat (``ops.scheduler``) keep running
+while PostgreSQL is away: each failed try drops the broken connection (the next try opens a
+new one) and waits longer before the next, and the outage is logged once when it starts and
+once when it ends, not every few seconds.
+
+``Pause``: not asking a service that just failed again for a few seconds, where a request or a
+caller must not wait for it (the broker for a publish, ``config.outbox``; the rate limits'
+cache, ``jobs.auth``): requests stay fast during an outage, and the work waits where it is
+kept (rows a sweep finds; a rate limit not applied meanwhile).
 """
 
 import logging
+import time
 
 from django.db import InterfaceError, OperationalError, connection
 
@@ -55,3 +62,28 @@ class Outage:
         if self.down:
             self.logger.warning(self.back_message)
         self.wait = 0.0
+
+
+class Pause:
+    """A process-wide "do not ask for ``seconds`` after a failure" (one per service).
+
+    ``start()`` after a failure (True if it starts a pause, so the caller logs the outage once
+    per pause, not once per skipped call); ``active()`` while it lasts. Unlocked on purpose:
+    two threads failing at once both start it, to the same end.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._until = 0.0
+
+    def active(self) -> bool:
+        return time.monotonic() < self._until
+
+    def start(self) -> bool:
+        started = not self.active()
+        self._until = time.monotonic() + self.seconds
+        return started
+
+    def end(self) -> None:
+        """Ask again at once (the tests, or a caller that knows the service is back)."""
+        self._until = 0.0

@@ -26,7 +26,6 @@ for work that waited, send it again once it is presumed lost (``resend_lost``).
 import logging
 import os
 import threading
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -36,20 +35,22 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.outage import Pause
 from config.rows import hot_cursor
 
 logger = logging.getLogger(__name__)
 
 # After a failed publish, skip the broker for a few seconds: requests stay fast during an
-# outage (no connection attempt each), and the sweeps publish once the broker is back.
+# outage (no connection attempt each), and the sweeps publish once the broker is back. One
+# pause for the whole process: every publish goes through ``publish``.
 BROKER_BACKOFF = 5.0
-_broker_down_until = 0.0
+broker_pause = Pause(BROKER_BACKOFF)
 
 
 def publish(task_name: str, args: Sequence[Any] = ()) -> bool:
-    """Send one message for ``task_name`` now; False (logged) when the broker refuses it."""
-    global _broker_down_until
-    if time.monotonic() < _broker_down_until:
+    """Send one message for ``task_name`` now; False (logged) when the broker refuses it, and
+    for ``BROKER_BACKOFF`` seconds after that without asking it (the rows wait for a sweep)."""
+    if broker_pause.active():
         logger.info("broker presumed down: %s not published; the sweep will wake it", task_name)
         return False
     from config.celery_app import app
@@ -58,7 +59,7 @@ def publish(task_name: str, args: Sequence[Any] = ()) -> bool:
         app.send_task(task_name, args=list(args), retry=False)
     except Exception as exc:
         logger.warning("%s not published (%s); the sweep will wake it", task_name, exc)
-        _broker_down_until = time.monotonic() + BROKER_BACKOFF
+        broker_pause.start()
         return False
     return True
 

@@ -25,7 +25,7 @@ from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from config.client_ip import client_ip
-from config.outage import first_line
+from config.outage import Pause, first_line
 from config.problems import (
     ACCESS_TOKEN_EXPIRED,
     REFRESH_TOKEN_EXPIRED,
@@ -321,13 +321,12 @@ class CacheOutageOpen:
     again for ``CACHE_RETRY_AFTER`` seconds; the outage is logged once per such pause."""
 
     def allow_request(self, request: Request, view: "APIView") -> bool:
-        global _cache_down_until
-        if time.monotonic() < _cache_down_until:
+        if cache_pause.active():
             return True
         try:
             return super().allow_request(request, view)  # type: ignore[misc]
         except Exception as exc:  # what the cache backend raises when it cannot be reached
-            _cache_down_until = time.monotonic() + CACHE_RETRY_AFTER
+            cache_pause.start()
             logger.warning(
                 "rate limits not applied for %.0f s: the cache is unavailable (%s)",
                 CACHE_RETRY_AFTER,
@@ -337,7 +336,7 @@ class CacheOutageOpen:
 
 
 CACHE_RETRY_AFTER = 5.0
-_cache_down_until = 0.0
+cache_pause = Pause(CACHE_RETRY_AFTER)
 
 
 class ClientRateThrottle(CacheOutageOpen, SimpleRateThrottle):

@@ -1,5 +1,6 @@
 """Shared fixtures: API clients with bearer tokens, each in its own company."""
 
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -8,6 +9,9 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from config import outbox
+from config.celery_app import app as celery_app
+from config.outage import Pause
 from jobs.auth import CompanyTokenObtainPairSerializer
 from jobs.models import Company
 from tests.factories import ApiClientFactory, CompanyFactory
@@ -68,3 +72,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
 def relay() -> Callable[[], int]:
     """Run the job event relay now, in this process (what the worker does after a change)."""
     return run_relay
+
+
+@pytest.fixture
+def broker_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The Celery app's broker is a loopback port nothing listens on (a real refused
+    connection, whatever broker the run uses), with a fresh publish pause; afterwards the app's
+    own broker and connection pools are back."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0"
+    for name in ("broker_url", "broker_write_url", "broker_read_url"):
+        monkeypatch.setitem(celery_app.conf, name, url)
+    monkeypatch.setattr(celery_app, "_pool", None)  # the pools are made from the URL once
+    monkeypatch.setattr(celery_app.amqp, "_producer_pool", None)
+    monkeypatch.setattr(outbox, "broker_pause", Pause(outbox.BROKER_BACKOFF))
+    try:
+        yield url
+    finally:
+        pool = celery_app._pool
+        if pool is not None:
+            pool.force_close_all()

@@ -511,31 +511,17 @@ def _insert_set_based(outgoing: list[_Outgoing], *, spacing: timedelta, now: dat
         cursor.execute(statement, params)
 
 
-# After a failed publish, skip the broker for a few seconds: requests stay fast during an
-# outage, and the dispatcher queues the rows once the broker is back.
-BROKER_BACKOFF = 5.0
-_broker_down_until = 0.0
+SEND_DELIVERY_TASK = "webhooks.send_delivery"
 
 
 def enqueue(ids: Iterable[Any]) -> None:
-    """Queue sending; if the broker is unreachable, leave the rows for the dispatcher."""
-    global _broker_down_until
-    from .tasks import send_delivery
-
+    """Queue one attempt per delivery (``config.outbox.publish``); once the broker refuses one
+    (or is presumed down), the rest are left for the dispatcher (``dispatched_at`` cleared)."""
     ids = list(ids)
-    failed = []
     for position, delivery_id in enumerate(ids):
-        if time.monotonic() < _broker_down_until:
-            failed.extend(ids[position:])
-            break
-        try:
-            send_delivery.apply_async((str(delivery_id),), retry=False)
-        except Exception as exc:
-            logger.warning("webhook delivery not queued (%s); the dispatcher will retry", exc)
-            _broker_down_until = time.monotonic() + BROKER_BACKOFF
-            failed.append(delivery_id)
-    if failed:
-        WebhookDelivery.objects.filter(pk__in=failed).update(dispatched_at=None)
+        if not outbox.publish(SEND_DELIVERY_TASK, (str(delivery_id),)):
+            WebhookDelivery.objects.filter(pk__in=ids[position:]).update(dispatched_at=None)
+            return
 
 
 def _unclaimed_due(now: datetime) -> Any:

@@ -10,6 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
+from config.outage import Pause
 from jobs import auth
 from jobs.auth import CompanyTokenObtainPairSerializer
 from jobs.models import Company, CompanyMember, Job
@@ -446,7 +447,7 @@ def test_the_api_answers_while_the_rate_limit_cache_is_unreachable(
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         }
     }
-    monkeypatch.setattr(auth, "_cache_down_until", 0.0)
+    monkeypatch.setattr(auth, "cache_pause", Pause(auth.CACHE_RETRY_AFTER))
     settings.JOBTRAIL_API_RATE_LIMIT = "1/minute"  # would refuse the second request
 
     assert api.get(JOBS_URL).status_code == 200
@@ -455,7 +456,7 @@ def test_the_api_answers_while_the_rate_limit_cache_is_unreachable(
     warnings = [r for r in caplog.records if "rate limits not applied" in r.getMessage()]
     assert len(warnings) == 1
 
-    monkeypatch.setattr(auth, "_cache_down_until", 0.0)  # the pause is over: asked again
+    auth.cache_pause.end()  # the pause is over: asked again
     assert api.get(JOBS_URL).status_code == 200
     assert len([r for r in caplog.records if "rate limits not applied" in r.getMessage()]) == 2
 

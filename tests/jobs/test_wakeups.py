@@ -1,5 +1,6 @@
 """Coalesced wake-ups (config/outbox.py): one background thread per process sends them."""
 
+import logging
 import os
 import select
 import threading
@@ -250,3 +251,25 @@ def test_a_worker_coming_up_forgets_the_wake_ups_outstanding_before_it(
     assert set(Wakeup.objects.values_list("pending_since", "unanswered")) == {(None, 0)}
     assert outbox.publish_wakeup("jobs.relay_events") is True  # a job change's, at once
     assert published == ["jobs.relay_events"]
+
+
+def test_a_refused_publish_pauses_the_broker_for_the_process(
+    broker_down: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker that refuses the connection: the publish answers False (the rows wait for a
+    sweep), and for BROKER_BACKOFF seconds later publishes do not ask it again."""
+    caplog.set_level(logging.INFO, logger="config.outbox")
+
+    assert outbox.publish("jobs.relay_events") is False
+    assert outbox.broker_pause.active()
+    assert outbox.publish("webhooks.send_due_deliveries") is False
+
+    records = [r for r in caplog.records if r.name == "config.outbox"]
+    refused = [r for r in records if r.levelno == logging.WARNING]
+    skipped = [r for r in records if "presumed down" in r.getMessage()]
+    assert len(refused) == 1 and "Connection refused" in refused[0].getMessage()
+    assert len(skipped) == 1 and "webhooks.send_due_deliveries" in skipped[0].getMessage()
+
+    outbox.broker_pause.end()  # the pause is over: the broker is asked (and refuses) again
+    assert outbox.publish("jobs.relay_events") is False
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2

@@ -281,19 +281,22 @@ def test_webhook_api_needs_a_token() -> None:
 # --- dispatcher, retention, periodic tasks ----------------------------------------------------
 
 
-def test_broker_outage_leaves_rows_for_the_dispatcher(company, monkeypatch) -> None:
+def test_broker_outage_leaves_rows_for_the_dispatcher(company, broker_down, caplog) -> None:
     services.endpoint_create(company=company, url="http://127.0.0.1:9/", events=["*"])
-    JobFactory(company=company)
-    [delivery] = deliveries()
+    for _ in range(2):
+        JobFactory(company=company)
+    rows = deliveries()
+    WebhookDelivery.objects.update(dispatched_at=timezone.now())  # as queued by the relay
 
-    def broker_down(*args: Any, **kwargs: Any) -> None:
-        raise ConnectionRefusedError("broker down")
+    services.enqueue([row.pk for row in rows])
 
-    monkeypatch.setattr("webhooks.tasks.send_delivery.apply_async", broker_down)
-    monkeypatch.setattr(services, "_broker_down_until", 0.0)
-    services.enqueue([delivery.pk])
-    delivery.refresh_from_db()
-    assert delivery.dispatched_at is None and delivery.status == "pending"
+    assert set(WebhookDelivery.objects.values_list("dispatched_at", "status")) == {
+        (None, "pending")
+    }
+    # the first refusal starts the pause: the second delivery is not offered to the broker
+    refused = [r for r in caplog.records if "Connection refused" in r.getMessage()]
+    assert len(refused) == 1 and "webhooks.send_delivery" in refused[0].getMessage()
+    assert not [r for r in caplog.records if "presumed down" in r.getMessage()]
 
 
 def test_purge_keeps_recent_and_undelivered(company, receiver: Receiver) -> None:
