@@ -1,11 +1,9 @@
 """Set-based writes the ORM has no method for."""
 
-import uuid
 from typing import Any
 
 from django.db import connections
 from django.db.models import Field, Model, QuerySet
-from django.db.models.expressions import RawSQL
 
 
 def insert_from_select(model: type[Model], columns: dict[str, Any], queryset: QuerySet[Any]) -> int:
@@ -70,29 +68,3 @@ def delete_rows(queryset: QuerySet[Any]) -> int:
         # (the subquery wrapped once more: MySQL refuses to read the table it deletes from)
         cursor.execute(f"DELETE FROM {table} WHERE {pk} IN (SELECT * FROM ({sql}) AS gone)", params)
         return int(cursor.rowcount)
-
-
-def pinned(queryset: QuerySet[Any]) -> QuerySet[Any]:
-    """The rows of ``queryset`` as of now, as a queryset that does not take in rows others
-    commit later (inside a transaction).
-
-    A statement over ``queryset`` sees every row committed before it starts (READ COMMITTED).
-    On PostgreSQL the keys of its rows go to a temporary table (one statement, nothing read
-    into Python, a million keys included), dropped when the transaction ends. Elsewhere
-    (SQLite: writers take turns, nothing commits meanwhile) ``queryset`` itself.
-    """
-    connection = connections[queryset.db]
-    if connection.vendor != "postgresql":
-        return queryset
-    if not connection.in_atomic_block:
-        raise RuntimeError("pinned() needs a transaction")
-    quote = connection.ops.quote_name
-    table = quote(f"pinned_{uuid.uuid4().hex}")
-    sql, params = queryset.order_by().values("pk").query.get_compiler(using=queryset.db).as_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(f"CREATE TEMPORARY TABLE {table} ON COMMIT DROP AS {sql}", params)
-    # the column is the select's alias, "pk"; qualified, so that a wrong name fails instead of
-    # naming the outer query's column (a subquery true for every row)
-    return queryset.model._default_manager.db_manager(queryset.db).filter(
-        pk__in=RawSQL(f'SELECT "pinned"."pk" FROM {table} AS "pinned"', [])
-    )

@@ -213,32 +213,25 @@ def _is_active(endpoint_id: Any) -> bool:
 def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     """Delete an endpoint with its deliveries and their attempt log.
 
-    Two passes. The long one first (an endpoint can hold hundreds of thousands of deliveries:
-    seconds of deleting): its deliveries as of now (``sql.pinned``) are locked, in primary-key
-    order as the sender's recorder locks them before it may disable the endpoint on a 410, and
-    deleted with their attempts. An attempt being recorded for one of them either commits
-    before the lock (and its log row is deleted with it) or finds the delivery gone and is not
-    logged; collected without the lock, an attempt committed meanwhile would reference a
-    deleted delivery. The endpoint row is not locked yet, so a relay fanning out to it
-    meanwhile commits at once, instead of waiting for the whole DELETE (at its commit, with
-    every other company's events of its batch).
-
-    Then the endpoint row is locked: a relay's fan-out checks its new deliveries' endpoint when
-    it commits (Django's foreign keys are deferred), under a share lock of that row, so from
-    here a fan-out to it waits, finds the endpoint gone and is refused (``jobs.relay`` relays
-    that batch again). The deliveries fan-outs committed during the first pass are locked,
-    deleted with their attempts, and the endpoint with them: without that lock, a fan-out
-    committing in between made this DELETE fail at its commit (a 500). Nothing is read into
-    Python: Django's cascade took 36 s and their memory for 400,000 deliveries.
+    Its deliveries are locked first (in primary-key order, as the sender's recorder locks
+    them, before it may disable the endpoint on a 410): an attempt being recorded for one of
+    them either commits before (and its log row is deleted with it) or finds the delivery gone
+    and is not logged. Collected without the lock, an attempt committed meanwhile would
+    reference a deleted delivery. Then the endpoint's row: a relay's fan-out checks its new
+    deliveries' endpoint when it commits (Django's foreign keys are deferred), under a share
+    lock of that row, so from here a fan-out to it waits, finds the endpoint gone and is
+    refused (``jobs.relay`` relays that batch again); one that committed before is collected
+    with the others by the delete. Without this lock, a fan-out committing between the
+    collection and the commit made this DELETE fail (a 500). The deliveries are locked once
+    more after it: those a fan-out committed between the two locks are locked too (one could
+    otherwise be claimed, sent and its attempt recorded before the delete reaches it). Nothing
+    is read into Python: an endpoint with 400,000 deliveries took 36 s and their memory.
     """
     deliveries = WebhookDelivery.objects.filter(endpoint=endpoint)
-    collected = sql.pinned(deliveries)
-    sql.lock_all(collected)
-    # set-based (``config.sql.delete_rows``): Django's cascade loaded every delivery first
-    sql.delete_rows(WebhookAttempt.objects.filter(delivery__in=collected))
-    sql.delete_rows(collected)
+    sql.lock_all(deliveries)
     sql.lock_all(WebhookEndpoint.objects.filter(pk=endpoint.pk))
-    sql.lock_all(deliveries)  # the fan-outs' that committed meanwhile
+    sql.lock_all(deliveries)  # and the latecomers
+    # set-based (``config.sql.delete_rows``): Django's cascade loaded every delivery first
     sql.delete_rows(WebhookAttempt.objects.filter(delivery__endpoint=endpoint))
     sql.delete_rows(deliveries)
     endpoint.delete()

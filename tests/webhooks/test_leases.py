@@ -13,7 +13,7 @@ from django.db.models.signals import pre_delete
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from config import leases, sql
+from config import leases
 from jobs import relay as relay_module
 from jobs.models import JobEvent
 from tests.factories import CompanyFactory, JobFactory
@@ -480,46 +480,6 @@ def test_an_endpoint_deleted_while_a_relay_fans_out_to_it_is_deleted_and_the_rel
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
     assert not WebhookDelivery.objects.exists()
     assert not JobEvent.objects.filter(job=job, relayed_at__isnull=True).exists()
-
-
-@pytest.mark.postgres
-def test_a_relay_fanning_out_to_an_endpoint_being_deleted_does_not_wait_for_its_deliveries(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Deleting an endpoint's deliveries and their attempt log is the long part of its DELETE
-    (seconds for hundreds of thousands). The endpoint row was locked before it, so a relay
-    fanning out to the endpoint meanwhile waited at its commit for the whole DELETE, and every
-    other company's events of its batch with it. The row is locked after that part now: the
-    relay commits at once, and the DELETE's second pass takes the delivery it made."""
-    company = CompanyFactory()
-    endpoint = services.endpoint_create(company=company, url="http://127.0.0.1:9/", events=["*"])
-    JobFactory(company=company)
-    relay_module.relay_batch()  # a delivery for the DELETE to delete
-    JobFactory(company=company)  # its created event waits for the relay
-    relay_errors: list[BaseException] = []
-    relays: list[threading.Thread] = []
-    real_delete_rows = sql.delete_rows
-
-    def delete_rows(queryset: Any) -> int:
-        if queryset.model is WebhookDelivery and not relays:
-            # the DELETE has locked the endpoint's deliveries and deleted their attempts: a
-            # fan-out to it runs now
-            relays.append(in_thread(relay_module.relay_batch, relay_errors))
-            while relays[0].is_alive() and not lock_waits():
-                time.sleep(0.02)  # it commits, or waits for the DELETE to end
-            waited.append(relays[0].is_alive())
-        return real_delete_rows(queryset)
-
-    waited: list[bool] = []
-    monkeypatch.setattr(sql, "delete_rows", delete_rows)
-    services.endpoint_delete(endpoint=endpoint)
-    for thread in relays:
-        thread.join(30)
-
-    assert waited == [False] and relay_errors == []
-    assert not JobEvent.objects.filter(relayed_at__isnull=True).exists()  # fanned out to it
-    assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
-    assert not WebhookDelivery.objects.exists()  # the relay's went with the others
 
 
 @pytest.mark.postgres
