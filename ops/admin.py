@@ -8,12 +8,12 @@ with an inline that reads the schedules with the tasks.
 The package's periodic-task actions (enable, disable, toggle, run now) declare no permission,
 so Django offers them to anyone who may view the list, and they log nothing: a view-only staff
 user could stop the expiry sweep or run the purge. Re-registered, each needs the change
-permission and writes one admin log entry per task.
+permission and writes one admin log entry per task, unless it refused (an error message).
 """
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_celery_beat import admin as beat_admin
@@ -45,8 +45,28 @@ _reregister(SolarSchedule, beat_admin.SolarScheduleAdmin)
 _reregister(IntervalSchedule, beat_admin.IntervalScheduleAdmin)
 
 
+class _Reporting:
+    """``model_admin`` as the package's action sees it, noting whether the action refused (an
+    error message: "run" refuses every task when one names a task the worker does not know)."""
+
+    def __init__(self, model_admin: admin.ModelAdmin) -> None:
+        self._model_admin = model_admin
+        self.refused = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model_admin, name)
+
+    def message_user(
+        self, request: HttpRequest, message: Any, level: int = messages.INFO, *args: Any, **kw: Any
+    ) -> None:
+        if level >= messages.ERROR:
+            self.refused = True
+        self._model_admin.message_user(request, message, level, *args, **kw)
+
+
 def _guarded(name: str) -> Any:
-    """The package's action ``name``, behind the change permission and logged per task."""
+    """The package's action ``name``, behind the change permission and logged per task (not
+    when the action refused)."""
     package_action = getattr(beat_admin.PeriodicTaskAdmin, name)
     message = f"{name.replace('_', ' ').capitalize()} (list action)."
 
@@ -55,7 +75,10 @@ def _guarded(name: str) -> Any:
         model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[PeriodicTask]
     ) -> None:
         tasks = list(queryset)
-        package_action(model_admin, request, queryset)
+        reporting = _Reporting(model_admin)
+        package_action(reporting, request, queryset)
+        if reporting.refused:
+            return
         for task in tasks:
             model_admin.log_change(request, task, message)
 

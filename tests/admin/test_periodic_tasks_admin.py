@@ -4,6 +4,7 @@ logged (ops/admin.py)."""
 from typing import Any
 
 import pytest
+from django.contrib import messages
 from django.contrib.admin import helpers
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
@@ -68,3 +69,42 @@ def test_with_the_change_permission_a_disable_is_done_and_logged() -> None:
         str(task.pk),
         "Disable tasks (list action).",
     )
+
+
+def test_a_run_the_package_refuses_is_not_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ "Run" refuses every selected task when one names a task the worker does not know (an
+    error message, nothing sent): the admin log must not say it ran."""
+    ran: list[Any] = []
+    monkeypatch.setattr("celery.app.task.Task.apply_async", lambda *a, **k: ran.append(a))
+    known = _task()
+    unknown = PeriodicTask.objects.create(
+        name="Renamed task (test)", task="jobs.no_such_task", interval=known.interval
+    )
+    client = _client("view_periodictask", "change_periodictask")
+    changelist = reverse(CHANGELIST)
+
+    response = client.post(
+        changelist,
+        {"action": "run_tasks", helpers.ACTION_CHECKBOX_NAME: [known.pk, unknown.pk]},
+        follow=True,
+    )
+
+    shown = [(m.level, str(m)) for m in response.context["messages"]]
+    assert shown == [(messages.ERROR, 'task "jobs.no_such_task" not found')]
+    assert ran == []
+    assert not LogEntry.objects.exists()
+
+
+def test_a_run_is_logged_per_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[Any] = []
+    monkeypatch.setattr("celery.app.task.Task.apply_async", lambda *a, **k: ran.append(a))
+    task = _task()
+    client = _client("view_periodictask", "change_periodictask")
+
+    client.post(
+        reverse(CHANGELIST), {"action": "run_tasks", helpers.ACTION_CHECKBOX_NAME: [task.pk]}
+    )
+
+    assert len(ran) == 1
+    [entry] = LogEntry.objects.all()
+    assert entry.get_change_message() == "Run tasks (list action)."
