@@ -146,9 +146,16 @@ def _failing_endpoints(now: datetime) -> list[dict[str, Any]]:
                 "rate": round(100 * (row["failed"] + row["retrying"]) / row["total"])
                 if row["total"]
                 else None,
+                # the failed ones the row counts: created in the last 24 hours
                 "url": reverse("admin:webhooks_webhookdelivery_changelist")
                 + "?"
-                + urlencode({"endpoint__id__exact": endpoint.pk, "status__exact": "failed"}),
+                + urlencode(
+                    {
+                        "endpoint__id__exact": endpoint.pk,
+                        "status__exact": "failed",
+                        "created_from": since.isoformat(timespec="seconds"),
+                    }
+                ),
             }
         )
     return sorted(failing, key=lambda f: (-f["failed"], -f["retrying"]))
@@ -365,6 +372,8 @@ def _delivery_trend(now: datetime, window: Window) -> dict[str, Any]:
     shown = sorted(per.items(), key=badness)[:ENDPOINTS_SHOWN]
     endpoints = WebhookEndpoint.objects.select_related("company").in_bulk([pk for pk, _ in shown])
     delivery_list = reverse("admin:webhooks_webhookdelivery_changelist")
+    # each endpoint's link lists what its row counts: its deliveries created in the window
+    since = start.isoformat(timespec="seconds")
     result = []
     for pk, counts in shown:
         endpoint = endpoints.get(pk)
@@ -384,7 +393,9 @@ def _delivery_trend(now: datetime, window: Window) -> dict[str, Any]:
                 "total": total,
                 "success": round(100 * delivered / done) if done else None,
                 "series": _endpoint_series(window, buckets, series.get(pk, {})),
-                "url": delivery_list + "?" + urlencode({"endpoint__id__exact": endpoint.pk}),
+                "url": delivery_list
+                + "?"
+                + urlencode({"endpoint__id__exact": endpoint.pk, "created_from": since}),
             }
         )
     return {

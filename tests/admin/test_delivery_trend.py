@@ -2,6 +2,7 @@
 
 import re
 from datetime import UTC, datetime, timedelta
+from html import unescape
 
 import pytest
 from django.test import Client
@@ -43,7 +44,8 @@ def _deliveries(plan: list[tuple[WebhookEndpoint, datetime, str]]) -> None:
 
 
 def _series(html: str, endpoint: WebhookEndpoint) -> dict[str, tuple[int, int, int, str]]:
-    row = html[html.index(f'<tr data-endpoint="{endpoint.pk}">') :]
+    trend = html[html.index('id="trend-deliveries"') :]
+    row = trend[trend.index(f'<tr data-endpoint="{endpoint.pk}">') :]
     row = row[: row.index("</tr>")]
     return {b: (int(d), int(p), int(f), t) for b, d, p, f, t in BAR.findall(row)}
 
@@ -103,3 +105,55 @@ def test_each_endpoint_shows_its_deliveries_per_hour_and_per_day(staff: Client) 
     assert len(series) == 30
     assert series[ten_d.isoformat()][:3] == (1, 0, 0)
     assert sum(sum(c[:3]) for c in series.values()) == 6
+
+
+def _link(html: str, endpoint: WebhookEndpoint, table: str) -> str:
+    """The href of ``endpoint``'s row in the dashboard table ``table`` (its id)."""
+    part = html[html.index(f'id="{table}"') :]
+    part = part[part.index(f'data-endpoint="{endpoint.pk}"') :]
+    return unescape(re.search(r'href="([^"]+)"', part[: part.index("</tr>")]).group(1))  # type: ignore[union-attr]
+
+
+def test_an_endpoints_link_lists_the_deliveries_its_row_counts(staff: Client) -> None:
+    """The trend's row counts the endpoint's deliveries of the window; its link listed every
+    delivery of the endpoint, whatever the window."""
+    company = CompanyFactory()
+    a = endpoint_create(company=company, url="http://127.0.0.1:9/a", events=["*"])
+    now = timezone.now()
+    _deliveries(
+        [
+            (a, now - timedelta(hours=2), D),
+            (a, now - timedelta(hours=5), F),
+            (a, now - timedelta(days=3), D),  # in 7 days, not in 24 hours
+            (a, now - timedelta(days=20), F),  # in 30 days only
+        ]
+    )
+    index = reverse("admin:index")
+
+    for window, counted in (("24h", 2), ("7d", 3), ("30d", 4)):
+        html = staff.get(index + f"?window={window}").content.decode()
+        listed = staff.get(_link(html, a, "trend-deliveries"))
+        assert listed.status_code == 200
+        assert listed.context["cl"].result_count == counted, window
+
+
+def test_a_failing_endpoints_link_lists_its_failed_deliveries_of_the_last_24_hours(
+    staff: Client,
+) -> None:
+    company = CompanyFactory()
+    a = endpoint_create(company=company, url="http://127.0.0.1:9/a", events=["*"])
+    now = timezone.now()
+    _deliveries(
+        [
+            (a, now - timedelta(hours=1), F),
+            (a, now - timedelta(hours=3), F),
+            (a, now - timedelta(hours=4), D),
+            (a, now - timedelta(days=2), F),  # failed, but before the panel's 24 hours
+        ]
+    )
+
+    html = staff.get(reverse("admin:index")).content.decode()
+    listed = staff.get(_link(html, a, "failing-endpoints"))
+
+    assert listed.status_code == 200
+    assert listed.context["cl"].result_count == 2
