@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from config.admin import exact_time_field
+from config.admin import EstimatedCountPaginator, exact_time_field
 
 from .models import Report
 from .services import report_state
@@ -17,6 +17,7 @@ class ReportAdmin(admin.ModelAdmin):
     list_select_related = ["job"]
     search_fields = ["=job__code", "=job__id"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no COUNT(*) of a million reports per page
     ready = exact_time_field("ready_at", "ready", relative="title")
     created = exact_time_field("created_at", "created")
     updated = exact_time_field("updated_at", "updated")

@@ -32,13 +32,15 @@ class Report(models.Model):
     ready_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
         indexes = [
             # Pending reports are few among millions: the sweep and the operations view
             # find the oldest ones through this small partial index.
             models.Index(
                 fields=["updated_at"], name="report_pending", condition=Q(status="pending")
             ),
+            # The console's list, newest first: a page of a million reports without a sort.
+            models.Index(fields=["-created_at", "-id"], name="report_created"),
         ]
 
     def __str__(self) -> str:

@@ -1,4 +1,5 @@
-"""Every admin job-list view reads the jobs through an index, in the order it shows them.
+"""Every admin job-list view (and the report list) reads its rows through an index, in the
+order it shows them.
 
 At a million jobs a view that scans or sorts the table is ten times slower than at a thousand
 (bench/scale.py measures it); here, on a small table, the planner is told to avoid both
@@ -204,3 +205,38 @@ def test_every_job_list_view_is_index_backed(staff: Client) -> None:
                 if node["Node Type"] == "Incremental Sort":
                     presorted = " ".join(node["Presorted Key"])
                     assert any(c in presorted for c in NEAR_UNIQUE), (label, node)
+
+
+@pytest.mark.postgres
+def test_the_report_list_reads_an_index_in_its_order_and_estimates_its_count(
+    staff: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report per finished job: at a million the console's report list sorted the whole
+    table for each page and counted it (COUNT(*)) for the paginator."""
+    from config.admin import EstimatedCountPaginator
+    from reports.models import Report
+
+    for job in [JobFactory() for _ in range(30)]:
+        Report.objects.create(job=job, status="ready")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE reports_report")
+    monkeypatch.setattr(EstimatedCountPaginator, "exact_below", 0)  # as at scale
+
+    with CaptureQueriesContext(connection) as queries:
+        response = staff.get("/admin/reports/report/")
+
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == 30
+    report_queries = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("SELECT") and 'FROM "reports_report"' in q["sql"]
+    ]
+    assert report_queries
+    assert not [sql for sql in report_queries if sql.startswith("SELECT COUNT(*)")]
+    for sql in report_queries:
+        nodes = _explain(sql, sort=False, incremental_sort=False)
+        scans = [n for n in nodes if n.get("Relation Name") == "reports_report"]
+        assert scans and all(n["Node Type"] != "Seq Scan" for n in scans), sql
+        assert not any(n["Node Type"] == "Sort" for n in nodes), sql
+        assert any(n.get("Index Name") == "report_created" for n in nodes), sql
