@@ -613,10 +613,23 @@ class PushResultAdmin(admin.ModelAdmin):
     ]
     show_facets = admin.ShowFacets.NEVER
     list_select_related = ["job"]
-    search_fields = ["=push_communication_id"]
+    search_fields = ["=push_communication_id", "=request_id"]
     ordering = ["-id"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[PushResult], search_term: str
+    ) -> tuple[QuerySet[PushResult], bool]:
+        """A push communication id or request id, exactly, through their indexes
+        (``jobs.search.push_results_by_external_id``): the admin's own ``=field`` search is
+        ``UPPER(push_communication_id) = UPPER(…)``, which no index serves (a scan of every
+        push result)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return search.push_results_by_external_id(queryset, term), False
+
     fields = [
         "job",
         "push_communication_id",

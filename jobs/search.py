@@ -79,21 +79,37 @@ def jobs_with_metadata(queryset: QuerySet[Job], term: MetadataTerm) -> QuerySet[
     return queryset.alias(metadata_search_value=expression).filter(matches)
 
 
+def push_results_by_external_id(queryset: QuerySet[PushResult], value: str) -> QuerySet[Any]:
+    """The push results of ``queryset`` with this push communication id or request id (exact:
+    ids are the sender's, case included), through ``push_result_communication`` and
+    ``push_result_request`` (``request_id <> ''`` lets that partial index serve its half)."""
+    return queryset.filter(
+        Q(push_communication_id=value) | (Q(request_id=value) & ~Q(request_id=""))
+    )
+
+
+def job_ids_by_code(value: str, *, limit: int) -> list[uuid.UUID]:
+    """Jobs whose code is ``value`` in any case (a code is unique per company: one job per
+    company at most), at most ``limit``; through ``job_code_upper_pattern``."""
+    value = value.strip()
+    if not value:
+        return []
+    return list(
+        Job.objects.filter(code__iexact=value).order_by().values_list("pk", flat=True)[:limit]
+    )
+
+
 def job_ids_by_external_id(value: str) -> list[uuid.UUID]:
     """Jobs with a push result or a registered correlation carrying this id (exact match).
 
-    One query: push results by ``push_communication_id`` (``push_result_communication``) or
-    ``request_id`` (``push_result_request``), and correlations by value
-    (``push_correlation_value``).
+    One query: push results by ``push_communication_id`` or ``request_id``
+    (``push_results_by_external_id``), and correlations by value (``push_correlation_value``).
     """
     value = value.strip()
     if not value or len(value) > 255:
         return []
     results = (
-        # (request_id <> '' lets the partial index push_result_request serve its half)
-        PushResult.objects.filter(
-            Q(push_communication_id=value) | (Q(request_id=value) & ~Q(request_id=""))
-        )
+        push_results_by_external_id(PushResult.objects.all(), value)
         .order_by()
         .values_list("job_id", flat=True)
     )

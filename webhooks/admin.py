@@ -22,6 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from config.admin import EstimatedCountPaginator, exact_time_field
 from config.admin_display import breakable, clipped, pretty_json
+from jobs import search
 from jobs.admin_filters import CompanyFilter, CreatedRangeFilter, DateRangeFilter, in_utc_range
 from jobs.errors import InvalidEndpoint, JobError
 from jobs.models import Job
@@ -533,12 +534,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        job_ids = [
-            str(pk)
-            for pk in Job.objects.filter(code__iexact=term)
-            .order_by()
-            .values_list("pk", flat=True)[:JOB_CODE_MATCHES]
-        ]
+        job_ids = [str(pk) for pk in search.job_ids_by_code(term, limit=JOB_CODE_MATCHES)]
         matches = Q(event_id=term) | Q(object_id__in=job_ids)
         # a UUID-shaped term is a delivery id or a job id, and may be a job's code too
         with contextlib.suppress(ValueError):

@@ -509,3 +509,70 @@ def test_the_filter_forms_keep_the_search_and_the_sort(staff: Client) -> None:
         r'<form method="get" class="jt-filter-form"[^>]*>(.*?)</form>', deliveries, re.S
     ):
         assert 'name="q" value="JOB-1"' in form
+
+
+PUSH_RESULTS = "/admin/jobs/pushresult/"
+REPORTS = "/admin/reports/report/"
+
+
+def _listed_ids(staff: Client, url: str, query: str) -> set[str]:
+    response = staff.get(url, {"q": query})
+    assert response.status_code == 200, response.content[:500]
+    return {str(row.pk) for row in response.context["cl"].result_list}
+
+
+def test_push_results_found_by_push_communication_id_or_request_id(staff: Client) -> None:
+    job = JobFactory()
+    one = PushResult.objects.create(
+        job=job, push_communication_id="PC-0001", request_id="req-9", status="success"
+    )
+    two = PushResult.objects.create(
+        job=job, push_communication_id="pc-0002", request_id="req-9", status="failed"
+    )
+    PushResult.objects.create(job=job, push_communication_id="pc-0003", status="success")
+
+    assert _listed_ids(staff, PUSH_RESULTS, " PC-0001 ") == {str(one.pk)}
+    assert _listed_ids(staff, PUSH_RESULTS, "req-9") == {str(one.pk), str(two.pk)}
+    assert _listed_ids(staff, PUSH_RESULTS, "pc-0001") == set()  # the sender's id, exactly
+    assert _listed_ids(staff, PUSH_RESULTS, "pc-000") == set()
+
+
+def test_reports_found_by_job_code_in_any_case_or_job_id(staff: Client) -> None:
+    from reports.models import Report
+
+    first, second = (CompanyFactory() for _ in range(2))
+    a = JobFactory(company=first, code="EXP-7")
+    b = JobFactory(company=second, code="exp-7")  # the same code in another company
+    c = JobFactory(company=first, code="EXP-8")
+    reports = {job.code: Report.objects.create(job=job, status="ready") for job in (a, b, c)}
+
+    assert _listed_ids(staff, REPORTS, "Exp-7") == {
+        str(reports["EXP-7"].pk),
+        str(reports["exp-7"].pk),
+    }
+    assert _listed_ids(staff, REPORTS, str(c.pk)) == {str(reports["EXP-8"].pk)}
+    assert _listed_ids(staff, REPORTS, "EXP") == set()  # codes match whole
+
+
+@pytest.mark.postgres
+def test_push_result_and_report_searches_use_indexes(staff: Client) -> None:
+    from reports.models import Report
+
+    job = JobFactory(code="EXP-9")
+    Report.objects.create(job=job, status="ready")
+    PushResult.objects.create(job=job, push_communication_id="pc-1", request_id="r", status="x")
+    for url, query, table, indexes in (
+        (PUSH_RESULTS, "pc-1", "jobs_pushresult", {"push_result_communication"}),
+        (REPORTS, "exp-9", "jobs_job", {"job_code_upper_pattern"}),
+        (REPORTS, "exp-9", "reports_report", {"reports_report_job_id_key"}),
+    ):
+        statements = [
+            sql
+            for sql in _captured(staff, url, {"q": query}, table)
+            if sql.startswith("SELECT") and "WHERE" in sql
+        ]
+        assert statements, (url, table)
+        for sql in statements:
+            plan = _plan(sql, None)
+            assert "Seq Scan" not in plan, (url, sql, plan)
+            assert any(name in plan for name in indexes), (url, sql, plan)
