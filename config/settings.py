@@ -582,6 +582,11 @@ if CACHES["default"]["BACKEND"].endswith(".RedisCache"):
 JOBTRAIL_WEBHOOK_RETENTION_DAYS = env.int("JOBTRAIL_WEBHOOK_RETENTION_DAYS", default=30)
 # Wake-ups to the worker are coalesced per process over this many seconds (config/outbox.py).
 JOBTRAIL_WAKEUP_WINDOW = env.float("JOBTRAIL_WAKEUP_WINDOW", default=0.02)
+# How long (seconds) a relay batch waits for a row lock before it relays its companies apart
+# (jobs/relay.py): an endpoint being deleted holds its row while the DELETE removes its
+# deliveries, and a fan-out to it waits at commit; its company is then held back a few
+# seconds, the others go on. 0: wait as long as it takes (PostgreSQL only).
+JOBTRAIL_RELAY_LOCK_TIMEOUT = env.float("JOBTRAIL_RELAY_LOCK_TIMEOUT", default=2.0)
 # The Celery worker's CPU scheduling (config/celery_app.py): "normal" (the default) leaves it
 # alone; "idle" runs it, on Linux, under SCHED_IDLE: it gets every cycle nothing else on the host
 # wants, and an API request waking up takes the core from it at once (a higher nice value does

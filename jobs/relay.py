@@ -24,15 +24,26 @@ Why this is safe:
 - *Lost wake-ups.* ``relay_sweep`` (beat, every few seconds) wakes the relay when an event has
   waited longer than ``SWEEP_AFTER`` and no wake-up is outstanding (or the outstanding one is
   presumed lost: ``config.outbox.publish_wakeup``).
+- *One company's lock does not hold the others.* A batch waits at most
+  ``JOBTRAIL_RELAY_LOCK_TIMEOUT`` for a row lock (PostgreSQL ``lock_timeout``): an endpoint
+  being deleted holds its row while the DELETE removes its deliveries, and a fan-out to it
+  waits at commit (its foreign keys are checked then). Past that the batch rolls back and its
+  companies are relayed apart, one transaction each; a company whose relay waits again is held
+  back ``HOLD_BACK`` seconds by this process (its events stay unrelayed, in order, and are
+  claimed again after that), the others are relayed at once.
 """
 
 import logging
+import threading
 import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import timedelta, tzinfo
 from functools import partial
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -60,6 +71,11 @@ BUDGET = 20.0  # seconds one relay task works before it hands on to a fresh mess
 SWEEP_AFTER = timedelta(seconds=5)
 SENDER_TASK = "webhooks.send_due_deliveries"
 REPORTABLE = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS})
+# A company whose relay met a lock past JOBTRAIL_RELAY_LOCK_TIMEOUT is not claimed for this long
+# (by this process): its events wait, the other companies' are relayed.
+HOLD_BACK = 5.0
+# PostgreSQL's SQLSTATE for a lock wait cut short by lock_timeout
+LOCK_NOT_AVAILABLE = "55P03"
 # webhook-id of an event's deliveries: a keyed hash of the event's id (stored on each delivery,
 # so the same on every retry): the event ids count every company's events, and a plain hash of
 # one could be reversed by trying ids in turn
@@ -110,11 +126,16 @@ def webhook_data(event: JobEvent, *, zone: tzinfo | None = None) -> dict[str, An
 # --- the steps of one batch (module functions: the crash tests interrupt each) ---------------
 
 
-def _claim(batch_size: int, *, only: set[int] | None = None) -> list[JobEvent]:
-    """Lock the oldest unrelayed committed events (of ``only``, if given) no other relay holds."""
+def _claim(
+    batch_size: int, *, only: set[int] | None = None, skip_companies: Collection[Any] = ()
+) -> list[JobEvent]:
+    """Lock the oldest unrelayed committed events (of ``only``, if given; not those of
+    ``skip_companies``) no other relay holds."""
     unrelayed = JobEvent.objects.filter(relayed_at__isnull=True)
     if only is not None:
         unrelayed = unrelayed.filter(pk__in=sorted(only))
+    if skip_companies:
+        unrelayed = unrelayed.exclude(job__company_id__in=list(skip_companies))
     return list(
         leases.locked(
             unrelayed.select_related("actor").annotate(
@@ -184,7 +205,104 @@ def relay_batch(*, batch_size: int = BATCH_SIZE) -> int:
             logger.info("a relay batch referred to a row deleted meanwhile; relaying it again")
 
 
+class _HeldBack:
+    """Companies whose relay met a lock, each until when (``time.monotonic()``); per process."""
+
+    def __init__(self) -> None:
+        self._until: dict[Any, float] = {}
+        self._lock = threading.Lock()
+
+    def companies(self) -> set[Any]:
+        now = time.monotonic()
+        with self._lock:
+            for company in [c for c, until in self._until.items() if until <= now]:
+                del self._until[company]
+            return set(self._until)
+
+    def hold(self, company: Any) -> None:
+        with self._lock:
+            self._until[company] = time.monotonic() + HOLD_BACK
+
+    def clear(self) -> None:
+        with self._lock:
+            self._until.clear()
+
+
+held_back = _HeldBack()
+
+
+def _bound_lock_waits() -> None:
+    """In the current transaction, wait at most ``JOBTRAIL_RELAY_LOCK_TIMEOUT`` for a lock."""
+    timeout = float(settings.JOBTRAIL_RELAY_LOCK_TIMEOUT)
+    if timeout > 0 and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, true)", [f"{timeout * 1000:.0f}ms"]
+            )
+
+
+def _met_a_lock(exc: OperationalError) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+
 def _relay_batch(batch_size: int) -> int:
+    """Relay up to ``batch_size`` events, not those of companies held back; return how many.
+
+    A batch that waited too long for a lock (``JOBTRAIL_RELAY_LOCK_TIMEOUT``) is rolled back
+    and relayed company by company (``_relay_apart``).
+    """
+    progress = _Progress()
+    try:
+        return _relay_together(batch_size, progress)
+    except OperationalError as exc:
+        if (
+            not progress.claimed
+            or not _met_a_lock(exc)
+            or transaction.get_connection().in_atomic_block
+        ):
+            raise
+    logger.info("a relay batch waited for a lock; relaying its companies apart")
+    return progress.committed + _relay_apart(progress.claimed)
+
+
+@dataclass
+class _Progress:
+    """What ``_relay_together`` has done so far: the events of its open transaction, and how
+    many it committed before it."""
+
+    claimed: list[JobEvent] = field(default_factory=list)
+    committed: int = 0
+
+
+def _relay_apart(events: list[JobEvent]) -> int:
+    """Relay ``events`` (claimed by a batch that rolled back) in one transaction per company;
+    hold back a company whose transaction waits too long for a lock again. How many relayed."""
+    by_company: dict[Any, set[int]] = {}
+    for event in events:
+        by_company.setdefault(event.company_id, set()).add(event.pk)  # type: ignore[attr-defined]
+    relayed = 0
+    for company, pks in by_company.items():
+        try:
+            with transaction.atomic():
+                _bound_lock_waits()
+                mine = _claim(len(pks), only=pks)
+                if mine:
+                    _relay(mine)
+            relayed += len(mine)
+        except OperationalError as exc:
+            if not _met_a_lock(exc):
+                raise
+            held_back.hold(company)
+            logger.warning(
+                "the relay of company %s's events waits for a lock (an endpoint of it being "
+                "deleted?): held back %.0f s, the other companies' events go on",
+                company,
+                HOLD_BACK,
+            )
+    return relayed
+
+
+def _relay_together(batch_size: int, progress: _Progress) -> int:
     """Relay up to ``batch_size`` events; return how many.
 
     One transaction, except when the batch holds events of a company that fans out wide
@@ -195,14 +313,19 @@ def _relay_batch(batch_size: int) -> int:
     gone. A crash between the two leaves them unrelayed for the next run.)
     """
     with transaction.atomic():
-        events = _claim(batch_size)
+        _bound_lock_waits()
+        events = _claim(batch_size, skip_companies=held_back.companies())
         if not events:
             return 0
+        progress.claimed = events  # for _relay_apart, should the commit wait too long for a lock
         later = _wide_part(events)
         _relay(events if not later else [e for e in events if e.pk not in later])
     if not later:
         return len(events)
+    progress.claimed = [e for e in events if e.pk in later]
+    progress.committed = len(events) - len(later)
     with transaction.atomic():
+        _bound_lock_waits()
         wide = _claim(len(later), only=later)
         if wide:
             _relay(wide)

@@ -234,7 +234,7 @@ def test_a_batch_of_one_company_stays_one_transaction(monkeypatch, settings) -> 
     monkeypatch.setattr(relay, "_claim", lambda *a, **k: claims.append(k) or original(*a, **k))
 
     assert relay.relay_batch() == 2
-    assert claims == [{}]
+    assert [claim.get("only") for claim in claims] == [None]  # one claim, no second part
     assert WebhookDelivery.objects.count() == 2 * WIDE_FAN_OUT
 
 
@@ -466,3 +466,40 @@ def test_a_relay_process_killed_after_any_step_loses_nothing(step: str, tmp_path
     _assert_each_event_relayed_once(endpoints=2)
     assert Report.objects.get().job_id == done.pk
     assert Job.objects.get(pk=done.pk).status == JobStatus.COMPLETED
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_company_whose_endpoint_is_being_deleted_does_not_hold_the_others(settings) -> None:
+    """An endpoint DELETE holds the endpoint's row while it deletes its deliveries (seconds
+    for hundreds of thousands); a batch fanning out to it waited at its commit for all of it,
+    and every other company's events in the batch with it. Past the lock timeout the batch's
+    companies are relayed apart: the others go on, the one that waits is held back."""
+    settings.JOBTRAIL_RELAY_LOCK_TIMEOUT = 0.3
+    relay.held_back.clear()
+    busy, quiet = CompanyFactory(), CompanyFactory()
+    doomed = endpoint_create(company=busy, url="http://127.0.0.1:9/busy", events=["*"])
+    endpoint_create(company=quiet, url="http://127.0.0.1:9/quiet", events=["*"])
+    busy_job, quiet_job = JobFactory(company=busy), JobFactory(company=quiet)
+    deleting = side_connection()  # what endpoint_delete holds while it deletes its deliveries
+    table = doomed._meta.db_table
+    deleting.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [doomed.pk])
+    try:
+        relayed = relay.relay_batch()
+        assert relayed == 1
+        assert WebhookDelivery.objects.filter(company=quiet).count() == 1
+        assert not WebhookDelivery.objects.filter(company=busy).exists()
+        assert relay.held_back.companies() == {busy.pk}
+        # held back: its event is not claimed (no second wait) while the DELETE runs
+        JobFactory(company=quiet)
+        assert relay.relay_batch() == 1
+        assert JobEvent.objects.filter(job=busy_job, relayed_at__isnull=True).exists()
+    finally:
+        deleting.rollback()  # the DELETE failed: the endpoint stays, its events go to it
+        deleting.close()
+    relay.held_back.clear()  # (HOLD_BACK seconds later)
+
+    assert relay.relay_batch() == 1
+    assert WebhookDelivery.objects.filter(endpoint=doomed).count() == 1
+    assert not JobEvent.objects.filter(relayed_at__isnull=True).exists()
+    assert JobEvent.objects.filter(job=quiet_job, relayed_at__isnull=False).exists()
