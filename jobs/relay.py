@@ -232,13 +232,16 @@ held_back = _HeldBack()
 
 
 def _bound_lock_waits() -> None:
-    """In the current transaction, wait at most ``JOBTRAIL_RELAY_LOCK_TIMEOUT`` for a lock."""
+    """In the current transaction, wait at most ``JOBTRAIL_RELAY_LOCK_TIMEOUT`` for a lock.
+
+    Only in a transaction of the relay's own (the outermost): in a caller's, the setting would
+    outlive the relay, and the batch could not be relayed apart anyway."""
     timeout = float(settings.JOBTRAIL_RELAY_LOCK_TIMEOUT)
-    if timeout > 0 and connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT set_config('lock_timeout', %s, true)", [f"{timeout * 1000:.0f}ms"]
-            )
+    if timeout <= 0 or connection.vendor != "postgresql" or len(connection.atomic_blocks) > 1:
+        return
+    with connection.cursor() as cursor:
+        milliseconds = max(1, round(timeout * 1000))  # ("0ms" would turn it off)
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{milliseconds}ms"])
 
 
 def _met_a_lock(exc: OperationalError) -> bool:
@@ -246,23 +249,26 @@ def _met_a_lock(exc: OperationalError) -> bool:
 
 
 def _relay_batch(batch_size: int) -> int:
-    """Relay up to ``batch_size`` events, not those of companies held back; return how many.
+    """Relay up to ``batch_size`` events, not those of companies held back; return how many it
+    took: relayed, or (after a lock wait) held back with their company, so that a caller's
+    loop goes on with the other companies' events.
 
     A batch that waited too long for a lock (``JOBTRAIL_RELAY_LOCK_TIMEOUT``) is rolled back
-    and relayed company by company (``_relay_apart``).
+    and relayed company by company (``_relay_apart``). One that waited before it claimed
+    anything (a table lock: a migration) relays nothing this time.
     """
     progress = _Progress()
     try:
         return _relay_together(batch_size, progress)
     except OperationalError as exc:
-        if (
-            not progress.claimed
-            or not _met_a_lock(exc)
-            or transaction.get_connection().in_atomic_block
-        ):
+        if not _met_a_lock(exc) or transaction.get_connection().in_atomic_block:
             raise
+    if not progress.claimed:
+        logger.info("the relay waits for a lock on its tables; it relays again later")
+        return 0
     logger.info("a relay batch waited for a lock; relaying its companies apart")
-    return progress.committed + _relay_apart(progress.claimed)
+    _relay_apart(progress.claimed)
+    return progress.committed + len(progress.claimed)
 
 
 @dataclass
@@ -276,11 +282,18 @@ class _Progress:
 
 def _relay_apart(events: list[JobEvent]) -> int:
     """Relay ``events`` (claimed by a batch that rolled back) in one transaction per company;
-    hold back a company whose transaction waits too long for a lock again. How many relayed."""
+    hold back a company whose transaction waits too long for a lock again. How many relayed.
+
+    A batch of one company is held back at once (its own lock: waiting again is pointless).
+    Two companies in a row that wait mean a lock that is not one company's (a table's): the
+    rest are left for a later run, not waited for one by one."""
     by_company: dict[Any, set[int]] = {}
     for event in events:
         by_company.setdefault(event.company_id, set()).add(event.pk)  # type: ignore[attr-defined]
-    relayed = 0
+    if len(by_company) == 1:
+        _hold_back(next(iter(by_company)))
+        return 0
+    relayed = waited = 0
     for company, pks in by_company.items():
         try:
             with transaction.atomic():
@@ -289,17 +302,26 @@ def _relay_apart(events: list[JobEvent]) -> int:
                 if mine:
                     _relay(mine)
             relayed += len(mine)
+            waited = 0
         except OperationalError as exc:
             if not _met_a_lock(exc):
                 raise
-            held_back.hold(company)
-            logger.warning(
-                "the relay of company %s's events waits for a lock (an endpoint of it being "
-                "deleted?): held back %.0f s, the other companies' events go on",
-                company,
-                HOLD_BACK,
-            )
+            _hold_back(company)
+            waited += 1
+            if waited == 2:
+                logger.info("two companies' relays in a row wait for a lock; relaying later")
+                break
     return relayed
+
+
+def _hold_back(company: Any) -> None:
+    held_back.hold(company)
+    logger.warning(
+        "the relay of company %s's events waits for a lock (an endpoint of it being deleted?): "
+        "held back %.0f s by this process, the other companies' events go on",
+        company,
+        HOLD_BACK,
+    )
 
 
 def _relay_together(batch_size: int, progress: _Progress) -> int:

@@ -470,7 +470,9 @@ def test_a_relay_process_killed_after_any_step_loses_nothing(step: str, tmp_path
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_company_whose_endpoint_is_being_deleted_does_not_hold_the_others(settings) -> None:
+def test_a_company_whose_endpoint_is_being_deleted_does_not_hold_the_others(
+    settings, monkeypatch
+) -> None:
     """An endpoint DELETE holds the endpoint's row while it deletes its deliveries (seconds
     for hundreds of thousands); a batch fanning out to it waited at its commit for all of it,
     and every other company's events in the batch with it. Past the lock timeout the batch's
@@ -484,15 +486,21 @@ def test_a_company_whose_endpoint_is_being_deleted_does_not_hold_the_others(sett
     deleting = side_connection()  # what endpoint_delete holds while it deletes its deliveries
     table = doomed._meta.db_table
     deleting.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [doomed.pk])
+    apart: list[Any] = []
+    relay_apart = relay._relay_apart
+    monkeypatch.setattr(
+        relay, "_relay_apart", lambda events: apart.append(events) or relay_apart(events)
+    )
     try:
-        relayed = relay.relay_batch()
-        assert relayed == 1
+        assert relay.relay_batch() == 2  # taken: the quiet event relayed, the busy one held back
+        assert len(apart) == 1
         assert WebhookDelivery.objects.filter(company=quiet).count() == 1
         assert not WebhookDelivery.objects.filter(company=busy).exists()
         assert relay.held_back.companies() == {busy.pk}
-        # held back: its event is not claimed (no second wait) while the DELETE runs
+        # held back: its event is not claimed (no second wait, no split) while the DELETE runs
         JobFactory(company=quiet)
         assert relay.relay_batch() == 1
+        assert len(apart) == 1
         assert JobEvent.objects.filter(job=busy_job, relayed_at__isnull=True).exists()
     finally:
         deleting.rollback()  # the DELETE failed: the endpoint stays, its events go to it
@@ -503,3 +511,49 @@ def test_a_company_whose_endpoint_is_being_deleted_does_not_hold_the_others(sett
     assert WebhookDelivery.objects.filter(endpoint=doomed).count() == 1
     assert not JobEvent.objects.filter(relayed_at__isnull=True).exists()
     assert JobEvent.objects.filter(job=quiet_job, relayed_at__isnull=False).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_run_goes_on_with_the_other_companies_after_holding_one_back(settings) -> None:
+    """A batch of the busy company's events alone is held back at once, and the run goes on:
+    the quiet company's events behind them are relayed in the same run, not at the next
+    wake-up."""
+    settings.JOBTRAIL_RELAY_LOCK_TIMEOUT = 0.3
+    relay.held_back.clear()
+    busy, quiet = CompanyFactory(), CompanyFactory()
+    doomed = endpoint_create(company=busy, url="http://127.0.0.1:9/busy", events=["*"])
+    endpoint_create(company=quiet, url="http://127.0.0.1:9/quiet", events=["*"])
+    for _ in range(3):
+        JobFactory(company=busy)  # the first batch (3) is theirs alone
+    for _ in range(2):
+        JobFactory(company=quiet)
+    deleting = side_connection()
+    deleting.execute(f"SELECT 1 FROM {doomed._meta.db_table} WHERE id = %s FOR UPDATE", [doomed.pk])
+    try:
+        relay.events_relay(batch_size=3)
+    finally:
+        deleting.rollback()
+        deleting.close()
+    relay.held_back.clear()
+
+    assert WebhookDelivery.objects.filter(company=quiet).count() == 2
+    assert JobEvent.objects.filter(relayed_at__isnull=True).count() == 3  # busy's, for later
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_table_lock_makes_the_relay_wait_for_later_not_fail(settings) -> None:
+    """A migration locking the event table: the claim waits at most the lock timeout, and the
+    run relays nothing this time (no error: the feeder would report the database down)."""
+    settings.JOBTRAIL_RELAY_LOCK_TIMEOUT = 0.3
+    JobFactory()
+    migrating = side_connection()
+    migrating.execute(f"LOCK TABLE {JobEvent._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+    try:
+        assert relay.relay_batch() == 0
+    finally:
+        migrating.rollback()
+        migrating.close()
+
+    assert relay.relay_batch() == 1
