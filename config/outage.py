@@ -67,9 +67,9 @@ class Outage:
 class Pause:
     """A process-wide "do not ask for ``seconds`` after a failure" (one per service).
 
-    ``start()`` after a failure (True if it starts a pause, so the caller logs the outage once
-    per pause, not once per skipped call); ``active()`` while it lasts. Unlocked on purpose:
-    two threads failing at once both start it, to the same end.
+    ``start()`` after a failure; ``active()`` while it lasts (the caller skips the service, so
+    it meets, and logs, at most one failure per pause). Unlocked on purpose: two threads
+    failing at once both start it, to the same end.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -79,10 +79,8 @@ class Pause:
     def active(self) -> bool:
         return time.monotonic() < self._until
 
-    def start(self) -> bool:
-        started = not self.active()
+    def start(self) -> None:
         self._until = time.monotonic() + self.seconds
-        return started
 
     def end(self) -> None:
         """Ask again at once (the tests, or a caller that knows the service is back)."""

@@ -280,9 +280,9 @@ class _Progress:
     committed: int = 0
 
 
-def _relay_apart(events: list[JobEvent]) -> int:
+def _relay_apart(events: list[JobEvent]) -> None:
     """Relay ``events`` (claimed by a batch that rolled back) in one transaction per company;
-    hold back a company whose transaction waits too long for a lock again. How many relayed.
+    hold back a company whose transaction waits too long for a lock again.
 
     A batch of one company is held back at once (its own lock: waiting again is pointless).
     Two companies in a row that wait mean a lock that is not one company's (a table's): the
@@ -292,8 +292,8 @@ def _relay_apart(events: list[JobEvent]) -> int:
         by_company.setdefault(event.company_id, set()).add(event.pk)  # type: ignore[attr-defined]
     if len(by_company) == 1:
         _hold_back(next(iter(by_company)))
-        return 0
-    relayed = waited = 0
+        return
+    waited = 0
     for company, pks in by_company.items():
         try:
             with transaction.atomic():
@@ -301,7 +301,6 @@ def _relay_apart(events: list[JobEvent]) -> int:
                 mine = _claim(len(pks), only=pks)
                 if mine:
                     _relay(mine)
-            relayed += len(mine)
             waited = 0
         except OperationalError as exc:
             if not _met_a_lock(exc):
@@ -311,7 +310,6 @@ def _relay_apart(events: list[JobEvent]) -> int:
             if waited == 2:
                 logger.info("two companies' relays in a row wait for a lock; relaying later")
                 break
-    return relayed
 
 
 def _hold_back(company: Any) -> None:

@@ -88,7 +88,11 @@ def push_results_by_external_id(queryset: QuerySet[PushResult], value: str) -> Q
     )
 
 
-def job_ids_by_code(value: str, *, limit: int) -> list[uuid.UUID]:
+# jobs (of different companies) a search by job code takes, at most
+JOB_CODE_MATCHES = 100
+
+
+def job_ids_by_code(value: str, *, limit: int = JOB_CODE_MATCHES) -> list[uuid.UUID]:
     """Jobs whose code is ``value`` in any case (a code is unique per company: one job per
     company at most), at most ``limit``; through ``job_code_upper_pattern``."""
     value = value.strip()

@@ -13,8 +13,6 @@ from jobs import search
 from .models import Report
 from .services import report_state
 
-JOB_CODE_MATCHES = 100  # jobs (of different companies) a code search takes reports from
-
 
 @admin.register(Report)
 class ReportAdmin(admin.ModelAdmin):
@@ -40,7 +38,7 @@ class ReportAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        job_ids = search.job_ids_by_code(term, limit=JOB_CODE_MATCHES)
+        job_ids = search.job_ids_by_code(term)
         with contextlib.suppress(ValueError):
             job_ids.append(uuid.UUID(term))
         return queryset.filter(job_id__in=job_ids), False

@@ -419,8 +419,6 @@ class LastAttemptRangeFilter(DateRangeFilter):
         return queryset.filter(**bounds) if bounds else queryset
 
 
-JOB_CODE_MATCHES = 100  # jobs (of different companies) a code search takes deliveries from
-
 SEND_NOW_TEXT = {
     "redelivered": "queued for redelivery (one manual attempt)",
     "due now": "was retrying: its next attempt is due now (schedule kept)",
@@ -534,7 +532,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        job_ids = [str(pk) for pk in search.job_ids_by_code(term, limit=JOB_CODE_MATCHES)]
+        job_ids = [str(pk) for pk in search.job_ids_by_code(term)]
         matches = Q(event_id=term) | Q(object_id__in=job_ids)
         # a UUID-shaped term is a delivery id or a job id, and may be a job's code too
         with contextlib.suppress(ValueError):
