@@ -440,6 +440,9 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 # (see below). Time limits are enforced by the prefork pool (the default), not by --pool threads.
 CELERY_TASK_TIME_LIMIT = env.int("JOBTRAIL_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
+# Seconds one retention run (old deliveries, idempotency keys) deletes for, well inside the
+# time limit; a bigger backlog is worked off by runs queued one after the other.
+JOBTRAIL_PURGE_BUDGET = min(60.0, CELERY_TASK_SOFT_TIME_LIMIT / 2)
 # The longest countdown a task is queued with (reports retry after 30 s). Webhook retries are
 # rows due at their time that the batch sender takes, never broker messages; other long waits are
 # rows the dispatcher queues when due. tests/ops/test_deploy.py checks it.

@@ -24,6 +24,7 @@ import functools
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, cast
@@ -36,7 +37,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config import strict_json
+from config import sql, strict_json
 from config.problems import ProblemError
 from config.transactions import request_transaction
 
@@ -283,8 +284,13 @@ def idempotent(
     return wrapper
 
 
-def idempotency_keys_purge() -> int:
-    """Delete keys older than ``JOBTRAIL_IDEMPOTENCY_TTL``; return how many."""
+def idempotency_keys_purge(*, budget: float) -> sql.Deleted:
+    """Delete keys older than ``JOBTRAIL_IDEMPOTENCY_TTL``, oldest first, a batch per
+    transaction (``config.sql.delete_oldest``: a key a request holds is left for the next
+    run), for at most ``budget`` seconds."""
     cutoff = timezone.now() - timedelta(seconds=settings.JOBTRAIL_IDEMPOTENCY_TTL)
-    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+    return sql.delete_oldest(
+        IdempotencyKey.objects.filter(created_at__lt=cutoff),
+        order_by="created_at",
+        deadline=time.monotonic() + budget,
+    )

@@ -3,7 +3,9 @@
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
+from config import outbox
 from config.outbox import wakeup_consumed
 
 from . import relay
@@ -15,9 +17,17 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="jobs.purge_idempotency_keys", ignore_result=True)
 def purge_idempotency_keys() -> int:
-    deleted = idempotency_keys_purge()
-    logger.info("purged %d idempotency keys", deleted)
-    return deleted
+    """Hourly; a backlog bigger than one run's budget is worked off by runs queued one after
+    the other."""
+    purged = idempotency_keys_purge(budget=settings.JOBTRAIL_PURGE_BUDGET)
+    logger.info(
+        "purged %d idempotency keys%s",
+        purged.rows,
+        "" if purged.done else "; more are due, queued another run",
+    )
+    if not purged.done:
+        outbox.publish("jobs.purge_idempotency_keys")  # refused: the next hourly run goes on
+    return purged.rows
 
 
 @shared_task(name="jobs.expire_stale_jobs", ignore_result=True)

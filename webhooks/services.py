@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -1230,11 +1230,30 @@ def endpoint_redeliver_failed(*, endpoint: WebhookEndpoint, since: datetime) -> 
     )
 
 
-def deliveries_purge(*, older_than: timedelta) -> tuple[int, int]:
-    """Delete attempts and delivered deliveries older than ``older_than``."""
+class Purged(NamedTuple):
+    attempts: int
+    deliveries: int
+    done: bool  # False: the budget ran out with old rows left
+
+
+def deliveries_purge(*, older_than: timedelta, budget: float) -> Purged:
+    """Delete delivered deliveries created more than ``older_than`` ago (with their attempt
+    log), then attempts older than that of the deliveries kept (failed ones stay, to be
+    redelivered), a batch per transaction (``config.sql.delete_oldest``), for at most
+    ``budget`` seconds."""
     cutoff = timezone.now() - older_than
-    attempts, _ = WebhookAttempt.objects.filter(started_at__lt=cutoff).delete()
-    deliveries, _ = WebhookDelivery.objects.filter(
-        status=DeliveryStatus.DELIVERED, created_at__lt=cutoff
-    ).delete()
-    return attempts, deliveries
+    deadline = time.monotonic() + budget
+    delivered = sql.delete_oldest(
+        WebhookDelivery.objects.filter(status=DeliveryStatus.DELIVERED, created_at__lt=cutoff),
+        order_by="created_at",
+        deadline=deadline,
+        dependents=[(WebhookAttempt, "delivery")],
+    )
+    attempts = sql.Deleted(0, 0, False)
+    if delivered.done:
+        attempts = sql.delete_oldest(
+            WebhookAttempt.objects.filter(started_at__lt=cutoff),
+            order_by="started_at",
+            deadline=deadline,
+        )
+    return Purged(delivered.dependents + attempts.rows, delivered.rows, attempts.done)

@@ -9,6 +9,8 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
+from config import outbox
+
 from . import sending, services
 
 logger = logging.getLogger(__name__)
@@ -57,7 +59,17 @@ def dispatch_due_deliveries() -> int:
 
 @shared_task(name="webhooks.purge_old_deliveries", ignore_result=True)
 def purge_old_deliveries() -> None:
-    attempts, deliveries = services.deliveries_purge(
-        older_than=timedelta(days=settings.JOBTRAIL_WEBHOOK_RETENTION_DAYS)
+    """Retention (hourly); a backlog bigger than one run's budget is worked off by runs
+    queued one after the other, so other tasks get the worker in between."""
+    purged = services.deliveries_purge(
+        older_than=timedelta(days=settings.JOBTRAIL_WEBHOOK_RETENTION_DAYS),
+        budget=settings.JOBTRAIL_PURGE_BUDGET,
     )
-    logger.info("purged %d webhook attempts and %d delivered deliveries", attempts, deliveries)
+    logger.info(
+        "purged %d webhook attempts and %d delivered deliveries%s",
+        purged.attempts,
+        purged.deliveries,
+        "" if purged.done else "; more are due, queued another run",
+    )
+    if not purged.done:
+        outbox.publish("webhooks.purge_old_deliveries")  # refused: the next hourly run goes on

@@ -430,12 +430,34 @@ def test_purge_deletes_only_old_keys(settings: Any, api: APIClient, other_api: A
     _age("old-3", ttl + 3600)
     _age("edge", ttl - 60)
 
-    deleted = idempotency_keys_purge()
+    purged = idempotency_keys_purge(budget=60)
 
-    assert deleted == 3
+    assert purged == (3, 0, True)
     assert set(IdempotencyKey.objects.values_list("key", flat=True)) == {"edge", "fresh"}
     assert Job.objects.count() == 5
-    assert idempotency_keys_purge() == 0
+    assert idempotency_keys_purge(budget=60) == (0, 0, True)
+
+
+def test_a_purge_whose_budget_ran_out_queues_the_next_run(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, api: APIClient
+) -> None:
+    from config import outbox, sql
+    from jobs.tasks import purge_idempotency_keys
+
+    for key in ("old-1", "old-2", "old-3", "fresh"):
+        assert post(api, JOBS_URL, {"type": "export"}, key).status_code == 201
+        if key != "fresh":
+            _age(key, settings.JOBTRAIL_IDEMPOTENCY_TTL + 60)
+    published: list[str] = []
+    monkeypatch.setattr(outbox, "publish", lambda name, args=(): published.append(name) or True)
+    monkeypatch.setattr(sql, "DELETE_BATCH", 2)
+    settings.JOBTRAIL_PURGE_BUDGET = 0  # spent after the first batch
+
+    assert purge_idempotency_keys() == 2  # the oldest two, one batch
+    assert published == ["jobs.purge_idempotency_keys"]
+    assert purge_idempotency_keys() == 1  # the queued run: the rest, done
+    assert published == ["jobs.purge_idempotency_keys"]
+    assert set(IdempotencyKey.objects.values_list("key", flat=True)) == {"fresh"}
 
 
 def test_a_key_whose_first_request_never_answered_is_freed(api, company) -> None:  # type: ignore[no-untyped-def]

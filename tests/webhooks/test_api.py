@@ -299,23 +299,6 @@ def test_broker_outage_leaves_rows_for_the_dispatcher(company, broker_down, capl
     assert not [r for r in caplog.records if "presumed down" in r.getMessage()]
 
 
-def test_purge_keeps_recent_and_undelivered(company, receiver: Receiver) -> None:
-    services.endpoint_create(company=company, url=receiver.url, events=["*"])
-    for _ in range(3):
-        JobFactory(company=company)
-    old_delivered, old_failed, recent = deliveries()
-    for d in (old_delivered, recent):
-        deliver(d.pk)
-    old = timezone.now() - timedelta(days=40)
-    WebhookDelivery.objects.filter(pk__in=[old_delivered.pk, old_failed.pk]).update(created_at=old)
-    WebhookDelivery.objects.filter(pk=old_failed.pk).update(status="failed")
-    WebhookAttempt.objects.filter(delivery=old_delivered).update(started_at=old)
-
-    services.deliveries_purge(older_than=timedelta(days=30))
-    assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {old_failed.pk, recent.pk}
-    assert WebhookAttempt.objects.filter(delivery=recent).count() == 1
-
-
 def test_periodic_tasks_are_registered_idempotently() -> None:
     names = {spec["name"] for spec in periodic_tasks()}
     assert names <= set(PeriodicTask.objects.values_list("name", flat=True))  # from migrate
