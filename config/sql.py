@@ -54,6 +54,17 @@ def lock_all(queryset: QuerySet[Any]) -> int:
         return int(cursor.fetchone()[0])
 
 
+def check_deferred(using: str = "default") -> None:
+    """Check the deferred constraints (Django's foreign keys) now, not at the commit: on
+    PostgreSQL a violation then raises ``IntegrityError`` inside the current savepoint, which
+    can be caught there, also within an outer transaction. Elsewhere a no-op (SQLite runs one
+    writer at a time)."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+
 def delete_rows(queryset: QuerySet[Any]) -> int:
     """``DELETE FROM <table> WHERE pk IN (<queryset>)``; return the count.
 
@@ -87,7 +98,7 @@ class Deleted(NamedTuple):
 def delete_oldest(
     queryset: QuerySet[Any],
     *,
-    order_by: str,
+    order_by: str | Sequence[str],
     deadline: float,
     dependents: Sequence[tuple[type[Model], str]] = (),
     size: int | None = None,
@@ -107,7 +118,8 @@ def delete_oldest(
     rows = others = 0
     while True:
         with transaction.atomic(using=queryset.db):
-            batch = queryset.order_by(order_by).select_for_update(skip_locked=True, of=("self",))
+            order = (order_by,) if isinstance(order_by, str) else order_by
+            batch = queryset.order_by(*order).select_for_update(skip_locked=True, of=("self",))
             keys = list(batch.values_list("pk", flat=True)[:size])
             if keys:
                 for model, field in dependents:

@@ -130,9 +130,11 @@ def _failing_endpoints(now: datetime) -> list[dict[str, Any]]:
         .order_by("-failed", "-retrying")[:10]
     )
     by_id = {row["endpoint"]: row for row in stats}
-    endpoints = WebhookEndpoint.objects.filter(
-        Q(pk__in=by_id) | Q(is_active=False, updated_at__gte=since)
-    ).select_related("company")[:20]
+    endpoints = (
+        WebhookEndpoint.objects.filter(Q(pk__in=by_id) | Q(is_active=False, updated_at__gte=since))
+        .filter(deleted_at__isnull=True)  # its company deleted it
+        .select_related("company")[:20]
+    )
     failing = []
     for endpoint in endpoints:
         row = by_id.get(endpoint.pk, {"total": 0, "failed": 0, "retrying": 0})

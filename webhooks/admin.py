@@ -81,7 +81,9 @@ class EndpointForm(forms.ModelForm):
         # the form has no company field, so Django skips the one-per-company constraint
         if role == EndpointRole.INTEGRATION and self.instance.company_id:
             others = WebhookEndpoint.objects.filter(
-                company_id=self.instance.company_id, role=EndpointRole.INTEGRATION
+                company_id=self.instance.company_id,
+                role=EndpointRole.INTEGRATION,
+                deleted_at__isnull=True,
             ).exclude(pk=self.instance.pk)
             if others.exists():
                 self.add_error("role", "This company already has an integration endpoint.")
@@ -153,6 +155,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         if lookup.split(LOOKUP_SEP, 1)[0] in SECRET_FIELDS:
             return False
         return super().lookup_allowed(lookup, value, request)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookEndpoint]:
+        # one its company deleted is gone (the worker deletes its deliveries, then its row)
+        return super().get_queryset(request).filter(deleted_at__isnull=True)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # clients register endpoints through the API, which shows them the secret

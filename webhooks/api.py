@@ -205,6 +205,9 @@ class EndpointDetailView(CompanyAPIView):
     @extend_schema(
         tags=["webhooks"],
         summary="Delete a webhook endpoint (and its delivery log)",
+        description="From the answer on, the endpoint and its deliveries are gone for your "
+        "company (404), nothing more is sent to it, and it no longer counts toward the "
+        "endpoint limit; the worker deletes their stored rows shortly after.",
         parameters=[ENDPOINT_ID],
         responses={204: None, **ENDPOINT_NOT_FOUND, **AUTH_ERRORS},
     )

@@ -47,6 +47,10 @@ class WebhookEndpoint(models.Model):
     disabled_reason = models.CharField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set by a DELETE: the endpoint is gone for its company from then on (and inactive), while
+    # the worker deletes its deliveries in batches and then this row
+    # (``webhooks.services.endpoints_delete_pending``).
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -54,7 +58,7 @@ class WebhookEndpoint(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["company"],
-                condition=Q(role="integration"),
+                condition=Q(role="integration", deleted_at__isnull=True),
                 name="webhook_endpoint_one_integration",
                 violation_error_message="This company already has an integration endpoint.",
             ),

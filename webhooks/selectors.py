@@ -17,7 +17,8 @@ from .models import (
 
 
 def endpoint_list(*, company: Company) -> QuerySet[WebhookEndpoint]:
-    return WebhookEndpoint.objects.filter(company=company)
+    """The company's endpoints; a deleted one is gone at once (its rows follow in the worker)."""
+    return WebhookEndpoint.objects.filter(company=company, deleted_at__isnull=True)
 
 
 def endpoint_get(*, company: Company, endpoint_id: Any) -> WebhookEndpoint:
@@ -37,7 +38,8 @@ def delivery_list(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> QuerySet[WebhookDelivery]:
-    deliveries = WebhookDelivery.objects.filter(company=company)
+    # a deleted endpoint's deliveries are gone with it (the worker deletes their rows after)
+    deliveries = WebhookDelivery.objects.filter(company=company, endpoint__deleted_at__isnull=True)
     if endpoint:
         deliveries = deliveries.filter(endpoint_id=endpoint)
     if status:
@@ -56,7 +58,7 @@ def delivery_list(
 def delivery_get(*, company: Company, delivery_id: Any) -> WebhookDelivery:
     try:
         return (
-            WebhookDelivery.objects.filter(company=company)
+            WebhookDelivery.objects.filter(company=company, endpoint__deleted_at__isnull=True)
             .prefetch_related("attempt_log")
             .get(pk=delivery_id)
         )

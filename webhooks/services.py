@@ -1,6 +1,7 @@
 """Webhook endpoints, the fan-out of logged events, delivery outcomes and redelivery."""
 
 import base64
+import contextlib
 import json
 import logging
 import math
@@ -119,7 +120,7 @@ def _check_endpoint(endpoint: WebhookEndpoint) -> None:
         )
     if endpoint.role == EndpointRole.INTEGRATION:
         others = WebhookEndpoint.objects.filter(
-            company_id=endpoint.company_id, role=EndpointRole.INTEGRATION
+            company_id=endpoint.company_id, role=EndpointRole.INTEGRATION, deleted_at__isnull=True
         ).exclude(pk=endpoint.pk)
         if others.exists():
             raise IntegrationEndpointTaken(
@@ -160,7 +161,7 @@ def endpoint_create(
     """
     list(Company.objects.select_for_update().filter(pk=company.pk).values_list("pk"))
     limit = settings.JOBTRAIL_MAX_WEBHOOK_ENDPOINTS
-    if WebhookEndpoint.objects.filter(company=company).count() >= limit:
+    if WebhookEndpoint.objects.filter(company=company, deleted_at__isnull=True).count() >= limit:
         raise WebhookEndpointLimit(
             f"Your company has {limit} webhook endpoints, the most it may have "
             "(JOBTRAIL_MAX_WEBHOOK_ENDPOINTS); delete one first. One endpoint can subscribe to "
@@ -209,32 +210,58 @@ def _is_active(endpoint_id: Any) -> bool:
     return WebhookEndpoint.objects.filter(pk=endpoint_id, is_active=True).exists()
 
 
+# Published when an endpoint is deleted (``endpoint_delete``); the hourly retention run
+# finishes any deletion whose message was lost.
+DELETE_ENDPOINTS_TASK = "webhooks.delete_endpoints"
+
+
 @transaction.atomic
 def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
-    """Delete an endpoint with its deliveries and their attempt log.
+    """Delete an endpoint: at once for its company, its deliveries and their log after.
 
-    Its deliveries are locked first (in primary-key order, as the sender's recorder locks
-    them, before it may disable the endpoint on a 410): an attempt being recorded for one of
-    them either commits before (and its log row is deleted with it) or finds the delivery gone
-    and is not logged. Collected without the lock, an attempt committed meanwhile would
-    reference a deleted delivery. Then the endpoint's row: a relay's fan-out checks its new
-    deliveries' endpoint when it commits (Django's foreign keys are deferred), under a share
-    lock of that row, so from here a fan-out to it waits, finds the endpoint gone and is
-    refused (``jobs.relay`` relays that batch again); one that committed before is collected
-    with the others by the delete. Without this lock, a fan-out committing between the
-    collection and the commit made this DELETE fail (a 500). The deliveries are locked once
-    more after it: those a fan-out committed between the two locks are locked too (one could
-    otherwise be claimed, sent and its attempt recorded before the delete reaches it). Nothing
-    is read into Python: an endpoint with 400,000 deliveries took 36 s and their memory.
+    One short UPDATE here: the endpoint is marked deleted and inactive, so from this commit the
+    API answers 404 for it and leaves its deliveries out, it counts toward no limit, and the
+    relay fans nothing out to it (active endpoints only). Its pending deliveries are never
+    sent (a sender defers a claim of an inactive endpoint's delivery; one already on its way
+    may still be sent). The worker then deletes the deliveries and their attempt log in
+    batches and at last the row (``endpoints_delete_pending``). Before, one transaction
+    deleted and locked them all in the request: an endpoint with 400,000 deliveries took
+    seconds (a few million, past the web's timeout: such a DELETE could never succeed), and
+    every relay batch fanning out to that company waited for it.
     """
-    deliveries = WebhookDelivery.objects.filter(endpoint=endpoint)
-    sql.lock_all(deliveries)
-    sql.lock_all(WebhookEndpoint.objects.filter(pk=endpoint.pk))
-    sql.lock_all(deliveries)  # and the latecomers
-    # set-based (``config.sql.delete_rows``): Django's cascade loaded every delivery first
-    sql.delete_rows(WebhookAttempt.objects.filter(delivery__endpoint=endpoint))
-    sql.delete_rows(deliveries)
-    endpoint.delete()
+    now = timezone.now()
+    WebhookEndpoint.objects.filter(pk=endpoint.pk, deleted_at__isnull=True).update(
+        is_active=False, disabled_reason="", deleted_at=now, updated_at=now
+    )
+    outbox.publish_on_commit(DELETE_ENDPOINTS_TASK)
+
+
+def endpoints_delete_pending(*, deadline: float) -> bool:
+    """Finish deleting the endpoints the API deleted: each one's deliveries and their attempt
+    log in batches, then its row once nothing refers to it; False when ``deadline``
+    (``time.monotonic()``) passed with work left.
+
+    Rows another transaction holds (a delivery whose attempt is being recorded, say) are
+    skipped (``config.sql.delete_oldest``), and their endpoint is finished by a later run (the
+    next DELETE's, or the hourly retention run). So is one a relay's fan-out added a delivery
+    to after the DELETE committed (it read the endpoint as active before): the row's own
+    DELETE is refused while a delivery refers to it (the foreign key is checked at commit)."""
+    pending = WebhookEndpoint.objects.filter(deleted_at__isnull=False).order_by("deleted_at")
+    for endpoint_id in pending.values_list("pk", flat=True):
+        deliveries = WebhookDelivery.objects.filter(endpoint_id=endpoint_id)
+        gone = sql.delete_oldest(
+            deliveries,
+            order_by=("status", "-created_at"),  # webhook_delivery_endpoint's order
+            deadline=deadline,
+            dependents=[(WebhookAttempt, "delivery")],
+        )
+        if not gone.done:
+            return False
+        with contextlib.suppress(IntegrityError), transaction.atomic():
+            if not deliveries.exists():  # else some are held: a later run
+                sql.delete_rows(WebhookEndpoint.objects.filter(pk=endpoint_id))
+                sql.check_deferred()  # refused here, not at the commit
+    return True
 
 
 @transaction.atomic
@@ -1240,9 +1267,12 @@ def deliveries_purge(*, older_than: timedelta, budget: float) -> Purged:
     """Delete delivered deliveries created more than ``older_than`` ago (with their attempt
     log), then attempts older than that of the deliveries kept (failed ones stay, to be
     redelivered), a batch per transaction (``config.sql.delete_oldest``), for at most
-    ``budget`` seconds."""
+    ``budget`` seconds. It first finishes deleting deleted endpoints (should the message
+    ``endpoint_delete`` published have been lost)."""
     cutoff = timezone.now() - older_than
     deadline = time.monotonic() + budget
+    if not endpoints_delete_pending(deadline=deadline):
+        return Purged(0, 0, False)
     delivered = sql.delete_oldest(
         WebhookDelivery.objects.filter(status=DeliveryStatus.DELIVERED, created_at__lt=cutoff),
         order_by="created_at",

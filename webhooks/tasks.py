@@ -4,6 +4,7 @@ The webhook tasks' time limits come from the send deadline (see ``config/setting
 """
 
 import logging
+import time
 from datetime import timedelta
 
 from celery import shared_task
@@ -55,6 +56,16 @@ def dispatch_due_deliveries() -> int:
     if woken:
         logger.info("woke the webhook sender for due deliveries")
     return woken
+
+
+@shared_task(name=services.DELETE_ENDPOINTS_TASK, ignore_result=True)
+def delete_endpoints() -> None:
+    """Delete the deliveries of endpoints the API deleted, then the endpoints (published by
+    each DELETE; a run that used its budget queues the next)."""
+    deadline = time.monotonic() + settings.JOBTRAIL_PURGE_BUDGET
+    if not services.endpoints_delete_pending(deadline=deadline):
+        logger.info("deleted endpoints' deliveries: more are left, queued another run")
+        outbox.publish(services.DELETE_ENDPOINTS_TASK)  # refused: the hourly purge goes on
 
 
 @shared_task(name="webhooks.purge_old_deliveries", ignore_result=True)

@@ -3,21 +3,19 @@ sender's query budget (a batch costs a few queries, not a few per delivery)."""
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection, transaction
-from django.db.models.signals import pre_delete
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from config import leases
-from jobs import relay as relay_module
-from jobs.models import JobEvent
+from config import leases, outbox, sql
 from tests.factories import CompanyFactory, JobFactory
-from tests.pg import in_thread, lock_waits, side_connection, wait_for_lock_waits
+from tests.pg import in_thread, side_connection, wait_for_lock_waits
 from tests.webhooks.helpers import deliveries, endpoint_for
 from webhooks import sending, services
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -215,8 +213,9 @@ def test_nul_characters_a_receiver_sends_are_stored_replaced_beside_the_batchs_o
 
 def test_an_endpoint_delete_never_reads_its_deliveries_into_the_app() -> None:
     """Django's cascade read every delivery (and ran a DELETE per batch of them): an endpoint
-    with 400,000 deliveries took 36 s and their memory in the web process. Its deliveries and
-    their attempts go now in statements that return no rows, and only that endpoint's."""
+    with 400,000 deliveries took 36 s and their memory in the web process. The request now
+    only marks the endpoint deleted; the worker deletes its deliveries and their attempts in
+    batches of primary keys, and only that endpoint's."""
     kept_company = CompanyFactory()
     endpoint_for(kept_company, "http://127.0.0.1:9/kept", ["jobs.create"])
     JobFactory(company=kept_company)
@@ -233,12 +232,19 @@ def test_an_endpoint_delete_never_reads_its_deliveries_into_the_app() -> None:
         loaded.append(args)
         return from_db(cls, *args)
 
-    with CaptureQueriesContext(connection) as queries, pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch:
         patch.setattr(WebhookDelivery, "from_db", classmethod(counted))
-        services.endpoint_delete(endpoint=endpoint)
+        with CaptureQueriesContext(connection) as request:
+            services.endpoint_delete(endpoint=endpoint)
+        assert WebhookEndpoint.objects.get(pk=endpoint.pk).deleted_at is not None
+        assert WebhookDelivery.objects.filter(endpoint=endpoint).count() == len(gone)
+        with CaptureQueriesContext(connection) as worker:
+            assert services.endpoints_delete_pending(deadline=time.monotonic() + 60)
 
     assert loaded == []  # no delivery came into the app
-    assert len(queries) <= 12  # set-based, whatever the number of deliveries
+    writes = [q["sql"] for q in request.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len(writes) == 1  # the request: one UPDATE of the endpoint, whatever it holds
+    assert len(worker) <= 12  # one batch: a list of keys, two DELETEs; then the endpoint
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
     assert not WebhookDelivery.objects.filter(pk__in=[row.pk for row in gone]).exists()
     assert not WebhookAttempt.objects.filter(delivery_id__in=[row.pk for row in gone]).exists()
@@ -308,7 +314,8 @@ def test_a_batch_whose_first_lease_ends_in_an_outage_still_records_the_others(
 
 def test_a_delivery_deleted_with_its_endpoint_while_sent_does_not_undo_the_batch() -> None:
     gone, kept = _two_companies_claimed()
-    services.endpoint_delete(endpoint=gone.endpoint)  # its deliveries go with it
+    services.endpoint_delete(endpoint=gone.endpoint)
+    services.endpoints_delete_pending(deadline=time.monotonic() + 60)  # its deliveries too
 
     services.deliveries_record_attempts([(gone, _ok()), (kept, _ok())])  # raises nothing
 
@@ -390,29 +397,42 @@ def test_a_redelivery_leaves_alone_a_delivery_made_pending_and_claimed_meanwhile
 
 
 @pytest.mark.postgres
-def test_an_endpoint_deleted_while_an_attempt_of_its_is_being_recorded_waits_for_it() -> None:
-    """The recorder holds the delivery's row lock and logs an attempt; the DELETE waits for it
-    and then deletes that attempt too (collected before the lock, the attempt committed
-    meanwhile would reference a deleted delivery: a foreign-key error at the DELETE's commit)."""
+def test_an_endpoint_deleted_while_an_attempt_of_its_is_being_recorded_goes_in_a_later_run() -> (
+    None
+):
+    """The recorder holds the delivery's row lock and logs an attempt: the deletion neither
+    waits for it nor deletes the delivery under it (the attempt would then reference a deleted
+    delivery: a foreign-key error at a commit). It leaves that delivery, and so the endpoint's
+    row, to a later run, which deletes the delivery with the attempt."""
     gone, _ = _two_companies_claimed()
+    services.endpoint_delete(endpoint=gone.endpoint)
+    runs: list[bool] = []
+
+    def delete_pending() -> None:
+        runs.append(services.endpoints_delete_pending(deadline=time.monotonic() + 60))
 
     errors = _overlapping(
         lambda: services.deliveries_record_attempts([(gone, _ok())]),
-        lambda: services.endpoint_delete(endpoint=gone.endpoint),  # collects meanwhile
+        delete_pending,
     )
 
-    assert errors == []
+    assert errors == [] and runs == [True]
+    assert WebhookAttempt.objects.filter(delivery_id=gone.delivery.pk).count() == 1
+    assert WebhookEndpoint.objects.filter(pk=gone.endpoint.pk).exists()
+
+    assert services.endpoints_delete_pending(deadline=time.monotonic() + 60)
     assert not WebhookDelivery.objects.filter(pk=gone.delivery.pk).exists()
     assert not WebhookAttempt.objects.filter(delivery_id=gone.delivery.pk).exists()
+    assert not WebhookEndpoint.objects.filter(pk=gone.endpoint.pk).exists()
 
 
 @pytest.mark.postgres
 def test_the_recorder_and_an_endpoint_delete_lock_in_one_order() -> None:
     """A batch holds two deliveries of one endpoint: the first sent meanwhile by another sender
-    (its lease lapsed), the second still this claim's. An endpoint DELETE locks its deliveries
-    in primary-key order; had the recorder locked the held one first and the other after, each
-    would wait for the other (PostgreSQL aborts one: a 500 for the DELETE, or the batch
-    recorded again one by one)."""
+    (its lease lapsed), the second still this claim's. Others lock an endpoint's deliveries in
+    primary-key order (a redelivery of its failed ones); had the recorder locked the held one
+    first and the other after, each would wait for the other (PostgreSQL aborts one: a 500
+    for the redelivery, or the batch recorded again one by one)."""
     _due(2)
     earlier, later = sorted(services.deliveries_claim_due(limit=10), key=lambda c: c.delivery.pk)
     WebhookDelivery.objects.filter(pk=earlier.delivery.pk).update(
@@ -446,40 +466,65 @@ def test_a_batch_recorded_again_after_a_lost_commit_answer_logs_each_attempt_onc
 
 
 @pytest.mark.postgres
-def test_an_endpoint_deleted_while_a_relay_fans_out_to_it_is_deleted_and_the_relay_goes_on() -> (
-    None
-):
-    """A relay's fan-out committing while the endpoint's DELETE ran (after it collected the
-    deliveries) made the DELETE fail at its commit (a 500: a delivery still referred to the
-    endpoint). The DELETE locks the endpoint (after its deliveries): the fan-out's commit
-    waits, finds the endpoint gone, and its batch is relayed again without it."""
+def test_a_delivery_a_relay_adds_to_a_deleted_endpoint_is_deleted_by_a_later_run() -> None:
+    """A relay's fan-out that read the endpoint as active before the DELETE committed commits
+    its delivery afterwards, here just before the worker deletes the endpoint's row: that
+    DELETE is refused (the delivery refers to the row), the run goes on, and the next one
+    deletes the delivery and then the row."""
     company = CompanyFactory()
     endpoint = services.endpoint_create(company=company, url="http://127.0.0.1:9/", events=["*"])
-    job = JobFactory(company=company)  # its created event waits for the relay
-    relay_errors: list[BaseException] = []
+    JobFactory(company=company)
+    [template] = deliveries()
+    services.endpoint_delete(endpoint=endpoint)
+    real_delete_rows = sql.delete_rows
+    late: list[Any] = []
 
-    def relay_while_deleting(sender: Any, instance: Any, **kwargs: Any) -> None:
-        if sender is not WebhookEndpoint:
-            return
-        # the DELETE has collected the endpoint's deliveries (none): a fan-out runs now
-        thread = in_thread(relay_module.relay_batch, relay_errors)
-        while thread.is_alive() and not lock_waits():
-            time.sleep(0.02)  # it commits, or waits for the DELETE to end
-        relays.append(thread)
+    def fan_out_first(queryset: Any) -> int:
+        if queryset.model is WebhookEndpoint and not late:
 
-    relays: list[threading.Thread] = []
-    pre_delete.connect(relay_while_deleting, weak=False)
-    try:
-        services.endpoint_delete(endpoint=endpoint)
-    finally:
-        pre_delete.disconnect(relay_while_deleting)
-    for thread in relays:
-        thread.join(30)
+            def fan_out() -> None:  # the relay's transaction, committing now
+                template.pk, template.event_id = uuid.uuid4(), "msg_late"
+                template.job_event = None
+                template.save(force_insert=True)
+                late.append(template.pk)
 
-    assert len(relays) == 1 and relay_errors == []
-    assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+            errors: list[BaseException] = []
+            in_thread(fan_out, errors).join(30)
+            assert errors == []
+        return real_delete_rows(queryset)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sql, "delete_rows", fan_out_first)
+        assert services.endpoints_delete_pending(deadline=time.monotonic() + 60)
+
+    assert len(late) == 1
+    assert WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()  # refused: a delivery refers
+    assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == late
+
+    assert services.endpoints_delete_pending(deadline=time.monotonic() + 60)
     assert not WebhookDelivery.objects.exists()
-    assert not JobEvent.objects.filter(job=job, relayed_at__isnull=True).exists()
+    assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+
+
+def test_a_deletion_that_ran_out_of_time_is_queued_again(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webhooks.tasks import delete_endpoints
+
+    [row, *_] = _due(3)
+    services.endpoint_delete(endpoint=WebhookEndpoint.objects.get(pk=row.endpoint_id))
+    published: list[str] = []
+    monkeypatch.setattr(outbox, "publish", lambda name, args=(): published.append(name) or True)
+    monkeypatch.setattr(sql, "DELETE_BATCH", 2)
+    settings.JOBTRAIL_PURGE_BUDGET = 0  # spent after the first batch
+
+    delete_endpoints()
+    assert WebhookDelivery.objects.count() == 1
+    assert published == [services.DELETE_ENDPOINTS_TASK]
+
+    delete_endpoints()  # the queued run
+    assert not WebhookDelivery.objects.exists() and not WebhookEndpoint.objects.exists()
+    assert published == [services.DELETE_ENDPOINTS_TASK]
 
 
 @pytest.mark.postgres
