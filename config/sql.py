@@ -54,17 +54,6 @@ def lock_all(queryset: QuerySet[Any]) -> int:
         return int(cursor.fetchone()[0])
 
 
-def check_deferred(using: str = "default") -> None:
-    """Check the deferred constraints (Django's foreign keys) now, not at the commit: on
-    PostgreSQL a violation then raises ``IntegrityError`` inside the current savepoint, which
-    can be caught there, also within an outer transaction. Elsewhere a no-op (SQLite runs one
-    writer at a time)."""
-    connection = connections[using]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-
-
 def delete_rows(queryset: QuerySet[Any]) -> int:
     """``DELETE FROM <table> WHERE pk IN (<queryset>)``; return the count.
 
@@ -113,14 +102,23 @@ def delete_oldest(
     key field) referencing it are deleted, then the batch: one short transaction each, never
     the whole backlog at once. Django's ``delete()`` loaded every row of a cascade into memory
     in one transaction: 200,000 deliveries took 27 s and 1.2 GB.
+
+    Ordered by one ascending field, each batch starts where the last one ended (``field >=``
+    its last value): rows the filter passes over on the way (old failed deliveries kept, say)
+    are read once per run, not once per batch.
     """
     size = size or DELETE_BATCH
+    order = (order_by,) if isinstance(order_by, str) else tuple(order_by)
+    resume = order[0] if len(order) == 1 and not order[0].startswith("-") else None
     rows = others = 0
+    remaining = queryset
     while True:
         with transaction.atomic(using=queryset.db):
-            order = (order_by,) if isinstance(order_by, str) else order_by
-            batch = queryset.order_by(*order).select_for_update(skip_locked=True, of=("self",))
-            keys = list(batch.values_list("pk", flat=True)[:size])
+            batch = remaining.order_by(*order).select_for_update(skip_locked=True, of=("self",))
+            taken = list(batch.values_list("pk", resume or "pk")[:size])
+            keys = [key for key, _ in taken]
+            if resume and taken:
+                remaining = queryset.filter(**{f"{resume}__gte": taken[-1][1]})
             if keys:
                 for model, field in dependents:
                     others += delete_rows(

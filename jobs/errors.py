@@ -113,6 +113,16 @@ class DeliveryInProgress(JobError):
     title = "Conflict"
 
 
+class EndpointNotFound(JobError):
+    """The webhook endpoint does not exist, belongs to another company, or was deleted (a
+    DELETE that committed after the caller looked it up)."""
+
+    code = "not_found"
+    status = 404
+    title = "Not found"
+    default_detail = "No such webhook endpoint."
+
+
 class EndpointPaused(DeliveryInProgress):
     """A delivery cannot be sent now: its endpoint is paused (by staff, or disabled on a 410);
     resuming the endpoint sends what it holds."""

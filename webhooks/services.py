@@ -1,7 +1,6 @@
 """Webhook endpoints, the fan-out of logged events, delivery outcomes and redelivery."""
 
 import base64
-import contextlib
 import json
 import logging
 import math
@@ -37,6 +36,7 @@ from config import leases, metrics, outbox, sql
 from config.rows import among, hot_cursor, insert_many
 from jobs.errors import (
     DeliveryInProgress,
+    EndpointNotFound,
     EndpointPaused,
     IntegrationEndpointTaken,
     InvalidEndpoint,
@@ -191,7 +191,7 @@ def endpoint_update(*, endpoint: WebhookEndpoint, **fields: Any) -> WebhookEndpo
     pending = WebhookDelivery.objects.filter(endpoint_id=endpoint.pk, status=DeliveryStatus.PENDING)
     if fields.get("is_active") is True and not _is_active(endpoint.pk):
         list(pending.order_by("pk").select_for_update().values_list("pk", flat=True))
-    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    endpoint = _locked_endpoint(endpoint.pk)
     resumed = fields.get("is_active") is True and not endpoint.is_active
     for name, value in fields.items():
         setattr(endpoint, name, value)
@@ -206,8 +206,18 @@ def endpoint_update(*, endpoint: WebhookEndpoint, **fields: Any) -> WebhookEndpo
     return endpoint
 
 
+def _locked_endpoint(endpoint_id: Any) -> WebhookEndpoint:
+    """The endpoint's row, locked and read again; ``EndpointNotFound`` if a DELETE committed
+    since the caller looked it up (a resume would otherwise bring a deleted endpoint back to
+    life: active, fanned out to and sent to, while its company gets 404 for it)."""
+    try:
+        return WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id, deleted_at=None)
+    except WebhookEndpoint.DoesNotExist as exc:
+        raise EndpointNotFound() from exc
+
+
 def _is_active(endpoint_id: Any) -> bool:
-    return WebhookEndpoint.objects.filter(pk=endpoint_id, is_active=True).exists()
+    return WebhookEndpoint.objects.filter(pk=endpoint_id, is_active=True, deleted_at=None).exists()
 
 
 # Published when an endpoint is deleted (``endpoint_delete``); the hourly retention run
@@ -244,30 +254,34 @@ def endpoints_delete_pending(*, deadline: float) -> bool:
     Rows another transaction holds (a delivery whose attempt is being recorded, say) are
     skipped (``config.sql.delete_oldest``), and their endpoint is finished by a later run (the
     next DELETE's, or the hourly retention run). So is one a relay's fan-out added a delivery
-    to after the DELETE committed (it read the endpoint as active before): the row's own
-    DELETE is refused while a delivery refers to it (the foreign key is checked at commit)."""
+    to after the DELETE committed (it read the endpoint as active before)."""
     pending = WebhookEndpoint.objects.filter(deleted_at__isnull=False).order_by("deleted_at")
     for endpoint_id in pending.values_list("pk", flat=True):
         deliveries = WebhookDelivery.objects.filter(endpoint_id=endpoint_id)
         gone = sql.delete_oldest(
             deliveries,
-            order_by=("status", "-created_at"),  # webhook_delivery_endpoint's order
+            # webhook_delivery_endpoint (endpoint, status, -created_at) read backward: the
+            # pending ones first (no longer claimed and deferred, nor counted as a backlog)
+            order_by=("-status", "created_at"),
             deadline=deadline,
             dependents=[(WebhookAttempt, "delivery")],
         )
         if not gone.done:
             return False
-        with contextlib.suppress(IntegrityError), transaction.atomic():
-            if not deliveries.exists():  # else some are held: a later run
+        with transaction.atomic():
+            # locked first: a fan-out to it committing from now on waits (its foreign key is
+            # checked under a share lock of this row) and then finds it gone; one committed
+            # before is seen by the check below, and the row waits for a later run
+            sql.lock_all(WebhookEndpoint.objects.filter(pk=endpoint_id))
+            if not deliveries.exists():  # else some were held, or came late
                 sql.delete_rows(WebhookEndpoint.objects.filter(pk=endpoint_id))
-                sql.check_deferred()  # refused here, not at the commit
     return True
 
 
 @transaction.atomic
 def endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
     """Issue a new secret; the old one keeps signing beside it for 24 hours."""
-    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    endpoint = _locked_endpoint(endpoint.pk)
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_expires_at = timezone.now() + SECRET_OVERLAP
     endpoint.secret = generate_secret()
@@ -340,7 +354,9 @@ def _line_ends(company_ids: Collection[Any]) -> dict[Any, datetime | None]:
 def companies_fanning_out_wide(company_ids: Collection[Any]) -> set[Any]:
     """The companies among ``company_ids`` with ``WIDE_FAN_OUT`` active endpoints or more."""
     return set(
-        WebhookEndpoint.objects.filter(company_id__in=list(company_ids), is_active=True)
+        WebhookEndpoint.objects.filter(
+            company_id__in=list(company_ids), is_active=True, deleted_at=None
+        )
         .values("company_id")
         .annotate(endpoints=Count("id"))
         .filter(endpoints__gte=WIDE_FAN_OUT)
@@ -365,9 +381,9 @@ def deliveries_fan_out(*, messages: list[Message]) -> int:
     """
     company_ids = {message.company_id for message in messages}
     endpoints: dict[Any, list[WebhookEndpoint]] = {}
-    active = WebhookEndpoint.objects.filter(company_id__in=company_ids, is_active=True).only(
-        "id", "company_id", "events", "role"
-    )
+    active = WebhookEndpoint.objects.filter(
+        company_id__in=company_ids, is_active=True, deleted_at=None
+    ).only("id", "company_id", "events", "role")
     for endpoint in active:
         endpoints.setdefault(endpoint.company_id, []).append(endpoint)
     if not endpoints:
@@ -1015,7 +1031,8 @@ def deliveries_record_attempts(
         else:
             WebhookDelivery.objects.bulk_update(rows, list(names))
     if gone:
-        WebhookEndpoint.objects.filter(pk__in=gone).update(
+        # (not one its company deleted meanwhile: "gone" would fail its pending hand-offs)
+        WebhookEndpoint.objects.filter(pk__in=gone, deleted_at=None).update(
             is_active=False, disabled_reason=GONE_REASON, updated_at=now
         )
     # the jobs app fails the pending jobs of these hand-offs, in this transaction
@@ -1155,6 +1172,11 @@ def _refuse_paused(endpoint_id: Any, *, what: str) -> None:
     holds what is queued for it, one disabled on a 410 fails it again at once, without an
     attempt; either way "queued" would not be true."""
     endpoint = WebhookEndpoint.objects.get(pk=endpoint_id)
+    if endpoint.deleted_at is not None:
+        raise EndpointPaused(
+            f"Its endpoint {endpoint_origin(endpoint)} was deleted by its company: nothing more "
+            "is sent to it, and its deliveries are being deleted."
+        )
     if not endpoint.is_active:
         reason = f" ({endpoint.disabled_reason})" if endpoint.disabled_reason else ""
         raise EndpointPaused(

@@ -129,3 +129,25 @@ def test_the_console_stops_listing_a_deleted_endpoint(
     assert doomed["url"] not in listing.content.decode()
     page = reverse("admin:webhooks_webhookendpoint_change", args=[doomed["id"]])
     assert admin_client.get(page).status_code == 302  # "doesn't exist": back to the list
+
+
+def test_a_patch_that_read_the_endpoint_before_its_delete_answers_404(
+    api: APIClient, monkeypatch: pytest.MonkeyPatch, published: list[str]
+) -> None:
+    from webhooks import selectors
+
+    doomed = _register(api, "http://127.0.0.1:9/doomed-hook")
+    url = f"{ENDPOINTS}{doomed['id']}/"
+    assert api.patch(url, {"is_active": False}, format="json").status_code == 200
+    read_before = WebhookEndpoint.objects.get(pk=doomed["id"])
+    assert api.delete(url).status_code == 204
+    # the PATCH's lookup ran before the DELETE committed (its URL check takes up to 3 s)
+    monkeypatch.setattr(selectors, "endpoint_get", lambda **kwargs: read_before)
+
+    resumed = api.patch(url, {"is_active": True}, format="json")
+
+    assert resumed.status_code == 404
+    assert resumed["Content-Type"] == "application/problem+json"
+    assert resumed.json()["code"] == "not_found"
+    stored = WebhookEndpoint.objects.get(pk=doomed["id"])
+    assert stored.deleted_at is not None and not stored.is_active

@@ -427,7 +427,7 @@ def test_an_endpoint_deleted_while_an_attempt_of_its_is_being_recorded_goes_in_a
 
 
 @pytest.mark.postgres
-def test_the_recorder_and_an_endpoint_delete_lock_in_one_order() -> None:
+def test_the_recorder_and_a_redelivery_lock_in_one_order() -> None:
     """A batch holds two deliveries of one endpoint: the first sent meanwhile by another sender
     (its lease lapsed), the second still this claim's. Others lock an endpoint's deliveries in
     primary-key order (a redelivery of its failed ones); had the recorder locked the held one
@@ -441,7 +441,7 @@ def test_the_recorder_and_an_endpoint_delete_lock_in_one_order() -> None:
     rows = WebhookDelivery.objects.select_for_update()
 
     errors = _overlapping(
-        lambda: list(rows.filter(pk=earlier.delivery.pk)),  # the DELETE's first lock
+        lambda: list(rows.filter(pk=earlier.delivery.pk)),  # the redelivery's first lock
         lambda: services.deliveries_record_attempts([(earlier, _ok()), (later, _ok())]),
         then=lambda: list(rows.filter(pk=later.delivery.pk)),  # ... and its second
     )
@@ -465,45 +465,138 @@ def test_a_batch_recorded_again_after_a_lost_commit_answer_logs_each_attempt_onc
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"delivered"}
 
 
-@pytest.mark.postgres
-def test_a_delivery_a_relay_adds_to_a_deleted_endpoint_is_deleted_by_a_later_run() -> None:
-    """A relay's fan-out that read the endpoint as active before the DELETE committed commits
-    its delivery afterwards, here just before the worker deletes the endpoint's row: that
-    DELETE is refused (the delivery refers to the row), the run goes on, and the next one
-    deletes the delivery and then the row."""
+def _late_fan_out(template: WebhookDelivery, errors: list[BaseException]) -> threading.Thread:
+    """A relay's fan-out that read the endpoint as active before its DELETE committed: it
+    commits one more delivery to it now, in a thread (a transaction) of its own."""
+
+    def fan_out() -> None:
+        template.pk, template.event_id = uuid.uuid4(), f"msg_late_{uuid.uuid4().hex}"
+        template.job_event = None
+        template.save(force_insert=True)
+
+    return in_thread(fan_out, errors)
+
+
+def _deleted_with_one_delivery() -> tuple[WebhookEndpoint, WebhookDelivery]:
     company = CompanyFactory()
     endpoint = services.endpoint_create(company=company, url="http://127.0.0.1:9/", events=["*"])
     JobFactory(company=company)
     [template] = deliveries()
     services.endpoint_delete(endpoint=endpoint)
-    real_delete_rows = sql.delete_rows
-    late: list[Any] = []
+    return endpoint, template
+
+
+@pytest.mark.postgres
+def test_a_delivery_a_relay_commits_before_the_row_is_locked_waits_for_a_later_run() -> None:
+    """The fan-out commits after the deliveries were deleted, just before the worker locks the
+    endpoint's row: the row stays (a delivery refers to it), the next run deletes both."""
+    endpoint, template = _deleted_with_one_delivery()
+    real_lock_all = sql.lock_all
+    errors: list[BaseException] = []
 
     def fan_out_first(queryset: Any) -> int:
-        if queryset.model is WebhookEndpoint and not late:
-
-            def fan_out() -> None:  # the relay's transaction, committing now
-                template.pk, template.event_id = uuid.uuid4(), "msg_late"
-                template.job_event = None
-                template.save(force_insert=True)
-                late.append(template.pk)
-
-            errors: list[BaseException] = []
-            in_thread(fan_out, errors).join(30)
-            assert errors == []
-        return real_delete_rows(queryset)
+        if queryset.model is WebhookEndpoint:
+            _late_fan_out(template, errors).join(30)
+        return real_lock_all(queryset)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sql, "delete_rows", fan_out_first)
+        patch.setattr(sql, "lock_all", fan_out_first)
         assert services.endpoints_delete_pending(deadline=time.monotonic() + 60)
 
-    assert len(late) == 1
-    assert WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()  # refused: a delivery refers
-    assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == late
+    assert errors == []
+    assert WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+    assert WebhookDelivery.objects.filter(endpoint=endpoint).count() == 1
 
     assert services.endpoints_delete_pending(deadline=time.monotonic() + 60)
     assert not WebhookDelivery.objects.exists()
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+
+
+@pytest.mark.postgres
+def test_a_delivery_a_relay_commits_after_the_row_is_locked_is_refused() -> None:
+    """The fan-out commits while the worker holds the endpoint's row: its foreign key check
+    waits for the row, finds it deleted and refuses the commit (the relay then relays its
+    batch again, without the endpoint); nothing refers to a deleted row."""
+    endpoint, template = _deleted_with_one_delivery()
+    real_lock_all = sql.lock_all
+    errors: list[BaseException] = []
+    late: list[threading.Thread] = []
+
+    def fan_out_meanwhile(queryset: Any) -> int:
+        locked = real_lock_all(queryset)
+        if queryset.model is WebhookEndpoint:
+            late.append(_late_fan_out(template, errors))
+            wait_for_lock_waits(1)  # its commit waits for the row
+        return locked
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sql, "lock_all", fan_out_meanwhile)
+        assert services.endpoints_delete_pending(deadline=time.monotonic() + 60)
+    late[0].join(30)
+
+    assert [type(e).__name__ for e in errors] == ["IntegrityError"]
+    assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+    assert not WebhookDelivery.objects.exists()
+
+
+def test_the_deletion_takes_an_endpoints_pending_deliveries_first(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = _due(4)
+    WebhookDelivery.objects.filter(pk__in=[r.pk for r in rows[:2]]).update(
+        status=DeliveryStatus.DELIVERED
+    )
+    services.endpoint_delete(endpoint=WebhookEndpoint.objects.get(pk=rows[0].endpoint_id))
+    monkeypatch.setattr(sql, "DELETE_BATCH", 2)
+
+    assert not services.endpoints_delete_pending(deadline=0)  # one batch, then out of time
+
+    left = set(WebhookDelivery.objects.values_list("status", flat=True))
+    assert left == {DeliveryStatus.DELIVERED}  # the pending two went first
+
+
+def test_a_deleted_endpoint_cannot_be_resumed_or_rotated_from_an_earlier_read() -> None:
+    """A PATCH looks the endpoint up, checks the new URL (up to 3 s), then updates: a DELETE
+    that committed meanwhile was undone by a resume (active again: fanned out to and sent to,
+    while its company got 404 for it)."""
+    [row] = _due(1)
+    read_before = WebhookEndpoint.objects.get(pk=row.endpoint_id)
+    services.endpoint_delete(endpoint=read_before)
+
+    with pytest.raises(services.EndpointNotFound):
+        services.endpoint_update(endpoint=read_before, is_active=True)
+    with pytest.raises(services.EndpointNotFound):
+        services.endpoint_rotate_secret(endpoint=read_before)
+
+    stored = WebhookEndpoint.objects.get(pk=read_before.pk)
+    assert stored.deleted_at is not None and not stored.is_active
+    assert stored.secret == read_before.secret
+    assert WebhookDelivery.objects.get(pk=row.pk).next_attempt_at == row.next_attempt_at
+
+
+def test_nothing_is_fanned_out_to_a_deleted_endpoint_even_if_marked_active() -> None:
+    [row] = _due(1)
+    endpoint = WebhookEndpoint.objects.get(pk=row.endpoint_id)
+    services.endpoint_delete(endpoint=endpoint)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(is_active=True)  # as a bug would
+
+    JobFactory(company=endpoint.company)
+    deliveries()
+
+    assert WebhookDelivery.objects.filter(endpoint=endpoint).count() == 1  # the earlier one
+
+
+def test_a_410_from_a_deleted_endpoint_does_not_mark_it_gone() -> None:
+    """The sender's 410 disable would set a reason on the deleted endpoint: its remaining
+    deliveries (a hand-off among them) would be failed instead of deleted with it, and the
+    hand-off's job failed, for an endpoint its company deleted."""
+    gone, _ = _two_companies_claimed()
+    services.endpoint_delete(endpoint=gone.endpoint)
+    answer = services.AttemptResult(started_at=timezone.now(), duration_ms=3, status_code=410)
+
+    services.deliveries_record_attempts([(gone, answer)])
+
+    assert WebhookEndpoint.objects.get(pk=gone.endpoint.pk).disabled_reason == ""
 
 
 def test_a_deletion_that_ran_out_of_time_is_queued_again(
