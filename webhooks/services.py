@@ -258,16 +258,18 @@ def endpoints_delete_pending(*, deadline: float) -> bool:
     pending = WebhookEndpoint.objects.filter(deleted_at__isnull=False).order_by("deleted_at")
     for endpoint_id in pending.values_list("pk", flat=True):
         deliveries = WebhookDelivery.objects.filter(endpoint_id=endpoint_id)
-        gone = sql.delete_oldest(
-            deliveries,
-            # webhook_delivery_endpoint (endpoint, status, -created_at) read backward: the
-            # pending ones first (no longer claimed and deferred, nor counted as a backlog)
-            order_by=("-status", "created_at"),
-            deadline=deadline,
-            dependents=[(WebhookAttempt, "delivery")],
-        )
-        if not gone.done:
-            return False
+        # the pending ones first (no longer claimed and deferred, nor counted as a backlog);
+        # each status oldest first, each batch where the last one ended: the index
+        # webhook_delivery_endpoint (endpoint, status, -created_at) read backward from there
+        for status in (DeliveryStatus.PENDING, DeliveryStatus.FAILED, DeliveryStatus.DELIVERED):
+            gone = sql.delete_oldest(
+                deliveries.filter(status=status),
+                order_by="created_at",
+                deadline=deadline,
+                dependents=[(WebhookAttempt, "delivery")],
+            )
+            if not gone.done:
+                return False
         with transaction.atomic():
             # locked first: a fan-out to it committing from now on waits (its foreign key is
             # checked under a share lock of this row) and then finds it gone; one committed
