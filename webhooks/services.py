@@ -246,15 +246,22 @@ def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     outbox.publish_on_commit(DELETE_ENDPOINTS_TASK)
 
 
-def endpoints_delete_pending(*, deadline: float) -> bool:
+class EndpointsDeleted(NamedTuple):
+    endpoints: int
+    deliveries: int
+    done: bool
+
+
+def endpoints_delete_pending(*, deadline: float) -> EndpointsDeleted:
     """Finish deleting the endpoints the API deleted: each one's deliveries and their attempt
-    log in batches, then its row once nothing refers to it; False when ``deadline``
-    (``time.monotonic()``) passed with work left.
+    log in batches, then its row once nothing refers to it; how many of each, and whether
+    it got through (not when ``deadline``, on ``time.monotonic()``, passed with work left).
 
     Rows another transaction holds (a delivery whose attempt is being recorded, say) are
     skipped (``config.sql.delete_oldest``), and their endpoint is finished by a later run (the
     next DELETE's, or the hourly retention run). So is one a relay's fan-out added a delivery
     to after the DELETE committed (it read the endpoint as active before)."""
+    endpoints = deliveries_deleted = 0
     pending = WebhookEndpoint.objects.filter(deleted_at__isnull=False).order_by("deleted_at")
     for endpoint_id in pending.values_list("pk", flat=True):
         deliveries = WebhookDelivery.objects.filter(endpoint_id=endpoint_id)
@@ -268,16 +275,17 @@ def endpoints_delete_pending(*, deadline: float) -> bool:
                 deadline=deadline,
                 dependents=[(WebhookAttempt, "delivery")],
             )
+            deliveries_deleted += gone.rows
             if not gone.done:
-                return False
+                return EndpointsDeleted(endpoints, deliveries_deleted, False)
         with transaction.atomic():
             # locked first: a fan-out to it committing from now on waits (its foreign key is
             # checked under a share lock of this row) and then finds it gone; one committed
             # before is seen by the check below, and the row waits for a later run
             sql.lock_all(WebhookEndpoint.objects.filter(pk=endpoint_id))
             if not deliveries.exists():  # else some were held, or came late
-                sql.delete_rows(WebhookEndpoint.objects.filter(pk=endpoint_id))
-    return True
+                endpoints += sql.delete_rows(WebhookEndpoint.objects.filter(pk=endpoint_id))
+    return EndpointsDeleted(endpoints, deliveries_deleted, True)
 
 
 @transaction.atomic
@@ -1295,7 +1303,7 @@ def deliveries_purge(*, older_than: timedelta, budget: float) -> Purged:
     ``endpoint_delete`` published have been lost)."""
     cutoff = timezone.now() - older_than
     deadline = time.monotonic() + budget
-    if not endpoints_delete_pending(deadline=deadline):
+    if not endpoints_delete_pending(deadline=deadline).done:
         return Purged(0, 0, False)
     delivered = sql.delete_oldest(
         WebhookDelivery.objects.filter(status=DeliveryStatus.DELIVERED, created_at__lt=cutoff),

@@ -63,8 +63,14 @@ def delete_endpoints() -> None:
     """Delete the deliveries of endpoints the API deleted, then the endpoints (published by
     each DELETE; a run that used its budget queues the next)."""
     deadline = time.monotonic() + settings.JOBTRAIL_PURGE_BUDGET
-    if not services.endpoints_delete_pending(deadline=deadline):
-        logger.info("deleted endpoints' deliveries: more are left, queued another run")
+    deleted = services.endpoints_delete_pending(deadline=deadline)
+    logger.info(
+        "deleted %d webhook endpoints and %d of their deliveries%s",
+        deleted.endpoints,
+        deleted.deliveries,
+        "" if deleted.done else "; more are left, queued another run",
+    )
+    if not deleted.done:
         outbox.publish(services.DELETE_ENDPOINTS_TASK)  # refused: the hourly purge goes on
 
 

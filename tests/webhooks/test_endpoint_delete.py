@@ -72,7 +72,7 @@ def test_a_deleted_endpoint_is_gone_at_once_and_its_rows_after(
     assert sorted(r.path for r in receiver.requests) == ["/kept", "/kept"]
 
     # the worker deletes its rows
-    assert services.endpoints_delete_pending(deadline=time.monotonic() + 60)
+    assert services.endpoints_delete_pending(deadline=time.monotonic() + 60) == (1, 1, True)
     assert not WebhookEndpoint.objects.filter(pk=doomed["id"]).exists()
     assert not WebhookDelivery.objects.filter(endpoint_id=doomed["id"]).exists()
     assert not WebhookAttempt.objects.filter(delivery_id=doomed_delivery.pk).exists()

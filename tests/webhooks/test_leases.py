@@ -239,7 +239,7 @@ def test_an_endpoint_delete_never_reads_its_deliveries_into_the_app() -> None:
         assert WebhookEndpoint.objects.get(pk=endpoint.pk).deleted_at is not None
         assert WebhookDelivery.objects.filter(endpoint=endpoint).count() == len(gone)
         with CaptureQueriesContext(connection) as worker:
-            assert services.endpoints_delete_pending(deadline=time.monotonic() + 60)
+            assert services.endpoints_delete_pending(deadline=time.monotonic() + 60).done
 
     assert loaded == []  # no delivery came into the app
     writes = [q["sql"] for q in request.captured_queries if q["sql"].startswith("UPDATE")]
@@ -315,7 +315,7 @@ def test_a_batch_whose_first_lease_ends_in_an_outage_still_records_the_others(
 def test_a_delivery_deleted_with_its_endpoint_while_sent_does_not_undo_the_batch() -> None:
     gone, kept = _two_companies_claimed()
     services.endpoint_delete(endpoint=gone.endpoint)
-    services.endpoints_delete_pending(deadline=time.monotonic() + 60)  # its deliveries too
+    assert services.endpoints_delete_pending(deadline=time.monotonic() + 60).deliveries == 1
 
     services.deliveries_record_attempts([(gone, _ok()), (kept, _ok())])  # raises nothing
 
@@ -409,7 +409,7 @@ def test_an_endpoint_deleted_while_an_attempt_of_its_is_being_recorded_goes_in_a
     runs: list[bool] = []
 
     def delete_pending() -> None:
-        runs.append(services.endpoints_delete_pending(deadline=time.monotonic() + 60))
+        runs.append(services.endpoints_delete_pending(deadline=time.monotonic() + 60).done)
 
     errors = _overlapping(
         lambda: services.deliveries_record_attempts([(gone, _ok())]),
@@ -420,7 +420,7 @@ def test_an_endpoint_deleted_while_an_attempt_of_its_is_being_recorded_goes_in_a
     assert WebhookAttempt.objects.filter(delivery_id=gone.delivery.pk).count() == 1
     assert WebhookEndpoint.objects.filter(pk=gone.endpoint.pk).exists()
 
-    assert services.endpoints_delete_pending(deadline=time.monotonic() + 60)
+    assert services.endpoints_delete_pending(deadline=time.monotonic() + 60).done
     assert not WebhookDelivery.objects.filter(pk=gone.delivery.pk).exists()
     assert not WebhookAttempt.objects.filter(delivery_id=gone.delivery.pk).exists()
     assert not WebhookEndpoint.objects.filter(pk=gone.endpoint.pk).exists()
@@ -501,13 +501,13 @@ def test_a_delivery_a_relay_commits_before_the_row_is_locked_waits_for_a_later_r
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sql, "lock_all", fan_out_first)
-        assert services.endpoints_delete_pending(deadline=time.monotonic() + 60)
+        assert services.endpoints_delete_pending(deadline=time.monotonic() + 60).done
 
     assert errors == []
     assert WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
     assert WebhookDelivery.objects.filter(endpoint=endpoint).count() == 1
 
-    assert services.endpoints_delete_pending(deadline=time.monotonic() + 60)
+    assert services.endpoints_delete_pending(deadline=time.monotonic() + 60).done
     assert not WebhookDelivery.objects.exists()
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
 
@@ -531,7 +531,7 @@ def test_a_delivery_a_relay_commits_after_the_row_is_locked_is_refused() -> None
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sql, "lock_all", fan_out_meanwhile)
-        assert services.endpoints_delete_pending(deadline=time.monotonic() + 60)
+        assert services.endpoints_delete_pending(deadline=time.monotonic() + 60).done
     late[0].join(30)
 
     assert [type(e).__name__ for e in errors] == ["IntegrityError"]
@@ -549,7 +549,7 @@ def test_the_deletion_takes_an_endpoints_pending_deliveries_first(
     services.endpoint_delete(endpoint=WebhookEndpoint.objects.get(pk=rows[0].endpoint_id))
     monkeypatch.setattr(sql, "DELETE_BATCH", 2)
 
-    assert not services.endpoints_delete_pending(deadline=0)  # one batch, then out of time
+    assert not services.endpoints_delete_pending(deadline=0).done  # one batch, then out of time
 
     left = set(WebhookDelivery.objects.values_list("status", flat=True))
     assert left == {DeliveryStatus.DELIVERED}  # the pending two went first
