@@ -186,7 +186,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         """Queue a test event to one endpoint and log it with the staff user; False if refused."""
         try:
             delivery = services.endpoint_send_test(endpoint=endpoint)
-        except InvalidEndpoint as exc:
+        except (InvalidEndpoint, services.EndpointNotFound) as exc:
             self.message_user(request, f"{endpoint.url}: {exc}", messages.WARNING)
             return False
         self.log_change(request, endpoint, f"Sent a test event ({delivery.event_id}).")

@@ -246,6 +246,10 @@ def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     outbox.publish_on_commit(DELETE_ENDPOINTS_TASK)
 
 
+# The order a deleted endpoint's deliveries are deleted in (``endpoints_delete_pending``).
+STATUS_ORDER = (DeliveryStatus.PENDING, DeliveryStatus.FAILED, DeliveryStatus.DELIVERED)
+
+
 class EndpointsDeleted(NamedTuple):
     endpoints: int
     deliveries: int
@@ -268,9 +272,10 @@ def endpoints_delete_pending(*, deadline: float) -> EndpointsDeleted:
         # the pending ones first (no longer claimed and deferred, nor counted as a backlog);
         # each status oldest first, each batch where the last one ended: the index
         # webhook_delivery_endpoint (endpoint, status, -created_at) read backward from there
-        for status in (DeliveryStatus.PENDING, DeliveryStatus.FAILED, DeliveryStatus.DELIVERED):
+        by_status = [deliveries.filter(status=status) for status in STATUS_ORDER]
+        for batch in (*by_status, deliveries):  # (and any other status: one pass for the rest)
             gone = sql.delete_oldest(
-                deliveries.filter(status=status),
+                batch,
                 order_by="created_at",
                 deadline=deadline,
                 dependents=[(WebhookAttempt, "delivery")],
@@ -992,6 +997,7 @@ def deliveries_record_attempts(
     groups: dict[tuple[tuple[str, Any], ...], list[Any]] = {}
     gone: set[Any] = set()
     handoffs_failed: list[hooks.HandoffFailure] = []
+    handoff_endpoints: dict[Any, Any] = {}  # a failed hand-off's delivery -> its endpoint
     observed: list[metrics.AttemptObservation] = []
     for claim, result in outcomes:
         first = claim.number == 1 and claim.trigger == AttemptTrigger.SCHEDULED
@@ -1016,6 +1022,7 @@ def deliveries_record_attempts(
         if result.status_code == 410:
             gone.add(claim.endpoint.pk)
         if claim.delivery.handoff and fields["status"] == DeliveryStatus.FAILED:
+            handoff_endpoints[claim.delivery.pk] = claim.endpoint.pk
             handoffs_failed.append(
                 hooks.HandoffFailure(
                     delivery_id=claim.delivery.pk,
@@ -1045,6 +1052,17 @@ def deliveries_record_attempts(
         WebhookEndpoint.objects.filter(pk__in=gone, deleted_at=None).update(
             is_active=False, disabled_reason=GONE_REASON, updated_at=now
         )
+    if handoffs_failed:
+        # none to an endpoint its company deleted while it was sent: that fails no job (its
+        # delivery goes with the endpoint, as a hand-off still queued does)
+        deleted = set(
+            WebhookEndpoint.objects.filter(
+                pk__in=set(handoff_endpoints.values()), deleted_at__isnull=False
+            ).values_list("pk", flat=True)
+        )
+        handoffs_failed = [
+            f for f in handoffs_failed if handoff_endpoints[f.delivery_id] not in deleted
+        ]
     # the jobs app fails the pending jobs of these hand-offs, in this transaction
     hooks.handoff_failed(handoffs_failed)
     transaction.on_commit(partial(metrics.attempts_observe, observed), robust=True)
@@ -1244,12 +1262,15 @@ def handoff_resend(*, delivery: WebhookDelivery) -> str:
 TEST_EVENT = "webhooks.test"
 
 
+@transaction.atomic
 def endpoint_send_test(*, endpoint: WebhookEndpoint) -> WebhookDelivery:
     """Queue a signed test event (``webhooks.test``) for one endpoint: one manual attempt.
 
     It is a delivery like any other (its attempt is logged and shown), sent to this endpoint
-    only and never retried; ``object_id`` is the endpoint's id. An inactive endpoint refuses it.
+    only and never retried; ``object_id`` is the endpoint's id. An inactive endpoint refuses it,
+    a deleted one answers ``EndpointNotFound`` (read again under its lock).
     """
+    endpoint = _locked_endpoint(endpoint.pk)
     if not endpoint.is_active:
         raise InvalidEndpoint("This endpoint is paused; resume it to send a test event.")
     now = timezone.now()

@@ -439,3 +439,36 @@ def test_resending_a_retrying_handoff_makes_it_due_now(receiver: Receiver, setti
     assert (handoff.status, handoff.attempts) == ("delivered", 2)
     job.refresh_from_db()
     assert job.status == "pending"
+
+
+def test_a_handoff_in_flight_when_its_endpoint_is_deleted_fails_no_job(receiver: Receiver) -> None:
+    """The integration endpoint is deleted while its hand-off is being sent, and the answer is
+    final (a 410): the job is left alone, as it was when the DELETE took the delivery at once
+    (its company replaces the endpoint, or the job expires)."""
+    from webhooks import sending
+
+    receiver.default = Reply(410)
+    company = CompanyFactory()
+    endpoint = integration_for(company, receiver.url + "/int")
+    job = JobFactory(company=company)
+    claim = services.delivery_claim(delivery_id=handoff_of(job).pk)
+    assert claim is not None
+    services.endpoint_delete(endpoint=endpoint)  # while the hand-off is on its way
+
+    sending.deliver_claimed(claim)
+
+    assert len(receiver.requests) == 1
+    job.refresh_from_db()
+    assert (job.status, job.failure_reason) == ("pending", "")
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).disabled_reason == ""
+
+
+def test_a_test_event_to_a_deleted_endpoint_is_refused(receiver: Receiver) -> None:
+    endpoint = endpoint_for(CompanyFactory(), receiver.url + "/sub", ["*"])
+    read_before = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    services.endpoint_delete(endpoint=endpoint)
+
+    with pytest.raises(services.EndpointNotFound):
+        services.endpoint_send_test(endpoint=read_before)  # looked up before the DELETE
+
+    assert not WebhookDelivery.objects.filter(endpoint=endpoint).exists()

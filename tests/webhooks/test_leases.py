@@ -555,6 +555,15 @@ def test_the_deletion_takes_an_endpoints_pending_deliveries_first(
     assert left == {DeliveryStatus.DELIVERED}  # the pending two went first
 
 
+def test_a_delivery_in_no_known_status_does_not_keep_a_deleted_endpoint() -> None:
+    rows = _due(2)
+    WebhookDelivery.objects.filter(pk=rows[0].pk).update(status="retrying")  # no such status
+    services.endpoint_delete(endpoint=WebhookEndpoint.objects.get(pk=rows[0].endpoint_id))
+
+    assert services.endpoints_delete_pending(deadline=time.monotonic() + 60) == (1, 2, True)
+    assert not WebhookDelivery.objects.exists() and not WebhookEndpoint.objects.exists()
+
+
 def test_a_deleted_endpoint_cannot_be_resumed_or_rotated_from_an_earlier_read() -> None:
     """A PATCH looks the endpoint up, checks the new URL (up to 3 s), then updates: a DELETE
     that committed meanwhile was undone by a resume (active again: fanned out to and sent to,

@@ -152,3 +152,21 @@ def test_each_batch_starts_where_the_last_one_ended(company: Any) -> None:
     selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
     assert len(selects) == 2
     assert ">=" not in selects[0] and '"created_at" >=' in selects[1]
+
+
+def test_a_nullable_order_is_read_from_the_start_each_batch(company: Any) -> None:
+    """Rows whose order field is NULL sort apart (first on SQLite, last on PostgreSQL) and
+    match no ``>=``: resuming would leave them, or fail on ``>= None``."""
+    rows = _old_delivered(company, 5)
+    WebhookDelivery.objects.filter(pk__in=[r.pk for r in rows[:3]]).update(delivered_at=None)
+
+    deleted = sql.delete_oldest(
+        WebhookDelivery.objects.all(),
+        order_by="delivered_at",
+        deadline=float("inf"),
+        dependents=[(WebhookAttempt, "delivery")],
+        size=2,
+    )
+
+    assert deleted == (5, 5, True)
+    assert not WebhookDelivery.objects.exists()
