@@ -583,6 +583,10 @@ if CACHES["default"]["BACKEND"].endswith(".RedisCache"):
         socket_connect_timeout=0.5, socket_timeout=0.5
     )
 JOBTRAIL_WEBHOOK_RETENTION_DAYS = env.int("JOBTRAIL_WEBHOOK_RETENTION_DAYS", default=30)
+# Failed deliveries are kept longer, to be redelivered; 0 keeps them for ever.
+JOBTRAIL_WEBHOOK_FAILED_RETENTION_DAYS = env.int(
+    "JOBTRAIL_WEBHOOK_FAILED_RETENTION_DAYS", default=90
+)
 # Wake-ups to the worker are coalesced per process over this many seconds (config/outbox.py).
 JOBTRAIL_WAKEUP_WINDOW = env.float("JOBTRAIL_WAKEUP_WINDOW", default=0.02)
 # How long (seconds) a relay batch waits for a row lock before it relays its companies apart

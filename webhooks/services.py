@@ -1316,27 +1316,36 @@ class Purged(NamedTuple):
     done: bool  # False: the budget ran out with old rows left
 
 
-def deliveries_purge(*, older_than: timedelta, budget: float) -> Purged:
-    """Delete delivered deliveries created more than ``older_than`` ago (with their attempt
-    log), then attempts older than that of the deliveries kept (failed ones stay, to be
-    redelivered), a batch per transaction (``config.sql.delete_oldest``), for at most
-    ``budget`` seconds. It first finishes deleting deleted endpoints (should the message
-    ``endpoint_delete`` published have been lost)."""
-    cutoff = timezone.now() - older_than
+def deliveries_purge(
+    *, older_than: timedelta, budget: float, failed_older_than: timedelta | None = None
+) -> Purged:
+    """Delete delivered deliveries created more than ``older_than`` ago and failed ones
+    created more than ``failed_older_than`` ago (None: failed ones stay, to be redelivered),
+    with their attempt log, then attempts older than ``older_than`` of the deliveries kept;
+    a batch per transaction (``config.sql.delete_oldest``), for at most ``budget`` seconds.
+    It first finishes deleting deleted endpoints (should the message ``endpoint_delete``
+    published have been lost)."""
+    now = timezone.now()
     deadline = time.monotonic() + budget
     if not endpoints_delete_pending(deadline=deadline).done:
         return Purged(0, 0, False)
-    delivered = sql.delete_oldest(
-        WebhookDelivery.objects.filter(status=DeliveryStatus.DELIVERED, created_at__lt=cutoff),
-        order_by="created_at",
-        deadline=deadline,
-        dependents=[(WebhookAttempt, "delivery")],
-    )
-    attempts = sql.Deleted(0, 0, False)
-    if delivered.done:
-        attempts = sql.delete_oldest(
-            WebhookAttempt.objects.filter(started_at__lt=cutoff),
-            order_by="started_at",
+    passes = [(DeliveryStatus.DELIVERED, now - older_than)]
+    if failed_older_than is not None:
+        passes.append((DeliveryStatus.FAILED, now - failed_older_than))
+    attempts = deliveries = 0
+    for status, cutoff in passes:
+        gone = sql.delete_oldest(
+            WebhookDelivery.objects.filter(status=status, created_at__lt=cutoff),
+            order_by="created_at",
             deadline=deadline,
+            dependents=[(WebhookAttempt, "delivery")],
         )
-    return Purged(delivered.dependents + attempts.rows, delivered.rows, attempts.done)
+        attempts, deliveries = attempts + gone.dependents, deliveries + gone.rows
+        if not gone.done:
+            return Purged(attempts, deliveries, False)
+    old = sql.delete_oldest(
+        WebhookAttempt.objects.filter(started_at__lt=now - older_than),
+        order_by="started_at",
+        deadline=deadline,
+    )
+    return Purged(attempts + old.rows, deliveries, old.done)

@@ -78,12 +78,14 @@ def delete_endpoints() -> None:
 def purge_old_deliveries() -> None:
     """Retention (hourly); a backlog bigger than one run's budget is worked off by runs
     queued one after the other, so other tasks get the worker in between."""
+    failed_days = settings.JOBTRAIL_WEBHOOK_FAILED_RETENTION_DAYS
     purged = services.deliveries_purge(
         older_than=timedelta(days=settings.JOBTRAIL_WEBHOOK_RETENTION_DAYS),
+        failed_older_than=timedelta(days=failed_days) if failed_days > 0 else None,
         budget=settings.JOBTRAIL_PURGE_BUDGET,
     )
     logger.info(
-        "purged %d webhook attempts and %d delivered deliveries%s",
+        "purged %d webhook attempts and %d deliveries%s",
         purged.attempts,
         purged.deliveries,
         "" if purged.done else "; more are due, queued another run",

@@ -170,3 +170,27 @@ def test_a_nullable_order_is_read_from_the_start_each_batch(company: Any) -> Non
 
     assert deleted == (5, 5, True)
     assert not WebhookDelivery.objects.exists()
+
+
+def test_failed_deliveries_are_kept_longer_and_then_purged(
+    company: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failed deliveries stay past the retention, to be redelivered, but not for ever
+    (JOBTRAIL_WEBHOOK_FAILED_RETENTION_DAYS, 90; 0 keeps them)."""
+    monkeypatch.setattr(outbox, "publish", lambda name, args=(): True)
+    rows = _old_delivered(company, 3)
+    now = timezone.now()
+    for row, days in zip(rows, (100, 40, 100), strict=True):
+        WebhookDelivery.objects.filter(pk=row.pk).update(
+            status=DeliveryStatus.FAILED, created_at=now - timedelta(days=days)
+        )
+    WebhookDelivery.objects.filter(pk=rows[2].pk).update(status=DeliveryStatus.PENDING)
+
+    settings.JOBTRAIL_WEBHOOK_FAILED_RETENTION_DAYS = 0
+    purge_old_deliveries()
+    assert WebhookDelivery.objects.count() == 3  # kept (their 40-day-old attempts are not)
+
+    settings.JOBTRAIL_WEBHOOK_FAILED_RETENTION_DAYS = 90
+    purge_old_deliveries()
+    kept = set(WebhookDelivery.objects.values_list("pk", flat=True))
+    assert kept == {rows[1].pk, rows[2].pk}  # the failed one 40 days old, the pending one
