@@ -64,6 +64,16 @@ def publish(task_name: str, args: Sequence[Any] = ()) -> bool:
     return True
 
 
+def run_again_unless(done: bool, task_name: str) -> str:
+    """The end of a run with a time budget (retention, endpoint deletion): with work left,
+    queue the next run now, so other tasks get the worker in between (a refused publish
+    leaves the rest to the periodic run); the ending of the run's log line."""
+    if done:
+        return ""
+    publish(task_name)
+    return "; more are due, queued another run"
+
+
 # Wake-up tasks that clear their ``ops.Wakeup`` row when they start (``wakeup_consumed``).
 ONE_OUTSTANDING = frozenset({"jobs.relay_events", "webhooks.send_due_deliveries"})
 # An outstanding wake-up is presumed lost (e.g. a broker restart emptied the queue) after this,

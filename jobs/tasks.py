@@ -20,13 +20,8 @@ def purge_idempotency_keys() -> int:
     """Hourly; a backlog bigger than one run's budget is worked off by runs queued one after
     the other."""
     purged = idempotency_keys_purge(budget=settings.JOBTRAIL_PURGE_BUDGET)
-    logger.info(
-        "purged %d idempotency keys%s",
-        purged.rows,
-        "" if purged.done else "; more are due, queued another run",
-    )
-    if not purged.done:
-        outbox.publish("jobs.purge_idempotency_keys")  # refused: the next hourly run goes on
+    more = outbox.run_again_unless(purged.done, "jobs.purge_idempotency_keys")
+    logger.info("purged %d idempotency keys%s", purged.rows, more)
     return purged.rows
 
 

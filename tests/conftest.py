@@ -94,3 +94,24 @@ def broker_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         pool = celery_app._pool
         if pool is not None:
             pool.force_close_all()
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The task names ``config.outbox.publish`` is asked to send (recorded, not sent)."""
+    names: list[str] = []
+    monkeypatch.setattr(outbox, "publish", lambda name, args=(): names.append(name) or True)
+    return names
+
+
+@pytest.fixture
+def one_batch_per_run(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, published: list[str]
+) -> list[str]:
+    """Runs with a time budget (retention, endpoint deletion) spend it on their first batch,
+    of 2 rows; what they queue is recorded."""
+    from config import sql
+
+    monkeypatch.setattr(sql, "DELETE_BATCH", 2)
+    settings.JOBTRAIL_PURGE_BUDGET = 0
+    return published

@@ -64,14 +64,13 @@ def delete_endpoints() -> None:
     each DELETE; a run that used its budget queues the next)."""
     deadline = time.monotonic() + settings.JOBTRAIL_PURGE_BUDGET
     deleted = services.endpoints_delete_pending(deadline=deadline)
+    more = outbox.run_again_unless(deleted.done, services.DELETE_ENDPOINTS_TASK)
     logger.info(
         "deleted %d webhook endpoints and %d of their deliveries%s",
         deleted.endpoints,
         deleted.deliveries,
-        "" if deleted.done else "; more are left, queued another run",
+        more,
     )
-    if not deleted.done:
-        outbox.publish(services.DELETE_ENDPOINTS_TASK)  # refused: the hourly purge goes on
 
 
 @shared_task(name="webhooks.purge_old_deliveries", ignore_result=True)
@@ -84,11 +83,7 @@ def purge_old_deliveries() -> None:
         failed_older_than=timedelta(days=failed_days) if failed_days > 0 else None,
         budget=settings.JOBTRAIL_PURGE_BUDGET,
     )
+    more = outbox.run_again_unless(purged.done, "webhooks.purge_old_deliveries")
     logger.info(
-        "purged %d webhook attempts and %d deliveries%s",
-        purged.attempts,
-        purged.deliveries,
-        "" if purged.done else "; more are due, queued another run",
+        "purged %d webhook attempts and %d deliveries%s", purged.attempts, purged.deliveries, more
     )
-    if not purged.done:
-        outbox.publish("webhooks.purge_old_deliveries")  # refused: the next hourly run goes on

@@ -8,7 +8,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from config import outbox
 from tests.factories import JobFactory
 from tests.receiver import Receiver
 from tests.webhooks.helpers import deliveries
@@ -19,14 +18,6 @@ pytestmark = pytest.mark.django_db
 
 ENDPOINTS = "/api/v1/webhook-endpoints/"
 DELIVERIES = "/api/v1/webhook-deliveries/"
-
-
-@pytest.fixture
-def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """What is published to the broker (recorded instead of sent)."""
-    sent: list[str] = []
-    monkeypatch.setattr(outbox, "publish", lambda name, args=(): sent.append(name) or True)
-    return sent
 
 
 def _register(api: APIClient, url: str, **body: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from config import outbox, sql
+from config import sql
 from tests.factories import JobFactory
 from tests.receiver import Receiver
 from tests.webhooks.helpers import deliveries
@@ -79,13 +79,11 @@ def test_a_backlog_is_deleted_a_batch_per_transaction(company: Any) -> None:
 
 
 def test_a_run_whose_budget_ran_out_queues_the_next(
-    company: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+    company: Any, one_batch_per_run: list[str]
 ) -> None:
+    published = one_batch_per_run
     _old_delivered(company, 3)
-    published: list[str] = []
-    monkeypatch.setattr(outbox, "publish", lambda name, args=(): published.append(name) or True)
-    monkeypatch.setattr(sql, "DELETE_BATCH", 2)
-    settings.JOBTRAIL_PURGE_BUDGET = 0  # spent after the first batch
+    published.clear()  # what the job creations woke
 
     purge_old_deliveries()
     assert WebhookDelivery.objects.count() == 1
@@ -173,11 +171,10 @@ def test_a_nullable_order_is_read_from_the_start_each_batch(company: Any) -> Non
 
 
 def test_failed_deliveries_are_kept_longer_and_then_purged(
-    company: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+    company: Any, settings: Any, published: list[str]
 ) -> None:
     """Failed deliveries stay past the retention, to be redelivered, but not for ever
     (JOBTRAIL_WEBHOOK_FAILED_RETENTION_DAYS, 90; 0 keeps them)."""
-    monkeypatch.setattr(outbox, "publish", lambda name, args=(): True)
     rows = _old_delivered(company, 3)
     now = timezone.now()
     for row, days in zip(rows, (100, 40, 100), strict=True):
