@@ -132,7 +132,7 @@ def _failing_endpoints(now: datetime) -> list[dict[str, Any]]:
     by_id = {row["endpoint"]: row for row in stats}
     endpoints = (
         WebhookEndpoint.objects.filter(Q(pk__in=by_id) | Q(is_active=False, updated_at__gte=since))
-        .filter(deleted_at__isnull=True)  # its company deleted it
+        .live()  # not one its company deleted
         .select_related("company")[:20]
     )
     failing = []

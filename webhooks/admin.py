@@ -3,7 +3,7 @@
 import contextlib
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -29,7 +29,14 @@ from jobs.models import Job
 
 from . import services
 from .events import EVENT_TYPES, patterns_problem
-from .models import DeliveryStatus, EndpointRole, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from .models import (
+    DeliveryStatus,
+    EndpointQuerySet,
+    EndpointRole,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from .selectors import endpoint_origin
 from .ssrf import UnsafeTarget, check_url
 
@@ -80,11 +87,11 @@ class EndpointForm(forms.ModelForm):
             )
         # the form has no company field, so Django skips the one-per-company constraint
         if role == EndpointRole.INTEGRATION and self.instance.company_id:
-            others = WebhookEndpoint.objects.filter(
-                company_id=self.instance.company_id,
-                role=EndpointRole.INTEGRATION,
-                deleted_at__isnull=True,
-            ).exclude(pk=self.instance.pk)
+            others = (
+                WebhookEndpoint.objects.live()
+                .filter(company_id=self.instance.company_id, role=EndpointRole.INTEGRATION)
+                .exclude(pk=self.instance.pk)
+            )
             if others.exists():
                 self.add_error("role", "This company already has an integration endpoint.")
         return data
@@ -158,7 +165,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookEndpoint]:
         # one its company deleted is gone (the worker deletes its deliveries, then its row)
-        return super().get_queryset(request).filter(deleted_at__isnull=True)
+        return cast(EndpointQuerySet, super().get_queryset(request)).live()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # clients register endpoints through the API, which shows them the secret

@@ -23,6 +23,12 @@ class EndpointRole(models.TextChoices):
     INTEGRATION = "integration"
 
 
+class EndpointQuerySet(models.QuerySet["WebhookEndpoint"]):
+    def live(self) -> "EndpointQuerySet":
+        """Not deleted: a deleted endpoint is gone for everyone at once (its rows follow)."""
+        return self.filter(deleted_at=None)
+
+
 class WebhookEndpoint(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="webhook_endpoints")
@@ -51,6 +57,8 @@ class WebhookEndpoint(models.Model):
     # the worker deletes its deliveries in batches and then this row
     # (``webhooks.services.endpoints_delete_pending``).
     deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = EndpointQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

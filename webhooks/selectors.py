@@ -18,7 +18,7 @@ from .models import (
 
 def endpoint_list(*, company: Company) -> QuerySet[WebhookEndpoint]:
     """The company's endpoints; a deleted one is gone at once (its rows follow in the worker)."""
-    return WebhookEndpoint.objects.filter(company=company, deleted_at__isnull=True)
+    return WebhookEndpoint.objects.live().filter(company=company)
 
 
 def endpoint_get(*, company: Company, endpoint_id: Any) -> WebhookEndpoint:

@@ -119,9 +119,11 @@ def _check_endpoint(endpoint: WebhookEndpoint) -> None:
             field="events",
         )
     if endpoint.role == EndpointRole.INTEGRATION:
-        others = WebhookEndpoint.objects.filter(
-            company_id=endpoint.company_id, role=EndpointRole.INTEGRATION, deleted_at__isnull=True
-        ).exclude(pk=endpoint.pk)
+        others = (
+            WebhookEndpoint.objects.live()
+            .filter(company_id=endpoint.company_id, role=EndpointRole.INTEGRATION)
+            .exclude(pk=endpoint.pk)
+        )
         if others.exists():
             raise IntegrationEndpointTaken(
                 "Your company already has an integration endpoint; change its url, or make it "
@@ -161,7 +163,7 @@ def endpoint_create(
     """
     list(Company.objects.select_for_update().filter(pk=company.pk).values_list("pk"))
     limit = settings.JOBTRAIL_MAX_WEBHOOK_ENDPOINTS
-    if WebhookEndpoint.objects.filter(company=company, deleted_at__isnull=True).count() >= limit:
+    if WebhookEndpoint.objects.live().filter(company=company).count() >= limit:
         raise WebhookEndpointLimit(
             f"Your company has {limit} webhook endpoints, the most it may have "
             "(JOBTRAIL_MAX_WEBHOOK_ENDPOINTS); delete one first. One endpoint can subscribe to "
@@ -211,13 +213,13 @@ def _locked_endpoint(endpoint_id: Any) -> WebhookEndpoint:
     since the caller looked it up (a resume would otherwise bring a deleted endpoint back to
     life: active, fanned out to and sent to, while its company gets 404 for it)."""
     try:
-        return WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id, deleted_at=None)
+        return WebhookEndpoint.objects.live().select_for_update().get(pk=endpoint_id)
     except WebhookEndpoint.DoesNotExist as exc:
         raise EndpointNotFound() from exc
 
 
 def _is_active(endpoint_id: Any) -> bool:
-    return WebhookEndpoint.objects.filter(pk=endpoint_id, is_active=True, deleted_at=None).exists()
+    return WebhookEndpoint.objects.live().filter(pk=endpoint_id, is_active=True).exists()
 
 
 # Published when an endpoint is deleted (``endpoint_delete``); the hourly retention run
@@ -240,7 +242,7 @@ def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     every relay batch fanning out to that company waited for it.
     """
     now = timezone.now()
-    WebhookEndpoint.objects.filter(pk=endpoint.pk, deleted_at__isnull=True).update(
+    WebhookEndpoint.objects.live().filter(pk=endpoint.pk).update(
         is_active=False, disabled_reason="", deleted_at=now, updated_at=now
     )
     outbox.publish_on_commit(DELETE_ENDPOINTS_TASK)
@@ -369,9 +371,8 @@ def _line_ends(company_ids: Collection[Any]) -> dict[Any, datetime | None]:
 def companies_fanning_out_wide(company_ids: Collection[Any]) -> set[Any]:
     """The companies among ``company_ids`` with ``WIDE_FAN_OUT`` active endpoints or more."""
     return set(
-        WebhookEndpoint.objects.filter(
-            company_id__in=list(company_ids), is_active=True, deleted_at=None
-        )
+        WebhookEndpoint.objects.live()
+        .filter(company_id__in=list(company_ids), is_active=True)
         .values("company_id")
         .annotate(endpoints=Count("id"))
         .filter(endpoints__gte=WIDE_FAN_OUT)
@@ -396,9 +397,11 @@ def deliveries_fan_out(*, messages: list[Message]) -> int:
     """
     company_ids = {message.company_id for message in messages}
     endpoints: dict[Any, list[WebhookEndpoint]] = {}
-    active = WebhookEndpoint.objects.filter(
-        company_id__in=company_ids, is_active=True, deleted_at=None
-    ).only("id", "company_id", "events", "role")
+    active = (
+        WebhookEndpoint.objects.live()
+        .filter(company_id__in=company_ids, is_active=True)
+        .only("id", "company_id", "events", "role")
+    )
     for endpoint in active:
         endpoints.setdefault(endpoint.company_id, []).append(endpoint)
     if not endpoints:
@@ -1049,7 +1052,7 @@ def deliveries_record_attempts(
             WebhookDelivery.objects.bulk_update(rows, list(names))
     if gone:
         # (not one its company deleted meanwhile: "gone" would fail its pending hand-offs)
-        WebhookEndpoint.objects.filter(pk__in=gone, deleted_at=None).update(
+        WebhookEndpoint.objects.live().filter(pk__in=gone).update(
             is_active=False, disabled_reason=GONE_REASON, updated_at=now
         )
     if handoffs_failed:
