@@ -28,7 +28,11 @@ BENCH_NOISY_A_RECEIVER=idle sends A's webhooks to a second receiver running unde
 SCHED_IDLE (A's 1,000 endpoints stand for other machines: their CPU is then not taken from the
 2 cores under test; B's receiver stays at normal priority). BENCH_APP_ENV="NAME=value ..."
 passes settings to the application under test (e.g. JOBTRAIL_WORKER_CPU=idle); the harness
-otherwise gives it only its own settings.
+otherwise gives it only its own settings. BENCH_NOISY_A=cpu or cpu-idle measures the machine's
+floor: company A is replaced by bench/burn.py, one process per core busy with Python for
+BENCH_NOISY_A_CPU core-seconds (default 0.9, about what one of A's jobs costs here: compare the
+host CPU column of a default run) at each of A's arrivals, sharing nothing with Jobtrail; under
+SCHED_IDLE with cpu-idle. Each phase records the host's CPU in use (cores, from /proc/stat).
 Needs PostgreSQL on 127.0.0.1:5432 (databases <BENCH_DB_PREFIX>* are created and dropped
 here), Redis (BENCH_REDIS_URL, default db 9, flushed) and wrk (`apt-get install wrk`).
 Timing lives here, never in a test's assertion.
@@ -125,6 +129,10 @@ class Config:
         self.noisy_a_receiver = os.environ.get("BENCH_NOISY_A_RECEIVER") or "shared"
         if self.noisy_a_receiver not in ("shared", "idle"):
             raise SystemExit("BENCH_NOISY_A_RECEIVER: 'shared' or 'idle'")
+        self.noisy_a = os.environ.get("BENCH_NOISY_A") or "jobtrail"
+        if self.noisy_a not in ("jobtrail", "cpu", "cpu-idle"):
+            raise SystemExit("BENCH_NOISY_A: 'jobtrail', 'cpu' or 'cpu-idle'")
+        self.noisy_a_cpu = float(os.environ.get("BENCH_NOISY_A_CPU") or 0.9)
         items = shlex.split(os.environ.get("BENCH_APP_ENV") or "")
         if any("=" not in item for item in items):
             raise SystemExit('BENCH_APP_ENV: "NAME=value NAME=value ..."')
@@ -1147,7 +1155,10 @@ def _noisy_phase(bench: Bench, phase: str, number: int) -> dict[str, Any]:
     )
     a_sent: list[Sent] = []
     a_thread = None
-    if phase == "with_a":
+    burners: list[subprocess.Popen[bytes]] = []
+    if phase == "with_a" and c.noisy_a != "jobtrail":
+        burners = _burners(c)
+    elif phase == "with_a":
         a_thread = threading.Thread(
             target=lambda token=a.token, out=a_sent: out.extend(
                 open_loop(bench.web_url, token, c.noisy_rate_a, c.noisy_duration)
@@ -1155,9 +1166,12 @@ def _noisy_phase(bench: Bench, phase: str, number: int) -> dict[str, Any]:
             daemon=True,
         )
         a_thread.start()
+    cpu_before = host_cpu()
     b_sent = open_loop(bench.web_url, b.token, c.noisy_rate_b, c.noisy_duration)
     if a_thread is not None:
         a_thread.join()
+    cpu_after = host_cpu()
+    burned = _stop_burners(burners)
     expected = sum(1 for s in b_sent if s.job_id)
     records = wait_for_deliveries(
         bench, "/b/", expected, stall=c.webhook_stall, limit=c.webhook_wait
@@ -1182,7 +1196,9 @@ def _noisy_phase(bench: Bench, phase: str, number: int) -> dict[str, Any]:
         "summary": {
             **load_summary(b_sent, c.noisy_duration),
             **webhook_summary(latencies, missing),
+            "host_cpu_cores": cpu_cores(cpu_before, cpu_after),
         },
+        "burned_cpu_s": burned,
         "counts": delivery_counts(records, expected),
         "a_sent": a_sent,
         "a_achieved_per_s": load_summary(a_sent, c.noisy_duration)["achieved_per_s"],
@@ -1196,6 +1212,48 @@ def _noisy_phase(bench: Bench, phase: str, number: int) -> dict[str, Any]:
     for name in ("web", "worker", "beat"):
         bench.procs.stop(name)
     return result
+
+
+def _burners(c: Config) -> list[subprocess.Popen[bytes]]:
+    """bench/burn.py in place of company A: A's CPU at A's arrivals, one process per core."""
+    cores = os.cpu_count() or 1
+    idle = ["chrt", "--idle", "0"] if c.noisy_a == "cpu-idle" else []
+    argv = [str(BIN / "python"), str(ROOT / "bench" / "burn.py")]
+    return [
+        subprocess.Popen([*idle, *argv, str(c.noisy_a_cpu / cores), str(1 / c.noisy_rate_a)])
+        for _ in range(cores)
+    ]
+
+
+def _stop_burners(burners: list[subprocess.Popen[bytes]]) -> float | None:
+    """Stop the burners; return the CPU seconds they used (None if none ran)."""
+    if not burners:
+        return None
+    used = 0.0
+    for burner in burners:
+        burner.kill()
+        _, _, usage = os.wait4(burner.pid, 0)  # chrt execs the burner: same process
+        burner.returncode = -signal.SIGKILL
+        used += usage.ru_utime + usage.ru_stime
+    return round(used, 2)
+
+
+def host_cpu() -> tuple[float, float] | None:
+    """(monotonic time, CPU seconds the host has been busy), or None without /proc/stat."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(f) for f in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + fields[4]  # idle and iowait
+    return time.monotonic(), (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_cores(before: tuple[float, float] | None, after: tuple[float, float] | None) -> Any:
+    """The host's CPU in use between two ``host_cpu()`` readings, in cores."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return round((after[1] - before[1]) / (after[0] - before[0]), 2)
 
 
 def scenario_noisy(bench: Bench) -> dict[str, Any]:
@@ -1221,10 +1279,22 @@ def scenario_noisy(bench: Bench) -> dict[str, Any]:
                     sum(r["missing"] for r in results),
                 ),
                 **counts,
+                "host_cpu_cores": median(
+                    [r["host_cpu_cores"] for r in rounds if r["host_cpu_cores"] is not None]
+                ),
             },
             "rounds": rounds,
         }
-        if phase == "with_a":
+        if phase == "with_a" and c.noisy_a != "jobtrail":
+            phases[phase]["a"] = {
+                "burned_cpu_s_per_round": [r["burned_cpu_s"] for r in results],
+                "burned_cpu_s_per_arrival": rnd(
+                    sum(r["burned_cpu_s"] for r in results)
+                    / (c.noisy_rounds * c.noisy_duration * c.noisy_rate_a),
+                    2,
+                ),
+            }
+        elif phase == "with_a":
             a_sent = [s for r in results for s in r["a_sent"]]
             phases[phase]["a"] = {
                 **load_summary(a_sent, c.noisy_duration),
@@ -1232,14 +1302,21 @@ def scenario_noisy(bench: Bench) -> dict[str, Any]:
                 "a_deliveries_received": sum(r["a_records"] for r in results),
             }
     alone, noisy = phases["alone"]["b"], phases["with_a"]["b"]
+    a_is = (
+        f"company A: {c.noisy_endpoints} endpoints subscribed to every event, POST /jobs/ at "
+        f"{c.noisy_rate_a}/s"
+        if c.noisy_a == "jobtrail"
+        else f"company A replaced by CPU alone (the machine's floor): {c.noisy_a_cpu} "
+        f"core-seconds of Python at {c.noisy_rate_a}/s over {os.cpu_count()} processes"
+        + (" under SCHED_IDLE" if c.noisy_a == "cpu-idle" else "")
+    )
     return {
-        "what": f"company A: {c.noisy_endpoints} endpoints subscribed to every event, "
-        "POST /jobs/ at "
-        f"{c.noisy_rate_a}/s; company B: 1 endpoint, POST /jobs/ at {c.noisy_rate_b}/s for "
+        "what": f"{a_is}; company B: 1 endpoint, POST /jobs/ at {c.noisy_rate_b}/s for "
         f"{c.noisy_duration} s; B alone and beside A alternated {c.noisy_rounds} times (fresh "
         "database each), percentiles over the rounds' samples pooled"
         + (", A's webhooks to a receiver under SCHED_IDLE" if c.noisy_a_receiver == "idle" else "")
         + "".join(f", app {k}={v}" for k, v in sorted(c.app_settings.items())),
+        "a": c.noisy_a,
         "post_p99_ratio": ratio(noisy["post_p99_ms"], alone["post_p99_ms"]),
         "webhook_p99_ratio": ratio(noisy["webhook_p99_s"], alone["webhook_p99_s"]),
         **phases,
@@ -1379,6 +1456,7 @@ def results_table(out: Path) -> str:
                 "POST p99",
                 "webhook p50",
                 "webhook p99",
+                "host CPU",
                 "delivered",
                 "lost",
                 "duplicates",
@@ -1393,6 +1471,7 @@ def results_table(out: Path) -> str:
                     _fmt(b["post_p99_ms"], " ms"),
                     ("≥ " if b["lower_bound"] else "") + _fmt(b["webhook_p50_s"], " s"),
                     ("≥ " if b["lower_bound"] else "") + _fmt(b["webhook_p99_s"], " s"),
+                    _fmt(b.get("host_cpu_cores"), " cores"),
                     _fmt(b["delivered"]),
                     _fmt(b["lost"]),
                     _fmt(b["duplicates"]),
@@ -1405,6 +1484,7 @@ def results_table(out: Path) -> str:
                 f"**{_fmt(d['post_p99_ratio'], X)}**",
                 "",
                 f"**{_fmt(d['webhook_p99_ratio'], X)}**",
+                "",
                 "",
                 "",
                 "",

@@ -36,10 +36,8 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
         broker.stop_broker()
 
 
-def test_make_bench_quick_runs_every_scenario(tmp_path: Path, redis_url: str) -> None:
-    if shutil.which("wrk") is None and not os.environ.get("CI"):
-        pytest.skip("needs wrk: apt-get install wrk")  # CI installs it (.ci/run): fails there
-    out = tmp_path / "results"
+def _bench_quick(out: Path, redis_url: str, **extra: str) -> None:
+    """Run bench/run.py in quick mode into ``out``, with ``extra`` BENCH_* settings."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -51,6 +49,7 @@ def test_make_bench_quick_runs_every_scenario(tmp_path: Path, redis_url: str) ->
         BENCH_PG=_postgres_server(),
         BENCH_DB_PREFIX=f"{settings.DATABASES['default']['NAME']}_bench",
         BENCH_REDIS_URL=redis_url,
+        **extra,
     )
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py")],
@@ -61,6 +60,13 @@ def test_make_bench_quick_runs_every_scenario(tmp_path: Path, redis_url: str) ->
         timeout=900,
     )
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
+
+
+def test_make_bench_quick_runs_every_scenario(tmp_path: Path, redis_url: str) -> None:
+    if shutil.which("wrk") is None and not os.environ.get("CI"):
+        pytest.skip("needs wrk: apt-get install wrk")  # CI installs it (.ci/run): fails there
+    out = tmp_path / "results"
+    _bench_quick(out, redis_url)
 
     http = json.loads((out / "http.json").read_text())
     assert len(http["results"]) == 6
@@ -84,6 +90,7 @@ def test_make_bench_quick_runs_every_scenario(tmp_path: Path, redis_url: str) ->
         assert latency_run["lost"] == latency_run["duplicates"] == 0, latency_run
 
     noisy = json.loads((out / "noisy.json").read_text())
+    assert noisy["a"] == "jobtrail"
     for phase in ("alone", "with_a"):
         b = noisy[phase]["b"]
         assert b["ok"] == b["requests"] > 0, b
@@ -92,3 +99,25 @@ def test_make_bench_quick_runs_every_scenario(tmp_path: Path, redis_url: str) ->
 
     table = (out / "README.md").read_text()
     assert "## HTTP hot paths" in table and "## Noisy neighbour" in table
+
+
+def test_the_noisy_neighbours_floor_replaces_company_a_by_cpu_bursts(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """BENCH_NOISY_A=cpu-idle: A is bench/burn.py under SCHED_IDLE, B is measured as ever."""
+    out = tmp_path / "results"
+
+    _bench_quick(out, redis_url, BENCH="noisy", BENCH_NOISY_A="cpu-idle")
+
+    noisy = json.loads((out / "noisy.json").read_text())
+    assert noisy["a"] == "cpu-idle"
+    assert "the machine's floor" in noisy["what"] and "SCHED_IDLE" in noisy["what"]
+    burned = noisy["with_a"]["a"]["burned_cpu_s_per_round"]
+    assert burned and all(cpu > 0 for cpu in burned), burned  # the burners ran, and were reaped
+    assert not (out / "http.json").exists()  # only the scenario asked for
+    for phase in ("alone", "with_a"):
+        b = noisy[phase]["b"]
+        assert b["ok"] == b["requests"] > 0, b
+        assert b["lost"] == b["duplicates"] == 0, b
+        assert b["host_cpu_cores"] is not None and b["host_cpu_cores"] > 0, b
+    assert "| host CPU |" in (out / "README.md").read_text()
