@@ -445,7 +445,7 @@ class Bench:
             argv = [sys.executable, str(BENCH_DIR / "receiver.py")]
             self.procs.start(
                 "receiver-a",
-                ["chrt", "--idle", "0", *argv, "--port", str(self.receiver_a_port)],
+                [*UNDER_SCHED_IDLE, *argv, "--port", str(self.receiver_a_port)],
                 {**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             wait_until(lambda: "listening" in self.procs.log("receiver-a"), 30, "A's receiver")
@@ -567,6 +567,8 @@ def write_requests(workdir: Path, lines: list[tuple[str, str, str]]) -> Path:
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# prefix to a command: run it under Linux's SCHED_IDLE (util-linux's chrt execs it: same pid)
+UNDER_SCHED_IDLE = ["chrt", "--idle", "0"]
 
 
 def cpu_seconds(port: int, db_prefix: str) -> dict[int, tuple[str, float]]:
@@ -1217,8 +1219,8 @@ def _noisy_phase(bench: Bench, phase: str, number: int) -> dict[str, Any]:
 def _burners(c: Config) -> list[subprocess.Popen[bytes]]:
     """bench/burn.py in place of company A: A's CPU at A's arrivals, one process per core."""
     cores = os.cpu_count() or 1
-    idle = ["chrt", "--idle", "0"] if c.noisy_a == "cpu-idle" else []
-    argv = [str(BIN / "python"), str(ROOT / "bench" / "burn.py")]
+    idle = UNDER_SCHED_IDLE if c.noisy_a == "cpu-idle" else []
+    argv = [sys.executable, str(BENCH_DIR / "burn.py")]
     return [
         subprocess.Popen([*idle, *argv, str(c.noisy_a_cpu / cores), str(1 / c.noisy_rate_a)])
         for _ in range(cores)
@@ -1232,7 +1234,7 @@ def _stop_burners(burners: list[subprocess.Popen[bytes]]) -> float | None:
     used = 0.0
     for burner in burners:
         burner.kill()
-        _, _, usage = os.wait4(burner.pid, 0)  # chrt execs the burner: same process
+        _, _, usage = os.wait4(burner.pid, 0)  # the burner's own (chrt execs it)
         burner.returncode = -signal.SIGKILL
         used += usage.ru_utime + usage.ru_stime
     return round(used, 2)
@@ -1246,7 +1248,7 @@ def host_cpu() -> tuple[float, float] | None:
     except (OSError, ValueError):
         return None
     idle = fields[3] + fields[4]  # idle and iowait
-    return time.monotonic(), (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return time.monotonic(), (sum(fields[:8]) - idle) / CLOCK_TICKS
 
 
 def cpu_cores(before: tuple[float, float] | None, after: tuple[float, float] | None) -> Any:
