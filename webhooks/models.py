@@ -28,6 +28,10 @@ class EndpointQuerySet(models.QuerySet["WebhookEndpoint"]):
         """Not deleted: a deleted endpoint is gone for everyone at once (its rows follow)."""
         return self.filter(deleted_at=None)
 
+    def deleted(self) -> "EndpointQuerySet":
+        """Deleted by their company, their rows not yet all deleted by the worker."""
+        return self.exclude(deleted_at=None)
+
 
 class WebhookEndpoint(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -268,7 +268,7 @@ def endpoints_delete_pending(*, deadline: float) -> EndpointsDeleted:
     next DELETE's, or the hourly retention run). So is one a relay's fan-out added a delivery
     to after the DELETE committed (it read the endpoint as active before)."""
     endpoints = deliveries_deleted = 0
-    pending = WebhookEndpoint.objects.filter(deleted_at__isnull=False).order_by("deleted_at")
+    pending = WebhookEndpoint.objects.deleted().order_by("deleted_at")
     for endpoint_id in pending.values_list("pk", flat=True):
         deliveries = WebhookDelivery.objects.filter(endpoint_id=endpoint_id)
         # the pending ones first (no longer claimed and deferred, nor counted as a backlog);
@@ -1059,9 +1059,9 @@ def deliveries_record_attempts(
         # none to an endpoint its company deleted while it was sent: that fails no job (its
         # delivery goes with the endpoint, as a hand-off still queued does)
         deleted = set(
-            WebhookEndpoint.objects.filter(
-                pk__in=set(handoff_endpoints.values()), deleted_at__isnull=False
-            ).values_list("pk", flat=True)
+            WebhookEndpoint.objects.deleted()
+            .filter(pk__in=set(handoff_endpoints.values()))
+            .values_list("pk", flat=True)
         )
         handoffs_failed = [
             f for f in handoffs_failed if handoff_endpoints[f.delivery_id] not in deleted
