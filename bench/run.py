@@ -357,7 +357,7 @@ class Bench:
         """A fresh application database (from the migrated template) and an empty broker."""
         from django.db import connections
 
-        for name in ("web", "worker", "beat"):
+        for name in ("web", "worker", "wide", "beat"):
             self.procs.stop(name)
         if "config.outbox" in sys.modules:  # this process's own wake-up thread (expiry runs)
             sys.modules["config.outbox"].stop_waker()
@@ -391,11 +391,22 @@ class Bench:
             return False
 
     def start_worker(self, *, beat: bool = True) -> None:
-        offset = len(self.procs.log("worker"))
-        self.procs.start("worker", self.commands["worker"], self.app_env())
+        """The Procfile's two workers (``worker``, and ``wide``: the wide lane's) and beat."""
+        offsets = {name: len(self.procs.log(name)) for name in ("worker", "wide")}
+        for name in offsets:
+            self.procs.start(name, self.commands[name], self.app_env())
         if beat:
             self.procs.start("beat", self.commands["beat"], self.app_env())
-        wait_until(lambda: "ready." in self.procs.log("worker")[offset:], 60, "the Celery worker")
+        for name, offset in offsets.items():
+            wait_until(
+                lambda name=name, offset=offset: "ready." in self.procs.log(name)[offset:],
+                60,
+                f"the Celery worker ({name})",
+            )
+
+    def stop_worker(self) -> None:
+        for name in ("worker", "wide", "beat"):
+            self.procs.stop(name)
 
     def start_ceiling(self) -> str:
         """Set the ceiling app up and serve it with the Procfile's web flags; return a token."""
@@ -923,8 +934,7 @@ def scenario_webhooks(bench: Bench) -> dict[str, Any]:
         )
         time.sleep(2)  # late duplicates
         records = receiver_records(bench, prefix)
-        bench.procs.stop("worker")
-        bench.procs.stop("beat")
+        bench.stop_worker()
         counts = delivery_counts(records, expected)
         arrivals = sorted(r["first_at"] for r in records)
         rate = (
@@ -1124,7 +1134,7 @@ def scenario_latency(bench: Bench) -> dict[str, Any]:
             f"delivered {run['delivered']}, "
             f"lost {run['lost']}, duplicates {run['duplicates']}"
         )
-        for name in ("web", "worker", "beat"):
+        for name in ("web", "worker", "wide", "beat"):
             bench.procs.stop(name)
     return {
         "what": "open-loop POST /api/v1/jobs/ (1 endpoint subscribed to jobs.create) through the "
@@ -1211,7 +1221,7 @@ def _noisy_phase(bench: Bench, phase: str, number: int) -> dict[str, Any]:
         f"noisy neighbour round {number + 1}, {phase}: B POST p99 {summary['post_p99_ms']} ms, "
         f"B webhook p99 {summary['webhook_p99_s']} s, B lost {result['counts']['lost']}"
     )
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "wide", "beat"):
         bench.procs.stop(name)
     return result
 

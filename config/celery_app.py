@@ -19,6 +19,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 logger = logging.getLogger(__name__)
 
+# The wide lane's queue (webhooks.lanes.QUEUE; spelled here: this module loads before the apps).
+WIDE_LANE_QUEUE = "wide"
+
 
 class Connection(kombu.Connection):
     """kombu's broker connection, which forgets its channel once it is collected.
@@ -113,8 +116,10 @@ def forget_outstanding_wakeups(**kwargs: object) -> None:
 
 
 @celeryd_init.connect
-def yield_the_cpu_to_the_web(**kwargs: object) -> None:
-    """Set the worker's CPU scheduling: ``JOBTRAIL_WORKER_CPU`` (``normal`` by default).
+def yield_the_cpu_to_the_web(options: dict[str, Any] | None = None, **kwargs: object) -> None:
+    """Set the worker's CPU scheduling: ``JOBTRAIL_WORKER_CPU`` (``normal`` by default), or
+    ``JOBTRAIL_WIDE_LANE_CPU`` (``idle`` by default) for a worker that consumes only the wide
+    lane's queue (``--queues wide``: the Procfile's ``wide``, ``webhooks.lanes``).
 
     ``idle`` puts the worker under Linux's ``SCHED_IDLE`` policy; its pool processes and every
     thread they start inherit it. It gets every cycle nothing else on the host wants, and a web
@@ -126,14 +131,19 @@ def yield_the_cpu_to_the_web(**kwargs: object) -> None:
     """
     from django.conf import settings
 
-    if getattr(settings, "JOBTRAIL_WORKER_CPU", "normal") == "idle":
+    setting = "JOBTRAIL_WORKER_CPU"
+    if set((options or {}).get("queues") or ()) == {WIDE_LANE_QUEUE}:
+        setting = "JOBTRAIL_WIDE_LANE_CPU"
+    if getattr(settings, setting, "normal") == "idle":
         if not hasattr(os, "SCHED_IDLE"):
-            logger.info("JOBTRAIL_WORKER_CPU=idle: no SCHED_IDLE on this system; ignored")
+            logger.info("%s=idle: no SCHED_IDLE on this system; ignored", setting)
             return
         try:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         except OSError as exc:
-            logger.warning("JOBTRAIL_WORKER_CPU=idle: SCHED_IDLE refused (%s); ignored", exc)
+            logger.warning("%s=idle: SCHED_IDLE refused (%s); ignored", setting, exc)
+        else:
+            logger.info("%s=idle: this worker runs under SCHED_IDLE", setting)
         return
     nice = int(getattr(settings, "JOBTRAIL_WORKER_NICE", 0))
     if nice > 0:

@@ -75,7 +75,15 @@ def run_again_unless(done: bool, task_name: str) -> str:
 
 
 # Wake-up tasks that clear their ``ops.Wakeup`` row when they start (``wakeup_consumed``).
-ONE_OUTSTANDING = frozenset({"jobs.relay_events", "webhooks.send_due_deliveries"})
+# (Each lane's, webhooks/lanes.py: the wide lane's tasks end in ".wide".)
+ONE_OUTSTANDING = frozenset(
+    {
+        "jobs.relay_events",
+        "jobs.relay_events.wide",
+        "webhooks.send_due_deliveries",
+        "webhooks.send_due_deliveries.wide",
+    }
+)
 # An outstanding wake-up is presumed lost (e.g. a broker restart emptied the queue) after this,
 # doubled for each further wake-up that nobody answered, up to WAKEUP_LOST_MAX: a stopped
 # worker leaves a handful of wake-ups in the broker after hours, not one per sweep.

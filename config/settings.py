@@ -506,6 +506,12 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # config.celery_app applies Django's rule between tasks instead, as between requests: a
 # connection is kept for CONN_MAX_AGE unless it is broken (SQLite: closed after each task).
 CELERY_DB_REUSE_MAX = env.int("JOBTRAIL_WORKER_DB_REUSE_MAX", default=1000)
+# The wide lane's wake-ups go to its own queue, consumed by the Procfile's `wide` worker
+# (webhooks/lanes.py); every other task goes to the default queue, the Procfile's `worker`.
+CELERY_TASK_ROUTES = {
+    "jobs.relay_events.wide": {"queue": "wide"},
+    "webhooks.send_due_deliveries.wide": {"queue": "wide"},
+}
 
 # --- Jobtrail -------------------------------------------------------------------------------
 JOBTRAIL_JOB_EXPIRES_AFTER = env.int("JOBTRAIL_JOB_EXPIRES_AFTER", default=24 * 3600)
@@ -610,6 +616,21 @@ if JOBTRAIL_WORKER_CPU not in ("idle", "normal"):
 # (SCHED_IDLE has no nice levels). 0 (the default) leaves it alone.
 JOBTRAIL_WORKER_NICE = env.int("JOBTRAIL_WORKER_NICE", default=0)
 JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL = env.int("JOBTRAIL_WEBHOOK_DISPATCH_INTERVAL", default=5)
+# The wide lane (webhooks/lanes.py): companies with 50 active endpoints or more have their events
+# relayed and their webhooks sent by the Procfile's `wide` worker, under its own CPU policy
+# (JOBTRAIL_WIDE_LANE_CPU, "idle" by default: SCHED_IDLE, as JOBTRAIL_WORKER_CPU), so that their
+# bursts do not delay the other companies. The `worker` takes a wide company's work too once it
+# has waited JOBTRAIL_WIDE_LANE_TAKEOVER seconds (the `wide` worker down or behind).
+# JOBTRAIL_WIDE_LANE=false: one lane, the `worker` does everything (the `wide` worker idles).
+JOBTRAIL_WIDE_LANE = env.bool("JOBTRAIL_WIDE_LANE", default=True)
+JOBTRAIL_WIDE_LANE_TAKEOVER = env.float("JOBTRAIL_WIDE_LANE_TAKEOVER", default=30.0)
+if JOBTRAIL_WIDE_LANE_TAKEOVER < 1:
+    raise ImproperlyConfigured("JOBTRAIL_WIDE_LANE_TAKEOVER must be at least 1 (seconds).")
+JOBTRAIL_WIDE_LANE_CPU = env.str("JOBTRAIL_WIDE_LANE_CPU", default="idle")
+if JOBTRAIL_WIDE_LANE_CPU not in ("idle", "normal"):
+    raise ImproperlyConfigured(
+        f"JOBTRAIL_WIDE_LANE_CPU must be 'idle' or 'normal', not {JOBTRAIL_WIDE_LANE_CPU!r}."
+    )
 # Fairness between companies: the fan-out spaces one company's deliveries this many seconds
 # apart on the ``fair_at`` clock that claims are taken in (webhooks/services.py).
 JOBTRAIL_WEBHOOK_FAIR_SPACING = env.float("JOBTRAIL_WEBHOOK_FAIR_SPACING", default=0.01)

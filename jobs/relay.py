@@ -52,7 +52,9 @@ from config import leases, metrics
 from config.outbox import publish_on_commit, publish_wakeup
 from config.rows import among
 from reports.services import reports_request
-from webhooks.services import Message, companies_fanning_out_wide, deliveries_fan_out
+from webhooks import lanes
+from webhooks.lanes import companies_fanning_out_wide
+from webhooks.services import Message, deliveries_fan_out
 
 from .models import EventStatus, Job, JobEvent, JobEventKind, JobStatus
 from .representation import (
@@ -126,12 +128,25 @@ def webhook_data(event: JobEvent, *, zone: tzinfo | None = None) -> dict[str, An
 # --- the steps of one batch (module functions: the crash tests interrupt each) ---------------
 
 
-def _claim(
-    batch_size: int, *, only: set[int] | None = None, skip_companies: Collection[Any] = ()
-) -> list[JobEvent]:
-    """Lock the oldest unrelayed committed events (of ``only``, if given; not those of
-    ``skip_companies``) no other relay holds."""
+def _unrelayed(lane: str | None) -> Any:
+    """The events not relayed yet that ``lane`` relays (``webhooks.lanes``; None: all)."""
     unrelayed = JobEvent.objects.filter(relayed_at__isnull=True)
+    mine = lanes.claim_filter(lane, company="job__company_id", waiting_since="created_at")
+    return unrelayed if mine is None else unrelayed.filter(mine)
+
+
+def _claim(
+    batch_size: int,
+    *,
+    lane: str | None = None,
+    only: set[int] | None = None,
+    skip_companies: Collection[Any] = (),
+) -> list[JobEvent]:
+    """Lock the oldest unrelayed committed events of ``lane`` (of ``only``, if given; not those
+    of ``skip_companies``) no other relay holds."""
+    if lanes.claims_nothing(lane):
+        return []
+    unrelayed = _unrelayed(lane)
     if only is not None:
         unrelayed = unrelayed.filter(pk__in=sorted(only))
     if skip_companies:
@@ -187,8 +202,8 @@ def _mark_relayed(events: list[JobEvent]) -> None:
     )
 
 
-def relay_batch(*, batch_size: int = BATCH_SIZE) -> int:
-    """Relay up to ``batch_size`` events; return how many.
+def relay_batch(*, batch_size: int = BATCH_SIZE, lane: str = lanes.NARROW) -> int:
+    """Relay up to ``batch_size`` events of ``lane``; return how many.
 
     A batch whose commit finds a row it refers to deleted meanwhile (an endpoint deleted while
     the batch fanned out to it: ``webhooks.services.endpoint_delete``) rolls back and is
@@ -197,7 +212,7 @@ def relay_batch(*, batch_size: int = BATCH_SIZE) -> int:
     refused = 0
     while True:
         try:
-            return _relay_batch(batch_size)
+            return _relay_batch(batch_size, lane)
         except IntegrityError:
             refused += 1
             if refused >= REFUSED_COMMITS or transaction.get_connection().in_atomic_block:
@@ -248,7 +263,7 @@ def _met_a_lock(exc: OperationalError) -> bool:
     return getattr(exc.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE
 
 
-def _relay_batch(batch_size: int) -> int:
+def _relay_batch(batch_size: int, lane: str) -> int:
     """Relay up to ``batch_size`` events, not those of companies held back; return how many it
     took: relayed, or (after a lock wait) held back with their company, so that a caller's
     loop goes on with the other companies' events.
@@ -259,7 +274,7 @@ def _relay_batch(batch_size: int) -> int:
     """
     progress = _Progress()
     try:
-        return _relay_together(batch_size, progress)
+        return _relay_together(batch_size, lane, progress)
     except OperationalError as exc:
         if not _met_a_lock(exc) or transaction.get_connection().in_atomic_block:
             raise
@@ -322,7 +337,7 @@ def _hold_back(company: Any) -> None:
     )
 
 
-def _relay_together(batch_size: int, progress: _Progress) -> int:
+def _relay_together(batch_size: int, lane: str, progress: _Progress) -> int:
     """Relay up to ``batch_size`` events; return how many.
 
     One transaction, except when the batch holds events of a company that fans out wide
@@ -334,7 +349,7 @@ def _relay_together(batch_size: int, progress: _Progress) -> int:
     """
     with transaction.atomic():
         _bound_lock_waits()
-        events = _claim(batch_size, skip_companies=held_back.companies())
+        events = _claim(batch_size, lane=lane, skip_companies=held_back.companies())
         if not events:
             return 0
         progress.claimed = events  # for _relay_apart, should the commit wait too long for a lock
@@ -364,9 +379,12 @@ def _wide_part(events: list[JobEvent]) -> set[int]:
 
 
 def _relay(events: list[JobEvent]) -> None:
-    """Fan out, request the reports and mark the events relayed, in the caller's transaction."""
+    """Fan out, request the reports and mark the events relayed, in the caller's transaction;
+    wake the sender of each lane that got deliveries once it commits."""
     if _fan_out(events):
-        publish_on_commit(SENDER_TASK)
+        companies = {event.company_id for event in events}  # type: ignore[attr-defined]
+        for lane in sorted({lanes.lane_of(company) for company in companies}):
+            publish_on_commit(lanes.task(SENDER_TASK, lane))
     _request_reports(events)
     _mark_relayed(events)
     changes = [(e.status, e.failure_reason) for e in events if e.kind == JobEventKind.TIMELINE]
@@ -374,36 +392,47 @@ def _relay(events: list[JobEvent]) -> None:
         transaction.on_commit(partial(metrics.job_changes_observe, changes), robust=True)
 
 
-def events_relay(*, batch_size: int = BATCH_SIZE, budget: float | None = BUDGET) -> int:
-    """Relay batches until no event waits (or ``budget`` seconds passed); return how many.
+def events_relay(
+    *, batch_size: int = BATCH_SIZE, budget: float | None = BUDGET, lane: str = lanes.NARROW
+) -> int:
+    """Relay batches of ``lane`` until no event waits (or ``budget`` seconds passed); return how
+    many.
 
     When the budget runs out with events left, a new wake-up is published so the rest is
-    relayed behind the messages already queued.
+    relayed behind the messages already queued. The narrow lane's relay, which every job change
+    wakes, then wakes the wide lane's when a wide company's event waits (``webhooks.lanes``).
     """
     stop_at = None if budget is None else time.monotonic() + budget
     relayed = 0
     while True:
-        count = relay_batch(batch_size=batch_size)
+        count = relay_batch(batch_size=batch_size, lane=lane)
         relayed += count
         if count < batch_size:
-            return relayed
+            break
         if stop_at is not None and time.monotonic() >= stop_at:
-            publish_wakeup(RELAY_TASK)  # its own wake-up was consumed when it started
-            return relayed
+            publish_wakeup(lanes.task(RELAY_TASK, lane))  # its own was consumed when it started
+            break
+    if lane == lanes.NARROW and events_waiting(older_than=timedelta(0), lane=lanes.WIDE):
+        publish_on_commit(lanes.task(RELAY_TASK, lanes.WIDE))  # (no transaction: at once)
+    return relayed
 
 
-def events_waiting(*, older_than: timedelta = SWEEP_AFTER) -> bool:
-    """Whether an event has waited for the relay longer than ``older_than``."""
+def events_waiting(*, older_than: timedelta = SWEEP_AFTER, lane: str | None = None) -> bool:
+    """Whether an event of ``lane`` (None: any) has waited for the relay longer than
+    ``older_than``."""
     cutoff = timezone.now() - older_than
-    return JobEvent.objects.filter(relayed_at__isnull=True, created_at__lte=cutoff).exists()
+    return bool(_unrelayed(lane).filter(created_at__lte=cutoff).exists())
 
 
 def relay_sweep() -> bool:
-    """Wake the relay if an event waits that its wake-up should have handled; True if woken.
+    """Wake each lane's relay if an event of it waits that its wake-up should have handled;
+    True if one was woken.
 
     Not while a wake-up is outstanding and not yet presumed lost (``publish_wakeup``): a busy
     worker will get to it, and more messages would only queue behind it.
     """
-    if not events_waiting():
-        return False
-    return publish_wakeup(RELAY_TASK, resend_lost=True)
+    woken = False
+    for lane in lanes.LANES:
+        if events_waiting(lane=lane):
+            woken = publish_wakeup(lanes.task(RELAY_TASK, lane), resend_lost=True) or woken
+    return woken

@@ -7,6 +7,7 @@ from django.conf import settings
 
 from config import outbox
 from config.outbox import wakeup_consumed
+from webhooks import lanes
 
 from . import relay
 from .idempotency import idempotency_keys_purge
@@ -42,10 +43,20 @@ def expire_stale_jobs() -> int:
 )
 def relay_events() -> int:
     """Turn new job events into webhook deliveries and report builds (``jobs.relay``)."""
-    wakeup_consumed(RELAY_TASK)  # before looking: what commits from now on wakes it again
-    relayed = relay.events_relay()
+    return _relay_lane(lanes.NARROW)
+
+
+@shared_task(name=lanes.task(RELAY_TASK, lanes.WIDE), acks_late=False, ignore_result=True)
+def relay_wide_events() -> int:
+    """The same for the companies that fan out wide (``webhooks.lanes``: the `wide` worker)."""
+    return _relay_lane(lanes.WIDE)
+
+
+def _relay_lane(lane: str) -> int:
+    wakeup_consumed(lanes.task(RELAY_TASK, lane))  # before looking: what commits from now on
+    relayed = relay.events_relay(lane=lane)  # wakes it again
     if relayed:
-        logger.info("relayed %d job events", relayed)
+        logger.info("relayed %d job events (%s lane)", relayed, lane)
     return relayed
 
 

@@ -17,11 +17,18 @@ from jobs.models import Company
 from tests.factories import ApiClientFactory, CompanyFactory
 from tests.receiver import Receiver, running_receiver
 from tests.relay import run_relay
+from webhooks import lanes
 
 
 @pytest.fixture(autouse=True)
 def _fresh_throttle_cache() -> None:
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_lanes() -> None:
+    """Which companies fan out wide is read again: the last test's companies are gone."""
+    lanes.forget()
 
 
 def bearer_client(user: Any) -> APIClient:

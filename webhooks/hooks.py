@@ -48,7 +48,7 @@ def handoff_failed(failures: Sequence[HandoffFailure]) -> None:
         handler(failures)
 
 
-RelayBatch = Callable[[], int]
+RelayBatch = Callable[..., int]  # called with lane= (webhooks.lanes)
 _relay_batch: list[RelayBatch] = []
 
 
@@ -59,6 +59,7 @@ def on_relay_batch(handler: RelayBatch) -> RelayBatch:
     return handler
 
 
-def relay_batch() -> int | None:
-    """Relay one batch of new job events now; how many, or None when no relay is registered."""
-    return sum(handler() for handler in list(_relay_batch)) if _relay_batch else None
+def relay_batch(*, lane: str) -> int | None:
+    """Relay one batch of new job events of ``lane`` now; how many, or None when no relay is
+    registered."""
+    return sum(handler(lane=lane) for handler in list(_relay_batch)) if _relay_batch else None

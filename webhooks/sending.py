@@ -82,7 +82,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from config.outage import DATABASE_ERRORS, Outage
 
-from . import hooks, services
+from . import hooks, lanes, services
 from .services import AttemptResult, Claim
 from .ssrf import Target, UnsafeTarget, check_url
 
@@ -791,8 +791,10 @@ class _Round:
     gives back claims that cannot start in time. Its database work never holds up the sends.
     """
 
-    def __init__(self, *, senders: int, stop_at: float) -> None:
+    def __init__(self, *, senders: int, stop_at: float, work_lane: str = lanes.NARROW) -> None:
         self.senders = senders
+        # the companies' lane it works for (``webhooks.lanes``; not its per-endpoint lanes)
+        self.work_lane = work_lane
         self.stop_at = stop_at
         self.cond = threading.Condition()
         # guarded by ``cond``:
@@ -944,7 +946,9 @@ class _Round:
         low = queued < BATCH // 2
         if low and now >= self.next_claim:
             want = BATCH - queued
-            claims = services.deliveries_claim_due(limit=want, skip_endpoints=slow)
+            claims = services.deliveries_claim_due(
+                limit=want, skip_endpoints=slow, lane=self.work_lane
+            )
             if len(claims) < want:
                 self.next_claim = now + IDLE_CLAIM_EVERY
             elif not self.wakeup_sent:
@@ -952,19 +956,21 @@ class _Round:
                 # sent by the process's wake-up thread: a hung broker (up to its 10 s socket
                 # timeout) would hold the claims and the outcome records meanwhile
                 self.wakeup_sent = True
-                services.wakeup_soon()
+                services.wakeup_soon(self.work_lane)
             self.add(claims)
             claimed = len(claims)
         elif last is not None:
             # deliveries that stand before the lanes' last one: another process relayed them
             self.next_jump = now + JUMP_EVERY
-            claims = services.deliveries_claim_due(limit=TOP_UP, skip_endpoints=slow, before=last)
+            claims = services.deliveries_claim_due(
+                limit=TOP_UP, skip_endpoints=slow, before=last, lane=self.work_lane
+            )
             self.add(claims)
             claimed = len(claims)
         for endpoint, free_threads in room.items():
             if endpoint in slow and free_threads > 0:
                 claims = services.deliveries_claim_due(
-                    limit=free_threads, only_endpoints=[endpoint]
+                    limit=free_threads, only_endpoints=[endpoint], lane=self.work_lane
                 )
                 self.add(claims)
                 claimed = (claimed or 0) + len(claims)
@@ -1059,7 +1065,7 @@ class _Round:
             while not self.stopping.wait(pause):
                 try:
                     while not self.stopping.is_set():
-                        if not hooks.relay_batch():  # nothing (more) waiting for now
+                        if not hooks.relay_batch(lane=self.work_lane):  # nothing (more) for now
                             break
                         self.claim_fresh()
                     outage.ok()
@@ -1081,7 +1087,9 @@ class _Round:
             return
         with self.cond:
             slow = set(self.slow)
-        self.add(services.deliveries_claim_due(limit=TOP_UP, skip_endpoints=slow))
+        self.add(
+            services.deliveries_claim_due(limit=TOP_UP, skip_endpoints=slow, lane=self.work_lane)
+        )
 
     def run(self) -> int:
         threads = _sender_threads(self.senders)
@@ -1156,8 +1164,9 @@ class _Round:
         self.flush(force=True)
 
 
-def send_due(*, budget: float) -> int:
-    """Send due deliveries for ``budget`` seconds with the process's sender threads.
+def send_due(*, budget: float, lane: str = lanes.NARROW) -> int:
+    """Send due deliveries of ``lane`` (``webhooks.lanes``) for ``budget`` seconds with the
+    process's sender threads.
 
     Returns how many attempts were made. A round ends when nothing is due any more (after one
     more look ``IDLE_CLAIM_EVERY`` later) or when its budget is used up; then, if deliveries are
@@ -1168,9 +1177,9 @@ def send_due(*, budget: float) -> int:
         return 0  # this process is sending already (a threads pool ran two wake-ups at once)
     try:
         senders = max(int(settings.JOBTRAIL_WEBHOOK_SENDERS), 1)
-        sent = _Round(senders=senders, stop_at=time.monotonic() + budget).run()
+        sent = _Round(senders=senders, stop_at=time.monotonic() + budget, work_lane=lane).run()
     finally:
         _coordinating.release()
-    if services.due_deliveries_exist():
-        services.wakeup_send()
+    if services.due_deliveries_exist(lane):
+        services.wakeup_send(lane)
     return sent

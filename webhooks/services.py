@@ -19,7 +19,6 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import (
     BooleanField,
     Case,
-    Count,
     ExpressionWrapper,
     F,
     OuterRef,
@@ -44,7 +43,7 @@ from jobs.errors import (
 )
 from jobs.models import Company
 
-from . import hooks
+from . import hooks, lanes
 from .events import HANDOFF_EVENT, subscribed
 from .models import (
     MANUAL_TAKEN,
@@ -98,9 +97,9 @@ RETRY_AFTER_BOUNDS = (1, 24 * 3600)
 # sender; taking one whose message still waits is harmless (the claim makes the message a no-op).
 REDISPATCH_AFTER = timedelta(seconds=30)
 SENDER_TASK = "webhooks.send_due_deliveries"
-# A company with at least this many active endpoints fans out wide: the relay commits its events
-# apart from the other companies' (jobs.relay.relay_batch).
-WIDE_FAN_OUT = 50
+# A company with at least this many active endpoints fans out wide (webhooks.lanes): the relay
+# commits its events apart from the other companies' (jobs.relay.relay_batch).
+WIDE_FAN_OUT = lanes.WIDE_FAN_OUT
 
 
 def generate_secret() -> str:
@@ -368,18 +367,6 @@ def _line_ends(company_ids: Collection[Any]) -> dict[Any, datetime | None]:
     )
 
 
-def companies_fanning_out_wide(company_ids: Collection[Any]) -> set[Any]:
-    """The companies among ``company_ids`` with ``WIDE_FAN_OUT`` active endpoints or more."""
-    return set(
-        WebhookEndpoint.objects.live()
-        .filter(company_id__in=list(company_ids), is_active=True)
-        .values("company_id")
-        .annotate(endpoints=Count("id"))
-        .filter(endpoints__gte=WIDE_FAN_OUT)
-        .values_list("company_id", flat=True)
-    )
-
-
 def deliveries_fan_out(*, messages: list[Message]) -> int:
     """Write one delivery per subscribed active endpoint, in the caller's transaction.
 
@@ -585,14 +572,21 @@ def enqueue(ids: Iterable[Any]) -> None:
             return
 
 
-def _unclaimed_due(now: datetime) -> Any:
-    return WebhookDelivery.objects.filter(
-        status=DeliveryStatus.PENDING, next_attempt_at__lte=now
-    ).filter(leases.free())
+def _in_lane(deliveries: Any, lane: str | None) -> Any:
+    """The deliveries of ``deliveries`` that ``lane``'s sender takes (``webhooks.lanes``; None:
+    all of them)."""
+    mine = lanes.claim_filter(lane, company="endpoint__company_id", waiting_since="next_attempt_at")
+    return deliveries if mine is None else deliveries.filter(mine)
+
+
+def _unclaimed_due(now: datetime, lane: str | None = None) -> Any:
+    due = WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+    return _in_lane(due, lane).filter(leases.free())
 
 
 def dispatch_due_deliveries() -> int:
-    """Wake the batch sender when a due delivery has no message on its way; 1 if woken, else 0.
+    """Wake each lane's batch sender when a due delivery of its lane has no message on its way
+    (``webhooks.lanes``); how many were woken.
 
     The dispatcher (Celery beat, every few seconds) never queues one message per delivery: under
     a backlog that made the broker's queue grow by every due row on every round. It queues one
@@ -606,38 +600,43 @@ def dispatch_due_deliveries() -> int:
     re-sent once it is presumed lost (``wakeup_send``).
     """
     now = timezone.now()
-    lost = _unclaimed_due(now).filter(
-        Q(dispatched_at__isnull=True) | Q(dispatched_at__lte=now - REDISPATCH_AFTER)
-    )
-    if not lost.exists():
-        return 0
-    return 1 if wakeup_send() else 0
+    woken = 0
+    for lane in lanes.LANES:
+        lost = Q(dispatched_at__isnull=True) | Q(dispatched_at__lte=now - REDISPATCH_AFTER)
+        if lane == lanes.NARROW and lanes.wide_companies():
+            # a wide company's delivery the narrow lane may take has waited past the takeover
+            # time: its wake-up went to the wide lane, which did not answer
+            lost |= Q(endpoint__company_id__in=sorted(lanes.wide_companies()))
+        if _unclaimed_due(now, lane).filter(lost).exists() and wakeup_send(lane):
+            woken += 1
+    return woken
 
 
-def due_deliveries_exist() -> bool:
-    """Whether a due delivery waits that nobody holds."""
-    return bool(_unclaimed_due(timezone.now()).exists())
+def due_deliveries_exist(lane: str | None = None) -> bool:
+    """Whether a due delivery (of ``lane``; None: any) waits that nobody holds."""
+    return bool(_unclaimed_due(timezone.now(), lane).exists())
 
 
-def wakeup_send() -> bool:
-    """Queue one wake-up for the batch sender unless one is on its way; True if queued.
+def wakeup_send(lane: str = lanes.NARROW) -> bool:
+    """Queue one wake-up for ``lane``'s batch sender unless one is on its way; True if queued.
 
-    One outstanding wake-up for the sender (``config.outbox.publish_wakeup``, the ``ops.Wakeup``
+    One outstanding wake-up per sender (``config.outbox.publish_wakeup``, the ``ops.Wakeup``
     row): one that nobody answers within ``WAKEUP_LOST_AFTER`` is presumed lost and sent again,
     ever more rarely while nobody answers.
     """
-    return outbox.publish_wakeup(SENDER_TASK, resend_lost=True)
+    return outbox.publish_wakeup(lanes.task(SENDER_TASK, lane), resend_lost=True)
 
 
-def wakeup_soon() -> None:
-    """Ask this process's wake-up thread to queue a wake-up for the batch sender (one
+def wakeup_soon(lane: str = lanes.NARROW) -> None:
+    """Ask this process's wake-up thread to queue a wake-up for ``lane``'s batch sender (one
     outstanding, as ``wakeup_send``); never waits for the broker (``config.outbox.wake``)."""
-    outbox.wake(SENDER_TASK)
+    outbox.wake(lanes.task(SENDER_TASK, lane))
 
 
-def wakeup_received() -> None:
-    """A sender started: no wake-up is outstanding any more (the next one may go out)."""
-    outbox.wakeup_consumed(SENDER_TASK)
+def wakeup_received(lane: str = lanes.NARROW) -> None:
+    """A sender of ``lane`` started: none of its wake-ups is outstanding any more (the next one
+    may go out)."""
+    outbox.wakeup_consumed(lanes.task(SENDER_TASK, lane))
 
 
 # --- attempts and outcomes --------------------------------------------------------------------
@@ -751,6 +750,7 @@ def deliveries_claim_due(
     skip_endpoints: Collection[Any] = (),
     only_endpoints: Collection[Any] | None = None,
     before: datetime | None = None,
+    lane: str | None = None,
 ) -> list[Claim]:
     """Take up to ``limit`` due deliveries (oldest first) that nobody holds, for one attempt each.
 
@@ -758,9 +758,11 @@ def deliveries_claim_due(
     locked with SKIP LOCKED, then their endpoints), so senders running at once take disjoint
     batches without waiting for each other. ``skip_endpoints``: leave those endpoints' rows;
     ``only_endpoints``: take only theirs. ``before``: take only rows standing earlier than that
-    on the ``fair_at`` clock.
+    on the ``fair_at`` clock. ``lane``: take only that lane's (``webhooks.lanes``).
     """
-    deliveries = WebhookDelivery.objects.all()
+    if lanes.claims_nothing(lane):
+        return []
+    deliveries = _in_lane(WebhookDelivery.objects.all(), lane)
     if before is not None:
         deliveries = deliveries.filter(fair_at__lt=before)
     if skip_endpoints:

@@ -12,7 +12,7 @@ from django.conf import settings
 
 from config import outbox
 
-from . import sending, services
+from . import lanes, sending, services
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +41,27 @@ def send_delivery(delivery_id: str) -> None:
     time_limit=ROUND_HARD_LIMIT,
 )
 def send_due_deliveries() -> int:
-    """Send due deliveries in batches for a while (woken by the dispatcher)."""
-    services.wakeup_received()
-    count = sending.send_due(budget=settings.JOBTRAIL_WEBHOOK_ROUND_SECONDS)
+    """Send due deliveries in batches for a while (woken by the dispatcher and the relay)."""
+    return _send_lane(lanes.NARROW)
+
+
+@shared_task(
+    name=lanes.task(services.SENDER_TASK, lanes.WIDE),
+    acks_late=False,
+    ignore_result=True,
+    soft_time_limit=ROUND_SOFT_LIMIT,
+    time_limit=ROUND_HARD_LIMIT,
+)
+def send_wide_due_deliveries() -> int:
+    """The same for the companies that fan out wide (``webhooks.lanes``: the `wide` worker)."""
+    return _send_lane(lanes.WIDE)
+
+
+def _send_lane(lane: str) -> int:
+    services.wakeup_received(lane)
+    count = sending.send_due(budget=settings.JOBTRAIL_WEBHOOK_ROUND_SECONDS, lane=lane)
     if count:
-        logger.info("sent %d due webhook deliveries", count)
+        logger.info("sent %d due webhook deliveries (%s lane)", count, lane)
     return count
 
 

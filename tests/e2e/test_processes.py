@@ -164,18 +164,28 @@ def test_make_run_processes_stop_gracefully_on_ctrl_c(
     )
     assert scraped.status_code == 200, scraped.text
     assert "jobtrail_backlog_up 1.0" in scraped.text
-    wait_until(lambda: "ready." in honcho.text, 90, f"the worker to be ready\n{honcho.text}")
+    for worker in ("worker", "wide"):
+        ready = re.compile(rf"^\S+ {worker}\.1 +\|.* ready\.$", re.MULTILINE)
+        wait_until(
+            lambda pattern=ready: pattern.search(honcho.text),
+            90,
+            f"{worker} to be ready\n{honcho.text}",
+        )
     wait_until(lambda: "beat: Starting" in honcho.text, 90, f"beat to start\n{honcho.text}")
-    pid = re.search(r"worker\.1 started \(pid=(\d+)\)", honcho.text)
-    assert pid, honcho.text
-    wait_for_pool(int(pid.group(1)), honcho)
+    pids = {
+        name: int(pid) for name, pid in re.findall(r"(\w+)\.1 started \(pid=(\d+)\)", honcho.text)
+    }
+    wait_for_pool(pids["worker"], honcho)
+    # the wide lane's worker runs under SCHED_IDLE (JOBTRAIL_WIDE_LANE_CPU), the other one not
+    assert os.sched_getscheduler(pids["wide"]) == os.SCHED_IDLE
+    assert os.sched_getscheduler(pids["worker"]) == os.SCHED_OTHER
 
     # Ctrl-C: the terminal sends SIGINT to the foreground process group.
     os.killpg(honcho.proc.pid, signal.SIGINT)
     returncode = wait_for_exit(honcho)
 
     assert returncode == 130, honcho.text  # honcho's exit status after SIGINT
-    for process in ("web.1", "worker.1", "beat.1"):
+    for process in ("web.1", "worker.1", "wide.1", "beat.1"):
         assert re.search(rf"{re.escape(process)} stopped \(rc=0\)", honcho.text), honcho.text
     assert honcho.noise() == [], honcho.text
 

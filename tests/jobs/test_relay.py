@@ -190,7 +190,9 @@ def test_a_wide_fan_out_commits_apart_after_the_other_companies_events(
     """A quiet company's event claimed in the same batch as the event of a company fanning out
     to WIDE_FAN_OUT endpoints is relayed in a transaction of its own, first: a crash after any
     step of the wide company's part leaves the quiet one relayed, and the wide event waits for
-    the next run, which relays it once."""
+    the next run, which relays it once. (With the lanes off: one worker relays every company;
+    with them on, the wide company's events are the wide lane's.)"""
+    settings.JOBTRAIL_WIDE_LANE = False
     settings.JOBTRAIL_MAX_WEBHOOK_ENDPOINTS = WIDE_FAN_OUT
     wide = _company_with_endpoints(WIDE_FAN_OUT)
     quiet = _company_with_endpoints(1)
@@ -224,7 +226,8 @@ def test_a_wide_fan_out_commits_apart_after_the_other_companies_events(
 
 def test_a_batch_of_one_company_stays_one_transaction(monkeypatch, settings) -> None:
     """Only a batch that mixes a wide company with others is split: one company's events (wide
-    or not) commit together, and no endpoint count is asked for."""
+    or not) commit together, and no endpoint count is asked for (the lanes off, as above)."""
+    settings.JOBTRAIL_WIDE_LANE = False
     settings.JOBTRAIL_MAX_WEBHOOK_ENDPOINTS = WIDE_FAN_OUT
     wide = _company_with_endpoints(WIDE_FAN_OUT)
     JobFactory(company=wide)

@@ -17,6 +17,7 @@ from gunicorn.app.base import Application
 from gunicorn.config import Config
 
 from reports.tasks import build_job_report
+from webhooks import lanes
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "deploy" / "systemd"
@@ -54,9 +55,19 @@ def celery_accepts(argv: list[str]) -> None:
     assert run.returncode == 0, run.stderr
 
 
-@pytest.mark.parametrize(
-    "name", ["jobtrail-web.service", "jobtrail-worker.service", "jobtrail-beat.service"]
-)
+UNIT_NAMES = [
+    "jobtrail-web.service",
+    "jobtrail-worker.service",
+    "jobtrail-wide.service",
+    "jobtrail-beat.service",
+]
+
+
+def test_every_unit_is_tested() -> None:
+    assert sorted(path.name for path in UNITS.glob("*.service")) == sorted(UNIT_NAMES)
+
+
+@pytest.mark.parametrize("name", UNIT_NAMES)
 def test_every_unit_restarts_and_stops_gracefully(name: str) -> None:
     service = unit(name)
     assert service["Restart"] in {"always", "on-failure"}
@@ -83,6 +94,25 @@ def test_worker_runs_celery_and_may_finish_its_longest_task() -> None:
     assert not {"-B", "--beat"} & set(argv), "beat runs in its own unit, once"
     assert int(service["TimeoutStopSec"]) > settings.CELERY_TASK_TIME_LIMIT
     celery_accepts(argv)
+
+
+def test_the_wide_lanes_worker_consumes_only_its_queue_as_in_the_procfile() -> None:
+    """``webhooks.lanes``: the wide worker takes only the ``wide`` queue (the narrow worker, the
+    default queue), with a node name of its own beside the narrow worker's on the same host."""
+    procfile = {
+        line.split(":", 1)[0]: shlex.split(line.split(":", 1)[1])[1:]
+        for line in (ROOT / "Procfile").read_text().splitlines()
+        if ":" in line
+    }
+    service = unit("jobtrail-wide.service")
+    for argv in (exec_start(service), procfile["wide"]):
+        assert argv[0].endswith("celery") and argv[1:4] == ["-A", "config", "worker"]
+        assert argv[argv.index("--queues") + 1] == lanes.QUEUE
+        assert argv[argv.index("--hostname") + 1].startswith("wide@")
+        celery_accepts(argv)
+    assert "--queues" not in procfile["worker"]
+    assert "--queues" not in exec_start(unit("jobtrail-worker.service"))
+    assert int(service["TimeoutStopSec"]) > settings.JOBTRAIL_WEBHOOK_ROUND_TIME_LIMITS[1]
 
 
 def test_exactly_one_beat() -> None:
@@ -150,7 +180,7 @@ def test_an_unknown_worker_cpu_policy_refuses_to_start() -> None:
 def test_the_units_share_one_metrics_folder_that_outlives_their_restarts() -> None:
     """README "Metrics": the web's /metrics adds up the worker's and beat's samples only if
     the three write to the same folder; a unit's restart must not empty it under the others."""
-    for name in ("jobtrail-web.service", "jobtrail-worker.service", "jobtrail-beat.service"):
+    for name in UNIT_NAMES:
         service = unit(name)
         environment = dict(item.split("=", 1) for item in shlex.split(service["Environment"]))
         assert environment["PROMETHEUS_MULTIPROC_DIR"] == "/run/jobtrail-metrics", name

@@ -1,6 +1,6 @@
 """The shape users deploy, started from scratch for each test.
 
-* the Procfile's web (gunicorn), worker and beat, each a separate process, run from
+* the Procfile's web (gunicorn), worker, wide and beat, each a separate process, run from
   ``.venv-runtime`` (built from ``requirements.lock`` only), with ``config.settings``
   (DEBUG off, a generated secret key);
 * a private PostgreSQL cluster (``initdb`` into a temp dir, its own port and socket dir);
@@ -55,6 +55,8 @@ TIMERS = {
     "JOBTRAIL_EXPIRY_INTERVAL": "1",
     # the backlog test spreads its deliveries over 20 endpoints of one company
     "JOBTRAIL_MAX_WEBHOOK_ENDPOINTS": "50",
+    # the wide lane's test stops the `wide` worker and waits for the `worker` to take over
+    "JOBTRAIL_WIDE_LANE_TAKEOVER": "10",
 }
 
 
@@ -391,6 +393,12 @@ class ProductionStack:
         self.start_process("worker")
         wait_until(lambda: self.log("worker").count(" ready.") > before, 60, "the Celery worker")
 
+    def start_wide(self) -> None:
+        """The wide lane's worker (``webhooks.lanes``)."""
+        before = self.log("wide").count(" ready.")
+        self.start_process("wide")
+        wait_until(lambda: self.log("wide").count(" ready.") > before, 60, "the wide worker")
+
     def start_beat(self) -> None:
         before = self.log("beat").count("beat: Starting")
         self.start_process("beat")
@@ -400,6 +408,7 @@ class ProductionStack:
         self.broker.start()
         self.start_web()
         self.start_worker()
+        self.start_wide()
         self.start_beat()
         return self
 
