@@ -168,6 +168,11 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def rounded(value: float | None, digits: int = 2) -> float | None:
+    """``value`` rounded (a median of two, 0.41000000000000003, reads 0.41)."""
+    return None if value is None else round(value, digits)
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else round(a / b, 3)
 
@@ -1291,8 +1296,8 @@ def scenario_noisy(bench: Bench) -> dict[str, Any]:
                     sum(r["missing"] for r in results),
                 ),
                 **counts,
-                "host_cpu_cores": median(
-                    [r["host_cpu_cores"] for r in rounds if r["host_cpu_cores"] is not None]
+                "host_cpu_cores": rounded(
+                    median([r["host_cpu_cores"] for r in rounds if r["host_cpu_cores"] is not None])
                 ),
             },
             "rounds": rounds,
