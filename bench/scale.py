@@ -341,6 +341,7 @@ def measure_expiry(args: argparse.Namespace) -> dict[str, Any]:
     from jobs.models import JobEvent
     from jobs.relay import events_relay
     from jobs.services import jobs_expire_stale
+    from webhooks import lanes
     from webhooks.models import WebhookDelivery
 
     stale = "status IN ('pending', 'processing') AND expires_at <= now()"
@@ -417,7 +418,7 @@ def measure_expiry(args: argparse.Namespace) -> dict[str, Any]:
 
         def relay() -> None:
             nonlocal relayed
-            relayed = events_relay(budget=None)
+            relayed = sum(events_relay(budget=None, lane=lane) for lane in lanes.LANES)
 
         result["relay_s"] = round(timed(relay), 1)
         result["relayed_events"] = relayed

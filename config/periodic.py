@@ -28,6 +28,11 @@ def periodic_tasks() -> list[dict[str, Any]]:
             "every": settings.JOBTRAIL_HEARTBEAT_INTERVAL,
         },
         {
+            "name": "Wide lane worker heartbeat",
+            "task": "ops.heartbeat.wide",
+            "every": settings.JOBTRAIL_HEARTBEAT_INTERVAL,
+        },
+        {
             # lost wake-ups of the job event relay (cheap: a partial index of unrelayed events)
             "name": "Relay waiting job events",
             "task": "jobs.sweep_unrelayed_events",

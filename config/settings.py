@@ -511,6 +511,7 @@ CELERY_DB_REUSE_MAX = env.int("JOBTRAIL_WORKER_DB_REUSE_MAX", default=1000)
 CELERY_TASK_ROUTES = {
     "jobs.relay_events.wide": {"queue": "wide"},
     "webhooks.send_due_deliveries.wide": {"queue": "wide"},
+    "ops.heartbeat.wide": {"queue": "wide"},
 }
 
 # --- Jobtrail -------------------------------------------------------------------------------

@@ -34,8 +34,9 @@ from kombu.utils.imports import symbol_by_name
 
 from config.outage import DATABASE_ERRORS, Outage, first_line
 from config.periodic import BEAT_SWEEPS
+from webhooks import lanes
 
-from .services import BEAT, heartbeat_record
+from .services import BEAT, WIDE_HEARTBEAT_TASK, heartbeat_record
 
 logger = logging.getLogger(__name__)
 celery_logger = logging.getLogger("celery.beat")  # where Celery's "Sending due task" goes
@@ -98,6 +99,11 @@ class HeartbeatScheduler(DatabaseScheduler):
         return min(interval, every)
 
     def apply_entry(self, entry: Any, producer: Any = None) -> None:
+        if entry.task == WIDE_HEARTBEAT_TASK and not self._wide_lane_needed():
+            # nobody may consume the wide lane's queue (JOBTRAIL_WIDE_LANE off, or no `wide`
+            # worker deployed while no company is wide): its heartbeats would pile up there
+            logger.debug("%s not sent: no company needs the wide lane", entry.task)
+            return
         if entry.task not in BEAT_SWEEPS:
             self._send_entry(entry, producer)
             return
@@ -153,6 +159,15 @@ class HeartbeatScheduler(DatabaseScheduler):
             self._tasks_since_sync += 1
             if self.should_sync():
                 self._do_sync()
+
+    def _wide_lane_needed(self) -> bool:
+        try:
+            close_old_connections()
+            return lanes.wide_lane_needed()
+        except Exception:  # the database is away: a heartbeat too many is harmless
+            logger.warning("beat cannot tell whether the wide lane is needed", exc_info=True)
+            connection.close()
+            return True
 
     def record_heartbeat(self) -> None:
         """Write beat's heartbeat; a database outage is logged, never stops the schedule."""

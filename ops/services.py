@@ -9,6 +9,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from reports.models import Report, ReportStatus
+from webhooks import lanes
 from webhooks.models import DeliveryStatus, WebhookDelivery
 
 from .models import Heartbeat
@@ -17,10 +18,13 @@ logger = logging.getLogger(__name__)
 
 BEAT = "beat"
 WORKER = "worker"
+WIDE = "wide"  # the wide lane's worker (webhooks.lanes): the Procfile's `wide`
+WIDE_HEARTBEAT_TASK = "ops.heartbeat.wide"
+PROCESSES = (BEAT, WORKER, WIDE)
 
 
 def heartbeat_record(*, name: str, hostname: str = "") -> None:
-    """Record that the process ``name`` (beat or worker) is alive now (one row per name)."""
+    """Record that the process ``name`` (``PROCESSES``) is alive now (one row per name)."""
     now = timezone.now()
     updated = Heartbeat.objects.filter(name=name).update(beat_at=now, hostname=hostname[:255])
     if not updated:
@@ -33,11 +37,17 @@ def _age(now: datetime, then: datetime | None) -> int | None:
     return None if then is None else max(0, int((now - then).total_seconds()))
 
 
-def _heartbeats(now: datetime, rows: dict[str, Heartbeat]) -> dict[str, dict[str, Any]]:
+def _heartbeats(
+    now: datetime, rows: dict[str, Heartbeat], *, wide_needed: bool
+) -> dict[str, dict[str, Any]]:
+    """Each process's heartbeat; the wide lane's worker's only while it has a company to serve
+    (``wide_needed``: otherwise it may idle, or not be deployed at all)."""
     limit = settings.JOBTRAIL_OPS_HEARTBEAT_MAX_AGE
     checks = {}
-    for name in (BEAT, WORKER):
+    for name in PROCESSES:
         row = rows.get(name)
+        if name == WIDE and not wide_needed:
+            continue
         age = _age(now, row.beat_at if row else None)
         status = "missing" if age is None else ("ok" if age <= limit else "stale")
         checks[name] = {
@@ -50,9 +60,15 @@ def _heartbeats(now: datetime, rows: dict[str, Heartbeat]) -> dict[str, dict[str
     return checks
 
 
+def _seen(check: dict[str, Any]) -> str:
+    if check["status"] == "missing":
+        return "no heartbeat recorded yet"
+    return f"last heartbeat {check['age_seconds']} s ago (limit {check['limit_seconds']} s)"
+
+
 def _heartbeat_problems(checks: dict[str, dict[str, Any]]) -> list[str]:
     problems = []
-    beat, worker = checks[BEAT], checks[WORKER]
+    beat, worker, wide = checks[BEAT], checks[WORKER], checks.get(WIDE)
     if beat["status"] == "missing":
         problems.append("beat: no heartbeat recorded yet; is celery beat running?")
     elif beat["status"] == "stale":
@@ -60,18 +76,19 @@ def _heartbeat_problems(checks: dict[str, dict[str, Any]]) -> list[str]:
             f"beat: last heartbeat {beat['age_seconds']} s ago (limit {beat['limit_seconds']} s);"
             " celery beat is down or stuck"
         )
+    cause = (
+        "beat is alive, so the workers are stalled, down or far behind"
+        if beat["status"] == "ok"
+        else "beat is not queueing heartbeats either"
+    )
     if worker["status"] != "ok":
-        seen = (
-            "no heartbeat recorded yet"
-            if worker["status"] == "missing"
-            else f"last heartbeat {worker['age_seconds']} s ago (limit {worker['limit_seconds']} s)"
+        problems.append(f"worker: {_seen(worker)}; {cause}")
+    if wide is not None and wide["status"] != "ok":
+        problems.append(
+            f"wide: {_seen(wide)}; {cause} (the wide lane's worker, `celery worker --queues "
+            "wide`: the worker takes the work of companies with 50+ endpoints after "
+            f"JOBTRAIL_WIDE_LANE_TAKEOVER, {settings.JOBTRAIL_WIDE_LANE_TAKEOVER:g} s)"
         )
-        cause = (
-            "beat is alive, so the workers are stalled, down or far behind"
-            if beat["status"] == "ok"
-            else "beat is not queueing heartbeats either"
-        )
-        problems.append(f"worker: {seen}; {cause}")
     return problems
 
 
@@ -110,7 +127,8 @@ def operations_report() -> tuple[bool, dict[str, Any]]:
     now = timezone.now()
     body: dict[str, Any] = {"status": "ok", "checked_at": now.isoformat(), "problems": []}
     try:
-        rows = {row.name: row for row in Heartbeat.objects.filter(name__in=[BEAT, WORKER])}
+        rows = {row.name: row for row in Heartbeat.objects.filter(name__in=PROCESSES)}
+        wide_needed = lanes.wide_lane_needed()
         due = oldest_due_delivery(now)
         pending = oldest_pending_report()
     except DatabaseError:
@@ -118,7 +136,7 @@ def operations_report() -> tuple[bool, dict[str, Any]]:
         body.update(status="degraded", problems=["database: unreachable"], checks={})
         return False, body
 
-    checks = _heartbeats(now, rows)
+    checks = _heartbeats(now, rows, wide_needed=wide_needed)
     problems = _heartbeat_problems(checks)
     backlogs = (
         ("webhook_deliveries", due, settings.JOBTRAIL_OPS_MAX_DELIVERY_LAG,
@@ -190,8 +208,8 @@ def operations_panel() -> dict[str, Any]:
     from jobs.models import JobEvent
 
     now = timezone.now()
-    rows = {row.name: row for row in Heartbeat.objects.filter(name__in=[BEAT, WORKER])}
-    checks = _heartbeats(now, rows)
+    rows = {row.name: row for row in Heartbeat.objects.filter(name__in=PROCESSES)}
+    checks = _heartbeats(now, rows, wide_needed=lanes.wide_lane_needed())
     heartbeats = [
         {
             "name": name,
@@ -201,7 +219,8 @@ def operations_panel() -> dict[str, Any]:
             "limit_seconds": checks[name]["limit_seconds"],
             "hostname": checks[name]["hostname"] or "",
         }
-        for name in (BEAT, WORKER)
+        for name in PROCESSES
+        if name in checks
     ]
     due = WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
     due_count, due_more = _capped_count(due)

@@ -56,18 +56,30 @@ def task(name: str, lane: str) -> str:
     return name if lane == NARROW else f"{name}.{lane}"
 
 
-def companies_fanning_out_wide(company_ids: Collection[Any] | None = None) -> set[Any]:
-    """The companies (among ``company_ids``, if given) with ``WIDE_FAN_OUT`` active endpoints or
-    more; read now."""
+def _fanning_out_wide(company_ids: Collection[Any] | None = None) -> Any:
+    """The ids of the companies (among ``company_ids``, if given) with ``WIDE_FAN_OUT`` active
+    endpoints or more, as a query."""
     endpoints = WebhookEndpoint.objects.live().filter(is_active=True)
     if company_ids is not None:
         endpoints = endpoints.filter(company_id__in=list(company_ids))
-    return set(
+    return (
         endpoints.values("company_id")
         .annotate(endpoints=Count("id"))
         .filter(endpoints__gte=WIDE_FAN_OUT)
         .values_list("company_id", flat=True)
     )
+
+
+def companies_fanning_out_wide(company_ids: Collection[Any] | None = None) -> set[Any]:
+    """The companies (among ``company_ids``, if given) with ``WIDE_FAN_OUT`` active endpoints
+    or more; read now."""
+    return set(_fanning_out_wide(company_ids))
+
+
+def wide_lane_needed() -> bool:
+    """Whether the wide lane has a company to serve; read now, one query (its worker's
+    heartbeat matters only then: ``ops.services``)."""
+    return enabled() and _fanning_out_wide().exists()
 
 
 class _Wide:

@@ -17,11 +17,12 @@ from config.celery_app import app as celery_app
 from config.periodic import register_periodic_tasks
 from ops.models import Heartbeat
 from ops.scheduler import DATABASE_RETRY, HeartbeatScheduler
-from ops.services import oldest_due_delivery, oldest_pending_report
-from ops.tasks import heartbeat
+from ops.services import oldest_due_delivery, oldest_pending_report, operations_panel
+from ops.tasks import heartbeat, wide_heartbeat
 from reports.models import Report, ReportStatus
 from tests.factories import CompanyFactory, JobFactory
 from tests.live import free_port
+from webhooks import lanes
 from webhooks import services as webhook_services
 from webhooks.models import DeliveryStatus, WebhookDelivery
 
@@ -152,6 +153,58 @@ def test_heartbeat_ages(
         }
 
 
+def wide_company(settings: Any) -> Any:
+    """A company with WIDE_FAN_OUT active endpoints: the wide lane has work."""
+    settings.JOBTRAIL_MAX_WEBHOOK_ENDPOINTS = lanes.WIDE_FAN_OUT
+    company = CompanyFactory()
+    for n in range(lanes.WIDE_FAN_OUT):
+        webhook_services.endpoint_create(
+            company=company, url=f"https://hooks.example.com/{n}", events=["*"]
+        )
+    return company
+
+
+def test_the_wide_workers_heartbeat_counts_only_while_a_company_fans_out_wide(
+    settings: Any,
+) -> None:
+    beat_seen(1)
+    beat_seen(1, name="worker")
+    quiet = get()
+    assert quiet.status_code == 200 and "wide" not in quiet.json()["checks"]
+
+    wide_company(settings)
+    missing = get()
+    assert missing.status_code == 503
+    assert missing.json()["checks"]["wide"]["status"] == "missing"
+    [problem] = missing.json()["problems"]
+    assert problem.startswith("wide: no heartbeat recorded yet; beat is alive")
+    assert "JOBTRAIL_WIDE_LANE_TAKEOVER, 30 s" in problem
+
+    beat_seen(90, name="wide")
+    assert get().json()["checks"]["wide"]["status"] == "stale"
+    beat_seen(1, name="wide")
+    assert get().status_code == 200
+
+    settings.JOBTRAIL_WIDE_LANE = False  # the lane off: its worker idles, nobody needs it
+    beat_seen(600, name="wide")
+    off = get()
+    assert off.status_code == 200 and "wide" not in off.json()["checks"]
+
+
+def test_the_operations_panel_lists_the_wide_worker_only_while_a_company_fans_out_wide(
+    settings: Any,
+) -> None:
+    def heartbeats() -> dict[str, str]:
+        return {row["name"]: row["status"] for row in operations_panel()["heartbeats"]}
+
+    beat_seen(1)
+    assert heartbeats() == {"beat": "ok", "worker": "missing"}
+    wide_company(settings)
+    assert heartbeats() == {"beat": "ok", "worker": "missing", "wide": "missing"}
+    beat_seen(1, name="wide")
+    assert heartbeats()["wide"] == "ok"
+
+
 def test_an_overdue_webhook_delivery_is_a_backlog() -> None:
     beat_seen(1)
     beat_seen(1, name="worker")
@@ -222,6 +275,12 @@ def _worker_heartbeat() -> None:
     heartbeat.apply()
 
 
+def _wide_heartbeat() -> None:
+    register_periodic_tasks()
+    assert PeriodicTask.objects.filter(task="ops.heartbeat.wide", enabled=True).exists()
+    wide_heartbeat.apply()
+
+
 def _beat_tick() -> None:
     PeriodicTask.objects.update(enabled=False)  # nothing to send: only the heartbeat
     HeartbeatScheduler(app=celery_app).tick()
@@ -230,8 +289,12 @@ def _beat_tick() -> None:
 @pytest.mark.django_db(transaction=True)  # beat runs in autocommit, between transactions
 @pytest.mark.parametrize(
     ("name", "record"),
-    [("worker", _worker_heartbeat), ("beat", _beat_tick)],
-    ids=["the heartbeat task records the worker", "beat's scheduler records its own on a tick"],
+    [("worker", _worker_heartbeat), ("wide", _wide_heartbeat), ("beat", _beat_tick)],
+    ids=[
+        "the heartbeat task records the worker",
+        "the wide lane's heartbeat task records the wide worker",
+        "beat's scheduler records its own on a tick",
+    ],
 )
 def test_a_heartbeat_is_recorded(name: str, record: Any) -> None:
     beat_seen(500, name="worker")  # an old one is replaced
@@ -272,6 +335,31 @@ def test_beat_runs_the_dispatcher_itself_and_queues_only_the_wakeup(
     assert "Sending due task" not in caplog.text
     assert "succeeded in" not in caplog.text  # nor Celery's tracer, that it ran
     assert "woke the webhook sender" in caplog.text  # what the sweep did, once
+
+
+@pytest.mark.django_db(transaction=True)
+def test_beat_sends_the_wide_workers_heartbeat_only_while_a_company_fans_out_wide(
+    settings: Any,
+) -> None:
+    """Nobody may consume the wide lane's queue while no company is wide (its worker not
+    deployed): heartbeats sent there would pile up."""
+    PeriodicTask.objects.exclude(task="ops.heartbeat.wide").update(enabled=False)
+    published: list[tuple[str, str]] = []
+
+    def record(sender: str | None = None, routing_key: str = "", **kwargs: Any) -> None:
+        published.append((str(sender), routing_key))
+
+    before_task_publish.connect(record, weak=False)
+    try:
+        scheduler = HeartbeatScheduler(app=celery_app)
+        [entry] = [e for e in scheduler.schedule.values() if e.task == "ops.heartbeat.wide"]
+        scheduler.apply_entry(entry)
+        assert published == []
+        wide_company(settings)
+        scheduler.apply_entry(entry)
+    finally:
+        before_task_publish.disconnect(record)
+    assert published == [("ops.heartbeat.wide", lanes.QUEUE)]
 
 
 @pytest.mark.django_db(transaction=True)
