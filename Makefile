@@ -12,7 +12,7 @@ TEST_WORKERS ?= 2
 .PHONY: run test test-quick test-production contract bench screenshots lint typecheck check migrate clean help runtime-venv
 
 help:
-	@echo "make run     - web + Celery worker + Celery beat on http://127.0.0.1:$(PORT)/"
+	@echo "make run     - web + Celery workers (worker, wide) + Celery beat on http://127.0.0.1:$(PORT)/"
 	@echo "make test    - the whole test suite (DATABASE_URL / CELERY_BROKER_URL when set)"
 	@echo "make test-production - the deployed shape under broker, worker and database failures"
 	@echo "make check   - ruff, import-linter contracts and mypy"

@@ -1,6 +1,7 @@
 """Heartbeats and the operations report behind ``GET /healthz/operations``."""
 
 import logging
+import socket
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,12 @@ def heartbeat_record(*, name: str, hostname: str = "") -> None:
         Heartbeat.objects.get_or_create(
             name=name, defaults={"beat_at": now, "hostname": hostname[:255]}
         )
+
+
+def lane_at_work(*, lane: str) -> None:
+    """A sender round of ``lane`` is at work (``webhooks.hooks.working``): its worker is alive
+    and taking work, though its heartbeat task may wait in the queue behind the round."""
+    heartbeat_record(name=WIDE if lane == lanes.WIDE else WORKER, hostname=socket.gethostname())
 
 
 def _age(now: datetime, then: datetime | None) -> int | None:

@@ -3,7 +3,8 @@
 The jobs app registers its handlers when it is ready (``jobs.apps``). Webhooks' services call
 ``handoff_failed`` inside the transaction that records the outcome, so the outcome and what the
 handler changes commit together; the batch sender calls ``relay_batch`` from its feeder thread
-(``webhooks.sending``) to fan new events out while it holds a worker slot.
+(``webhooks.sending``) to fan new events out while it holds a worker slot, and ``working`` from
+its coordinator, so the ops app can record the worker's heartbeat while a round holds it.
 """
 
 from collections.abc import Callable, Sequence
@@ -63,3 +64,22 @@ def relay_batch(*, lane: str) -> int | None:
     """Relay one batch of new job events of ``lane`` now; how many, or None when no relay is
     registered."""
     return sum(handler(lane=lane) for handler in list(_relay_batch)) if _relay_batch else None
+
+
+Working = Callable[..., None]  # called with lane= (webhooks.lanes)
+_working: list[Working] = []
+
+
+def on_working(handler: Working) -> Working:
+    """Register ``handler`` (once) to hear that a sender round of a lane is at work (the ops app
+    records the lane's worker heartbeat: a round holds its worker for up to a minute, during
+    which the heartbeat task waits in the queue behind it)."""
+    if handler not in _working:
+        _working.append(handler)
+    return handler
+
+
+def working(*, lane: str) -> None:
+    """A sender round of ``lane`` is at work now (its coordinator, every heartbeat interval)."""
+    for handler in list(_working):
+        handler(lane=lane)

@@ -19,8 +19,10 @@ waits (``jobs.relay.events_relay``), and the beat's sweeps look at both lanes.
 Nothing is stranded when the wide worker is down, stuck or too slow: the narrow lane also takes
 a wide company's work once it has waited ``JOBTRAIL_WIDE_LANE_TAKEOVER`` seconds (an event
 since it was logged, a delivery since it came due). Which companies are wide is read at most
-every ``REFRESH`` seconds per process; two processes that disagree for those seconds both leave
-the company's new work alone, and the takeover picks it up. ``JOBTRAIL_WIDE_LANE=false`` turns
+every ``REFRESH`` seconds per process. Two processes may disagree for those seconds: when a
+company has just stopped being wide, both lanes leave its new work alone and the takeover picks
+it up; when it has just become wide, both may claim it (the claims' row locks and leases keep
+each row to one of them). ``JOBTRAIL_WIDE_LANE=false`` turns
 the lanes off: the narrow lane is the only one, as before.
 """
 
@@ -114,7 +116,7 @@ def wide_companies() -> frozenset[Any]:
 
 
 def forget() -> None:
-    """Read the wide companies again on next use (tests; an endpoint change in this process)."""
+    """Read the wide companies again on next use (the tests, between two tests' companies)."""
     _wide.forget()
 
 
@@ -141,7 +143,9 @@ def claim_filter(lane: str | None, *, company: str, waiting_since: str) -> Q | N
         return None
     wide = sorted(wide_companies())
     if lane == WIDE:
-        return Q(**{f"{company}__in": wide})  # (none: an empty IN, see claims_nothing)
+        # none wide: a condition no row meets (an empty IN would make Django refuse to compile
+        # the claim's statement; claims_nothing spares the query, read a moment earlier)
+        return Q(**{f"{company}__in": wide}) if wide else Q(pk__isnull=True)
     if not wide:
         return None
     return ~Q(**{f"{company}__in": wide}) | Q(**{f"{waiting_since}__lte": takeover_cutoff()})

@@ -822,6 +822,7 @@ class _Round:
         self.last_flush = time.monotonic()
         self.next_claim = 0.0
         self.next_jump = 0.0
+        self.next_beat = 0.0  # when to say again that the round is at work (hooks.working)
         self.wakeup_sent = False
 
     # --- the sender threads -------------------------------------------------------------------
@@ -1045,6 +1046,14 @@ class _Round:
             _record(outcomes, by=self.record_by)
             self.last_flush = time.monotonic()
 
+    def beat(self) -> None:
+        """Say the round is at work, every ``JOBTRAIL_HEARTBEAT_INTERVAL`` (its worker's heartbeat
+        task may wait behind it in the queue for longer than the heartbeat's limit)."""
+        now = time.monotonic()
+        if now >= self.next_beat:
+            self.next_beat = now + float(settings.JOBTRAIL_HEARTBEAT_INTERVAL)
+            hooks.working(lane=self.work_lane)
+
     def idle(self) -> bool:
         with self.cond:
             return not self.lanes and not self.in_flight
@@ -1113,6 +1122,7 @@ class _Round:
                     claimed = self.claim()
                     self.tend()
                     self.flush()
+                    self.beat()
                     outage.ok()
                 except CONNECTION_ERRORS as exc:
                     # the senders go on with what they hold; claims wait for the database

@@ -575,7 +575,7 @@ def enqueue(ids: Iterable[Any]) -> None:
 def _in_lane(deliveries: Any, lane: str | None) -> Any:
     """The deliveries of ``deliveries`` that ``lane``'s sender takes (``webhooks.lanes``; None:
     all of them)."""
-    mine = lanes.claim_filter(lane, company="endpoint__company_id", waiting_since="next_attempt_at")
+    mine = lanes.claim_filter(lane, company="company_id", waiting_since="next_attempt_at")
     return deliveries if mine is None else deliveries.filter(mine)
 
 
@@ -606,7 +606,7 @@ def dispatch_due_deliveries() -> int:
         if lane == lanes.NARROW and lanes.wide_companies():
             # a wide company's delivery the narrow lane may take has waited past the takeover
             # time: its wake-up went to the wide lane, which did not answer
-            lost |= Q(endpoint__company_id__in=sorted(lanes.wide_companies()))
+            lost |= Q(company_id__in=sorted(lanes.wide_companies()))
         if _unclaimed_due(now, lane).filter(lost).exists() and wakeup_send(lane):
             woken += 1
     return woken

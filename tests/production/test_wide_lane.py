@@ -48,20 +48,25 @@ def test_the_wide_worker_sends_a_wide_companys_webhooks_and_the_worker_takes_ove
     first = create_job(stack)
     wait_until(lambda: len(received(receiver, first)) == WIDE_FAN_OUT, 60, "the 50 webhooks")
     assert set(received(receiver, first).values()) == {1}  # each endpoint's once
-    assert sent_by(stack, "wide", "wide") == WIDE_FAN_OUT
-    assert "(wide lane)" not in stack.log("worker")
+    # the wide worker relayed and sent them (under SCHED_IDLE on a host the other production
+    # test may keep busy, it can fall 10 s behind: then the worker takes the rest over)
     assert re.search(r"relayed \d+ job events \(wide lane\)", stack.log("wide"))
+    wide_sent = sent_by(stack, "wide", "wide")
+    assert wide_sent > 0
+    assert wide_sent + sent_by(stack, "worker", "narrow") == WIDE_FAN_OUT
+    assert "(wide lane)" not in stack.log("worker")
 
     stack.processes.stop("wide")
     stopped = time.monotonic()
     second = create_job(stack)
     # the event waits JOBTRAIL_WIDE_LANE_TAKEOVER (10 s in this stack) for the wide relay, then
-    # the worker relays it (woken by the 5 s sweep); its deliveries wait as long for the wide
-    # sender, then the worker sends them (woken by the dispatcher)
-    wait_until(lambda: len(received(receiver, second)) == WIDE_FAN_OUT, 90, "the takeover")
+    # the worker relays it (woken by the 5 s sweep); its deliveries, due from then on, wait as
+    # long for the wide sender, then the worker sends them (woken by the dispatcher)
+    narrow_before = sent_by(stack, "worker", "narrow")
+    wait_until(lambda: len(received(receiver, second)) == WIDE_FAN_OUT, 120, "the takeover")
     assert time.monotonic() - stopped >= 10  # not before the takeover time
     assert set(received(receiver, second).values()) == {1}
-    assert sent_by(stack, "worker", "narrow") == WIDE_FAN_OUT
+    assert sent_by(stack, "worker", "narrow") - narrow_before == WIDE_FAN_OUT
     [(delivered,)] = stack.query(
         "SELECT count(*) FROM webhooks_webhookdelivery WHERE status = 'delivered'"
     )
@@ -72,5 +77,6 @@ def test_the_wide_worker_sends_a_wide_companys_webhooks_and_the_worker_takes_ove
     stack.start_wide()
     third = create_job(stack)
     wait_until(lambda: len(received(receiver, third)) == WIDE_FAN_OUT, 60, "the third job's")
-    assert sent_by(stack, "wide", "wide") == 2 * WIDE_FAN_OUT
-    assert sent_by(stack, "worker", "narrow") == WIDE_FAN_OUT
+    assert set(received(receiver, third).values()) == {1}
+    assert sent_by(stack, "wide", "wide") > wide_sent
+    assert sent_by(stack, "wide", "wide") + sent_by(stack, "worker", "narrow") == 3 * WIDE_FAN_OUT

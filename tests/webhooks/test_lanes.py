@@ -12,6 +12,7 @@ from config.celery_app import app as celery_app
 from jobs import relay
 from jobs.models import JobEvent
 from jobs.services import RELAY_TASK
+from ops.models import Heartbeat
 from tests.factories import CompanyFactory, JobFactory
 from tests.receiver import Receiver
 from webhooks import lanes, sending, services
@@ -82,10 +83,13 @@ def test_each_lanes_sender_sends_only_its_companies_webhooks(
     assert len(paths) == lanes.WIDE_FAN_OUT and all("/wide/" in path for path in paths)
     assert WebhookDelivery.objects.get(company=quiet).status == DeliveryStatus.PENDING
 
+    assert set(Heartbeat.objects.values_list("name", flat=True)) == {"wide"}  # its round said so
+
     assert sending.send_due(budget=10, lane=lanes.NARROW) == 1
     assert WebhookDelivery.objects.get(company=quiet).status == DeliveryStatus.DELIVERED
     delivered = WebhookDelivery.objects.filter(company=wide, status=DeliveryStatus.DELIVERED)
     assert delivered.count() == lanes.WIDE_FAN_OUT
+    assert set(Heartbeat.objects.values_list("name", flat=True)) == {"wide", "worker"}
 
 
 def test_the_narrow_lane_takes_over_wide_work_that_waited_past_the_takeover_time(
@@ -157,7 +161,10 @@ def test_with_the_lanes_off_the_narrow_lane_does_everything(
     assert len(claims) == lanes.WIDE_FAN_OUT + 1
 
 
-def test_a_company_is_wide_from_its_fiftieth_active_endpoint(settings: Any) -> None:
+def test_a_company_is_wide_from_its_fiftieth_active_endpoint(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lanes, "REFRESH", 3600.0)  # (the test may take longer than 5 s)
     settings.JOBTRAIL_MAX_WEBHOOK_ENDPOINTS = lanes.WIDE_FAN_OUT
     company = CompanyFactory()
     endpoints = [
@@ -169,6 +176,21 @@ def test_a_company_is_wide_from_its_fiftieth_active_endpoint(settings: Any) -> N
     assert lanes.lane_of(company.pk) == lanes.WIDE  # read at most every REFRESH seconds...
     lanes.forget()
     assert lanes.lane_of(company.pk) == lanes.NARROW  # ...then 49 active ones: narrow
+
+
+def test_a_wide_lane_claim_finds_nothing_when_the_last_wide_company_went_meanwhile(
+    two_companies: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``claims_nothing`` and the claim's filter each read the wide companies: between the two
+    the set may be read again and be empty; the claim must then find nothing, not fail."""
+    wide, _ = two_companies
+    for lane in lanes.LANES:
+        relay.events_relay(budget=None, lane=lane)
+    monkeypatch.setattr(lanes, "claims_nothing", lambda lane: False)
+    monkeypatch.setattr(lanes, "wide_companies", frozenset)
+    assert services.deliveries_claim_due(limit=100, lane=lanes.WIDE) == []
+    assert relay.relay_batch(lane=lanes.WIDE) == 0
+    assert WebhookDelivery.objects.filter(company=wide, locked_until__isnull=True).count() == 50
 
 
 def test_the_wide_lanes_wake_ups_go_to_its_queue_and_the_others_to_the_default_one() -> None:
