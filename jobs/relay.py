@@ -54,7 +54,7 @@ from config.rows import among
 from reports.services import reports_request
 from webhooks import lanes
 from webhooks.lanes import companies_fanning_out_wide
-from webhooks.services import Message, deliveries_fan_out
+from webhooks.services import SENDER_TASK, Message, deliveries_fan_out
 
 from .models import EventStatus, Job, JobEvent, JobEventKind, JobStatus
 from .representation import (
@@ -71,7 +71,6 @@ BATCH_SIZE = 500
 REFUSED_COMMITS = 3
 BUDGET = 20.0  # seconds one relay task works before it hands on to a fresh message
 SWEEP_AFTER = timedelta(seconds=5)
-SENDER_TASK = "webhooks.send_due_deliveries"
 REPORTABLE = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS})
 # A company whose relay met a lock past JOBTRAIL_RELAY_LOCK_TIMEOUT is not claimed for this long
 # (by this process): its events wait, the other companies' are relayed.

@@ -97,9 +97,6 @@ RETRY_AFTER_BOUNDS = (1, 24 * 3600)
 # sender; taking one whose message still waits is harmless (the claim makes the message a no-op).
 REDISPATCH_AFTER = timedelta(seconds=30)
 SENDER_TASK = "webhooks.send_due_deliveries"
-# A company with at least this many active endpoints fans out wide (webhooks.lanes): the relay
-# commits its events apart from the other companies' (jobs.relay.relay_batch).
-WIDE_FAN_OUT = lanes.WIDE_FAN_OUT
 
 
 def generate_secret() -> str:
@@ -601,12 +598,13 @@ def dispatch_due_deliveries() -> int:
     """
     now = timezone.now()
     woken = 0
+    wide = sorted(lanes.wide_companies())
     for lane in lanes.LANES:
         lost = Q(dispatched_at__isnull=True) | Q(dispatched_at__lte=now - REDISPATCH_AFTER)
-        if lane == lanes.NARROW and lanes.wide_companies():
+        if lane == lanes.NARROW and wide:
             # a wide company's delivery the narrow lane may take has waited past the takeover
             # time: its wake-up went to the wide lane, which did not answer
-            lost |= Q(company_id__in=sorted(lanes.wide_companies()))
+            lost |= Q(company_id__in=wide)
         if _unclaimed_due(now, lane).filter(lost).exists() and wakeup_send(lane):
             woken += 1
     return woken

@@ -28,8 +28,9 @@ from reports.models import Report
 from tests.factories import CompanyFactory, JobFactory, job_in_status
 from tests.pg import in_thread, side_connection, wait_for_lock_waits
 from tests.relay import run_relay
+from webhooks.lanes import WIDE_FAN_OUT
 from webhooks.models import WebhookDelivery
-from webhooks.services import WIDE_FAN_OUT, endpoint_create
+from webhooks.services import endpoint_create
 
 pytestmark = pytest.mark.django_db
 

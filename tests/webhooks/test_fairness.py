@@ -23,7 +23,7 @@ from jobs.models import JobEvent
 from tests.factories import CompanyFactory, JobFactory
 from tests.relay import run_relay
 from tests.webhooks.helpers import endpoint_for
-from webhooks import sending, services
+from webhooks import lanes, sending, services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
@@ -192,7 +192,7 @@ def test_a_wide_fan_out_is_one_insert_select_and_idempotent(settings: Any) -> No
     )
     subscribers = [
         endpoint_for(company, f"http://127.0.0.1:9/s{n}", ["jobs.create"])
-        for n in range(services.WIDE_FAN_OUT - 1)
+        for n in range(lanes.WIDE_FAN_OUT - 1)
     ]
     endpoint_for(company, "http://127.0.0.1:9/other", ["jobs.completed"])  # not subscribed
     job = JobFactory(company=company)
@@ -204,7 +204,7 @@ def test_a_wide_fan_out_is_one_insert_select_and_idempotent(settings: Any) -> No
     assert len(inserts) == 1 and "unnest" in inserts[0]
     rows = list(WebhookDelivery.objects.order_by("fair_at"))
     expected = {integration.pk, *(e.pk for e in subscribers)}
-    assert len(rows) == len(expected) == services.WIDE_FAN_OUT
+    assert len(rows) == len(expected) == lanes.WIDE_FAN_OUT
     assert {row.endpoint_id for row in rows} == expected
     assert {row.endpoint_id for row in rows if row.handoff} == {integration.pk}
     assert {row.event_id for row in rows} == {rows[0].event_id}
